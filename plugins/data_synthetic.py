@@ -1,0 +1,54 @@
+"""The paper's toy task (SPEC section 5): data and noise from two spherical Gaussians, generated in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import torch
+
+from vaezoo import hookimpl
+from vaezoo.interfaces import Data, DataSource, DataSpec
+from vaezoo.params import param
+
+
+@attrs.frozen
+class SyntheticParams:
+    dim: int = param(100, ge=1, help="dimension of x")
+    n_train: int = param(10000, ge=1, help="training examples")
+    n_valid: int = param(1000, ge=1, help="validation examples")
+    n_test: int = param(1000, ge=1, help="test examples")
+    data_mean: float = param(0.0, help="every coordinate's mean under p_d")
+    data_std: float = param(1.0, gt=0, help="every coordinate's standard deviation under p_d")
+    noise_mean: float = param(0.5, help="every coordinate's mean under p_n")
+    noise_std: float = param(1.5, gt=0, help="every coordinate's standard deviation under p_n")
+    data_seed: int = param(20190723, ge=0, help="seed of the generated data (independent of the run seed)")
+
+
+class SyntheticData(DataSource):
+    """p_d = N(data_mean, data_std^2 I) and p_n = N(noise_mean, noise_std^2 I) in ``dim`` dimensions.
+
+    The noise examples are exposed as the data set's own contrastive distribution (``Data.noise``) for the
+    train and test splits.
+    """
+
+    name = "synthetic"
+    description = "two spherical Gaussians (data and noise), the paper's Fig. 2 task"
+    Params = SyntheticParams
+    needs_data_dir = False
+
+    def load(self, data_dir: Path | None, seed: int) -> Data:
+        p = self.params
+        generator = torch.Generator().manual_seed(p.data_seed)
+
+        def draw(n: int, mean: float, std: float) -> torch.Tensor:
+            return mean + std * torch.randn(n, p.dim, generator=generator)
+
+        train, valid, test = (draw(n, p.data_mean, p.data_std) for n in (p.n_train, p.n_valid, p.n_test))
+        noise = {split: draw(n, p.noise_mean, p.noise_std) for split, n in (("train", p.n_train), ("test", p.n_test))}
+        return Data(DataSpec((p.dim,), "real"), train, valid, test, noise=noise)
+
+
+@hookimpl
+def vaezoo_register(register) -> None:
+    register(SyntheticData)

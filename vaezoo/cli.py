@@ -1,0 +1,204 @@
+"""The ``vaezoo`` command: run, list, eval.
+
+User mistakes (unknown names, bad values, missing files) print one line and exit with code 2; a diverged run
+exits with code 3; an interrupted run exits with 130 after saying how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vaezoo.checkpoint import CHECKPOINT_NAME
+from vaezoo.config import merge_raw, parse_override, read_config_file, resolve
+from vaezoo.errors import TrainingDiverged, UsageError
+from vaezoo.interfaces import KINDS
+from vaezoo.params import describe_params
+from vaezoo.plugins import Plugins, default_plugins
+from vaezoo.test_prior import NAMED as TEST_PRIORS
+
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+METRIC_ORDER = ("neg_elbo", "recon", "kl", "mi", "au", "iw_nll", "test_prior_variance")
+
+# flag -> (config section, key)
+RUN_FLAGS = {
+    "data": ("data", "name"),
+    "encoder": ("encoder", "name"),
+    "decoder": ("decoder", "name"),
+    "prior": ("prior", "name"),
+    "regularizer": ("regularizer", "name"),
+    "noise": ("noise", "name"),
+    "steps": ("train", "steps"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "seed": ("train", "seed"),
+    "device": ("train", "device"),
+    "latent_dim": ("model", "latent_dim"),
+    "test_prior": ("eval", "test_prior"),
+}
+
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaezoo", description="A plugin-based zoo of variational autoencoders.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train a model (default: betavae on the synthetic task)")
+    run.add_argument("--config", type=Path, help="TOML or JSON config file")
+    run.add_argument("--set", action="append", default=[], metavar="SECTION.PARAM=VALUE", help="override a value")
+    for kind in KINDS:
+        run.add_argument(f"--{kind}", metavar="NAME", help=f"{kind} component (see 'vaezoo list {kind}')")
+    run.add_argument("--steps", type=int, help="optimiser steps")
+    run.add_argument("--epochs", type=int, help="passes over the training split (instead of --steps)")
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device", help="cpu, cuda or cuda:N")
+    run.add_argument("--latent-dim", type=int)
+    run.add_argument("--test-prior", help=f"{', '.join(TEST_PRIORS)} or a variance")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/DATA-REGULARIZER-sSEED)")
+    run.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its checkpoint")
+    run.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    listing = commands.add_parser("list", help="registered components, their plugins and parameters")
+    listing.add_argument("kind", nargs="?", choices=KINDS)
+
+    ev = commands.add_parser("eval", help="metrics of a run on its test split")
+    ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ev.add_argument("--test-prior", default=None, help=f"{', '.join(TEST_PRIORS)} or a variance")
+    ev.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    ev.add_argument("--iw-samples", type=int, help="importance samples for IW-NLL (default: the run's)")
+    ev.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _report_failures(plugins: Plugins) -> None:
+    for failure in plugins.failures:
+        print(f"vaezoo: warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """A two-column table of metrics in a fixed order (nats per example)."""
+    names = [n for n in METRIC_ORDER if n in metrics] + sorted(set(metrics) - set(METRIC_ORDER))
+    width = max(len(n) for n in names)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+    for name in names:
+        value = metrics[name]
+        text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+        lines.append(f"{name:<{width}}  {text}")
+    return "\n".join(lines)
+
+
+def _raw_from_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    raw: dict[str, dict[str, Any]] = {}
+    for flag, (section, key) in RUN_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            raw.setdefault(section, {})[key] = value
+    if getattr(args, "no_progress", False):
+        raw.setdefault("train", {})["progress"] = False
+    for text in args.set:
+        section, key, value = parse_override(text)
+        raw.setdefault(section, {})[key] = value
+    return raw
+
+
+def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
+    from vaezoo.train import CONFIG_NAME, Trainer, resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data_dir)
+    flags = _raw_from_flags(args)
+    if args.resume is not None:
+        if args.out is not None or args.config is not None:
+            raise UsageError("--resume continues an existing run: it takes no --out or --config")
+        run_dir = args.resume
+        if not (run_dir / CONFIG_NAME).is_file():
+            raise UsageError(f"cannot resume {str(run_dir)!r}: it is not a run directory (no {CONFIG_NAME})")
+        layers = [read_config_file(run_dir / CONFIG_NAME), flags]
+    else:
+        layers = [read_config_file(args.config)] if args.config is not None else []
+        layers.append(flags)
+    config = resolve(merge_raw(*layers), plugins.registry)
+    if args.resume is None:
+        run_dir = args.out or Path("runs") / f"{config.data.name}-{config.regularizer.name}-s{config.train.seed}"
+        if (run_dir / CHECKPOINT_NAME).exists():
+            raise UsageError(
+                f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir} or choose another --out"
+            )
+    trainer = Trainer(config, plugins.registry, run_dir, data_dir)
+    try:
+        results = trainer.run(resume=args.resume is not None)
+    except KeyboardInterrupt:
+        print(f"\nvaezoo: interrupted; continue with: vaezoo run --resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"run directory: {run_dir}")
+    print(f"test metrics after {results['steps']} steps ({results['wall_time_s']:.1f} s of training):")
+    print(format_metrics(results["metrics"]))
+    return 0
+
+
+def _command_list(args: argparse.Namespace, plugins: Plugins) -> int:
+    for kind in [args.kind] if args.kind else KINDS:
+        print(f"{kind}:")
+        entries = plugins.registry.entries(kind)
+        if not entries:
+            print("  (none registered)")
+        for name, entry in entries.items():
+            description = getattr(entry.cls, "description", "")
+            print(f"  {name:<14} {description}  [{entry.origin}]")
+            for param_name, type_name, default, help_text in describe_params(entry.cls.Params):
+                print(f"      {param_name} ({type_name}, default {default!r}): {help_text}")
+    if plugins.disabled:
+        print(f"disabled plugins: {', '.join(plugins.disabled)}")
+    for failure in plugins.failures:
+        print(f"failed plugin: {failure.origin}: {failure.error}")
+    return 0
+
+
+def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
+    from vaezoo.train import evaluate_split, load_trained, resolve_data_dir
+
+    overrides: dict[str, dict[str, Any]] = {"train": {"progress": False}}
+    if args.test_prior is not None:
+        overrides["eval"] = {"test_prior": args.test_prior}
+    session = load_trained(args.run_dir, plugins.registry, resolve_data_dir(args.data_dir), overrides)
+    iw_samples = args.iw_samples if args.iw_samples is not None else session.config.eval.iw_samples
+    if iw_samples < 0:
+        raise UsageError(f"--iw-samples must be >= 0, got {iw_samples}")
+    metrics = evaluate_split(session, args.split, session.config.eval.test_prior, iw_samples)
+    if args.json:
+        print(json.dumps({"split": args.split, "test_prior": session.config.eval.test_prior, **metrics}))
+    else:
+        print(f"{args.split} split of {args.run_dir}, test prior {session.config.eval.test_prior}:")
+        print(format_metrics(metrics))
+    return 0
+
+
+COMMANDS = {"run": _command_run, "list": _command_list, "eval": _command_eval}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    plugins = default_plugins()
+    _report_failures(plugins)
+    try:
+        return COMMANDS[args.command](args, plugins)
+    except UsageError as error:
+        print(f"vaezoo: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as error:
+        print(f"vaezoo: error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

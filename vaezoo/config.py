@@ -1,0 +1,178 @@
+"""The run configuration: a frozen attrs tree, built from defaults, a TOML/JSON file, flags and ``--set``.
+
+Raw input is a nested mapping with one section per component kind (``name`` plus that component's
+parameters) and the sections ``train``, ``model`` and ``eval``. ``resolve`` validates every value against the
+component's ``Params`` class before anything trains; every problem is a :class:`UsageError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import KINDS
+from vaezoo.params import build_params, param
+from vaezoo.registry import Registry
+from vaezoo.test_prior import check_test_prior
+
+OPTIONAL_KINDS = ("noise",)
+SECTIONS = (*KINDS, "model", "train", "eval")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"name": "synthetic"},
+    "encoder": {"name": "mlp"},
+    "decoder": {"name": "mlp"},
+    "prior": {"name": "standard"},
+    "regularizer": {"name": "betavae"},
+    "noise": {},
+    "model": {},
+    "train": {},
+    "eval": {},
+}
+
+
+@attrs.frozen
+class ModelConfig:
+    latent_dim: int = param(2, ge=1, help="dimension of the latent code z")
+
+
+@attrs.frozen
+class TrainConfig:
+    steps: int | None = param(None, help="optimiser steps (default: 3000 when epochs is not given)")
+    epochs: int | None = param(None, help="passes over the training split; overrides steps when given")
+    batch_size: int = param(64, ge=1, help="examples per training batch")
+    lr: float = param(1e-3, gt=0, help="Adam learning rate")
+    grad_clip: float | None = param(None, help="clip the gradient norm to this value (none: no clipping)")
+    seed: int = param(0, ge=0, help="seed of every random draw of the run")
+    device: str = param("cpu", help="torch device, e.g. cpu or cuda")
+    eval_every: int = param(250, ge=1, help="steps between validation evaluations (and checkpoints)")
+    progress: bool = param(True, help="show a progress bar")
+
+
+@attrs.frozen
+class EvalConfig:
+    batch_size: int = param(500, ge=2, help="examples per evaluation batch (also MI's aggregate-posterior batch)")
+    iw_samples: int = param(500, ge=1, help="importance samples k of IW-NLL")
+    iw_chunk: int = param(100, ge=1, help="importance samples evaluated at once (bounds memory)")
+    limit: int | None = param(None, help="evaluate at most this many examples of a split")
+    au_threshold: float = param(0.01, ge=0, help="a latent dim is active when Cov_x E[z_d] exceeds this")
+    test_prior: str = param("standard", help="standard, optimal, tuned, or a variance such as 2.5")
+
+
+@attrs.frozen
+class ComponentChoice:
+    """A chosen component: its registered name and validated parameters."""
+
+    name: str
+    params: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **attrs.asdict(self.params)}
+
+
+@attrs.frozen
+class RunConfig:
+    data: ComponentChoice
+    encoder: ComponentChoice
+    decoder: ComponentChoice
+    prior: ComponentChoice
+    regularizer: ComponentChoice
+    noise: ComponentChoice | None
+    model: ModelConfig
+    train: TrainConfig
+    eval: EvalConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain nested dict that ``resolve`` accepts back (written as the run's ``config.json``)."""
+        out: dict[str, Any] = {}
+        for kind in KINDS:
+            choice = getattr(self, kind)
+            out[kind] = choice.as_dict() if choice is not None else {}
+        for section in ("model", "train", "eval"):
+            out[section] = attrs.asdict(getattr(self, section))
+        return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML or JSON config file as a raw mapping; unreadable or malformed files are UsageErrors."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"config file {str(path)!r} is malformed: {error}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"config file {str(path)!r} must hold a table of sections")
+    return raw
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` to its parts; the value is read as a TOML literal, else kept as a string."""
+    key, sep, value = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name:
+        raise UsageError(f"--set expects SECTION.PARAM=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return section, name, parsed
+
+
+def merge_raw(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers override earlier ones; a new component ``name`` drops the old component's parameters."""
+    merged: dict[str, dict[str, Any]] = copy.deepcopy(DEFAULTS)
+    for layer in layers:
+        for section, values in layer.items():
+            if section not in SECTIONS:
+                raise UsageError(f"unknown config section {section!r}; valid sections: {', '.join(SECTIONS)}")
+            if not isinstance(values, Mapping):
+                raise UsageError(f"config section {section!r} must be a table, got {values!r}")
+            target = merged[section]
+            if "name" in values and values["name"] != target.get("name"):
+                target.clear()
+            target.update(values)
+    return merged
+
+
+def _choice(registry: Registry, kind: str, section: Mapping[str, Any]) -> ComponentChoice | None:
+    values = dict(section)
+    name = values.pop("name", None)
+    if name is None or name == "none":
+        if kind in OPTIONAL_KINDS and not values:
+            return None
+        raise UsageError(f"{kind}: no component named; choose one of: {', '.join(registry.names(kind))}")
+    entry = registry.get(kind, str(name))
+    return ComponentChoice(str(name), build_params(entry.cls.Params, values, f"{kind} {name!r}"))
+
+
+def resolve(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
+    """Validate a merged raw config against the registry; every error names the parameter and constraint."""
+    choices = {kind: _choice(registry, kind, raw.get(kind, {})) for kind in KINDS}
+    config = RunConfig(
+        **choices,
+        model=build_params(ModelConfig, raw.get("model", {}), "model"),
+        train=build_params(TrainConfig, raw.get("train", {}), "train"),
+        eval=build_params(EvalConfig, raw.get("eval", {}), "eval"),
+    )
+    check_test_prior(config.eval.test_prior)
+    for field in ("steps", "epochs"):
+        value = getattr(config.train, field)
+        if value is not None and value < 1:
+            raise UsageError(f"train.{field} must be >= 1, got {value}")
+    regularizer = registry.get("regularizer", config.regularizer.name).cls
+    if regularizer.needs_noise and config.noise is None:
+        raise UsageError(
+            f"regularizer {config.regularizer.name!r} needs contrastive noise: choose --noise from "
+            f"{', '.join(registry.names('noise')) or '(none registered)'}"
+        )
+    return config

@@ -1,0 +1,18 @@
+"""Small constructors of torch distributions shared by the core and plugins."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal
+
+
+def isotropic_normal(latent_dim: int, variance: float, like: Tensor | None = None) -> Distribution:
+    """N(0, variance * I) over ``d`` dims, on the device and dtype of ``like`` when given."""
+    loc = torch.zeros(latent_dim) if like is None else like.new_zeros(latent_dim)
+    return Independent(Normal(loc, torch.full_like(loc, variance**0.5)), 1)
+
+
+def diagonal_normal(loc: Tensor, log_scale: Tensor) -> Distribution:
+    """Diagonal Gaussian with batch shape ``loc.shape[:-1]`` and event shape ``(d,)``."""
+    return Independent(Normal(loc, log_scale.exp()), 1)

@@ -1,0 +1,43 @@
+"""Figures written into run directories (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def project_2d(codes: Tensor, reference: Tensor) -> tuple[Tensor, str]:
+    """Codes ``'b d'`` as 2-d points: as they are when d <= 2, else on the reference codes' top two PCs."""
+    d = codes.shape[1]
+    if d == 1:
+        return torch.cat([codes, torch.zeros_like(codes)], dim=1), "z"
+    if d == 2:
+        return codes, "z"
+    center = reference.mean(0)
+    _, _, v = torch.pca_lowrank(reference - center, q=2, center=False)
+    return (codes - center) @ v, "principal component of data codes"
+
+
+def latent_scatter(data_codes: Tensor, noise_codes: Tensor | None, path: Path, title: str) -> None:
+    """Scatter of posterior samples of data (blue) and noise (red) examples, the layout of the paper's Fig. 2."""
+    data_xy, axis = project_2d(data_codes, data_codes)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(data_xy[:, 0], data_xy[:, 1], s=4, alpha=0.5, c="tab:blue", label="data")
+    if noise_codes is not None:
+        noise_xy, _ = project_2d(noise_codes, data_codes)
+        ax.scatter(noise_xy[:, 0], noise_xy[:, 1], s=4, alpha=0.5, c="tab:red", label="noise")
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_title(title)
+    ax.legend(loc="upper right", markerscale=3)
+    ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

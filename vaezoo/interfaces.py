@@ -1,0 +1,241 @@
+"""What each kind of component must do.
+
+Axis legend, used in every docstring and einops pattern of the project:
+``b`` batch, ``k`` samples per example, ``d`` latent, ``c h w`` image, ``t`` tokens, ``v`` vocabulary.
+
+A component is a class deriving from one of the interfaces below, with a class attribute ``name`` and a frozen
+attrs ``Params`` class. Its base class decides its kind. Posteriors and priors are ``torch.distributions``
+objects so that KL, log-densities and reparameterised samples come from torch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import attrs
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, kl_divergence
+
+from vaezoo.params import NoParams
+
+if TYPE_CHECKING:
+    from vaezoo.model import VAE
+
+KINDS = ("data", "encoder", "decoder", "prior", "regularizer", "noise")
+
+
+@attrs.frozen
+class DataSpec:
+    """What one example looks like.
+
+    ``shape`` is one example's shape, e.g. ``(100,)`` or ``(1, 28, 28)``; ``kind`` is ``real`` for continuous
+    values, ``binary`` for {0, 1} values, ``tokens`` for token ids (then ``vocab_size`` is set).
+    """
+
+    shape: tuple[int, ...]
+    kind: Literal["real", "binary", "tokens"]
+    vocab_size: int | None = None
+
+
+class Component:
+    """Common to every component: a registered ``name``, a ``Params`` class, and the parameters given."""
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    Params: ClassVar[type] = NoParams
+    description: ClassVar[str] = ""
+
+
+class Encoder(Component, nn.Module, ABC):
+    """Maps data to the approximate posterior q(z|x)."""
+
+    kind = "encoder"
+
+    def __init__(self, params: Any, spec: DataSpec, latent_dim: int) -> None:
+        super().__init__()
+        self.params, self.spec, self.latent_dim = params, spec, latent_dim
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Distribution:
+        """``x 'b ...' -> q(z|x)`` with batch shape ``(b,)`` and event shape ``(d,)``, supporting rsample."""
+
+
+class Decoder(Component, nn.Module, ABC):
+    """The likelihood p(x|z), returned as log-densities so that any conditioning stays inside the decoder."""
+
+    kind = "decoder"
+
+    def __init__(self, params: Any, spec: DataSpec, latent_dim: int) -> None:
+        super().__init__()
+        self.params, self.spec, self.latent_dim = params, spec, latent_dim
+
+    @abstractmethod
+    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        """``log p(x|z)`` summed over data dimensions: ``x 'b ...'``, ``z 'k b d'`` -> ``'k b'`` in nats."""
+
+    @abstractmethod
+    def sample(self, z: Tensor) -> Tensor:
+        """Draw ``x ~ p(x|z)`` for ``z 'b d'``, giving ``'b ...'``; uses torch's global generator."""
+
+
+class Prior(Component, nn.Module, ABC):
+    """The prior p(z) used in training."""
+
+    kind = "prior"
+
+    def __init__(self, params: Any, latent_dim: int) -> None:
+        super().__init__()
+        self.params, self.latent_dim = params, latent_dim
+
+    @abstractmethod
+    def forward(self) -> Distribution:
+        """p(z) with event shape ``(d,)`` and empty batch shape."""
+
+
+@attrs.frozen
+class Step:
+    """Everything a regulariser may look at for one training batch (immutable).
+
+    ``x 'b ...'`` the data batch, ``posterior`` q(z|x), ``z 'b d'`` its reparameterised sample,
+    ``log_px 'b'`` = log p(x|z), ``prior`` p(z), ``noise_posterior`` q(z|x_noise) when the regulariser asked
+    for noise (else None), ``step`` the global step counted from 0.
+    """
+
+    x: Tensor
+    posterior: Distribution
+    z: Tensor
+    log_px: Tensor
+    prior: Distribution
+    noise_posterior: Distribution | None
+    step: int
+
+    def kl(self) -> Tensor:
+        """KL(q(z|x) || p(z)) per example, ``'b'``, summed over latent dims."""
+        return kl_divergence(self.posterior, self.prior)
+
+
+class Regularizer(Component, nn.Module, ABC):
+    """Turns a :class:`Step` into named loss terms; the training loss is ReconE plus their sum.
+
+    A regulariser with parameters of its own (a discriminator, say) returns them from
+    ``auxiliary_parameters`` and its loss from ``auxiliary_loss``; the trainer gives them their own optimiser
+    and steps it after each model step. The trainer never looks at a regulariser's name.
+    """
+
+    kind = "regularizer"
+    #: True when the regulariser reads ``Step.noise_posterior``; then a noise sampler is required.
+    needs_noise: ClassVar[bool] = False
+
+    def __init__(self, params: Any) -> None:
+        super().__init__()
+        self.params = params
+
+    @abstractmethod
+    def forward(self, step: Step) -> dict[str, Tensor]:
+        """Named, already weighted loss terms, each a scalar averaged over the batch (nats per example)."""
+
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by the regulariser's own optimiser (none by default)."""
+        return []
+
+    def auxiliary_loss(self, step: Step) -> Tensor:
+        """Loss for the regulariser's own parameters, called after each model step.
+
+        ``step.z`` and ``step.log_px`` are detached there; the distributions in ``step`` are not and must not
+        be differentiated through.
+        """
+        raise TypeError(f"regularizer {self.name!r} declares no auxiliary parameters")
+
+    def optimal_test_variance(self) -> float | None:
+        """The test-prior variance this objective implies (``--test-prior optimal``), if it defines one."""
+        return None
+
+
+class NoiseSampler(Component, nn.Module, ABC):
+    """Produces contrastive inputs ``x_noise 'b ...'`` in data space from a data batch and the current model."""
+
+    kind = "noise"
+
+    def __init__(self, params: Any, spec: DataSpec) -> None:
+        super().__init__()
+        self.params, self.spec = params, spec
+
+    def incompatibility(self, spec: DataSpec) -> str | None:
+        """Why this sampler cannot work on data of ``spec`` (refused before training), or None."""
+        return None
+
+    @abstractmethod
+    def forward(self, x: Tensor, model: VAE, data: Data, step: int) -> Tensor:
+        """Contrastive batch for ``x``; never carries gradients."""
+
+
+class Data:
+    """Splits of one data set as tensors, with seeded, resumable batching.
+
+    Subclasses may override ``prepare_train_batch`` (e.g. to binarise afresh) and hold a ``noise`` tensor of
+    contrastive examples when the data set defines its own noise distribution.
+    """
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        train: Tensor,
+        valid: Tensor,
+        test: Tensor,
+        noise: dict[str, Tensor] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.splits = {"train": train, "valid": valid, "test": test}
+        self.noise = noise or {}
+        self._epoch_order: tuple[int, int, Tensor] | None = None
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split])
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-self.size("train") // batch_size)
+
+    def train_batch(self, epoch: int, index: int, batch_size: int, seed: int) -> Tensor:
+        """Batch ``index`` of ``epoch``: a pure function of its arguments, so a resumed run sees the same data."""
+        if self._epoch_order is None or self._epoch_order[:2] != (seed, epoch):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            self._epoch_order = (seed, epoch, torch.randperm(self.size("train"), generator=generator))
+        rows = self._epoch_order[2][index * batch_size : (index + 1) * batch_size]
+        return self.prepare_train_batch(self.splits["train"][rows], epoch, index, seed)
+
+    def prepare_train_batch(self, batch: Tensor, epoch: int, index: int, seed: int) -> Tensor:
+        return batch
+
+    def batches(self, split: str, batch_size: int, limit: int | None = None) -> Iterator[Tensor]:
+        """Evaluation batches of ``split`` in a fixed order, at most ``limit`` examples."""
+        rows = self.splits[split] if limit is None else self.splits[split][:limit]
+        yield from torch.split(rows, batch_size)
+
+
+class DataSource(Component, ABC):
+    """A named data set; ``load`` reads it (from ``data_dir`` when it needs files) into a :class:`Data`."""
+
+    kind = "data"
+    #: False for data sets generated in memory (no data directory needed).
+    needs_data_dir: ClassVar[bool] = True
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @abstractmethod
+    def load(self, data_dir: Path | None, seed: int) -> Data:
+        """Read or generate the splits; missing or corrupt files raise UsageError naming the path."""
+
+
+INTERFACES: dict[str, type] = {
+    "data": DataSource,
+    "encoder": Encoder,
+    "decoder": Decoder,
+    "prior": Prior,
+    "regularizer": Regularizer,
+    "noise": NoiseSampler,
+}

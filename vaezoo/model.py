@@ -1,0 +1,78 @@
+"""Assembling a VAE from registered components, and one training step's forward pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vaezoo.config import RunConfig
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import Data, DataSpec, Decoder, Encoder, NoiseSampler, Prior, Regularizer, Step
+from vaezoo.registry import Registry
+
+
+class VAE(nn.Module):
+    """Encoder, decoder, prior, regulariser and optional noise sampler of one run.
+
+    The decoder only ever runs on data; contrastive inputs are encoded and handed to the regulariser.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        prior: Prior,
+        regularizer: Regularizer,
+        noise: NoiseSampler | None,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.regularizer, self.noise = regularizer, noise
+
+    def forward_step(self, x: Tensor, step: int, data: Data | None = None) -> Step:
+        """Encode ``x``, decode one reparameterised z, and encode contrastive inputs if the regulariser asks."""
+        posterior = self.encoder(x)
+        z = posterior.rsample()  # 'b d'
+        log_px = self.decoder.log_prob(x, z.unsqueeze(0)).squeeze(0)  # 'b'
+        noise_posterior = None
+        if self.regularizer.needs_noise:
+            assert self.noise is not None, "resolve() guarantees a noise sampler for this regulariser"
+            with torch.no_grad():
+                x_noise = self.noise(x, self, data, step)
+            noise_posterior = self.encoder(x_noise)
+        return Step(x, posterior, z, log_px, self.prior(), noise_posterior, step)
+
+    def loss(self, record: Step) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss (nats per example) and every named part of it, for logging."""
+        recon = -record.log_px.mean()
+        terms = self.regularizer(record)
+        loss = recon + sum(terms.values())
+        logged = {"loss": loss, "recon": recon, "kl": record.kl().mean(), **terms}
+        return loss, logged
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the model's optimiser: everything but the regulariser's auxiliary parameters."""
+        auxiliary = {id(p) for p in self.regularizer.auxiliary_parameters()}
+        return [p for p in self.parameters() if id(p) not in auxiliary]
+
+
+def build_model(config: RunConfig, registry: Registry, spec: DataSpec) -> VAE:
+    """Instantiate every component of ``config`` for data of ``spec``; incompatible choices are UsageErrors."""
+    d = config.model.latent_dim
+
+    def cls(kind: str) -> type:
+        return registry.get(kind, getattr(config, kind).name).cls
+
+    noise = None
+    if config.noise is not None:
+        noise = cls("noise")(config.noise.params, spec)
+        reason = noise.incompatibility(spec)
+        if reason:
+            raise UsageError(f"noise {config.noise.name!r} cannot be used with data {config.data.name!r}: {reason}")
+    return VAE(
+        encoder=cls("encoder")(config.encoder.params, spec, d),
+        decoder=cls("decoder")(config.decoder.params, spec, d),
+        prior=cls("prior")(config.prior.params, d),
+        regularizer=cls("regularizer")(config.regularizer.params),
+        noise=noise,
+    )

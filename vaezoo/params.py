@@ -1,0 +1,122 @@
+"""Declaring and building component parameters.
+
+Every component carries a frozen attrs ``Params`` class: its schema, defaults and validators. ``param`` is a
+thin wrapper over ``attrs.field`` that also records a help text; ``build_params`` turns user input (TOML values
+or ``--set`` strings) into a validated instance and reports any problem as a :class:`UsageError` that names the
+parameter, the value and the constraint.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from vaezoo.errors import UsageError
+
+
+@attrs.frozen
+class NoParams:
+    """Parameters of a component that has none."""
+
+
+def param(
+    default: Any,
+    *,
+    help: str,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """An attrs field with bounds or choices checked on construction and a help text for ``vaezoo list``."""
+    validators = []
+    for bound, make in ((ge, attrs.validators.ge), (gt, attrs.validators.gt)):
+        if bound is not None:
+            validators.append(make(bound))
+    for bound, make in ((le, attrs.validators.le), (lt, attrs.validators.lt)):
+        if bound is not None:
+            validators.append(make(bound))
+    if choices is not None:
+        validators.append(attrs.validators.in_(choices))
+    return attrs.field(default=default, validator=validators, metadata={"help": help})
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in attrs.fields(cls)}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a TOML or command-line value to the annotated type, refusing lossy conversions."""
+    args = typing.get_args(annotation)
+    if type(None) in args:  # Optional[...]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        annotation = next(a for a in args if a is not type(None))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise UsageError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise UsageError(f"{where}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise UsageError(f"{where}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise UsageError(f"{where}: expected a string, got {value!r}")
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise UsageError(f"{where}: expected a list, got {value!r}")
+        item_type = args[0] if args else Any
+        return tuple(_coerce(v, item_type, where) for v in items if v != "")
+    return value
+
+
+def build_params(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """Build a validated ``cls`` instance from ``values``; ``where`` prefixes messages (e.g. 'regularizer')."""
+    types = _field_types(cls)
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        valid = ", ".join(sorted(types)) or "(none)"
+        raise UsageError(f"{where}: unknown parameter {unknown[0]!r}; valid parameters: {valid}")
+    coerced = {k: _coerce(v, types[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**coerced)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"{where}: {error}") from None
+
+
+def describe_params(cls: type) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) for each parameter, for listings and documentation."""
+    types = _field_types(cls)
+    rows = []
+    for f in attrs.fields(cls):
+        annotation = types[f.name]
+        type_name = getattr(annotation, "__name__", str(annotation))
+        rows.append((f.name, type_name, f.default, f.metadata.get("help", "")))
+    return rows

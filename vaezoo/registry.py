@@ -1,0 +1,78 @@
+"""One registry per kind of component: names to classes, each remembering the plugin it came from."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import attrs
+
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import INTERFACES, KINDS
+
+
+@attrs.frozen
+class Entry:
+    """A registered component class and the plugin (and distribution) that registered it."""
+
+    cls: type
+    origin: str
+
+
+class DuplicateComponent(Exception):
+    """Two plugins registered the same name for the same kind."""
+
+
+class Registry:
+    """Maps ``(kind, name)`` to an :class:`Entry`."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+    def add(self, cls: type, origin: str) -> None:
+        kind = kind_of(cls)
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{cls.__qualname__} from {origin} has no 'name' class attribute")
+        existing = self._entries[kind].get(name)
+        if existing is not None:
+            raise DuplicateComponent(
+                f"{kind} {name!r} is registered twice: by {existing.origin} and by {origin}"
+            )
+        self._entries[kind][name] = Entry(cls, origin)
+
+    def merge(self, other: Registry) -> None:
+        """Add all of ``other``'s entries, or none of them if any name is taken already."""
+        for kind in KINDS:
+            for name, entry in other._entries[kind].items():
+                if name in self._entries[kind]:
+                    raise DuplicateComponent(
+                        f"{kind} {name!r} is registered twice: by {self._entries[kind][name].origin}"
+                        f" and by {entry.origin}"
+                    )
+        for kind in KINDS:
+            self._entries[kind].update(other._entries[kind])
+
+    def get(self, kind: str, name: str) -> Entry:
+        """The entry for ``name``; an unknown name is a UsageError listing the choices."""
+        if kind not in self._entries:
+            raise UsageError(f"unknown component kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+        try:
+            return self._entries[kind][name]
+        except KeyError:
+            choices = ", ".join(sorted(self._entries[kind])) or "(none registered)"
+            raise UsageError(f"unknown {kind} {name!r}; choose one of: {choices}") from None
+
+    def names(self, kind: str, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._entries[kind] if fnmatch.fnmatch(n, pattern))
+
+    def entries(self, kind: str) -> dict[str, Entry]:
+        return dict(sorted(self._entries[kind].items()))
+
+
+def kind_of(cls: type) -> str:
+    """The kind a component class belongs to, decided by the interface it derives from."""
+    for kind, interface in INTERFACES.items():
+        if isinstance(cls, type) and issubclass(cls, interface):
+            return kind
+    bases = ", ".join(i.__name__ for i in INTERFACES.values())
+    raise TypeError(f"{cls!r} derives from none of the component interfaces ({bases})")

@@ -1,0 +1,316 @@
+"""The training loop, run directories, resuming, and evaluation of a finished run.
+
+A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per evaluation),
+``checkpoint.pt`` (model, optimisers, RNG and step, written at every evaluation), ``results.json`` (final
+test metrics, versions, seed, wall time) and ``latent_scatter.png``.
+
+Determinism: the model is initialised after seeding, training batches are a pure function of (seed, epoch,
+index), and evaluation runs under a forked RNG seeded from the run seed, so evaluating never perturbs
+training. A checkpoint stores the RNG state, so N steps straight and N/2 + stop + resume are the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy
+import torch
+from tqdm import tqdm
+
+import vaezoo
+from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaezoo.config import RunConfig
+from vaezoo.distributions import isotropic_normal
+from vaezoo.errors import TrainingDiverged, UsageError
+from vaezoo.figures import latent_scatter
+from vaezoo.interfaces import Data
+from vaezoo.metrics import evaluate
+from vaezoo.model import VAE, build_model
+from vaezoo.registry import Registry
+from vaezoo.test_prior import choose_test_variance
+
+DATA_DIR_VARIABLE = "VAEZOO_DATA"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+RESULTS_NAME = "results.json"
+SCATTER_NAME = "latent_scatter.png"
+DEFAULT_STEPS = 3000
+
+
+def resolve_data_dir(explicit: str | Path | None) -> Path | None:
+    """``--data-dir`` if given, else ``$VAEZOO_DATA``, else None; a named directory must exist."""
+    chosen = explicit if explicit is not None else os.environ.get(DATA_DIR_VARIABLE)
+    if chosen is None or str(chosen) == "":
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        source = "--data-dir" if explicit is not None else DATA_DIR_VARIABLE
+        raise UsageError(f"data directory {str(path)!r} (from {source}) does not exist")
+    return path
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"train.device {name!r} is not a torch device; valid: cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"train.device {name!r} is not available on this machine; valid: cpu")
+    return device
+
+
+@attrs.define
+class Session:
+    """Everything a run needs in memory: its config, data, model and device."""
+
+    config: RunConfig
+    data: Data
+    model: VAE
+    device: torch.device
+
+    def batches(self, split: str) -> Iterator[torch.Tensor]:
+        for x in self.data.batches(split, self.config.eval.batch_size, self.config.eval.limit):
+            yield x.to(self.device)
+
+
+def open_session(config: RunConfig, registry: Registry, data_dir: Path | None) -> Session:
+    """Load the data and build a freshly initialised model (seeded) on the configured device."""
+    device = resolve_device(config.train.device)
+    source = registry.get("data", config.data.name).cls(config.data.params)
+    if source.needs_data_dir and data_dir is None:
+        raise UsageError(
+            f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}"
+        )
+    data = source.load(data_dir, config.train.seed)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, registry, data.spec).to(device)
+    return Session(config, data, model, device)
+
+
+@contextmanager
+def evaluation_rng(session: Session, salt: int = 0) -> Iterator[None]:
+    """Run a block with its own seeded RNG and restore the training RNG afterwards."""
+    devices = [session.device] if session.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(session.config.train.seed + 7919 * salt)
+        yield
+
+
+def evaluate_split(session: Session, split: str, test_prior: str, iw_samples: int) -> dict[str, float]:
+    """Metrics of ``split`` under the chosen test prior (its variance is reported as ``test_prior_variance``)."""
+    model, cfg = session.model, session.config.eval
+    was_training = model.training
+    model.eval()
+    try:
+        with evaluation_rng(session):
+            variance = choose_test_variance(
+                test_prior, model.regularizer, model.encoder, lambda: session.batches("valid")
+            )
+            prior = isotropic_normal(session.config.model.latent_dim, variance, like=next(model.parameters()))
+            metrics = evaluate(
+                model.encoder,
+                model.decoder,
+                prior,
+                session.batches(split),
+                iw_samples=iw_samples,
+                iw_chunk=cfg.iw_chunk,
+                au_threshold=cfg.au_threshold,
+            )
+    finally:
+        model.train(was_training)
+    return {**metrics, "test_prior_variance": variance}
+
+
+def total_steps(config: RunConfig, data: Data) -> int:
+    if config.train.epochs is not None:
+        return config.train.epochs * data.steps_per_epoch(config.train.batch_size)
+    return config.train.steps if config.train.steps is not None else DEFAULT_STEPS
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "vaezoo": vaezoo.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _keep_metric_lines_up_to(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(f"{line}\n" for line in kept))
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class Trainer:
+    """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json)."""
+
+    def __init__(self, config: RunConfig, registry: Registry, run_dir: Path, data_dir: Path | None) -> None:
+        self.session = open_session(config, registry, data_dir)
+        self.config, self.run_dir = config, run_dir
+        model = self.session.model
+        self.optimizer = torch.optim.Adam(model.main_parameters(), lr=config.train.lr)
+        auxiliary = model.regularizer.auxiliary_parameters()
+        self.auxiliary_optimizer = torch.optim.Adam(auxiliary, lr=config.train.lr) if auxiliary else None
+        self.step = 0
+        self.wall_time = 0.0
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.session.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "auxiliary_optimizer": self.auxiliary_optimizer.state_dict() if self.auxiliary_optimizer else {},
+            "rng": _rng_state(),
+            "wall_time": self.wall_time,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.session.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.auxiliary_optimizer is not None:
+            self.auxiliary_optimizer.load_state_dict(state["auxiliary_optimizer"])
+        _set_rng_state(state["rng"])
+        self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        checkpoint = self.run_dir / CHECKPOINT_NAME
+        metrics_path = self.run_dir / METRICS_NAME
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and checkpoint.exists():
+            self.restore(load_checkpoint(checkpoint))
+        _keep_metric_lines_up_to(metrics_path, self.step if resume else -1)
+        (self.run_dir / CONFIG_NAME).write_text(json.dumps(self.config.as_dict(), indent=2) + "\n")
+
+        session, train_cfg = self.session, self.config.train
+        model, data = session.model, session.data
+        n_steps = total_steps(self.config, data)
+        per_epoch = data.steps_per_epoch(train_cfg.batch_size)
+        sums: dict[str, float] = defaultdict(float)
+        since_eval = 0
+        started = time.perf_counter() - self.wall_time
+        model.train()
+        bar = tqdm(total=n_steps, initial=self.step, desc="train", disable=not train_cfg.progress, dynamic_ncols=True)
+        try:
+            while self.step < n_steps:
+                epoch, index = divmod(self.step, per_epoch)
+                x = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed).to(session.device)
+                record = model.forward_step(x, self.step, data)
+                loss, logged = model.loss(record)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "
+                        f"(step {self._checkpoint_step(checkpoint)}) is kept in {str(checkpoint)!r}"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if train_cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.main_parameters(), train_cfg.grad_clip)
+                self.optimizer.step()
+                if self.auxiliary_optimizer is not None:
+                    self._auxiliary_step(record)
+                for name, value in logged.items():
+                    sums[name] += value.item()
+                since_eval += 1
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{logged['loss'].item():.2f}", kl=f"{logged['kl'].item():.3f}", refresh=False)
+                if self.step % train_cfg.eval_every == 0 or self.step == n_steps:
+                    self.wall_time = time.perf_counter() - started
+                    train_means = {name: total / since_eval for name, total in sums.items()}
+                    valid = evaluate_split(session, "valid", self.config.eval.test_prior, iw_samples=0)
+                    _append_line(metrics_path, {"step": self.step, "epoch": round(self.step / per_epoch, 3), "train": train_means, "valid": valid})
+                    save_checkpoint(checkpoint, self._state())
+                    sums.clear()
+                    since_eval = 0
+        finally:
+            bar.close()
+        return self.finish()
+
+    def _auxiliary_step(self, record) -> None:
+        """One step of the regulariser's own optimiser on the detached codes of this batch."""
+        detached = attrs.evolve(record, z=record.z.detach(), log_px=record.log_px.detach())
+        assert self.auxiliary_optimizer is not None
+        self.auxiliary_optimizer.zero_grad(set_to_none=True)
+        self.session.model.regularizer.auxiliary_loss(detached).backward()
+        self.auxiliary_optimizer.step()
+
+    @staticmethod
+    def _checkpoint_step(path: Path) -> int | str:
+        return load_checkpoint(path)["step"] if path.exists() else "none written yet"
+
+    def finish(self) -> dict[str, Any]:
+        """Test metrics (with IW-NLL), the latent scatter, and results.json."""
+        session, cfg = self.session, self.config
+        test = evaluate_split(session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples)
+        write_scatter(session, self.run_dir / SCATTER_NAME, f"{cfg.regularizer.name} on {cfg.data.name}")
+        results = {
+            "metrics": test,
+            "test_prior": cfg.eval.test_prior,
+            "steps": self.step,
+            "seed": cfg.train.seed,
+            "wall_time_s": round(self.wall_time, 3),
+            "versions": _versions(),
+            "config": cfg.as_dict(),
+        }
+        (self.run_dir / RESULTS_NAME).write_text(json.dumps(results, indent=2) + "\n")
+        return results
+
+
+@torch.no_grad()
+def write_scatter(session: Session, path: Path, title: str, limit: int = 1000) -> None:
+    """Posterior samples of test data and, when the data set has its own noise, of test noise."""
+    model = session.model
+    model.eval()
+    with evaluation_rng(session, salt=1):
+        x = session.data.splits["test"][:limit].to(session.device)
+        data_codes = model.encoder(x).sample().cpu()
+        noise = session.data.noise.get("test")
+        noise_codes = model.encoder(noise[:limit].to(session.device)).sample().cpu() if noise is not None else None
+    latent_scatter(data_codes, noise_codes, path, title)
+
+
+def load_trained(run_dir: Path, registry: Registry, data_dir: Path | None, overrides: dict | None = None) -> Session:
+    """A finished or interrupted run's session with the weights of its latest checkpoint."""
+    from vaezoo.config import merge_raw, read_config_file, resolve
+
+    config_path = run_dir / CONFIG_NAME
+    if not config_path.is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_NAME})")
+    config = resolve(merge_raw(read_config_file(config_path), overrides or {}), registry)
+    session = open_session(config, registry, data_dir)
+    session.model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME)["model"])
+    return session

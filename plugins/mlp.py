@@ -5,6 +5,7 @@ Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``f`` flatten
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import attrs
@@ -23,7 +24,7 @@ from vaezoo.params import param
 def perceptron(sizes: list[int]) -> nn.Sequential:
     """Linear layers of ``sizes`` with ELU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         if i:
             layers.append(nn.ELU())
         layers.append(nn.Linear(fan_in, fan_out))
@@ -62,7 +63,9 @@ class MLPEncoder(Encoder):
 class MLPDecoderParams:
     hidden: tuple[int, ...] = param((256, 256), help="hidden layer widths, e.g. 256,256 (empty: linear)")
     likelihood: str = param(
-        "auto", choices=("auto", "gaussian", "bernoulli"), help="auto: bernoulli for binary data, else gaussian"
+        "auto",
+        choices=("auto", "gaussian", "bernoulli"),
+        help="auto: bernoulli for binary data, else gaussian",
     )
 
 

@@ -42,7 +42,6 @@ RUN_FLAGS = {
 }
 
 
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaezoo", description="A plugin-based zoo of variational autoencoders.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

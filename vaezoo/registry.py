@@ -35,9 +35,7 @@ class Registry:
             raise TypeError(f"{cls.__qualname__} from {origin} has no 'name' class attribute")
         existing = self._entries[kind].get(name)
         if existing is not None:
-            raise DuplicateComponent(
-                f"{kind} {name!r} is registered twice: by {existing.origin} and by {origin}"
-            )
+            raise DuplicateComponent(f"{kind} {name!r} is registered twice: by {existing.origin} and by {origin}")
         self._entries[kind][name] = Entry(cls, origin)
 
     def merge(self, other: Registry) -> None:

@@ -87,9 +87,7 @@ def open_session(config: RunConfig, registry: Registry, data_dir: Path | None) -
     device = resolve_device(config.train.device)
     source = registry.get("data", config.data.name).cls(config.data.params)
     if source.needs_data_dir and data_dir is None:
-        raise UsageError(
-            f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}"
-        )
+        raise UsageError(f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}")
     data = source.load(data_dir, config.train.seed)
     torch.manual_seed(config.train.seed)
     model = build_model(config, registry, data.spec).to(device)
@@ -252,7 +250,15 @@ class Trainer:
                     self.wall_time = time.perf_counter() - started
                     train_means = {name: total / since_eval for name, total in sums.items()}
                     valid = evaluate_split(session, "valid", self.config.eval.test_prior, iw_samples=0)
-                    _append_line(metrics_path, {"step": self.step, "epoch": round(self.step / per_epoch, 3), "train": train_means, "valid": valid})
+                    _append_line(
+                        metrics_path,
+                        {
+                            "step": self.step,
+                            "epoch": round(self.step / per_epoch, 3),
+                            "train": train_means,
+                            "valid": valid,
+                        },
+                    )
                     save_checkpoint(checkpoint, self._state())
                     sums.clear()
                     since_eval = 0

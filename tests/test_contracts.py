@@ -1,0 +1,151 @@
+"""Contract tests parametrised over every registered component: shapes, finite losses, gradients.
+
+A new component registered by any plugin is picked up here with no new test code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Distribution
+
+from vaezoo.config import merge_raw, resolve
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import DataSpec, Step
+from vaezoo.model import build_model
+from vaezoo.plugins import load_plugins
+
+REGISTRY = load_plugins().registry
+SPECS = {
+    "real": DataSpec((12,), "real"),
+    "binary": DataSpec((1, 4, 5), "binary"),
+    "tokens": DataSpec((9,), "tokens", vocab_size=30),
+}
+LATENT = 3
+
+
+def example_batch(spec: DataSpec, b: int = 6) -> torch.Tensor:
+    if spec.kind == "real":
+        return torch.randn(b, *spec.shape)
+    if spec.kind == "binary":
+        return torch.bernoulli(torch.full((b, *spec.shape), 0.4))
+    return torch.randint(0, spec.vocab_size, (b, *spec.shape))
+
+
+def accepted_specs(make) -> list[DataSpec]:
+    """The specs a component accepts (it refuses the others with a UsageError at construction)."""
+    accepted = []
+    for spec in SPECS.values():
+        try:
+            make(spec)
+        except UsageError:
+            continue
+        accepted.append(spec)
+    assert accepted, "a component must accept at least one kind of data"
+    return accepted
+
+
+def assert_all_parameters_have_gradients(module: torch.nn.Module) -> None:
+    missing = [
+        n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
+    assert not missing, f"no gradient reached {missing}"
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("encoder"))
+def test_encoder_contract(name):
+    cls = REGISTRY.get("encoder", name).cls
+    for spec in accepted_specs(lambda s: cls(cls.Params(), s, LATENT)):
+        torch.manual_seed(0)
+        encoder = cls(cls.Params(), spec, LATENT)
+        posterior = encoder(example_batch(spec))
+        assert isinstance(posterior, Distribution)
+        assert posterior.batch_shape == (6,) and posterior.event_shape == (LATENT,)
+        z = posterior.rsample()
+        assert z.shape == (6, LATENT) and torch.isfinite(z).all()
+        (z.square().sum() + posterior.entropy().sum()).backward()
+        assert_all_parameters_have_gradients(encoder)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("decoder"))
+def test_decoder_contract(name):
+    cls = REGISTRY.get("decoder", name).cls
+    for spec in accepted_specs(lambda s: cls(cls.Params(), s, LATENT)):
+        torch.manual_seed(0)
+        decoder = cls(cls.Params(), spec, LATENT)
+        x = example_batch(spec)
+        z = torch.randn(4, 6, LATENT)
+        log_px = decoder.log_prob(x, z)
+        assert log_px.shape == (4, 6) and torch.isfinite(log_px).all()
+        (-log_px.mean()).backward()
+        assert_all_parameters_have_gradients(decoder)
+        with torch.no_grad():
+            sample = decoder.sample(torch.randn(6, LATENT))
+        assert sample.shape == x.shape
+        if spec.kind == "binary":
+            assert set(sample.unique().tolist()) <= {0.0, 1.0}
+        # a sample is a valid point of the data space: its log-likelihood is finite
+        assert torch.isfinite(decoder.log_prob(sample, torch.randn(1, 6, LATENT))).all()
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("prior"))
+def test_prior_contract(name):
+    cls = REGISTRY.get("prior", name).cls
+    prior = cls(cls.Params(), LATENT)()
+    assert prior.event_shape == (LATENT,) and prior.batch_shape == ()
+    z = prior.sample((5,))
+    assert z.shape == (5, LATENT) and torch.isfinite(prior.log_prob(z)).all()
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("regularizer"))
+def test_regularizer_contract(name):
+    """Each regulariser, in a model of built-in networks, gives a finite loss whose gradient reaches every
+    trained parameter; its auxiliary parameters (if any) are trained by its own loss."""
+    cls = REGISTRY.get("regularizer", name).cls
+    raw = {"regularizer": {"name": name}, "model": {"latent_dim": LATENT}}
+    if cls.needs_noise:
+        raw["noise"] = {"name": REGISTRY.names("noise")[0]}
+    config = resolve(merge_raw(raw), REGISTRY)
+    torch.manual_seed(0)
+    spec = SPECS["real"]
+    model = build_model(config, REGISTRY, spec)
+    record = model.forward_step(example_batch(spec, 16), step=3)
+    loss, logged = model.loss(record)
+    assert loss.shape == () and torch.isfinite(loss)
+    assert math.isclose(loss.item(), sum(v.item() for k, v in logged.items() if k not in ("loss", "kl")), rel_tol=1e-5)
+    loss.backward()
+    main = {id(p) for p in model.main_parameters()}
+    assert_all_parameters_have_gradients(torch.nn.ParameterList([p for p in model.parameters() if id(p) in main]))
+    auxiliary = model.regularizer.auxiliary_parameters()
+    if auxiliary:
+        detached = Step(record.x, record.posterior, record.z.detach(), record.log_px.detach(), record.prior, None, 3)
+        model.regularizer.auxiliary_loss(detached).backward()
+        assert all(p.grad is not None for p in auxiliary)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("data"))
+def test_data_contract(name, data_dir):
+    cls = REGISTRY.get("data", name).cls
+    data = cls(cls.Params()).load(data_dir if cls.needs_data_dir else None, seed=0)
+    for split in ("train", "valid", "test"):
+        assert data.size(split) > 0
+        batch = next(data.batches(split, 8))
+        assert batch.shape[1:] == data.spec.shape
+    first = data.train_batch(epoch=0, index=0, batch_size=8, seed=0)
+    again = data.train_batch(epoch=0, index=0, batch_size=8, seed=0)
+    other_epoch = data.train_batch(epoch=1, index=0, batch_size=8, seed=0)
+    assert torch.equal(first, again), "training batches must be a pure function of (seed, epoch, index)"
+    assert not torch.equal(first, other_epoch), "each epoch must shuffle afresh"
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("noise"))
+def test_noise_contract(name):
+    """Noise has the shape of the data and carries no gradient."""
+    spec = SPECS["real"]
+    config = resolve(merge_raw({"noise": {"name": name}, "model": {"latent_dim": LATENT}}), REGISTRY)
+    model = build_model(config, REGISTRY, spec)
+    x = example_batch(spec).requires_grad_()
+    x_noise = model.noise(x, model, None, 0)
+    assert x_noise.shape == x.shape and not x_noise.requires_grad

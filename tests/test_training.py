@@ -1,0 +1,204 @@
+"""The trainer: run directories, resume equality, the NaN guard and atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from tests.conftest import small_config
+from vaezoo import hookimpl
+from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaezoo.config import merge_raw, resolve
+from vaezoo.errors import TrainingDiverged, UsageError
+from vaezoo.interfaces import Regularizer
+from vaezoo.plugins import load_plugins
+from vaezoo.train import Trainer
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_directory_contents(registry, tmp_path):
+    config = small_config(registry)
+    results = Trainer(config, registry, tmp_path, None).run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.pt",
+        "config.json",
+        "latent_scatter.png",
+        "metrics.jsonl",
+        "results.json",
+    ]
+    lines = read_metrics(tmp_path)
+    assert [line["step"] for line in lines] == [10, 20, 30, 40]
+    for line in lines:
+        assert {"neg_elbo", "recon", "kl", "mi", "au"} <= set(line["valid"])
+        assert line["train"]["loss"] == pytest.approx(line["train"]["recon"] + line["train"]["beta_kl"], rel=1e-6)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["steps"] == 40 and saved["seed"] == 0 and saved["versions"]["torch"] == torch.__version__
+    assert saved["metrics"] == results["metrics"]
+    assert saved["metrics"]["iw_nll"] <= saved["metrics"]["neg_elbo"] + 1.0  # IW bound is the tighter one
+    assert resolve(merge_raw(json.loads((tmp_path / "config.json").read_text())), registry) == config
+    assert (tmp_path / "latent_scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_approaches_the_entropy_of_the_data(registry, tmp_path):
+    """On N(0, I) data the best possible -ELBO is the data entropy, dim * 0.5 * log(2 pi e)."""
+    config = small_config(registry, train={"steps": 200, "eval_every": 20})
+    Trainer(config, registry, tmp_path, None).run()
+    lines = read_metrics(tmp_path)
+    entropy = 20 * 0.5 * math.log(2 * math.pi * math.e)
+    assert lines[-1]["valid"]["neg_elbo"] < lines[0]["valid"]["neg_elbo"] - 0.5
+    assert entropy - 0.5 < lines[-1]["valid"]["neg_elbo"] < entropy + 0.5
+
+
+def test_same_seed_same_run_and_other_seed_differs(registry, tmp_path):
+    first = Trainer(small_config(registry), registry, tmp_path / "a", None).run()["metrics"]
+    second = Trainer(small_config(registry), registry, tmp_path / "b", None).run()["metrics"]
+    other = Trainer(small_config(registry, train={"seed": 1}), registry, tmp_path / "c", None).run()["metrics"]
+    assert first == second
+    assert first != other
+
+
+def test_resume_reproduces_the_uninterrupted_run(registry, tmp_path):
+    straight = Trainer(small_config(registry), registry, tmp_path / "straight", None).run()
+    half = tmp_path / "half"
+    Trainer(small_config(registry, train={"steps": 20}), registry, half, None).run()
+    assert load_checkpoint(half / CHECKPOINT_NAME)["step"] == 20
+    resumed = Trainer(small_config(registry), registry, half, None).run(resume=True)
+    assert resumed["metrics"] == straight["metrics"]
+    assert read_metrics(half) == read_metrics(tmp_path / "straight")
+    a = load_checkpoint(tmp_path / "straight" / CHECKPOINT_NAME)["model"]
+    b = load_checkpoint(half / CHECKPOINT_NAME)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_drops_metric_lines_written_after_the_checkpoint(registry, tmp_path):
+    Trainer(small_config(registry, train={"steps": 20}), registry, tmp_path, None).run()
+    with (tmp_path / "metrics.jsonl").open("a") as handle:  # a line from a step whose checkpoint was lost
+        handle.write(json.dumps({"step": 30, "valid": {}}) + "\n")
+    Trainer(small_config(registry), registry, tmp_path, None).run(resume=True)
+    assert [line["step"] for line in read_metrics(tmp_path)] == [10, 20, 30, 40]
+
+
+class ExplodesAt15(Regularizer):
+    """beta-VAE whose loss turns to NaN at step 15, to exercise the guard."""
+
+    name = "explodes"
+
+    @staticmethod
+    def forward(step):
+        kl = step.kl().mean()
+        return {"kl_term": kl * float("nan") if step.step >= 15 else kl}
+
+
+class ExplodingPlugin:
+    @hookimpl
+    def vaezoo_register(self, register):
+        register(ExplodesAt15)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    registry = load_plugins(extra=(ExplodingPlugin(),)).registry
+    config = small_config(registry, regularizer={"name": "explodes"})
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 15.*step 10"):
+        Trainer(config, registry, tmp_path, None).run()
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["step"] == 10
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert [line["step"] for line in read_metrics(tmp_path)] == [10]
+    assert not (tmp_path / "results.json").exists()
+
+
+class LearnedOffset(Regularizer):
+    """A regulariser with a parameter of its own, trained by its own optimiser toward the mean code."""
+
+    name = "learned-offset"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.offset = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, step):
+        return {"kl": step.kl().mean()}
+
+    def auxiliary_parameters(self):
+        return [self.offset]
+
+    def auxiliary_loss(self, step):
+        return (self.offset - 3.0) ** 2
+
+
+class OffsetPlugin:
+    @hookimpl
+    def vaezoo_register(self, register):
+        register(LearnedOffset)
+
+
+def test_auxiliary_parameters_get_their_own_optimiser_and_are_checkpointed(tmp_path):
+    registry = load_plugins(extra=(OffsetPlugin(),)).registry
+    config = small_config(registry, regularizer={"name": "learned-offset"}, train={"lr": 0.05})
+    trainer = Trainer(config, registry, tmp_path, None)
+    assert all(p is not trainer.session.model.regularizer.offset for p in trainer.optimizer.param_groups[0]["params"])
+    trainer.run()
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["model"]["regularizer.offset"].item() == pytest.approx(trainer.session.model.regularizer.offset.item())
+    assert 1.0 < state["model"]["regularizer.offset"].item() < 3.5
+    assert state["auxiliary_optimizer"]["state"], "the auxiliary optimiser's state must be saved"
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, {"step": 1, "weights": torch.ones(3)})
+    # A real process dies (os._exit, no cleanup) halfway through writing the next checkpoint.
+    script = textwrap.dedent(
+        f"""
+        import os, torch
+        from pathlib import Path
+        from vaezoo import checkpoint
+        def dying_save(state, handle):
+            handle.write(b"PK\\x03\\x04 half a zip file")
+            handle.flush()
+            os._exit(9)
+        checkpoint.torch.save = dying_save
+        checkpoint.save_checkpoint(Path({str(path)!r}), {{"step": 2, "weights": torch.zeros(3)}})
+        """
+    )
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert crashed.returncode == 9
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["weights"], torch.ones(3))
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, {"step": 1, "weights": torch.ones(1000)})
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(UsageError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    torch.save({"step": 1, "payload": Boom()}, path)
+    with pytest.raises(UsageError, match="refusing to load"):
+        load_checkpoint(path)
+    assert not Boom.ran
+
+
+class Boom:
+    ran = False
+
+    def __reduce__(self):
+        return (Boom.mark, ())
+
+    @staticmethod
+    def mark():
+        Boom.ran = True
+        return "executed"

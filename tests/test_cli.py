@@ -93,3 +93,12 @@ def test_list_shows_components_origins_and_parameters():
     assert "beta (float, default 1.0)" in result.stdout
     only = run_cli("list", "prior")
     assert "standard" in only.stdout and "betavae" not in only.stdout
+
+
+def test_runs_without_out_never_overwrite_each_other(tmp_path):
+    for _ in range(2):
+        result = run_cli("run", *SMALL, "--set", "eval.iw_samples=0", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    made = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert made == ["synthetic-betavae-s0", "synthetic-betavae-s0-2"]
+    assert all((tmp_path / "runs" / name / "results.json").exists() for name in made)

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda or cuda:N")
     run.add_argument("--latent-dim", type=int)
     run.add_argument("--test-prior", help=f"{', '.join(TEST_PRIORS)} or a variance")
-    run.add_argument("--out", type=Path, help="run directory (default: runs/DATA-REGULARIZER-sSEED)")
+    run.add_argument("--out", type=Path, help="run directory (default: a new runs/DATA-REGULARIZER-sSEED[-N])")
     run.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its checkpoint")
     run.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -107,6 +107,16 @@ def _raw_from_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return raw
 
 
+def _fresh_run_dir(config) -> Path:
+    """runs/DATA-REGULARIZER-sSEED, with -2, -3, ... appended while that directory already holds a run."""
+    base = Path("runs") / f"{config.data.name}-{config.regularizer.name}-s{config.train.seed}"
+    candidate, number = base, 1
+    while (candidate / CHECKPOINT_NAME).exists():
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
+
+
 def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
     from vaezoo.train import CONFIG_NAME, Trainer, resolve_data_dir
 
@@ -124,7 +134,7 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
         layers.append(flags)
     config = resolve(merge_raw(*layers), plugins.registry)
     if args.resume is None:
-        run_dir = args.out or Path("runs") / f"{config.data.name}-{config.regularizer.name}-s{config.train.seed}"
+        run_dir = args.out or _fresh_run_dir(config)
         if (run_dir / CHECKPOINT_NAME).exists():
             raise UsageError(
                 f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir} or choose another --out"

@@ -59,7 +59,7 @@ class TrainConfig:
 @attrs.frozen
 class EvalConfig:
     batch_size: int = param(500, ge=2, help="examples per evaluation batch (also MI's aggregate-posterior batch)")
-    iw_samples: int = param(500, ge=1, help="importance samples k of IW-NLL")
+    iw_samples: int = param(500, ge=0, help="importance samples k of IW-NLL (0 skips it)")
     iw_chunk: int = param(100, ge=1, help="importance samples evaluated at once (bounds memory)")
     limit: int | None = param(None, help="evaluate at most this many examples of a split")
     au_threshold: float = param(0.01, ge=0, help="a latent dim is active when Cov_x E[z_d] exceeds this")

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks: ``python -m benchmarks.perf`` prints every figure as JSON and markdown."""

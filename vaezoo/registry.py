@@ -33,6 +33,8 @@ class Registry:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"{cls.__qualname__} from {origin} has no 'name' class attribute")
+        if not attrs.has(getattr(cls, "Params", None)):
+            raise TypeError(f"{cls.__qualname__} from {origin}: Params must be a frozen attrs class")
         existing = self._entries[kind].get(name)
         if existing is not None:
             raise DuplicateComponent(f"{kind} {name!r} is registered twice: by {existing.origin} and by {origin}")

@@ -1,0 +1,407 @@
+"""The plugin system, end to end: a real third-party distribution found through its entry point.
+
+``tests/fixtures/plugin_site`` and ``tests/fixtures/broken_site`` are directories that, on ``sys.path`` or
+``PYTHONPATH``, make a distribution visible to :mod:`importlib.metadata` exactly as an installed one is (a
+``*.dist-info`` directory with ``entry_points.txt`` next to the module). The CLI tests run ``vaezoo`` in a real
+subprocess with those directories on ``PYTHONPATH``; the in-process tests call ``load_plugins()`` afresh
+(never the cached ``default_plugins``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+from vaezoo import hookimpl
+from vaezoo.config import merge_raw, resolve
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import KINDS, Regularizer, Step
+from vaezoo.params import build_params
+from vaezoo.plugins import DISABLE_VARIABLE, PluginFailure, load_plugins
+from vaezoo.registry import DuplicateComponent, Registry
+from vaezoo_plugins.betavae import BetaVAE
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PLUGIN_SITE = FIXTURES / "plugin_site"
+BROKEN_SITE = FIXTURES / "broken_site"
+
+FIXTURE_ORIGIN = "plugin 'fixture' (distribution vaezoo-fixture-plugin)"
+BROKEN_ORIGIN = "plugin 'broken' (distribution vaezoo-broken-plugin)"
+BETAVAE_ORIGIN = "plugin 'betavae' (distribution vaezoo)"
+BOOM = "RuntimeError: boom: broken on purpose"
+FIXTURE_MODULES = ("vaezoo_fixture_plugin", "vaezoo_broken_plugin")
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, sites: tuple[Path, ...], cwd: Path, disable: str | None = None):
+    """``python -m vaezoo.cli ARGS`` in a fresh process with ``sites`` first on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != DISABLE_VARIABLE}
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if disable is not None:
+        env[DISABLE_VARIABLE] = disable
+    return subprocess.run(
+        [sys.executable, "-m", "vaezoo.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@attrs.define
+class Listed:
+    description: str
+    origin: str
+    params: list[tuple[str, str, str, str]] = attrs.Factory(list)
+
+
+def parse_listing(text: str) -> dict[str, dict[str, Listed]]:
+    """``vaezoo list`` output as {kind: {name: Listed}}."""
+    kinds: dict[str, dict[str, Listed]] = {}
+    current: dict[str, Listed] | None = None
+    component: Listed | None = None
+    for line in text.splitlines():
+        if re.fullmatch(r"[a-z]+:", line):
+            current, component = kinds.setdefault(line[:-1], {}), None
+        elif (match := re.fullmatch(r"  (\S+) +(.*?)  \[(.*)\]", line)) and current is not None:
+            component = current[match[1]] = Listed(match[2].strip(), match[3])
+        elif (match := re.fullmatch(r"      (\w+) \((.+?), default (.*?)\): (.*)", line)) and component:
+            component.params.append((match[1], match[2], match[3], match[4]))
+        elif not line.startswith(" "):
+            component = None
+    return kinds
+
+
+def choices_in(message: str) -> list[str]:
+    """The names after 'choose one of:' in an error message."""
+    match = re.search(r"choose one of: (.*)$", message.strip())
+    assert match, f"no list of choices in {message!r}"
+    return match[1].split(", ")
+
+
+@pytest.fixture
+def clean_plugin_env(monkeypatch):
+    """No disabled plugins from the outer environment; fixture modules imported by a test are forgotten."""
+    monkeypatch.delenv(DISABLE_VARIABLE, raising=False)
+    yield monkeypatch
+    for module in FIXTURE_MODULES:
+        sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def plugin_site(clean_plugin_env):
+    clean_plugin_env.syspath_prepend(str(PLUGIN_SITE))
+    return clean_plugin_env
+
+
+# -- the fixture distributions themselves -------------------------------------------------------------------
+
+
+def test_fixture_sites_hold_real_distributions(clean_plugin_env):
+    clean_plugin_env.syspath_prepend(str(BROKEN_SITE))
+    clean_plugin_env.syspath_prepend(str(PLUGIN_SITE))
+    for dist_name, entry_name, module in [
+        ("vaezoo-fixture-plugin", "fixture", "vaezoo_fixture_plugin"),
+        ("vaezoo-broken-plugin", "broken", "vaezoo_broken_plugin"),
+    ]:
+        dist = importlib.metadata.distribution(dist_name)
+        assert dist.metadata["Name"] == dist_name
+        assert dist.version == "0.1.0"
+        assert [(ep.name, ep.value) for ep in dist.entry_points.select(group="vaezoo")] == [(entry_name, module)]
+
+
+def test_l2code_loss_terms_are_kl_and_weighted_squared_norm(plugin_site):
+    from vaezoo_fixture_plugin import L2Code
+
+    params = build_params(L2Code.Params, {"weight": "0.5"}, "regularizer 'l2code'")
+    assert params.weight == 0.5
+    assert build_params(L2Code.Params, {}, "regularizer 'l2code'").weight == 0.1
+    with pytest.raises(UsageError, match=r"regularizer 'l2code'.*weight"):
+        build_params(L2Code.Params, {"weight": -1}, "regularizer 'l2code'")
+
+    loc = torch.tensor([[0.5, -1.0], [0.0, 2.0]])
+    scale = torch.tensor([[1.0, 0.5], [2.0, 1.0]])
+    z = torch.tensor([[1.0, 2.0], [3.0, 0.0]], requires_grad=True)  # squared norms 5 and 9
+    prior = Independent(Normal(torch.zeros(2), torch.ones(2)), 1)
+    step = Step(
+        x=torch.zeros(2, 3),
+        posterior=Independent(Normal(loc, scale), 1),
+        z=z,
+        log_px=torch.zeros(2),
+        prior=prior,
+        noise_posterior=None,
+        step=0,
+    )
+    terms = L2Code(params)(step)
+    assert set(terms) == {"l2code_kl", "l2code_norm"}
+    assert terms["l2code_norm"].item() == pytest.approx(0.5 * (5 + 9) / 2)
+    kl = 0.5 * (scale**2 + loc**2 - 1 - torch.log(scale**2)).sum(-1).mean()
+    assert terms["l2code_kl"].item() == pytest.approx(kl.item(), rel=1e-6)
+    terms["l2code_norm"].backward()
+    assert torch.allclose(z.grad, 0.5 * 2 * z.detach() / 2)  # d/dz of weight * mean_b ||z_b||^2
+
+
+# -- the CLI, in real processes -------------------------------------------------------------------------------
+
+
+def test_list_shows_fixture_plugin_with_origin_and_parameters(tmp_path):
+    result = run_cli("list", "regularizer", sites=(PLUGIN_SITE,), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    listing = parse_listing(result.stdout)
+    assert set(listing) == {"regularizer"}
+    l2code = listing["regularizer"]["l2code"]
+    assert l2code.origin == FIXTURE_ORIGIN
+    assert l2code.description == "ReconE + KL + weight * E||z||^2"
+    assert l2code.params == [("weight", "float", "0.1", "weight of the mean squared norm of the code z")]
+    assert listing["regularizer"]["betavae"].origin == BETAVAE_ORIGIN
+    assert "failed plugin" not in result.stdout and "disabled plugins" not in result.stdout
+
+
+def test_fixture_plugin_trains(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(
+        "run",
+        "--regularizer",
+        "l2code",
+        "--steps",
+        "20",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--set",
+        "eval.iw_samples=5",
+        "--set",
+        "train.eval_every=10",
+        "--set",
+        "eval.limit=200",
+        "--set",
+        "regularizer.weight=0.5",
+        sites=(PLUGIN_SITE,),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"run directory: {out}" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 20
+    assert results["config"]["regularizer"] == {"name": "l2code", "weight": 0.5}
+    assert all(math.isfinite(v) for v in results["metrics"].values())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20]
+    for record in records:  # the plugin's own terms are what the model was trained on
+        train = record["train"]
+        assert train["l2code_norm"] > 0
+        assert train["l2code_kl"] == pytest.approx(train["kl"])
+        assert train["loss"] == pytest.approx(train["recon"] + train["l2code_kl"] + train["l2code_norm"])
+
+
+@pytest.mark.parametrize("disable", ["fixture", "vaezoo-fixture-plugin"])
+def test_disabled_plugin_is_gone(tmp_path, disable):
+    listed = run_cli("list", "regularizer", sites=(PLUGIN_SITE,), cwd=tmp_path, disable=disable)
+    assert listed.returncode == 0, listed.stderr
+    regularizers = parse_listing(listed.stdout)["regularizer"]
+    assert "l2code" not in regularizers
+    assert regularizers["betavae"].origin == BETAVAE_ORIGIN
+    assert "disabled plugins: fixture" in listed.stdout.splitlines()
+
+    out = tmp_path / "run"
+    ran = run_cli(
+        "run", "--regularizer", "l2code", "--steps", "1", "--no-progress", "--out", str(out),
+        sites=(PLUGIN_SITE,), cwd=tmp_path, disable=disable,
+    )  # fmt: skip
+    assert ran.returncode == 2, ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert ran.stderr.startswith("vaezoo: error: unknown regularizer 'l2code'; choose one of: "), ran.stderr
+    choices = choices_in(ran.stderr)
+    assert "betavae" in choices and "l2code" not in choices
+    assert choices == sorted(regularizers)  # exactly what 'vaezoo list' offers
+    assert not out.exists()
+
+
+def test_broken_plugin_is_reported_and_the_others_still_load(tmp_path):
+    result = run_cli("list", sites=(BROKEN_SITE, PLUGIN_SITE), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"vaezoo: warning: {BROKEN_ORIGIN} failed and is left out: {BOOM}" in result.stderr.splitlines()
+    assert f"failed plugin: {BROKEN_ORIGIN}: {BOOM}" in result.stdout.splitlines()
+    listing = parse_listing(result.stdout)
+    assert set(listing) == set(KINDS)
+    builtins = {
+        "data": "synthetic",
+        "encoder": "mlp",
+        "decoder": "mlp",
+        "prior": "standard",
+        "regularizer": "betavae",
+    }
+    for kind, name in builtins.items():
+        assert listing[kind][name].origin.endswith("(distribution vaezoo)"), (kind, name)
+    assert listing["regularizer"]["l2code"].origin == FIXTURE_ORIGIN
+
+
+# -- load_plugins in process ---------------------------------------------------------------------------------
+
+
+def test_load_plugins_finds_the_fixture_plugin(plugin_site):
+    plugins = load_plugins()
+    assert plugins.failures == []
+    assert plugins.disabled == []
+    entry = plugins.registry.get("regularizer", "l2code")
+    assert entry.origin == FIXTURE_ORIGIN
+    assert entry.cls.__module__ == "vaezoo_fixture_plugin"
+    assert plugins.manager.get_plugin("fixture") is sys.modules["vaezoo_fixture_plugin"]
+    config = resolve(merge_raw({"regularizer": {"name": "l2code", "weight": 2}}), plugins.registry)
+    assert config.regularizer.params.weight == 2.0
+
+
+def test_without_the_site_the_fixture_plugin_is_unknown(clean_plugin_env):
+    plugins = load_plugins()
+    assert "l2code" not in plugins.registry.names("regularizer")
+    with pytest.raises(UsageError, match=r"unknown regularizer 'l2code'; choose one of: ") as caught:
+        plugins.registry.get("regularizer", "l2code")
+    assert choices_in(str(caught.value)) == plugins.registry.names("regularizer")
+
+
+def test_load_plugins_isolates_a_broken_plugin(plugin_site):
+    plugin_site.syspath_prepend(str(BROKEN_SITE))
+    plugins = load_plugins()
+    assert plugins.failures == [PluginFailure("broken", BROKEN_ORIGIN, BOOM)]
+    assert plugins.registry.get("regularizer", "l2code").origin == FIXTURE_ORIGIN
+    assert plugins.registry.get("regularizer", "betavae").cls is BetaVAE
+    assert "vaezoo_broken_plugin" not in sys.modules
+
+
+@pytest.mark.parametrize("disable", [" fixture , not-a-plugin", "vaezoo-fixture-plugin"])
+def test_load_plugins_honours_the_disable_variable(plugin_site, disable):
+    plugin_site.syspath_prepend(str(BROKEN_SITE))
+    plugin_site.setenv(DISABLE_VARIABLE, f"broken,{disable}")
+    plugins = load_plugins()
+    assert plugins.disabled == ["broken", "fixture"]
+    assert plugins.failures == []  # a disabled plugin is never imported, so it cannot fail
+    assert "l2code" not in plugins.registry.names("regularizer")
+    assert plugins.registry.get("regularizer", "betavae").cls is BetaVAE
+    assert "vaezoo_fixture_plugin" not in sys.modules
+
+
+class _Impostor(Regularizer):
+    name = "betavae"
+
+    def forward(self, step: Step) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class _Renamed(_Impostor):
+    name = "zeta"
+
+
+class DuplicateBetaVAE:
+    """An extra plugin registering a second regularizer named 'betavae'."""
+
+    @staticmethod
+    @hookimpl
+    def vaezoo_register(register) -> None:
+        register(_Impostor)
+
+
+class Misspelt:
+    """An extra plugin whose hook name is misspelt: pluggy's check_pending rejects it."""
+
+    @staticmethod
+    @hookimpl
+    def vaezoo_registr(register) -> None:  # sic
+        raise AssertionError("a misspelt hook is never called")
+
+
+def test_duplicate_registration_is_a_failure_naming_both_origins(clean_plugin_env):
+    plugins = load_plugins(extra=(DuplicateBetaVAE,))
+    assert len(plugins.failures) == 1
+    error = plugins.failures[0].error
+    assert error.startswith("vaezoo.registry.DuplicateComponent: regularizer 'betavae' is registered twice: ")
+    assert BETAVAE_ORIGIN in error and "plugin 'DuplicateBetaVAE'" in error
+    assert plugins.registry.names("regularizer").count("betavae") == 1  # one of the two, never a mixture
+
+
+def test_duplicate_registration_leaves_the_builtin_working(clean_plugin_env):
+    plugins = load_plugins(extra=(DuplicateBetaVAE,))
+    assert [f.plugin for f in plugins.failures] == ["DuplicateBetaVAE"]
+    assert plugins.failures[0].origin == "plugin 'DuplicateBetaVAE'"
+    entry = plugins.registry.get("regularizer", "betavae")
+    assert (entry.cls, entry.origin) == (BetaVAE, BETAVAE_ORIGIN)
+    config = resolve(merge_raw(), plugins.registry)
+    assert config.regularizer.name == "betavae"
+
+
+def test_misspelt_hook_is_a_failure_of_that_plugin_only(clean_plugin_env):
+    plugins = load_plugins(extra=(Misspelt,))
+    assert [f.plugin for f in plugins.failures] == ["Misspelt"]
+    assert "vaezoo_registr" in plugins.failures[0].error
+    assert plugins.registry.get("regularizer", "betavae").cls is BetaVAE
+
+
+# -- Registry --------------------------------------------------------------------------------------------------
+
+
+def test_registry_unknown_names_list_the_choices():
+    registry = Registry()
+    with pytest.raises(UsageError, match=r"^unknown regularizer 'nope'; choose one of: \(none registered\)$"):
+        registry.get("regularizer", "nope")
+    registry.add(BetaVAE, origin="plugin 'a'")
+    registry.add(_Renamed, origin="plugin 'b'")
+    with pytest.raises(UsageError, match=r"^unknown regularizer 'nope'; choose one of: betavae, zeta$"):
+        registry.get("regularizer", "nope")
+    with pytest.raises(UsageError, match=r"^unknown component kind 'regulariser'; valid kinds: data, encoder"):
+        registry.get("regulariser", "betavae")
+    assert registry.get("regularizer", "zeta").cls is _Renamed
+
+
+def test_registry_rejects_duplicates_and_non_components():
+    registry = Registry()
+    registry.add(BetaVAE, origin="plugin 'a'")
+    with pytest.raises(DuplicateComponent, match=r"'betavae' is registered twice: by plugin 'a' and by plugin 'b'"):
+        registry.add(_Impostor, origin="plugin 'b'")
+    with pytest.raises(TypeError, match="derives from none of the component interfaces"):
+        registry.add(int, origin="plugin 'c'")
+    staged = Registry()
+    staged.add(_Renamed, origin="plugin 'd'")
+    staged.add(type("Other", (_Impostor,), {"name": "betavae"}), origin="plugin 'd'")
+    with pytest.raises(DuplicateComponent, match="by plugin 'a' and by plugin 'd'"):
+        registry.merge(staged)
+    assert registry.names("regularizer") == ["betavae"]  # a failed merge adds nothing
+    assert registry.get("regularizer", "betavae").cls is BetaVAE
+
+
+class _NotAttrsParams(Regularizer):
+    name = "plain-params"
+
+    class Params:  # a plain class, not attrs: refused at registration
+        weight = 1.0
+
+    def forward(self, step):
+        return {}
+
+
+class PlainParamsPlugin:
+    @hookimpl
+    def vaezoo_register(self, register):
+        register(_NotAttrsParams)
+
+
+def test_component_without_attrs_params_is_a_failure_of_its_plugin(clean_plugin_env):
+    plugins = load_plugins(extra=(PlainParamsPlugin(),))
+    assert len(plugins.failures) == 1
+    assert "Params must be a frozen attrs class" in plugins.failures[0].error
+    assert "plain-params" not in plugins.registry.names("regularizer")
+    assert "betavae" in plugins.registry.names("regularizer")

@@ -36,6 +36,7 @@ class SyntheticData(DataSource):
     description = "two spherical Gaussians (data and noise), the paper's Fig. 2 task"
     Params = SyntheticParams
     needs_data_dir = False
+    default_noise = "dataset"
 
     def load(self, data_dir: Path | None, seed: int) -> Data:
         p = self.params

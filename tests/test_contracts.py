@@ -106,7 +106,7 @@ def test_regularizer_contract(name):
     cls = REGISTRY.get("regularizer", name).cls
     raw = {"regularizer": {"name": name}, "model": {"latent_dim": LATENT}}
     if cls.needs_noise:
-        raw["noise"] = {"name": REGISTRY.names("noise")[0]}
+        raw["noise"] = {"name": "gaussian"}  # needs nothing but the batch
     config = resolve(merge_raw(raw), REGISTRY)
     torch.manual_seed(0)
     spec = SPECS["real"]
@@ -143,9 +143,11 @@ def test_data_contract(name, data_dir):
 @pytest.mark.parametrize("name", REGISTRY.names("noise"))
 def test_noise_contract(name):
     """Noise has the shape of the data and carries no gradient."""
-    spec = SPECS["real"]
-    config = resolve(merge_raw({"noise": {"name": name}, "model": {"latent_dim": LATENT}}), REGISTRY)
-    model = build_model(config, REGISTRY, spec)
-    x = example_batch(spec).requires_grad_()
-    x_noise = model.noise(x, model, None, 0)
-    assert x_noise.shape == x.shape and not x_noise.requires_grad
+    raw = {"noise": {"name": name}, "model": {"latent_dim": LATENT}, "data": {"n_train": 64, "dim": 12}}
+    config = resolve(merge_raw(raw), REGISTRY)
+    data = REGISTRY.get("data", "synthetic").cls(config.data.params).load(None, seed=0)
+    model = build_model(config, REGISTRY, data.spec)
+    assert model.noise.incompatibility(data) is None
+    x = data.train_batch(0, 0, 6, seed=0).requires_grad_()
+    x_noise = model.noise(x, model, data, 0)
+    assert x_noise.shape == x.shape and not x_noise.requires_grad and torch.isfinite(x_noise).all()

@@ -121,8 +121,8 @@ class LearnedOffset(Regularizer):
 
     name = "learned-offset"
 
-    def __init__(self, params):
-        super().__init__(params)
+    def __init__(self, params, latent_dim):
+        super().__init__(params, latent_dim)
         self.offset = torch.nn.Parameter(torch.zeros(()))
 
     def forward(self, step):

@@ -22,7 +22,7 @@ from vaezoo.plugins import Plugins, default_plugins
 from vaezoo.test_prior import NAMED as TEST_PRIORS
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
-METRIC_ORDER = ("neg_elbo", "recon", "kl", "mi", "au", "iw_nll", "test_prior_variance")
+METRIC_ORDER = ("neg_elbo", "recon", "kl", "mi", "au", "iw_nll", "separability", "test_prior_variance")
 
 # flag -> (config section, key)
 RUN_FLAGS = {

@@ -18,7 +18,7 @@ import attrs
 
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import KINDS
-from vaezoo.params import build_params, param
+from vaezoo.params import build_params, param, params_as_dict
 from vaezoo.registry import Registry
 from vaezoo.test_prior import check_test_prior
 
@@ -74,7 +74,7 @@ class ComponentChoice:
     params: Any
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **attrs.asdict(self.params)}
+        return {"name": self.name, **params_as_dict(self.params)}
 
 
 @attrs.frozen
@@ -170,6 +170,9 @@ def resolve(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
         if value is not None and value < 1:
             raise UsageError(f"train.{field} must be >= 1, got {value}")
     regularizer = registry.get("regularizer", config.regularizer.name).cls
+    default_noise = registry.get("data", config.data.name).cls.default_noise
+    if regularizer.needs_noise and config.noise is None and default_noise is not None:
+        config = attrs.evolve(config, noise=_choice(registry, "noise", {"name": default_noise}))
     if regularizer.needs_noise and config.noise is None:
         raise UsageError(
             f"regularizer {config.regularizer.name!r} needs contrastive noise: choose --noise from "

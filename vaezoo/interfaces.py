@@ -130,9 +130,9 @@ class Regularizer(Component, nn.Module, ABC):
     #: True when the regulariser reads ``Step.noise_posterior``; then a noise sampler is required.
     needs_noise: ClassVar[bool] = False
 
-    def __init__(self, params: Any) -> None:
+    def __init__(self, params: Any, latent_dim: int) -> None:
         super().__init__()
-        self.params = params
+        self.params, self.latent_dim = params, latent_dim
 
     @abstractmethod
     def forward(self, step: Step) -> dict[str, Tensor]:
@@ -141,6 +141,10 @@ class Regularizer(Component, nn.Module, ABC):
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         """Parameters trained by the regulariser's own optimiser (none by default)."""
         return []
+
+    def auxiliary_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """The optimiser of the auxiliary parameters; Adam at the model's learning rate unless overridden."""
+        return torch.optim.Adam(self.auxiliary_parameters(), lr=lr)
 
     def auxiliary_loss(self, step: Step) -> Tensor:
         """Loss for the regulariser's own parameters, called after each model step.
@@ -164,12 +168,12 @@ class NoiseSampler(Component, nn.Module, ABC):
         super().__init__()
         self.params, self.spec = params, spec
 
-    def incompatibility(self, spec: DataSpec) -> str | None:
-        """Why this sampler cannot work on data of ``spec`` (refused before training), or None."""
+    def incompatibility(self, data: Data) -> str | None:
+        """Why this sampler cannot work on ``data`` (the run is refused before training), or None."""
         return None
 
     @abstractmethod
-    def forward(self, x: Tensor, model: VAE, data: Data, step: int) -> Tensor:
+    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
         """Contrastive batch for ``x``; never carries gradients."""
 
 
@@ -222,6 +226,8 @@ class DataSource(Component, ABC):
     kind = "data"
     #: False for data sets generated in memory (no data directory needed).
     needs_data_dir: ClassVar[bool] = True
+    #: The noise sampler used when a regulariser needs noise and none is chosen (None: one must be chosen).
+    default_noise: ClassVar[str | None] = None
 
     def __init__(self, params: Any) -> None:
         self.params = params

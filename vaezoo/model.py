@@ -6,7 +6,6 @@ import torch
 from torch import Tensor, nn
 
 from vaezoo.config import RunConfig
-from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec, Decoder, Encoder, NoiseSampler, Prior, Regularizer, Step
 from vaezoo.registry import Registry
 
@@ -63,16 +62,11 @@ def build_model(config: RunConfig, registry: Registry, spec: DataSpec) -> VAE:
     def cls(kind: str) -> type:
         return registry.get(kind, getattr(config, kind).name).cls
 
-    noise = None
-    if config.noise is not None:
-        noise = cls("noise")(config.noise.params, spec)
-        reason = noise.incompatibility(spec)
-        if reason:
-            raise UsageError(f"noise {config.noise.name!r} cannot be used with data {config.data.name!r}: {reason}")
+    noise = cls("noise")(config.noise.params, spec) if config.noise is not None else None
     return VAE(
         encoder=cls("encoder")(config.encoder.params, spec, d),
         decoder=cls("decoder")(config.decoder.params, spec, d),
         prior=cls("prior")(config.prior.params, d),
-        regularizer=cls("regularizer")(config.regularizer.params),
+        regularizer=cls("regularizer")(config.regularizer.params, d),
         noise=noise,
     )

@@ -45,9 +45,20 @@ def param(
     return attrs.field(default=default, validator=validators, metadata={"help": help})
 
 
+def public_name(field_name: str) -> str:
+    """The name users write: a trailing underscore lets a field be called after a Python keyword (lambda_)."""
+    return field_name.removesuffix("_")
+
+
 def _field_types(cls: type) -> dict[str, Any]:
+    """Annotated type of each field, keyed by public name."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, Any) for f in attrs.fields(cls)}
+    return {public_name(f.name): hints.get(f.name, Any) for f in attrs.fields(cls)}
+
+
+def params_as_dict(params: Any) -> dict[str, Any]:
+    """A Params instance as ``{public name: value}``, which ``build_params`` accepts back."""
+    return {public_name(k): v for k, v in attrs.asdict(params).items()}
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -104,11 +115,15 @@ def build_params(cls: type, values: Mapping[str, Any], where: str) -> Any:
     if unknown:
         valid = ", ".join(sorted(types)) or "(none)"
         raise UsageError(f"{where}: unknown parameter {unknown[0]!r}; valid parameters: {valid}")
-    coerced = {k: _coerce(v, types[k], f"{where}.{k}") for k, v in values.items()}
+    fields = {public_name(f.name): f.name for f in attrs.fields(cls)}
+    coerced = {fields[k]: _coerce(v, types[k], f"{where}.{k}") for k, v in values.items()}
     try:
         return cls(**coerced)
     except (ValueError, TypeError) as error:
-        raise UsageError(f"{where}: {error}") from None
+        message = str(error)
+        for public, field in fields.items():
+            message = message.replace(f"'{field}'", f"'{public}'")
+        raise UsageError(f"{where}: {message}") from None
 
 
 def describe_params(cls: type) -> list[tuple[str, str, Any, str]]:
@@ -116,7 +131,7 @@ def describe_params(cls: type) -> list[tuple[str, str, Any, str]]:
     types = _field_types(cls)
     rows = []
     for f in attrs.fields(cls):
-        annotation = types[f.name]
+        annotation = types[public_name(f.name)]
         type_name = getattr(annotation, "__name__", str(annotation))
-        rows.append((f.name, type_name, f.default, f.metadata.get("help", "")))
+        rows.append((public_name(f.name), type_name, f.default, f.metadata.get("help", "")))
     return rows

@@ -33,7 +33,7 @@ from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.figures import latent_scatter
 from vaezoo.interfaces import Data
-from vaezoo.metrics import evaluate
+from vaezoo.metrics import code_separability, evaluate
 from vaezoo.model import VAE, build_model
 from vaezoo.registry import Registry
 from vaezoo.test_prior import choose_test_variance
@@ -91,6 +91,9 @@ def open_session(config: RunConfig, registry: Registry, data_dir: Path | None) -
     data = source.load(data_dir, config.train.seed)
     torch.manual_seed(config.train.seed)
     model = build_model(config, registry, data.spec).to(device)
+    reason = model.noise.incompatibility(data) if model.noise is not None else None
+    if reason:
+        raise UsageError(f"noise {config.noise.name!r} cannot be used with data {config.data.name!r}: {reason}")
     return Session(config, data, model, device)
 
 
@@ -180,7 +183,7 @@ class Trainer:
         model = self.session.model
         self.optimizer = torch.optim.Adam(model.main_parameters(), lr=config.train.lr)
         auxiliary = model.regularizer.auxiliary_parameters()
-        self.auxiliary_optimizer = torch.optim.Adam(auxiliary, lr=config.train.lr) if auxiliary else None
+        self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(config.train.lr) if auxiliary else None
         self.step = 0
         self.wall_time = 0.0
 
@@ -282,7 +285,11 @@ class Trainer:
         """Test metrics (with IW-NLL), the latent scatter, and results.json."""
         session, cfg = self.session, self.config
         test = evaluate_split(session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples)
-        write_scatter(session, self.run_dir / SCATTER_NAME, f"{cfg.regularizer.name} on {cfg.data.name}")
+        data_codes, noise_codes = test_codes(session)
+        title = f"{cfg.regularizer.name} on {cfg.data.name}"
+        latent_scatter(data_codes.samples, noise_codes and noise_codes.samples, self.run_dir / SCATTER_NAME, title)
+        if noise_codes is not None:
+            test["separability"] = code_separability(data_codes.samples, noise_codes.samples, seed=cfg.train.seed)
         results = {
             "metrics": test,
             "test_prior": cfg.eval.test_prior,
@@ -296,17 +303,27 @@ class Trainer:
         return results
 
 
+@attrs.frozen
+class Codes:
+    """Posterior samples and means of a set of examples, ``'b d'`` each, on the CPU."""
+
+    samples: torch.Tensor
+    means: torch.Tensor
+
+
 @torch.no_grad()
-def write_scatter(session: Session, path: Path, title: str, limit: int = 1000) -> None:
-    """Posterior samples of test data and, when the data set has its own noise, of test noise."""
+def test_codes(session: Session, limit: int = 2000) -> tuple[Codes, Codes | None]:
+    """Codes of test data and, when the data set has noise of its own, of its test noise."""
     model = session.model
     model.eval()
+
+    def encode(x: torch.Tensor) -> Codes:
+        posterior = model.encoder(x[:limit].to(session.device))
+        return Codes(posterior.sample().cpu(), posterior.mean.cpu())
+
     with evaluation_rng(session, salt=1):
-        x = session.data.splits["test"][:limit].to(session.device)
-        data_codes = model.encoder(x).sample().cpu()
         noise = session.data.noise.get("test")
-        noise_codes = model.encoder(noise[:limit].to(session.device)).sample().cpu() if noise is not None else None
-    latent_scatter(data_codes, noise_codes, path, title)
+        return encode(session.data.splits["test"]), encode(noise) if noise is not None else None
 
 
 def load_trained(run_dir: Path, registry: Registry, data_dir: Path | None, overrides: dict | None = None) -> Session:

@@ -1,0 +1,121 @@
+"""Contrastive noise samplers (SPEC section 2): Gaussian perturbation, the current decoder, the data set's own.
+
+Each returns a batch ``'b ...'`` shaped like the data batch, without gradients.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+import torch
+from torch import Tensor
+
+from vaezoo import hookimpl
+from vaezoo.interfaces import Data, NoiseSampler
+from vaezoo.params import param
+
+if TYPE_CHECKING:
+    from vaezoo.model import VAE
+
+
+@attrs.frozen
+class GaussianNoiseParams:
+    sigma: float = param(0.01, gt=0, help="standard deviation of the added noise")
+
+
+class GaussianNoise(NoiseSampler):
+    """x_n = x + eps, eps ~ N(0, sigma^2 I): continuous data only (meaningless for token ids)."""
+
+    name = "gaussian"
+    description = "x + N(0, sigma^2 I)"
+    Params = GaussianNoiseParams
+
+    def incompatibility(self, data: Data) -> str | None:
+        if data.spec.kind == "tokens":
+            return "Gaussian noise cannot be added to token ids; use --noise decoder"
+        return None
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
+        return x + self.params.sigma * torch.randn(x.shape, device=x.device)
+
+
+@attrs.frozen
+class DecoderNoiseParams:
+    refresh_every: int = param(1, ge=1, help="steps between refreshes of the sample pool (1: fully online)")
+    pool_size: int = param(0, ge=0, help="samples in the pool (0: the batch size)")
+
+
+class DecoderNoise(NoiseSampler):
+    """Ancestral samples of the current model: z ~ p(z), x_n ~ p(x|z), under no_grad.
+
+    Samples come from the decoder's own ``sample``, so autoregressive decoders use their own (fast) sampler.
+    A pool of samples is drawn every ``refresh_every`` steps and each step takes a batch from it; the pool is
+    part of the model's state (``get_extra_state``), so a resumed run uses the same noise as an uninterrupted one.
+    """
+
+    name = "decoder"
+    description = "ancestral samples from the current decoder, refreshed every N steps"
+    Params = DecoderNoiseParams
+
+    def __init__(self, params: DecoderNoiseParams, spec) -> None:
+        super().__init__(params, spec)
+        self.pool: Tensor | None = None
+        self.pool_step = -1
+
+    @torch.no_grad()
+    def refill(self, model: VAE, size: int, device: torch.device) -> None:
+        was_training = model.decoder.training
+        model.decoder.eval()  # sampling must not update normalisation statistics
+        try:
+            z = model.prior().sample((size,)).to(device)
+            self.pool = model.decoder.sample(z)
+        finally:
+            model.decoder.train(was_training)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
+        b = x.shape[0]
+        size = self.params.pool_size or b
+        stale = self.pool is None or step - self.pool_step >= self.params.refresh_every or step < self.pool_step
+        if stale:
+            self.refill(model, size, x.device)
+            self.pool_step = step
+        if size == b:
+            return self.pool
+        return self.pool[torch.randint(size, (b,), device=x.device)]
+
+    def get_extra_state(self) -> dict:
+        empty = torch.zeros(0)
+        return {"pool": self.pool if self.pool is not None else empty, "pool_step": torch.tensor(self.pool_step)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.pool = state["pool"] if state["pool"].numel() else None
+        self.pool_step = int(state["pool_step"])
+
+
+class DatasetNoise(NoiseSampler):
+    """Random examples of the data set's own contrastive distribution (e.g. p_n of the synthetic task)."""
+
+    name = "dataset"
+    description = "the data set's own noise examples (synthetic task)"
+
+    def incompatibility(self, data: Data) -> str | None:
+        if "train" not in data.noise:
+            return "this data set defines no noise distribution of its own"
+        return None
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
+        assert data is not None, "dataset noise needs the data set"
+        pool = data.noise["train"]
+        rows = torch.randint(len(pool), (x.shape[0],))
+        return pool[rows].to(x.device)
+
+
+@hookimpl
+def vaezoo_register(register) -> None:
+    register(GaussianNoise)
+    register(DecoderNoise)
+    register(DatasetNoise)

@@ -146,7 +146,7 @@ def test_l2code_loss_terms_are_kl_and_weighted_squared_norm(plugin_site):
         noise_posterior=None,
         step=0,
     )
-    terms = L2Code(params)(step)
+    terms = L2Code(params, 2)(step)
     assert set(terms) == {"l2code_kl", "l2code_norm"}
     assert terms["l2code_norm"].item() == pytest.approx(0.5 * (5 + 9) / 2)
     kl = 0.5 * (scale**2 + loc**2 - 1 - torch.log(scale**2)).sum(-1).mean()

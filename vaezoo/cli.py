@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--iw-samples", type=int, help="importance samples for IW-NLL (default: the run's)")
     ev.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sample = commands.add_parser("sample", help="PNG grids of prior samples and test reconstructions of a run")
+    sample.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    sample.add_argument("--count", type=int, default=64, help="prior samples (and half as many reconstructions)")
+    sample.add_argument("--out", type=Path, help="directory for the PNG files (default: RUN_DIR)")
+    sample.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
     return parser
 
 
@@ -188,7 +194,21 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
-COMMANDS = {"run": _command_run, "list": _command_list, "eval": _command_eval}
+def _command_sample(args: argparse.Namespace, plugins: Plugins) -> int:
+    from vaezoo.sampling import write_sample_grids
+    from vaezoo.train import load_trained, resolve_data_dir
+
+    if args.count < 2:
+        raise UsageError(f"--count must be at least 2, got {args.count}")
+    session = load_trained(
+        args.run_dir, plugins.registry, resolve_data_dir(args.data_dir), {"train": {"progress": False}}
+    )
+    for path in write_sample_grids(session, args.out or args.run_dir, args.count):
+        print(path)
+    return 0
+
+
+COMMANDS = {"run": _command_run, "list": _command_list, "eval": _command_eval, "sample": _command_sample}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

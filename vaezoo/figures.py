@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import einops
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
@@ -41,3 +42,17 @@ def latent_scatter(data_codes: Tensor, noise_codes: Tensor | None, path: Path, t
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def image_grid(images: Tensor, columns: int) -> Tensor:
+    """``'b c h w'`` to one ``'(gh h) (gw w) c'`` picture, padding the last grid row with blank images."""
+    rows = -(-images.shape[0] // columns)
+    blank = images.new_zeros(rows * columns - images.shape[0], *images.shape[1:])
+    return einops.rearrange(torch.cat([images, blank]), "(gh gw) c h w -> (gh h) (gw w) c", gh=rows, gw=columns)
+
+
+def save_image_grid(images: Tensor, path: Path, columns: int) -> None:
+    """Images in [0, 1] (``'b c h w'``, one or three channels) as a PNG grid."""
+    grid = image_grid(images.float().clamp(0, 1).cpu(), columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)

@@ -20,6 +20,7 @@ from vaezoo.interfaces import KINDS
 from vaezoo.params import describe_params
 from vaezoo.plugins import Plugins, default_plugins
 from vaezoo.test_prior import NAMED as TEST_PRIORS
+from vaezoo.theory import cli as theory_cli
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 METRIC_ORDER = ("neg_elbo", "recon", "kl", "mi", "au", "iw_nll", "separability", "test_prior_variance")
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--iw-samples", type=int, help="importance samples for IW-NLL (default: the run's)")
     ev.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    theory = commands.add_parser("theory", help="exact optima of every objective on finite spaces (SPEC section 4)")
+    theory_cli.add_arguments(theory)
 
     sample = commands.add_parser("sample", help="PNG grids of prior samples and test reconstructions of a run")
     sample.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -208,7 +212,17 @@ def _command_sample(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
-COMMANDS = {"run": _command_run, "list": _command_list, "eval": _command_eval, "sample": _command_sample}
+def _command_theory(args: argparse.Namespace, plugins: Plugins) -> int:
+    return theory_cli.run(args)
+
+
+COMMANDS = {
+    "run": _command_run,
+    "list": _command_list,
+    "eval": _command_eval,
+    "sample": _command_sample,
+    "theory": _command_theory,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _report_failures(plugins)
     try:
         return COMMANDS[args.command](args, plugins)
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
+        sys.stderr.close()
+        return 0
     except UsageError as error:
         print(f"vaezoo: error: {error}", file=sys.stderr)
         return EXIT_USAGE

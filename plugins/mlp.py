@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from vaezoo import hookimpl
-from vaezoo.distributions import diagonal_normal
+from vaezoo.distributions import diagonal_normal_from
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
 from vaezoo.params import param
@@ -54,9 +54,7 @@ class MLPEncoder(Encoder):
         self.net = perceptron([_features(spec, "mlp encoder"), *params.hidden, 2 * latent_dim])
 
     def forward(self, x: Tensor) -> Distribution:
-        out = self.net(einops.rearrange(x, "b ... -> b (...)").float())
-        loc, log_scale = einops.rearrange(out, "b (two d) -> two b d", two=2)
-        return diagonal_normal(loc, log_scale)
+        return diagonal_normal_from(self.net(einops.rearrange(x, "b ... -> b (...)").float()))
 
 
 @attrs.frozen

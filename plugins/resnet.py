@@ -8,13 +8,12 @@ from __future__ import annotations
 import math
 
 import attrs
-import einops
 import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent
 
 from vaezoo import hookimpl
-from vaezoo.distributions import diagonal_normal
+from vaezoo.distributions import diagonal_normal_from
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
 from vaezoo.params import param
@@ -79,9 +78,7 @@ class ResNetEncoder(Encoder):
         self.head = nn.Linear(flat, 2 * latent_dim)
 
     def forward(self, x: Tensor) -> Distribution:
-        out = self.head(self.features(x.float()).flatten(1))
-        loc, log_scale = einops.rearrange(out, "b (two d) -> two b d", two=2)
-        return diagonal_normal(loc, log_scale)
+        return diagonal_normal_from(self.head(self.features(x.float()).flatten(1)))
 
 
 @attrs.frozen

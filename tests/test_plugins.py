@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal
 
+from tests.conftest import run_cli as run_vaezoo
 from vaezoo import hookimpl
 from vaezoo.config import merge_raw, resolve
 from vaezoo.errors import UsageError
@@ -48,18 +48,9 @@ FIXTURE_MODULES = ("vaezoo_fixture_plugin", "vaezoo_broken_plugin")
 
 def run_cli(*args: str, sites: tuple[Path, ...], cwd: Path, disable: str | None = None):
     """``python -m vaezoo.cli ARGS`` in a fresh process with ``sites`` first on PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items() if k != DISABLE_VARIABLE}
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])
-    if disable is not None:
-        env[DISABLE_VARIABLE] = disable
-    return subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    env = {"PYTHONPATH": os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env[DISABLE_VARIABLE] = disable or ""
+    return run_vaezoo(*args, env=env, cwd=cwd)
 
 
 @attrs.define

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import einops
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
@@ -16,3 +17,9 @@ def isotropic_normal(latent_dim: int, variance: float, like: Tensor | None = Non
 def diagonal_normal(loc: Tensor, log_scale: Tensor) -> Distribution:
     """Diagonal Gaussian with batch shape ``loc.shape[:-1]`` and event shape ``(d,)``."""
     return Independent(Normal(loc, log_scale.exp()), 1)
+
+
+def diagonal_normal_from(features: Tensor) -> Distribution:
+    """An encoder head's output ``'b (2 d)'`` read as (loc, log scale) of a diagonal Gaussian over ``d``."""
+    loc, log_scale = einops.rearrange(features, "b (two d) -> two b d", two=2)
+    return diagonal_normal(loc, log_scale)

@@ -33,12 +33,17 @@ class DataSpec:
     """What one example looks like.
 
     ``shape`` is one example's shape, e.g. ``(100,)`` or ``(1, 28, 28)``; ``kind`` is ``real`` for continuous
-    values, ``binary`` for {0, 1} values, ``tokens`` for token ids (then ``vocab_size`` is set).
+    values, ``binary`` for {0, 1} values, ``tokens`` for token ids. For tokens, ``shape`` is ``(max_len,)``
+    (batches may be shorter), ``vocab_size`` is set, and ``pad_id``, ``bos_id`` and ``eos_id`` name the
+    padding, start and end tokens; a padded position never contributes to a loss or metric.
     """
 
     shape: tuple[int, ...]
     kind: Literal["real", "binary", "tokens"]
     vocab_size: int | None = None
+    pad_id: int | None = None
+    bos_id: int | None = None
+    eos_id: int | None = None
 
 
 class Component:

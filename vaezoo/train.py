@@ -174,6 +174,13 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+def make_optimizer(config: RunConfig, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    train = config.train
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum)
+    return torch.optim.Adam(parameters, lr=train.lr)
+
+
 class Trainer:
     """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json)."""
 
@@ -181,7 +188,7 @@ class Trainer:
         self.session = open_session(config, registry, data_dir)
         self.config, self.run_dir = config, run_dir
         model = self.session.model
-        self.optimizer = torch.optim.Adam(model.main_parameters(), lr=config.train.lr)
+        self.optimizer = make_optimizer(config, model.main_parameters())
         auxiliary = model.regularizer.auxiliary_parameters()
         self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(config.train.lr) if auxiliary else None
         self.step = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import subprocess
@@ -13,7 +15,7 @@ import torch
 
 from tests.conftest import small_config
 from vaezoo import hookimpl
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from vaezoo.config import merge_raw, resolve
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.interfaces import Regularizer
@@ -156,24 +158,28 @@ def test_auxiliary_parameters_get_their_own_optimiser_and_are_checkpointed(tmp_p
 def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path):
     path = tmp_path / CHECKPOINT_NAME
     save_checkpoint(path, {"step": 1, "weights": torch.ones(3)})
-    # A real process dies (os._exit, no cleanup) halfway through writing the next checkpoint.
+    # A real process dies (os._exit, no cleanup) halfway through writing the next checkpoint's bytes.
     script = textwrap.dedent(
         f"""
         import os, torch
         from pathlib import Path
         from vaezoo import checkpoint
-        def dying_save(state, handle):
-            handle.write(b"PK\\x03\\x04 half a zip file")
-            handle.flush()
+        real_write = os.write
+        def dying_write(fd, data):
+            real_write(fd, bytes(data[: len(data) // 2]))
             os._exit(9)
-        checkpoint.torch.save = dying_save
-        checkpoint.save_checkpoint(Path({str(path)!r}), {{"step": 2, "weights": torch.zeros(3)}})
+        checkpoint.os.write = dying_write
+        checkpoint.save_checkpoint(Path({str(path)!r}), {{"step": 2, "weights": torch.zeros(30000)}})
         """
     )
     crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert crashed.returncode == 9
+    assert crashed.returncode == 9, crashed.stderr
+    leftovers = list(tmp_path.glob(".checkpoint.pt.*.tmp"))
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0, "the crash must happen mid-write"
     state = load_checkpoint(path)
     assert state["step"] == 1 and torch.equal(state["weights"], torch.ones(3))
+    remove_stale_temporaries(tmp_path)
+    assert not list(tmp_path.glob(".checkpoint.pt.*.tmp"))
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
@@ -184,9 +190,26 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(path)
 
 
-def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
+def test_altered_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / CHECKPOINT_NAME
-    torch.save({"step": 1, "payload": Boom()}, path)
+    save_checkpoint(path, {"step": 1, "weights": torch.ones(1000)})
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit pattern inside the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(UsageError, match="does not match its sha256 digest"):
+        load_checkpoint(path)
+    torch.save({"step": 1}, path)  # a torch file that is not a vaezoo checkpoint
+    with pytest.raises(UsageError, match="not a vaezoo checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
+    # An attacker can compute the digest too: the pickle must be refused by the loader itself.
+    buffer = io.BytesIO()
+    torch.save({"step": 1, "payload": Boom()}, buffer)
+    payload = buffer.getvalue()
+    path = tmp_path / CHECKPOINT_NAME
+    path.write_bytes(b"vaezoo-checkpoint sha256=" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
     with pytest.raises(UsageError, match="refusing to load"):
         load_checkpoint(path)
     assert not Boom.ran

@@ -1,15 +1,20 @@
-"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+"""Checkpoints: written atomically, verified by a digest, read without unpickling arbitrary objects.
 
-A checkpoint is a ``torch.save`` archive of tensors and plain Python containers, read back with
-``torch.load(..., weights_only=True)``, which refuses any pickled object that is not a tensor or a primitive.
-It is written to a temporary file in the same directory, flushed to disk and renamed over the old one, so a
-crash at any point leaves either the old or the new checkpoint, never a torn file.
+File layout: one line ``vaezoo-checkpoint sha256=<64 hex digits>`` followed by a ``torch.save`` archive of
+tensors and plain Python containers. Loading checks the digest first (a truncated or altered file is refused
+with a clear error) and then reads the archive with ``torch.load(..., weights_only=True)``, which refuses any
+pickled object that is not a tensor or a primitive. The file is written to a temporary name in the same
+directory, flushed to disk and renamed over the old one, so a crash at any point leaves either the old or the
+new checkpoint, never a torn one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,17 +25,32 @@ import torch
 from vaezoo.errors import UsageError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+MAGIC = b"vaezoo-checkpoint"
+HEADER = re.compile(rb"vaezoo-checkpoint sha256=([0-9a-f]{64})\n")
+CHUNK = 1 << 20
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    for start in range(0, len(data), CHUNK):
+        view = memoryview(data)[start : start + CHUNK]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (temp file, fsync, rename, fsync of the directory)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    header = MAGIC + b" sha256=" + hashlib.sha256(payload).hexdigest().encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            _write_all(fd, header + payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -42,19 +62,35 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         os.close(directory)
 
 
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete temporary files left by a process killed while writing a checkpoint."""
+    for leftover in directory.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint on the CPU; a missing, truncated, tampered or unsafe file is a UsageError."""
+    """Read a checkpoint on the CPU; a missing, truncated, altered or unsafe file is a UsageError."""
     if not path.is_file():
         raise UsageError(f"no checkpoint at {str(path)!r}")
+    data = path.read_bytes()
+    newline = data.find(b"\n", 0, 200)
+    match = HEADER.fullmatch(data[: newline + 1]) if newline >= 0 else None
+    if match is None:
+        raise UsageError(f"{str(path)!r} is not a vaezoo checkpoint (no 'vaezoo-checkpoint sha256=...' header)")
+    payload = data[newline + 1 :]
+    if hashlib.sha256(payload).hexdigest() != match.group(1).decode():
+        raise UsageError(
+            f"checkpoint {str(path)!r} is truncated or corrupt: its content does not match its sha256 digest"
+        )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise UsageError(
             f"checkpoint {str(path)!r} holds objects other than tensors and plain data; refusing to load it "
             f"({str(error).splitlines()[0]})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise UsageError(f"checkpoint {str(path)!r} is truncated or corrupt: {str(error).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise UsageError(f"checkpoint {str(path)!r} is corrupt: {str(error).splitlines()[0]}") from None
     if not isinstance(state, dict) or "step" not in state:
         raise UsageError(f"checkpoint {str(path)!r} is not a vaezoo checkpoint")
     return state

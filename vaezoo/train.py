@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 import vaezoo
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from vaezoo.config import RunConfig
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import TrainingDiverged, UsageError
@@ -163,7 +163,14 @@ def _keep_metric_lines_up_to(path: Path, step: int) -> None:
     """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a killed process
+            continue
+        if record["step"] <= step:
+            kept.append(line)
     path.write_text("".join(f"{line}\n" for line in kept))
 
 
@@ -218,6 +225,7 @@ class Trainer:
         checkpoint = self.run_dir / CHECKPOINT_NAME
         metrics_path = self.run_dir / METRICS_NAME
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.run_dir)
         if resume and checkpoint.exists():
             self.restore(load_checkpoint(checkpoint))
         _keep_metric_lines_up_to(metrics_path, self.step if resume else -1)

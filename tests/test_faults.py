@@ -1,0 +1,70 @@
+"""Nothing is lost: a run killed with SIGKILL at random points resumes to the same result as a straight run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import run_cli
+from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+RUN = [
+    "run", "--steps", "60", "--set", "train.eval_every=5", "--set", "data.dim=10", "--set", "data.n_train=512",
+    "--set", "data.n_valid=64", "--set", "data.n_test=64", "--set", "eval.iw_samples=5", "--no-progress",
+]  # fmt: skip
+EXPECTED_STEPS = list(range(5, 61, 5))
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaezoo.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight") / "run"
+    began = time.perf_counter()
+    result = run_cli(*RUN, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, time.perf_counter() - began
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sigkill_at_random_points_then_resume_gives_the_straight_result(straight_run, tmp_path, seed):
+    reference, duration = straight_run
+    chooser = random.Random(seed)
+    out = tmp_path / "run"
+    kills = 0
+    process = start(*RUN, "--out", str(out))
+    for _ in range(3):  # kill up to three times, each at a random moment of the remaining work
+        try:
+            process.wait(timeout=chooser.uniform(0.2, 0.8) * duration)
+            break
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            kills += 1
+        if (out / CHECKPOINT_NAME).exists():
+            load_checkpoint(out / CHECKPOINT_NAME)  # never corrupt, whenever the kill came
+        args = (
+            ["run", "--resume", str(out), "--no-progress"]
+            if (out / "config.json").exists()
+            else [*RUN, "--out", str(out)]
+        )
+        process = start(*args)
+    assert kills >= 1, "the run finished before the first kill: nothing was tested"
+    stderr = process.communicate(timeout=600)[1]
+    assert process.returncode == 0, stderr
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == EXPECTED_STEPS, f"after {kills} kills"
+    final = json.loads((out / "results.json").read_text())["metrics"]
+    assert final == json.loads((reference / "results.json").read_text())["metrics"], f"after {kills} kills"
+    assert not list(out.glob(".checkpoint.pt.*.tmp"))

@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its checkpoint")
     run.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--dry-run", action="store_true", help="validate everything (config, data, model) and print the config"
+    )
 
     listing = commands.add_parser("list", help="registered components, their plugins and parameters")
     listing.add_argument("kind", nargs="?", choices=KINDS)
@@ -143,6 +146,12 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
         layers = [read_config_file(args.config)] if args.config is not None else []
         layers.append(flags)
     config = resolve(merge_raw(*layers), plugins.registry)
+    if args.dry_run:
+        from vaezoo.train import open_session
+
+        open_session(config, plugins.registry, data_dir)  # loads the data and builds the model
+        print(json.dumps(config.as_dict(), indent=2))
+        return 0
     if args.resume is None:
         run_dir = args.out or _fresh_run_dir(config)
         if (run_dir / CHECKPOINT_NAME).exists():

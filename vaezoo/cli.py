@@ -16,10 +16,10 @@ from typing import Any
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.config import merge_raw, parse_override, read_config_file, resolve
 from vaezoo.errors import TrainingDiverged, UsageError
+from vaezoo.eval_prior import NAMED as TEST_PRIORS
 from vaezoo.interfaces import KINDS
 from vaezoo.params import describe_params
 from vaezoo.plugins import Plugins, default_plugins
-from vaezoo.test_prior import NAMED as TEST_PRIORS
 from vaezoo.theory import cli as theory_cli
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130

@@ -17,10 +17,10 @@ from typing import Any
 import attrs
 
 from vaezoo.errors import UsageError
+from vaezoo.eval_prior import check_test_prior
 from vaezoo.interfaces import KINDS
 from vaezoo.params import build_params, param, params_as_dict
 from vaezoo.registry import Registry
-from vaezoo.test_prior import check_test_prior
 
 OPTIONAL_KINDS = ("noise",)
 SECTIONS = (*KINDS, "model", "train", "eval")

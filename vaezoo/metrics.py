@@ -1,13 +1,17 @@
 """Collapse metrics on held-out data, all in nats per example.
 
-Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent.
+Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent, ``t`` tokens.
 
 - ``neg_elbo = recon + kl`` with one z sample per example and the test prior p_test = N(0, s^2 I).
 - ``mi``: I_q(x; z) = E_x KL(q(z|x) || q(z)), the estimator of He et al. (2019): q(z) is approximated by the
-  mixture of the posteriors of an evaluation batch, so it is bounded above by log(batch size).
+  mixture of the posteriors of an evaluation batch, so in expectation it is at most log(batch size). Batches
+  of one example carry no estimate and are left out of its average.
 - ``au``: the number of latent dims whose Cov_x(E_q[z_d]) exceeds the threshold (0.01).
 - ``iw_nll``: -log (1/k) sum_k p(x|z_k) p_test(z_k) / q(z_k|x), z_k ~ q(z|x), evaluated ``iw_chunk`` samples
   at a time so memory stays bounded for k = 500.
+- ``ppl_elbo`` and ``ppl_iw`` (token data only): perplexity per predicted token, exp(sum of NLL / number of predicted
+  tokens) over the split, with the NLL bounded by -ELBO or estimated by IW-NLL (He et al. report the latter). A
+  decoder predicts every token but the padding and the start token: the words and the end token of each sequence.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
-from vaezoo.interfaces import Decoder, Encoder
+from vaezoo.interfaces import DataSpec, Decoder, Encoder
 
 
 def mutual_information(posterior: Distribution) -> Tensor:
@@ -59,9 +63,12 @@ def evaluate(
     iw_chunk: int = 100,
     au_threshold: float = 0.01,
 ) -> dict[str, float]:
-    """Every metric over ``batches`` (examples weighted equally); IW-NLL only when ``iw_samples > 0``."""
+    """Every metric over ``batches`` (examples weighted equally); IW-NLL only when ``iw_samples > 0``; perplexities
+    when the decoder's data are tokens."""
     sums = {"recon": 0.0, "kl": 0.0, "mi": 0.0, "iw_nll": 0.0}
-    count = 0
+    count = mi_count = 0
+    spec: DataSpec | None = getattr(decoder, "spec", None)
+    tokens = 0 if spec is not None and spec.kind == "tokens" else None
     means = []
     for x in batches:
         posterior = encoder(x)
@@ -71,17 +78,46 @@ def evaluate(
         sums["kl"] += kl_divergence(posterior, test_prior).sum().item()
         if b > 1:
             sums["mi"] += mutual_information(posterior).item() * b
+            mi_count += b
         if iw_samples > 0:
             log_px = importance_weighted_log_likelihood(decoder, posterior, test_prior, x, iw_samples, iw_chunk)
             sums["iw_nll"] += -log_px.sum().item()
         means.append(posterior.mean)
         count += b
+        if tokens is not None:
+            tokens += int(predicted_tokens(x, spec).sum().item())
     metrics = {name: total / count for name, total in sums.items()}
+    metrics["mi"] = sums["mi"] / mi_count if mi_count else 0.0
     metrics["neg_elbo"] = metrics["recon"] + metrics["kl"]
     metrics["au"] = active_units(torch.cat(means), au_threshold)
     if iw_samples <= 0:
         del metrics["iw_nll"]
+    if tokens:
+        metrics.update(perplexities(metrics, tokens / count))
     return metrics
+
+
+def predicted_tokens(x: Tensor, spec: DataSpec) -> Tensor:
+    """The tokens a decoder predicts in each sequence of ``x 'b t'``, ``'b'``: every position holding neither the
+    padding nor the start token (ids the spec leaves unset exclude nothing)."""
+    counted = torch.ones_like(x, dtype=torch.bool)
+    for excluded in (spec.pad_id, spec.bos_id):
+        if excluded is not None:
+            counted &= x != excluded
+    return counted.sum(dim=1)
+
+
+def perplexities(metrics: dict[str, float], tokens_per_example: float) -> dict[str, float]:
+    """exp(NLL per predicted token): ``ppl_elbo`` from ``neg_elbo`` and, when present, ``ppl_iw`` from ``iw_nll``.
+
+    The metrics are means per example, so NLL per token is their ratio to the mean number of predicted tokens.
+    """
+    sources = {"ppl_elbo": "neg_elbo", "ppl_iw": "iw_nll"}
+    return {name: _exp(metrics[source] / tokens_per_example) for name, source in sources.items() if source in metrics}
+
+
+def _exp(value: float) -> float:
+    return math.exp(value) if value < 700 else math.inf
 
 
 def active_units(posterior_means: Tensor, threshold: float = 0.01) -> int:
@@ -89,7 +125,7 @@ def active_units(posterior_means: Tensor, threshold: float = 0.01) -> int:
     return int((posterior_means.var(dim=0) > threshold).sum().item())
 
 
-def test_prior_kl_optimum(encoder: Encoder, batches: Iterable[Tensor]) -> float:
+def kl_optimal_test_variance(encoder: Encoder, batches: Iterable[Tensor]) -> float:
     """The variance s^2 minimising E_x KL(q(z|x) || N(0, s^2 I)) on ``batches``.
 
     Written by hand because it is a closed form torch does not offer: with q = N(mu, diag sigma^2) the

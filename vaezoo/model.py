@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from vaezoo.config import RunConfig
+from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec, Decoder, Encoder, NoiseSampler, Prior, Regularizer, Step
 from vaezoo.registry import Registry
 
@@ -55,14 +56,20 @@ class VAE(nn.Module):
         return [p for p in self.parameters() if id(p) not in auxiliary]
 
 
-def build_model(config: RunConfig, registry: Registry, spec: DataSpec) -> VAE:
-    """Instantiate every component of ``config`` for data of ``spec``; incompatible choices are UsageErrors."""
+def build_model(config: RunConfig, registry: Registry, spec: DataSpec, data: Data | None = None) -> VAE:
+    """Instantiate every component of ``config`` for data of ``spec``; incompatible choices are UsageErrors.
+
+    With the loaded ``data``, the noise sampler is asked first whether it can work on it.
+    """
     d = config.model.latent_dim
 
     def cls(kind: str) -> type:
         return registry.get(kind, getattr(config, kind).name).cls
 
     noise = cls("noise")(config.noise.params, spec) if config.noise is not None else None
+    reason = noise.incompatibility(data) if noise is not None and data is not None else None
+    if reason:
+        raise UsageError(f"noise {config.noise.name!r} cannot be used with data {config.data.name!r}: {reason}")
     return VAE(
         encoder=cls("encoder")(config.encoder.params, spec, d),
         decoder=cls("decoder")(config.decoder.params, spec, d),
@@ -70,3 +77,8 @@ def build_model(config: RunConfig, registry: Registry, spec: DataSpec) -> VAE:
         regularizer=cls("regularizer")(config.regularizer.params, d),
         noise=noise,
     )
+
+
+def build_model_for_data(config: RunConfig, registry: Registry, data: Data) -> VAE:
+    """``build_model`` for loaded ``data``, first asking the noise sampler whether it can work on that data."""
+    return build_model(config, registry, data.spec, data)

@@ -31,12 +31,12 @@ from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_tem
 from vaezoo.config import RunConfig
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import TrainingDiverged, UsageError
+from vaezoo.eval_prior import choose_test_variance
 from vaezoo.figures import latent_scatter
 from vaezoo.interfaces import Data
 from vaezoo.metrics import code_separability, evaluate
-from vaezoo.model import VAE, build_model
+from vaezoo.model import VAE, build_model_for_data
 from vaezoo.registry import Registry
-from vaezoo.test_prior import choose_test_variance
 
 DATA_DIR_VARIABLE = "VAEZOO_DATA"
 CONFIG_NAME = "config.json"
@@ -90,10 +90,7 @@ def open_session(config: RunConfig, registry: Registry, data_dir: Path | None) -
         raise UsageError(f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}")
     data = source.load(data_dir, config.train.seed)
     torch.manual_seed(config.train.seed)
-    model = build_model(config, registry, data.spec).to(device)
-    reason = model.noise.incompatibility(data) if model.noise is not None else None
-    if reason:
-        raise UsageError(f"noise {config.noise.name!r} cannot be used with data {config.data.name!r}: {reason}")
+    model = build_model_for_data(config, registry, data).to(device)
     return Session(config, data, model, device)
 
 

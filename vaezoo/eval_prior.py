@@ -13,7 +13,7 @@ from torch import Tensor
 
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Encoder, Regularizer
-from vaezoo.metrics import test_prior_kl_optimum
+from vaezoo.metrics import kl_optimal_test_variance
 
 NAMED = ("standard", "optimal", "tuned")
 
@@ -54,5 +54,5 @@ def choose_test_variance(
         # clipped to the interval between 1 and f.
         f = _optimal(regularizer)
         low, high = min(1.0, f), max(1.0, f)
-        return min(max(test_prior_kl_optimum(encoder, valid_batches()), low), high)
+        return min(max(kl_optimal_test_variance(encoder, valid_batches()), low), high)
     return float(choice)

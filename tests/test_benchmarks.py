@@ -1,0 +1,331 @@
+"""The benchmark runner and report: matrix expansion and skip rules, resuming a partial matrix, a failing cell
+recorded without stopping the others, and the report rendered from fixture results against a golden file.
+
+The golden file is ``tests/fixtures/bench/table1.md``; after an intended change of the report, regenerate it with
+``python -m benchmarks.report tests/fixtures/bench/table1 --out /tmp/r && cp /tmp/r/report.md tests/fixtures/bench/``
+``table1.md`` and review the diff. The fixture results are hand-written cell.json files (made with
+``benchmarks.results.cell_record``): two seeds per row, one row partly pending, one failed, one skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.report import write_report
+from benchmarks.results import CELL_NAME, read_json
+from benchmarks.suite import Cell, choose_profile, expand, load_suite
+from benchmarks.validate import Validator
+from tests.conftest import REPO
+from vaezoo import hookimpl
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import Data, DataSource, DataSpec
+from vaezoo.plugins import load_plugins
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bench"
+
+SUITE = """
+[suite]
+name = "expansion"
+test_priors = ["standard", "optimal"]
+rows = ["method", "regularizer.beta"]
+
+[base.data]
+name = "synthetic"
+dim = 10
+
+[base.regularizer]
+name = "betavae"
+warmup_steps = 5
+
+[profile.quick]
+train = { steps = 7 }
+axes = { "train.seed" = [0] }
+
+[axes]
+method = [
+    { label = "β-VAE", id = "vae", regularizer = { name = "betavae" }, test_priors = ["standard"] },
+    { label = "NC-VAE GN", regularizer = { name = "ncvae", delta = 0.5 }, noise = { name = "gaussian" } },
+]
+regularizer.beta = [0.8, 1.0, 5.0]
+"train.seed" = [0, 1]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def by_id(cells: list[Cell]) -> dict[str, Cell]:
+    return {cell.id: cell for cell in cells}
+
+
+# -- matrix expansion ------------------------------------------------------------------------------------------
+
+
+def test_expansion_is_the_product_in_axis_order_with_stable_unique_ids(tmp_path):
+    suite = load_suite(write(tmp_path, SUITE))
+    cells = expand(suite, None)
+    assert len(cells) == 2 * 3 * 2
+    ids = [c.id for c in cells]
+    assert len(set(ids)) == len(ids)
+    assert ids[:3] == ["method=vae_beta=0.8_seed=0", "method=vae_beta=0.8_seed=1", "method=vae_beta=1.0_seed=0"]
+    assert ids[-1] == "method=nc-vae-gn_beta=5.0_seed=1"
+    assert ids == [c.id for c in expand(load_suite(write(tmp_path, SUITE, "again.toml")), None)]
+    assert cells[-1].axes == {"method": "NC-VAE GN", "regularizer.beta": 5.0, "train.seed": 1}
+
+
+def test_variant_fragments_merge_after_base_and_profile_and_before_parameter_axes(tmp_path):
+    suite = load_suite(write(tmp_path, SUITE))
+    cells = by_id(expand(suite, choose_profile(suite, "quick")))
+    assert len(cells) == 6, "the profile keeps one seed"
+    vae, nc = cells["method=vae_beta=0.8_seed=0"], cells["method=nc-vae-gn_beta=0.8_seed=0"]
+    assert vae.raw["regularizer"] == {"name": "betavae", "warmup_steps": 5, "beta": 0.8}
+    # naming another component drops the base's betavae parameters; the beta axis applies to ncvae as well
+    assert nc.raw["regularizer"] == {"name": "ncvae", "delta": 0.5, "beta": 0.8}
+    assert nc.raw["noise"] == {"name": "gaussian"} and vae.raw["noise"] == {}
+    assert vae.raw["data"] == nc.raw["data"] == {"name": "synthetic", "dim": 10}
+    assert vae.raw["train"] == {"steps": 7, "seed": 0}
+    assert vae.test_priors == ("standard",) and nc.test_priors == ("standard", "optimal")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        (("regularizer.beta = [", "optimizer.lr = ["), ["optimizer.lr", "SECTION.PARAM"]),
+        (('rows = ["method", "regularizer.beta"]', 'rows = ["method"]'), ["rows", "regularizer.beta"]),
+        (('"train.seed" = [0, 1]', '"train.seed" = []'), ["train.seed", "non-empty list"]),
+        (('{ label = "β-VAE", id = "vae",', '{ label = "β-VAE", id = "vae", colour = 1,'), ["unknown key 'colour'"]),
+        (('id = "vae"', 'id = "nc-vae-gn"'), ["several values with the id 'nc-vae-gn'"]),
+        (('test_priors = ["standard", "optimal"]', 'test_priors = ["wide"]'), ["test prior 'wide'"]),
+        (('"train.seed" = [0] }', '"model.seed" = [0] }'), ["'model.seed', which is not an axis"]),
+    ],
+)
+def test_suite_mistakes_are_usage_errors_naming_the_entry(tmp_path, change, fragments):
+    old, new = change
+    assert old in SUITE
+    with pytest.raises(UsageError) as raised:
+        load_suite(write(tmp_path, SUITE.replace(old, new)))
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+
+def test_an_unknown_profile_names_the_choices(tmp_path):
+    suite = load_suite(write(tmp_path, SUITE))
+    with pytest.raises(UsageError, match="no profile 'paper'; choose one of: quick"):
+        choose_profile(suite, "paper")
+
+
+# -- skip rules ------------------------------------------------------------------------------------------------
+
+
+class FixtureTokens(DataSource):
+    """A tiny token data set with no default noise sampler and no noise split (what text data will be)."""
+
+    name = "fixture_tokens"
+    needs_data_dir = False
+
+    def load(self, data_dir: Path | None, seed: int) -> Data:
+        ids = torch.randint(10, (8, 5), generator=torch.Generator().manual_seed(0))
+        return Data(DataSpec((5,), "tokens", vocab_size=10), ids, ids, ids)
+
+
+@hookimpl
+def vaezoo_register(register) -> None:
+    register(FixtureTokens)
+
+
+@pytest.fixture(scope="module")
+def validator() -> Validator:
+    plugins = load_plugins(extra=(sys.modules[__name__],))
+    assert not plugins.failures, plugins.failures
+    return Validator(plugins.registry, data_dir=None)
+
+
+TOKENS = {"data": {"name": "fixture_tokens"}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragments"),
+    [
+        ({"regularizer": {"name": "nope"}}, ["unknown regularizer 'nope'", "betavae"]),
+        ({"regularizer": {"name": "infovae", "beta": 1.0}}, ["unknown parameter 'beta'"]),
+        ({"regularizer": {"name": "betavae", "beta": -1.0}}, ["beta", ">= 0"]),
+        ({**TOKENS, "regularizer": {"name": "ncvae"}}, ["needs contrastive noise"]),
+        ({**TOKENS, "regularizer": {"name": "ncvae"}, "noise": {"name": "gaussian"}}, ["gaussian", "token ids"]),
+        ({**TOKENS, "regularizer": {"name": "ncvae"}, "noise": {"name": "dataset"}}, ["no noise distribution"]),
+        (TOKENS, ["not token ids"]),  # the MLP encoder refuses token ids
+    ],
+)
+def test_invalid_combinations_are_skipped_with_vaezoo_s_reason(validator, raw, fragments):
+    from vaezoo.config import merge_raw
+
+    reason = validator.skip_reason(merge_raw(raw))
+    assert reason is not None
+    for fragment in fragments:
+        assert fragment in reason, reason
+
+
+def test_problems_of_the_machine_are_not_skip_reasons(validator):
+    from vaezoo.config import merge_raw
+
+    assert validator.skip_reason(merge_raw({"regularizer": {"name": "ncvae"}})) is None
+    assert validator.skip_reason(merge_raw({"train": {"device": "cuda:99"}})) is None
+    # files that cannot be read: the cell runs and fails with vaezoo's own message
+    assert validator.skip_reason(merge_raw({"data": {"name": "omniglot"}, "encoder": {"name": "resnet"}})) is None
+    assert any("omniglot" in problem for problem in validator.data_problems.values())
+
+
+# -- running, failing and resuming a real matrix ---------------------------------------------------------------
+
+TINY = """
+[suite]
+name = "tiny"
+test_priors = ["standard", "optimal"]
+
+[base.data]
+name = "synthetic"
+dim = 10
+n_train = 256
+n_valid = 128
+n_test = 128
+
+[base.encoder]
+name = "mlp"
+hidden = [16]
+
+[base.decoder]
+name = "mlp"
+hidden = [16]
+
+[base.train]
+steps = 20
+eval_every = 10
+
+[base.eval]
+iw_samples = 10
+batch_size = 128
+
+[axes]
+case = [
+    { label = "seed 0", id = "s0", train = { seed = 0 } },
+    { label = "seed 1", id = "s1", train = { seed = 1 } },
+    # valid for vaezoo, refused by the child on every machine with fewer than 100 GPUs: a run-time failure
+    { label = "no such device", id = "bad-device", train = { device = "cuda:99" } },
+    { label = "negative beta", id = "bad-beta", regularizer = { beta = -1.0 } },
+]
+"""
+
+
+def run_suite(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,  # as documented: python -m benchmarks.run from the repository root
+        timeout=300,
+    )
+
+
+def cells_of(out: Path) -> dict[str, dict]:
+    return {path.parent.name: json.loads(path.read_text()) for path in (out / "cells").glob(f"*/{CELL_NAME}")}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess, dict[str, dict]]:
+    """The tiny suite run once with two jobs: (suite file, results dir, the runner's process, its cell.json files)."""
+    root = tmp_path_factory.mktemp("matrix")
+    suite, out = write(root, TINY), root / "out"
+    result = run_suite(str(suite), "--jobs", "2", "--out", str(out))
+    return suite, out, result, cells_of(out)
+
+
+def test_a_failing_cell_is_recorded_and_the_others_finish(matrix):
+    _, out, result, cells = matrix
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert set(cells) == {"case=s0", "case=s1", "case=bad-device", "case=bad-beta"}
+    failed = cells["case=bad-device"]
+    assert failed["status"] == "failed" and failed["stage"] == "train"
+    assert "exit status" in failed["error"]
+    if not torch.cuda.is_available():
+        assert "cuda:99" in failed["error"] and "exit status 2" in failed["error"], "vaezoo's usage error"
+    for cell in ("case=s0", "case=s1"):
+        assert cells[cell]["status"] == "ok", cells[cell]
+        assert set(cells[cell]["test_priors"]) == {"standard", "optimal"}
+        for metrics in cells[cell]["test_priors"].values():
+            assert {"mi", "neg_elbo", "recon", "kl", "au", "iw_nll", "test_prior_variance"} <= set(metrics)
+        assert (out / "cells" / cell / cells[cell]["scatter"]).is_file()
+    skipped = cells["case=bad-beta"]
+    assert skipped["status"] == "skipped" and "beta" in skipped["reason"] and ">= 0" in skipped["reason"]
+    assert not (out / "cells" / "case=bad-beta" / "run").exists(), "a skipped cell never runs"
+    assert cells["case=s0"]["test_priors"]["standard"]["test_prior_variance"] == 1.0
+
+    report = out.parent / "report"
+    write_report(out, report, plots=False)
+    text = (report / "report.md").read_text()
+    assert "| case=bad-device | failed | train |" in text and "| case=bad-beta | skipped |" in text
+
+
+def test_resuming_a_partial_matrix_reruns_only_what_did_not_finish(matrix):
+    suite, out, _, before = matrix
+    finished = out / "cells" / "case=s0" / CELL_NAME
+    finished_mtime = finished.stat().st_mtime_ns
+    # Make case=s1 half-finished: a checkpoint but no results.json and no cell.json.
+    (out / "cells" / "case=s1" / CELL_NAME).unlink()
+    (out / "cells" / "case=s1" / "run" / "results.json").unlink()
+
+    planned = run_suite(str(suite), "--out", str(out), "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    actions = dict(line.split()[:2][::-1] for line in planned.stdout.splitlines()[1:])
+    assert actions == {"case=s0": "done", "case=s1": "resume", "case=bad-device": "train", "case=bad-beta": "skip"}
+
+    again = run_suite(str(suite), "--out", str(out))
+    assert again.returncode == 1, again.stdout + again.stderr
+    after = cells_of(out)
+    assert finished.stat().st_mtime_ns == finished_mtime and after["case=s0"]["attempts"] == 1
+    assert after["case=s1"]["status"] == "ok"
+    assert "run --resume" in (out / "cells" / "case=s1" / "log.txt").read_text()
+    assert after["case=s1"]["test_priors"] == before["case=s1"]["test_priors"], "resuming is deterministic"
+    assert after["case=bad-device"]["attempts"] == 2, "failed cells are run again"
+
+
+def test_a_changed_configuration_is_refused_rather_than_mixed(matrix, tmp_path):
+    suite, out, _, _ = matrix
+    changed = write(tmp_path, suite.read_text().replace("steps = 20", "steps = 30"))
+    result = run_suite(str(changed), "--out", str(out), "--dry-run")
+    assert result.returncode == 2
+    assert "different configuration" in result.stderr and "case=s0" in result.stderr
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+
+
+def test_report_from_fixture_results_matches_the_golden_markdown(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURES / "table1", results)
+    written = write_report(results, tmp_path / "report")
+    assert (tmp_path / "report" / "report.md").read_bytes() == (FIXTURES / "table1.md").read_bytes()
+    assert {p.name for p in written} == {"report.md", "table.csv", "mi_vs_beta.png", "au_vs_beta.png"}
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "report" / "table.csv").read_text())))
+    first = rows[0]
+    assert (first["regularizer.beta"], first["method"], first["test_prior"]) == ("0.8", "β-VAE", "standard")
+    assert float(first["mi_mean"]) == pytest.approx(3.77)
+    assert float(first["mi_std"]) == pytest.approx(0.0989949, rel=1e-5), "sample standard deviation (n - 1)"
+    assert [r["status"] for r in rows].count("skipped") == 3 and rows[-1]["mi_mean"] == ""
+
+
+def test_report_refuses_a_directory_that_is_not_a_matrix(tmp_path):
+    with pytest.raises(UsageError, match=r"matrix\.json"):
+        write_report(tmp_path, tmp_path / "report")
+    assert read_json(tmp_path / "nothing.json") is None

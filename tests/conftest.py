@@ -14,6 +14,8 @@ from vaezoo.plugins import load_plugins
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("VAEZOO_DATA", REPO.parent / "shared" / "data")).resolve()
+# Child processes run in other directories: hand them the data directory as an absolute path.
+os.environ["VAEZOO_DATA"] = str(DATA_DIR)
 
 
 @pytest.fixture(scope="session")

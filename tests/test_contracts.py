@@ -21,7 +21,7 @@ REGISTRY = load_plugins().registry
 SPECS = {
     "real": DataSpec((12,), "real"),
     "binary": DataSpec((1, 4, 5), "binary"),
-    "tokens": DataSpec((9,), "tokens", vocab_size=30),
+    "tokens": DataSpec((9,), "tokens", vocab_size=30, pad_id=0, bos_id=1, eos_id=2),
 }
 LATENT = 3
 
@@ -31,7 +31,20 @@ def example_batch(spec: DataSpec, b: int = 6) -> torch.Tensor:
         return torch.randn(b, *spec.shape)
     if spec.kind == "binary":
         return torch.bernoulli(torch.full((b, *spec.shape), 0.4))
-    return torch.randint(0, spec.vocab_size, (b, *spec.shape))
+    return token_batch(spec, b)
+
+
+def token_batch(spec: DataSpec, b: int) -> torch.Tensor:
+    """``b`` sequences BOS w1 .. wn EOS of random words (ids past the special ones) and lengths from 2 to the
+    spec's maximum (the first one the longest), padded with ``pad_id``: ``'b t'``."""
+    (max_len,) = spec.shape
+    first_word = max(spec.pad_id, spec.bos_id, spec.eos_id) + 1
+    lengths = torch.randint(2, max_len + 1, (b,))
+    lengths[0] = max_len
+    x = torch.randint(first_word, spec.vocab_size, (b, max_len))
+    x[:, 0] = spec.bos_id
+    x[torch.arange(b), lengths - 1] = spec.eos_id
+    return x.masked_fill(torch.arange(max_len) >= lengths[:, None], spec.pad_id)
 
 
 def accepted_specs(make) -> list[DataSpec]:
@@ -132,7 +145,10 @@ def test_data_contract(name, data_dir):
     for split in ("train", "valid", "test"):
         assert data.size(split) > 0
         batch = next(data.batches(split, 8))
-        assert batch.shape[1:] == data.spec.shape
+        if data.spec.kind == "tokens":  # padded to the batch's own longest sequence
+            assert batch.dim() == 2 and batch.shape[1] <= data.spec.shape[0]
+        else:
+            assert batch.shape[1:] == data.spec.shape
     first = data.train_batch(epoch=0, index=0, batch_size=8, seed=0)
     again = data.train_batch(epoch=0, index=0, batch_size=8, seed=0)
     other_epoch = data.train_batch(epoch=1, index=0, batch_size=8, seed=0)

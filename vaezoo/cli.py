@@ -84,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="PNG grids of prior samples and test reconstructions of a run")
     sample.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     sample.add_argument("--count", type=int, default=64, help="prior samples (and half as many reconstructions)")
-    sample.add_argument("--out", type=Path, help="directory for the PNG files (default: RUN_DIR)")
+    sample.add_argument("--out", type=Path, help="directory for the PNG or text files (default: RUN_DIR)")
+    sample.add_argument("--temperature", type=float, help="text: softmax temperature of ancestral sampling")
+    sample.add_argument("--greedy", action="store_true", default=None, help="text: greedy decoding")
     sample.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
     return parser
 
@@ -208,15 +210,22 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def _command_sample(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.sampling import write_sample_grids
+    from vaezoo.sampling import write_sample_grids, write_text_samples
     from vaezoo.train import load_trained, resolve_data_dir
 
     if args.count < 2:
         raise UsageError(f"--count must be at least 2, got {args.count}")
+    if args.temperature is not None and not args.temperature > 0:
+        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
     session = load_trained(
         args.run_dir, plugins.registry, resolve_data_dir(args.data_dir), {"train": {"progress": False}}
     )
-    for path in write_sample_grids(session, args.out or args.run_dir, args.count):
+    out_dir = args.out or args.run_dir
+    if session.data.spec.kind == "tokens":
+        text, path = write_text_samples(session, out_dir, args.count, args.temperature, args.greedy)
+        print(f"{text}{path}")
+        return 0
+    for path in write_sample_grids(session, out_dir, args.count):
         print(path)
     return 0
 

@@ -1,0 +1,252 @@
+"""LSTM encoder and decoder for token sequences (SPEC section 5; the text VAE of He et al. 2019).
+
+Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``t`` tokens, ``v`` vocabulary, ``e`` embedding,
+``h`` hidden, ``r`` rows (sequences run through the LSTM at once, e.g. ``(k b)``), ``n`` predicted tokens.
+
+Data: ``x 'b t'`` holds ``BOS w1 .. wn EOS`` then padding (``spec.pad_id``), the layout of
+``vaezoo_plugins.data_text``; a batch may carry padding columns beyond its longest sequence, which are cut off.
+
+Encoder: an embedding and a single-layer LSTM read the whole sequence, start and end tokens included; the hidden
+state after the last real token (EOS) is mapped linearly to the mean and log standard deviation of q(z|x).
+
+Decoder (teacher forcing): inputs ``x[:, :-1]`` = ``BOS w1 .. wn`` and targets ``x[:, 1:]`` = ``w1 .. wn EOS``;
+the prediction of target i sees inputs 0..i only, so token i+1 is never visible while it is predicted. z is
+concatenated to every input embedding and mapped linearly to the initial cell state, c0 = W z + b, with
+h0 = tanh(c0) (as in He et al.'s code). Targets at padded positions are masked out of the log-likelihood, and the
+padding and start tokens are never predicted (their logits are -inf), so p(x|z) is a distribution over sequences
+``BOS w* EOS``. In training only, dropout acts on the word embeddings and the LSTM outputs, and word dropout
+replaces each input word (never the start or end token) by the unknown token with probability ``word_dropout``.
+
+Sampling (``sample``) is batched ancestral sampling from the start token, at ``temperature`` or greedy (the most
+probable token each step), without dropout whatever the module's mode. A sequence stops at its first EOS and is
+padded after it; a sequence still open when it reaches ``max_len`` tokens ends with EOS there (as data documents
+longer than ``max_len`` are cut), so every sample has the layout of the data. Samples are ``'b max_len'``.
+
+Memory: with gradients off (evaluation, IW-NLL with many samples) the LSTM runs on chunks of sequences whose
+activations stay under ``ROW_ELEMENTS`` numbers (with gradients on, every chunk's graph would be kept anyway, so all
+rows run at once). Logits are computed at most ``LOGIT_ELEMENTS`` numbers (16 MB) at a time, in both modes: blocks
+that size are reused by the C allocator, whereas larger ones are fresh pages from the system on every step, which
+can cost more than the arithmetic (a small Yahoo run on a 2-core virtual machine: 26 s with whole-batch logits,
+18 s like this).
+"""
+
+from __future__ import annotations
+
+import attrs
+import einops
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vaezoo import hookimpl
+from vaezoo.distributions import diagonal_normal_from
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import DataSpec, Decoder, Encoder
+from vaezoo.params import param
+
+#: LSTM activations held at once per chunk of sequences when gradients are off.
+ROW_ELEMENTS = 2**25
+#: Logits computed at once (under glibc's largest mmap threshold, 32 MB, so their memory is reused).
+LOGIT_ELEMENTS = 2**22
+State = tuple[Tensor, Tensor]
+
+
+def token_ids(spec: DataSpec, who: str) -> tuple[int, int, int, int]:
+    """``(vocab_size, pad_id, bos_id, eos_id)`` of a token spec; other data is a UsageError."""
+    ids = (spec.vocab_size, spec.pad_id, spec.bos_id, spec.eos_id)
+    if spec.kind != "tokens" or any(i is None for i in ids):
+        raise UsageError(
+            f"{who} works on token sequences with padding, start and end ids, not {spec.kind} data of shape "
+            f"{spec.shape}"
+        )
+    return ids  # type: ignore[return-value]
+
+
+def sequence_lengths(x: Tensor, pad_id: int) -> Tensor:
+    """Non-padding tokens of each sequence of ``x 'b t'``, ``'b'`` (padding only ever follows a sequence)."""
+    return (x != pad_id).sum(dim=1)
+
+
+def row_chunks(rows: int, per_row: int) -> list[slice]:
+    """Slices covering ``rows`` rows of ``per_row`` numbers each: one slice with gradients on, else chunks of at
+    most ``ROW_ELEMENTS`` numbers (at least one row each)."""
+    size = rows if torch.is_grad_enabled() else max(1, ROW_ELEMENTS // max(per_row, 1))
+    return [slice(start, start + size) for start in range(0, rows, size)]
+
+
+@attrs.frozen
+class LSTMEncoderParams:
+    embed_dim: int = param(512, ge=1, help="word embedding size (He et al.: 512)")
+    hidden: int = param(1024, ge=1, help="LSTM hidden size (He et al.: 1024)")
+
+
+class LSTMEncoder(Encoder):
+    """x -> N(mu, diag sigma^2) from the last hidden state of a single-layer LSTM over the embedded tokens."""
+
+    name = "lstm"
+    description = "single-layer LSTM over the tokens to a diagonal Gaussian posterior"
+    Params = LSTMEncoderParams
+
+    def __init__(self, params: LSTMEncoderParams, spec: DataSpec, latent_dim: int) -> None:
+        super().__init__(params, spec, latent_dim)
+        vocab_size, self.pad_id, _, _ = token_ids(spec, "lstm encoder")
+        self.embed = nn.Embedding(vocab_size, params.embed_dim)
+        self.lstm = nn.LSTM(params.embed_dim, params.hidden, batch_first=True)
+        self.head = nn.Linear(params.hidden, 2 * latent_dim)
+
+    def forward(self, x: Tensor) -> Distribution:
+        lengths = sequence_lengths(x, self.pad_id)  # 'b'
+        x = x[:, : int(lengths.max())]
+        chunks = row_chunks(x.shape[0], x.shape[1] * 4 * self.params.hidden)
+        last = torch.cat([self._last_state(x[rows], lengths[rows]) for rows in chunks])  # 'b h'
+        return diagonal_normal_from(self.head(last))
+
+    def _last_state(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The LSTM's hidden state after each sequence's last real token: ``x 'r t' -> 'r h'``."""
+        states, _ = self.lstm(self.embed(x))  # 'r t h'
+        return states[torch.arange(x.shape[0], device=x.device), lengths - 1]
+
+
+@attrs.frozen
+class LSTMDecoderParams:
+    embed_dim: int = param(512, ge=1, help="word embedding size (He et al.: 512)")
+    hidden: int = param(1024, ge=1, help="LSTM hidden size (He et al.: 1024)")
+    dropout: float = param(
+        0.5, ge=0, lt=1, help="training only: dropout on the word embeddings and the LSTM outputs (He et al.: 0.5)"
+    )
+    word_dropout: float = param(
+        0.0, ge=0, le=1, help="training only: probability of replacing each input word by the unknown token"
+    )
+    temperature: float = param(
+        1.0, gt=0, help="sampling: logits are divided by this (1: the model's own distribution; also for noise)"
+    )
+    greedy: bool = param(False, help="sampling: take the most probable token at every step (also for noise)")
+
+
+class LSTMDecoder(Decoder):
+    """Autoregressive p(x|z): a single-layer LSTM fed [word embedding; z], its initial state a linear map of z."""
+
+    name = "lstm"
+    description = "single-layer LSTM language model conditioned on z at every step and in its initial state"
+    Params = LSTMDecoderParams
+
+    def __init__(self, params: LSTMDecoderParams, spec: DataSpec, latent_dim: int) -> None:
+        super().__init__(params, spec, latent_dim)
+        vocab_size, self.pad_id, self.bos_id, self.eos_id = token_ids(spec, "lstm decoder")
+        self.unk_id: int | None = getattr(spec, "unk_id", None)
+        if params.word_dropout > 0 and self.unk_id is None:
+            raise UsageError("decoder.word_dropout needs data that names its unknown token (unk_id)")
+        self.max_len = spec.shape[0]
+        self.embed = nn.Embedding(vocab_size, params.embed_dim)
+        self.lstm = nn.LSTM(params.embed_dim + latent_dim, params.hidden, batch_first=True)
+        self.initial = nn.Linear(latent_dim, params.hidden)
+        self.out = nn.Linear(params.hidden, vocab_size)
+        self.dropout = nn.Dropout(params.dropout)
+        never = torch.zeros(vocab_size)
+        never[[self.pad_id, self.bos_id]] = float("-inf")
+        self.register_buffer("never_predicted", never, persistent=False)
+
+    # -- the network ------------------------------------------------------------------------------
+    def initial_state(self, z: Tensor) -> State:
+        """(h0, c0), each ``'1 r h'``, from ``z 'r d'``: c0 = W z + b, h0 = tanh(c0)."""
+        cell = einops.rearrange(self.initial(z), "r h -> 1 r h")
+        return torch.tanh(cell), cell
+
+    def hidden_states(self, inputs: Tensor, z: Tensor, state: State, regularise: bool) -> tuple[Tensor, State]:
+        """LSTM outputs ``'r t h'`` for ``inputs 'r t'`` with z ``'r d'`` appended to every embedding."""
+        embedded = self.embed(inputs)  # 'r t e'
+        if regularise:
+            embedded = self.dropout(embedded)
+        conditioned = torch.cat([embedded, einops.repeat(z, "r d -> r t d", t=inputs.shape[1])], dim=-1)
+        return self.lstm(conditioned, state)
+
+    def logits(self, hidden: Tensor, regularise: bool) -> Tensor:
+        """Next-token logits ``'... v'`` from LSTM outputs ``'... h'``; padding and start are impossible."""
+        if regularise:
+            hidden = self.dropout(hidden)
+        return self.out(hidden) + self.never_predicted
+
+    # -- likelihood -------------------------------------------------------------------------------
+    def teacher_forcing(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(inputs, targets), each ``'b t-1'``: ``x`` without its last column, and ``x`` shifted left by one."""
+        return x[:, :-1], x[:, 1:]
+
+    def drop_words(self, inputs: Tensor) -> Tensor:
+        """``inputs 'b t'`` with each word (no padding, start or end token) replaced by UNK w.p. word_dropout."""
+        droppable = ~torch.isin(inputs, inputs.new_tensor([self.pad_id, self.bos_id, self.eos_id]))
+        hit = droppable & (torch.rand(inputs.shape, device=inputs.device) < self.params.word_dropout)
+        return inputs.masked_fill(hit, self.unk_id)
+
+    def token_log_probs(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(target i | inputs 0..i, z) for every target position: ``x 'b t'``, ``z 'k b d'`` -> ``'k b t-1'``
+        (``t`` after cutting padding columns beyond the longest sequence); 0 where the target is padding."""
+        x = x[:, : int(sequence_lengths(x, self.pad_id).max())]
+        inputs, targets = self.teacher_forcing(x)
+        if self.training and self.params.word_dropout > 0:
+            inputs = self.drop_words(inputs)
+        k = z.shape[0]
+        inputs, targets = (einops.repeat(a, "b t -> (k b) t", k=k) for a in (inputs, targets))
+        z_rows = einops.rearrange(z, "k b d -> (k b) d")
+        per_row = targets.shape[1] * 4 * self.params.hidden
+        parts = [self._chunk_log_probs(inputs[s], targets[s], z_rows[s]) for s in row_chunks(len(z_rows), per_row)]
+        return einops.rearrange(torch.cat(parts), "(k b) t -> k b t", k=k)
+
+    def _chunk_log_probs(self, inputs: Tensor, targets: Tensor, z: Tensor) -> Tensor:
+        """``'r t'`` log-probabilities of ``targets`` given ``inputs`` and ``z 'r d'``, 0 at padding."""
+        hidden, _ = self.hidden_states(inputs, z, self.initial_state(z), regularise=self.training)  # 'r t h'
+        predicted = targets != self.pad_id  # 'r t'
+        picked = self.predicted_log_probs(hidden[predicted], targets[predicted])  # 'n'
+        return torch.zeros(predicted.shape, dtype=picked.dtype, device=picked.device).masked_scatter(predicted, picked)
+
+    def predicted_log_probs(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """log p(target) from LSTM outputs ``hidden 'n h'`` for ``targets 'n'``, ``LOGIT_ELEMENTS`` logits at a time."""
+        size = max(1, LOGIT_ELEMENTS // self.out.out_features)
+        parts = [
+            -F.cross_entropy(self.logits(states, regularise=self.training), wanted, reduction="none")
+            for states, wanted in zip(hidden.split(size), targets.split(size), strict=True)
+        ]
+        return torch.cat(parts)
+
+    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.token_log_probs(x, z).sum(dim=-1)
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def next_tokens(self, logits: Tensor, temperature: float, greedy: bool) -> Tensor:
+        """One token per row of ``logits 'b v'``: the most probable, or a draw at ``temperature``."""
+        if greedy:
+            return logits.argmax(dim=-1)
+        # Gumbel-max: argmax(l / T + G) with G = -log E, E ~ Exp(1), is a draw from softmax(l / T), and much
+        # faster than torch.multinomial over a large vocabulary.
+        return (logits / temperature - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
+
+    @torch.no_grad()
+    def sample(self, z: Tensor, temperature: float | None = None, greedy: bool | None = None) -> Tensor:
+        """Sequences ``'b max_len'`` drawn from p(x|z) for ``z 'b d'`` (see the module docstring); ``temperature``
+        and ``greedy`` default to the decoder's parameters."""
+        temperature = self.params.temperature if temperature is None else temperature
+        greedy = self.params.greedy if greedy is None else greedy
+        if not temperature > 0:
+            raise UsageError(f"sampling temperature must be > 0, got {temperature}")
+        b = z.shape[0]
+        tokens = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=z.device)
+        tokens[:, 0] = self.bos_id
+        finished = torch.zeros(b, dtype=torch.bool, device=z.device)
+        state = self.initial_state(z)
+        for t in range(1, self.max_len):
+            if t == self.max_len - 1:
+                chosen = torch.full_like(finished, self.eos_id, dtype=torch.long)
+            else:
+                hidden, state = self.hidden_states(tokens[:, t - 1 : t], z, state, regularise=False)  # 'b 1 h'
+                chosen = self.next_tokens(self.logits(hidden[:, 0], regularise=False), temperature, greedy)
+            tokens[:, t] = chosen.masked_fill(finished, self.pad_id)
+            finished |= chosen == self.eos_id
+            if finished.all():
+                break
+        return tokens
+
+
+@hookimpl
+def vaezoo_register(register) -> None:
+    register(LSTMEncoder)
+    register(LSTMDecoder)

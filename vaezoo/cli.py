@@ -23,7 +23,18 @@ from vaezoo.plugins import Plugins, default_plugins
 from vaezoo.theory import cli as theory_cli
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
-METRIC_ORDER = ("neg_elbo", "recon", "kl", "mi", "au", "iw_nll", "separability", "test_prior_variance")
+METRIC_ORDER = (
+    "neg_elbo",
+    "recon",
+    "kl",
+    "mi",
+    "au",
+    "iw_nll",
+    "ppl_elbo",
+    "ppl_iw",
+    "separability",
+    "test_prior_variance",
+)
 
 # flag -> (config section, key)
 RUN_FLAGS = {
@@ -225,6 +236,8 @@ def _command_sample(args: argparse.Namespace, plugins: Plugins) -> int:
         text, path = write_text_samples(session, out_dir, args.count, args.temperature, args.greedy)
         print(f"{text}{path}")
         return 0
+    if args.temperature is not None or args.greedy:
+        raise UsageError("--temperature and --greedy apply to text (token data) only")
     for path in write_sample_grids(session, out_dir, args.count):
         print(path)
     return 0

@@ -13,12 +13,13 @@ import textwrap
 import pytest
 import torch
 
-from tests.conftest import small_config
+from tests.conftest import small_config, small_raw
 from vaezoo import hookimpl
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from vaezoo.config import merge_raw, resolve
+from vaezoo.distributions import diagonal_normal_from
 from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.interfaces import Regularizer
+from vaezoo.interfaces import Encoder, Regularizer
 from vaezoo.plugins import load_plugins
 from vaezoo.train import Trainer
 
@@ -225,3 +226,36 @@ class Boom:
     def mark():
         Boom.ran = True
         return "executed"
+
+
+class NaNEncoder(Encoder):
+    """An encoder whose output turns to NaN from step 12 on (it counts its calls in training mode)."""
+
+    name = "nan-after-12"
+
+    def __init__(self, params, spec, latent_dim):
+        super().__init__(params, spec, latent_dim)
+        self.linear = torch.nn.Linear(spec.shape[0], 2 * latent_dim)
+        self.calls = 0
+
+    def forward(self, x):
+        out = self.linear(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > 12:
+                out = out * float("nan")
+        return diagonal_normal_from(out)
+
+
+class NaNEncoderPlugin:
+    @hookimpl
+    def vaezoo_register(self, register):
+        register(NaNEncoder)
+
+
+def test_a_diverging_encoder_stops_through_the_guard_not_a_traceback(tmp_path):
+    registry = load_plugins(extra=(NaNEncoderPlugin(),)).registry
+    config = resolve(merge_raw({**small_raw(), "encoder": {"name": "nan-after-12"}}), registry)
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 12"):
+        Trainer(config, registry, tmp_path, None).run()
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["step"] == 10

@@ -15,12 +15,8 @@ def isotropic_normal(latent_dim: int, variance: float, like: Tensor | None = Non
 
 
 def diagonal_normal(loc: Tensor, log_scale: Tensor) -> Distribution:
-    """Diagonal Gaussian with batch shape ``loc.shape[:-1]`` and event shape ``(d,)``.
-
-    Arguments are not validated: a diverging encoder must surface as a non-finite loss, which the trainer turns
-    into a clean stop with the last good checkpoint, not as a ValueError from inside torch.distributions.
-    """
-    return Independent(Normal(loc, log_scale.exp(), validate_args=False), 1)
+    """Diagonal Gaussian with batch shape ``loc.shape[:-1]`` and event shape ``(d,)``."""
+    return Independent(Normal(loc, log_scale.exp()), 1)
 
 
 def diagonal_normal_from(features: Tensor) -> Distribution:

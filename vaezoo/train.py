@@ -241,8 +241,14 @@ class Trainer:
             while self.step < n_steps:
                 epoch, index = divmod(self.step, per_epoch)
                 x = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed).to(session.device)
-                record = model.forward_step(x, self.step, data)
-                loss, logged = model.loss(record)
+                try:
+                    record = model.forward_step(x, self.step, data)
+                    loss, logged = model.loss(record)
+                except ValueError as error:
+                    # torch.distributions refuses NaN or inf parameters before any loss exists
+                    if "invalid values" not in str(error):
+                        raise
+                    loss = torch.tensor(float("nan"))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "

@@ -259,3 +259,14 @@ def test_a_diverging_encoder_stops_through_the_guard_not_a_traceback(tmp_path):
     with pytest.raises(TrainingDiverged, match="loss became nan at step 12"):
         Trainer(config, registry, tmp_path, None).run()
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["step"] == 10
+
+
+def test_threads_setting_is_applied_and_validated(registry, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        Trainer(small_config(registry, train={"threads": 1, "steps": 2}), registry, tmp_path, None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(UsageError, match=r"train\.threads must be >= 1, got 0"):
+        Trainer(small_config(registry, train={"threads": 0}), registry, tmp_path / "b", None)

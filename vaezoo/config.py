@@ -54,6 +54,7 @@ class TrainConfig:
     grad_clip: float | None = param(None, help="clip the gradient norm to this value (none: no clipping)")
     seed: int = param(0, ge=0, help="seed of every random draw of the run")
     device: str = param("cpu", help="torch device, e.g. cpu or cuda")
+    threads: int | None = param(None, help="torch CPU threads (none: torch's default; 1 is fastest for small models)")
     eval_every: int = param(250, ge=1, help="steps between validation evaluations (and checkpoints)")
     progress: bool = param(True, help="show a progress bar")
 

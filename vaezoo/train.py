@@ -85,6 +85,10 @@ class Session:
 def open_session(config: RunConfig, registry: Registry, data_dir: Path | None) -> Session:
     """Load the data and build a freshly initialised model (seeded) on the configured device."""
     device = resolve_device(config.train.device)
+    if config.train.threads is not None:
+        if config.train.threads < 1:
+            raise UsageError(f"train.threads must be >= 1, got {config.train.threads}")
+        torch.set_num_threads(config.train.threads)
     source = registry.get("data", config.data.name).cls(config.data.params)
     if source.needs_data_dir and data_dir is None:
         raise UsageError(f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}")

@@ -67,12 +67,17 @@ def assert_all_parameters_have_gradients(module: torch.nn.Module) -> None:
     assert not missing, f"no gradient reached {missing}"
 
 
-@pytest.mark.parametrize("name", REGISTRY.names("encoder"))
-def test_encoder_contract(name):
-    cls = REGISTRY.get("encoder", name).cls
+def networks(kind: str, name: str):
+    """(spec, freshly seeded network) for every data spec the registered network accepts."""
+    cls = REGISTRY.get(kind, name).cls
     for spec in accepted_specs(lambda s: cls(cls.Params(), s, LATENT)):
         torch.manual_seed(0)
-        encoder = cls(cls.Params(), spec, LATENT)
+        yield spec, cls(cls.Params(), spec, LATENT)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("encoder"))
+def test_encoder_contract(name):
+    for spec, encoder in networks("encoder", name):
         posterior = encoder(example_batch(spec))
         assert isinstance(posterior, Distribution)
         assert posterior.batch_shape == (6,) and posterior.event_shape == (LATENT,)
@@ -84,10 +89,7 @@ def test_encoder_contract(name):
 
 @pytest.mark.parametrize("name", REGISTRY.names("decoder"))
 def test_decoder_contract(name):
-    cls = REGISTRY.get("decoder", name).cls
-    for spec in accepted_specs(lambda s: cls(cls.Params(), s, LATENT)):
-        torch.manual_seed(0)
-        decoder = cls(cls.Params(), spec, LATENT)
+    for spec, decoder in networks("decoder", name):
         x = example_batch(spec)
         z = torch.randn(4, 6, LATENT)
         log_px = decoder.log_prob(x, z)

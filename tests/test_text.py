@@ -120,20 +120,22 @@ def test_a_bad_vocabulary_file_is_a_usage_error_naming_it(tmp_path, data_dir, li
 # ----------------------------------------------------------------------------------------------- corpora
 
 
-@pytest.fixture(scope="module")
-def yahoo(data_dir):
+def timed_load(source, data_dir):
+    """The source's data, with the seconds its load took as ``load_seconds``."""
     started = time.perf_counter()
-    data = Yahoo(YahooParams()).load(data_dir, seed=0)
+    data = source.load(data_dir, seed=0)
     data.load_seconds = time.perf_counter() - started
     return data
+
+
+@pytest.fixture(scope="module")
+def yahoo(data_dir):
+    return timed_load(Yahoo(YahooParams()), data_dir)
 
 
 @pytest.fixture(scope="module")
 def ptb(data_dir):
-    started = time.perf_counter()
-    data = PTB(PTBParams()).load(data_dir, seed=0)
-    data.load_seconds = time.perf_counter() - started
-    return data
+    return timed_load(PTB(PTBParams()), data_dir)
 
 
 def assert_data_layout(x: torch.Tensor, lengths: torch.Tensor) -> None:

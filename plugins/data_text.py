@@ -59,7 +59,7 @@ from torch import Tensor
 
 from vaezoo import hookimpl
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, DataSpec
+from vaezoo.interfaces import Data, DataSource, DataSpec, evaluation_rows
 from vaezoo.params import param
 from vaezoo_plugins.data_image import DataFile, derived_seed, parsing, require
 
@@ -253,9 +253,9 @@ class TextData(Data):
         return self.prepare_train_batch(self.rows("train", rows), epoch, index, seed)
 
     def batches(self, split: str, batch_size: int, limit: int | None = None) -> Iterator[Tensor]:
-        """Evaluation batches of ``split`` in split order, each padded to its own longest sequence."""
-        count = self.size(split) if limit is None else min(limit, self.size(split))
-        for rows in torch.arange(count).split(batch_size):
+        """Evaluation batches of ``split`` in split order (``limit`` as in :func:`evaluation_rows`), each padded
+        to its own longest sequence."""
+        for rows in evaluation_rows(self.size(split), limit).split(batch_size):
             yield self.rows(split, rows)
 
     def decode(self, ids: Tensor) -> list[str]:

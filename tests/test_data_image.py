@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vaezoo.errors import UsageError
+from vaezoo.interfaces import evaluation_rows
 from vaezoo.params import build_params
 from vaezoo_plugins.data_image import (
     CHARDATA,
@@ -167,6 +168,20 @@ def test_limit_keeps_a_random_subset_of_training_images_only(data_dir, omniglot)
     assert limited.size("train") == 100
     assert torch.equal(limited.splits["valid"], omniglot.splits["valid"])
     assert torch.equal(limited.splits["train"], omniglot.splits["train"][:100])
+
+
+def test_a_limited_evaluation_spans_every_test_character(data_dir, omniglot):
+    """Test rows come grouped by character: a prefix of 96 would hold 5 of the 48 test characters."""
+    with np.load(OMNIGLOT_NPZ.path(data_dir)) as archive:
+        characters = [f"{a}/{c}" for a, c in zip(archive["alphabet"], archive["character"], strict=True)]
+    _, rows = Omniglot(Omniglot.Params()).read(data_dir)
+    test_characters = [characters[r] for r in rows["test"]]
+    chosen = evaluation_rows(len(test_characters), 96)
+    assert len(set(chosen.tolist())) == 96 and bool((chosen.diff() > 0).all())
+    assert {test_characters[i] for i in chosen.tolist()} == set(test_characters)
+    evaluated = torch.cat(list(omniglot.batches("test", 40, limit=96)))
+    assert torch.equal(evaluated, omniglot.splits["test"][chosen])
+    assert torch.equal(torch.cat(list(omniglot.batches("test", 500))), omniglot.splits["test"])
 
 
 def test_fractions_that_leave_no_training_data_are_refused(data_dir):

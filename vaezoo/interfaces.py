@@ -220,9 +220,20 @@ class Data:
         return batch
 
     def batches(self, split: str, batch_size: int, limit: int | None = None) -> Iterator[Tensor]:
-        """Evaluation batches of ``split`` in a fixed order, at most ``limit`` examples."""
-        rows = self.splits[split] if limit is None else self.splits[split][:limit]
-        yield from torch.split(rows, batch_size)
+        """Evaluation batches of ``split`` in a fixed order, at most ``limit`` examples (see
+        :func:`evaluation_rows`)."""
+        yield from torch.split(self.splits[split][evaluation_rows(self.size(split), limit)], batch_size)
+
+
+def evaluation_rows(count: int, limit: int | None) -> Tensor:
+    """Indices of the examples an evaluation of a split of ``count`` uses when capped at ``limit``, in order.
+
+    All of them without a cap; else ``limit`` rows spread evenly over the split, so that a subset spans it all.
+    A prefix would not: splits often come grouped (Omniglot's test rows by character, a corpus by source).
+    """
+    if limit is None or limit >= count:
+        return torch.arange(count)
+    return torch.arange(limit) * count // limit
 
 
 class DataSource(Component, ABC):

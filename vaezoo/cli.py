@@ -144,7 +144,8 @@ def _fresh_run_dir(config) -> Path:
 
 
 def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.train import CONFIG_NAME, Trainer, resolve_data_dir
+    from vaezoo.distributed import process_group
+    from vaezoo.train import CONFIG_NAME, Trainer, resolve_data_dir, resolve_device
 
     data_dir = resolve_data_dir(args.data_dir)
     flags = _raw_from_flags(args)
@@ -171,12 +172,15 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
             raise UsageError(
                 f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir} or choose another --out"
             )
-    trainer = Trainer(config, plugins.registry, run_dir, data_dir)
-    try:
-        results = trainer.run(resume=args.resume is not None)
-    except KeyboardInterrupt:
-        print(f"\nvaezoo: interrupted; continue with: vaezoo run --resume {run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with process_group(resolve_device(config.train.device)) as context:
+        trainer = Trainer(config, plugins.registry, run_dir, data_dir, context)
+        try:
+            results = trainer.run(resume=args.resume is not None)
+        except KeyboardInterrupt:
+            print(f"\nvaezoo: interrupted; continue with: vaezoo run --resume {run_dir}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    if not context.is_main:
+        return 0
     print(f"run directory: {run_dir}")
     print(f"test metrics after {results['steps']} steps ({results['wall_time_s']:.1f} s of training):")
     print(format_metrics(results["metrics"]))

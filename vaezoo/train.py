@@ -7,6 +7,9 @@ test metrics, versions, seed, wall time) and ``latent_scatter.png``.
 Determinism: the model is initialised after seeding, training batches are a pure function of (seed, epoch,
 index), and evaluation runs under a forked RNG seeded from the run seed, so evaluating never perturbs
 training. A checkpoint stores the RNG state, so N steps straight and N/2 + stop + resume are the same run.
+
+Launched by torchrun, the run is data-parallel (``vaezoo.distributed`` states the contract): ``train.batch_size``
+is the global batch, each rank trains on its shard of it, and rank 0 alone evaluates, writes and prints.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tqdm import tqdm
 import vaezoo
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from vaezoo.config import RunConfig
+from vaezoo.distributed import Context
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.eval_prior import choose_test_variance
@@ -82,9 +86,11 @@ class Session:
             yield x.to(self.device)
 
 
-def open_session(config: RunConfig, registry: Registry, data_dir: Path | None) -> Session:
-    """Load the data and build a freshly initialised model (seeded) on the configured device."""
-    device = resolve_device(config.train.device)
+def open_session(
+    config: RunConfig, registry: Registry, data_dir: Path | None, device: torch.device | None = None
+) -> Session:
+    """Load the data and build a freshly initialised model (seeded) on ``device``, else the configured one."""
+    device = device if device is not None else resolve_device(config.train.device)
     if config.train.threads is not None:
         if config.train.threads < 1:
             raise UsageError(f"train.threads must be >= 1, got {config.train.threads}")
@@ -190,47 +196,87 @@ def make_optimizer(config: RunConfig, parameters: list[torch.nn.Parameter]) -> t
 
 
 class Trainer:
-    """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json)."""
+    """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json).
 
-    def __init__(self, config: RunConfig, registry: Registry, run_dir: Path, data_dir: Path | None) -> None:
-        self.session = open_session(config, registry, data_dir)
+    ``context`` places the process in a data-parallel run (default: the only process).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        registry: Registry,
+        run_dir: Path,
+        data_dir: Path | None,
+        context: Context | None = None,
+    ) -> None:
+        self.context = context or Context()
+        device = self.context.device(resolve_device(config.train.device))
+        self.session = open_session(config, registry, data_dir, device)
         self.config, self.run_dir = config, run_dir
+        self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         model = self.session.model
+        self.forward = self.context.wrap(model)
         self.optimizer = make_optimizer(config, model.main_parameters())
         auxiliary = model.regularizer.auxiliary_parameters()
         self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(config.train.lr) if auxiliary else None
         self.step = 0
         self.wall_time = 0.0
+        self._seed_rank(step=0)
+
+    def _seed_rank(self, step: int) -> None:
+        """Give a rank other than 0 random draws of its own (rank 0 keeps the one-process stream)."""
+        seed = self.context.rank_seed(self.config.train.seed, step)
+        if seed is not None:
+            torch.manual_seed(seed)
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return {
+    def _state(self, rank_rngs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The checkpoint; ``rank_rngs`` holds every rank's RNG state (rank 0's is also ``rng``)."""
+        state = {
             "step": self.step,
             "model": self.session.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "auxiliary_optimizer": self.auxiliary_optimizer.state_dict() if self.auxiliary_optimizer else {},
-            "rng": _rng_state(),
+            "rng": rank_rngs[0],
             "wall_time": self.wall_time,
         }
+        if len(rank_rngs) > 1:
+            state["rank_rngs"] = rank_rngs
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint; every rank of a distributed run loads the same one.
+
+        A rank takes back its own RNG state when the checkpoint was written by as many processes; otherwise
+        rank 0 takes the saved ``rng`` and the other ranks are seeded afresh from (seed, rank, step).
+        """
         self.session.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.auxiliary_optimizer is not None:
             self.auxiliary_optimizer.load_state_dict(state["auxiliary_optimizer"])
-        _set_rng_state(state["rng"])
         self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
+        rank_rngs = state.get("rank_rngs", [state["rng"]])
+        if len(rank_rngs) == self.context.world_size:
+            _set_rng_state(rank_rngs[self.context.rank])
+        elif self.context.is_main:
+            _set_rng_state(state["rng"])
+        else:
+            self._seed_rank(self.step)
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train to the configured length (from the checkpoint when ``resume``); the results on rank 0, else {}."""
         checkpoint = self.run_dir / CHECKPOINT_NAME
         metrics_path = self.run_dir / METRICS_NAME
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.run_dir)
+        main = self.context.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir)
         if resume and checkpoint.exists():
             self.restore(load_checkpoint(checkpoint))
-        _keep_metric_lines_up_to(metrics_path, self.step if resume else -1)
-        (self.run_dir / CONFIG_NAME).write_text(json.dumps(self.config.as_dict(), indent=2) + "\n")
+        if main:
+            _keep_metric_lines_up_to(metrics_path, self.step if resume else -1)
+            (self.run_dir / CONFIG_NAME).write_text(json.dumps(self.config.as_dict(), indent=2) + "\n")
 
         session, train_cfg = self.session, self.config.train
         model, data = session.model, session.data
@@ -240,22 +286,25 @@ class Trainer:
         since_eval = 0
         started = time.perf_counter() - self.wall_time
         model.train()
-        bar = tqdm(total=n_steps, initial=self.step, desc="train", disable=not train_cfg.progress, dynamic_ncols=True)
+        show = train_cfg.progress and main
+        bar = tqdm(total=n_steps, initial=self.step, desc="train", disable=not show, dynamic_ncols=True)
         try:
             while self.step < n_steps:
                 epoch, index = divmod(self.step, per_epoch)
-                x = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed).to(session.device)
+                batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
+                x = self.context.shard(batch).to(session.device)
                 try:
-                    record = model.forward_step(x, self.step, data)
-                    loss, logged = model.loss(record)
+                    record, loss, logged = self.forward(x, self.step, data)
                 except ValueError as error:
                     # torch.distributions refuses NaN or inf parameters before any loss exists
                     if "invalid values" not in str(error):
                         raise
-                    loss = torch.tensor(float("nan"))
-                if not torch.isfinite(loss):
+                    loss = torch.tensor(float("nan"), device=session.device)
+                # every rank sees the same mean, so all of them stop together
+                loss_everywhere = self.context.mean_loss(loss)
+                if not torch.isfinite(loss_everywhere):
                     raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "
+                        f"loss became {loss_everywhere.item()} at step {self.step}; stopped. The last good checkpoint "
                         f"(step {self._checkpoint_step(checkpoint)}) is kept in {str(checkpoint)!r}"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
@@ -273,30 +322,38 @@ class Trainer:
                 bar.set_postfix(loss=f"{logged['loss'].item():.2f}", kl=f"{logged['kl'].item():.3f}", refresh=False)
                 if self.step % train_cfg.eval_every == 0 or self.step == n_steps:
                     self.wall_time = time.perf_counter() - started
-                    train_means = {name: total / since_eval for name, total in sums.items()}
-                    valid = evaluate_split(session, "valid", self.config.eval.test_prior, iw_samples=0)
-                    _append_line(
-                        metrics_path,
-                        {
-                            "step": self.step,
-                            "epoch": round(self.step / per_epoch, 3),
-                            "train": train_means,
-                            "valid": valid,
-                        },
-                    )
-                    save_checkpoint(checkpoint, self._state())
+                    sums_everywhere = self.context.mean_over_ranks(dict(sums))
+                    train_means = {name: total / since_eval for name, total in sums_everywhere.items()}
+                    rank_rngs = self.context.gather(_rng_state())
+                    if main:
+                        valid = evaluate_split(session, "valid", self.config.eval.test_prior, iw_samples=0)
+                        _append_line(
+                            metrics_path,
+                            {
+                                "step": self.step,
+                                "epoch": round(self.step / per_epoch, 3),
+                                "train": train_means,
+                                "valid": valid,
+                            },
+                        )
+                        save_checkpoint(checkpoint, self._state(rank_rngs))
                     sums.clear()
                     since_eval = 0
         finally:
             bar.close()
-        return self.finish()
+        return self.finish() if main else {}
 
     def _auxiliary_step(self, record) -> None:
-        """One step of the regulariser's own optimiser on the detached codes of this batch."""
+        """One step of the regulariser's own optimiser on the detached codes of this batch.
+
+        Its parameters are outside DDP's backward pass, so their gradients are averaged over ranks here.
+        """
         detached = attrs.evolve(record, z=record.z.detach(), log_px=record.log_px.detach())
         assert self.auxiliary_optimizer is not None
+        regularizer = self.session.model.regularizer
         self.auxiliary_optimizer.zero_grad(set_to_none=True)
-        self.session.model.regularizer.auxiliary_loss(detached).backward()
+        regularizer.auxiliary_loss(detached).backward()
+        self.context.average_gradients(regularizer.auxiliary_parameters())
         self.auxiliary_optimizer.step()
 
     @staticmethod
@@ -304,7 +361,7 @@ class Trainer:
         return load_checkpoint(path)["step"] if path.exists() else "none written yet"
 
     def finish(self) -> dict[str, Any]:
-        """Test metrics (with IW-NLL), the latent scatter, and results.json."""
+        """Test metrics (with IW-NLL), the latent scatter, and results.json (rank 0's work)."""
         session, cfg = self.session, self.config
         test = evaluate_split(session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples)
         data_codes, noise_codes = test_codes(session)

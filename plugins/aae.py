@@ -4,6 +4,11 @@ The discriminator D(z) (an MLP giving the logit of "z came from the prior") has 
 updated after every model step on that step's detached codes and fresh prior samples; the encoder is trained
 through the discriminator's current estimate of the JSD. The trainer handles this through the generic
 auxiliary-parameter interface and knows nothing about AAE.
+
+In a data-parallel run both losses are means over examples, so each rank's mean over its equal shard, averaged
+over ranks, is the global batch's mean: DDP averages the encoder's gradients, the trainer averages the
+discriminator's (it is outside DDP, with its own optimiser), and the discriminator, equal at the start, stays
+equal on every rank. No codes need to be gathered.
 """
 
 from __future__ import annotations

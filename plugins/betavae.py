@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from vaezoo import hookimpl
+from vaezoo.distributed import global_mean
 from vaezoo.interfaces import Regularizer, Step
 from vaezoo.params import param
 
@@ -32,7 +33,8 @@ def penalised_kl(step: Step, free_bits: float) -> Tensor:
     if free_bits == 0:
         return step.kl().mean()
     per_dim = kl_divergence(step.posterior.base_dist, step.prior.base_dist)  # 'b d'
-    return per_dim.mean(0).clamp(min=free_bits).sum()
+    # the clamp applies to the whole batch's mean, also when each process holds a shard of it
+    return global_mean(per_dim.mean(0)).clamp(min=free_bits).sum()
 
 
 class BetaVAE(Regularizer):

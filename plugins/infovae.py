@@ -1,7 +1,8 @@
 """InfoVAE (Zhao et al.): ReconE + (1 - alpha) KL(q(z|x) || p(z)) + (alpha + lambda - 1) MMD(q(z), p(z)).
 
 The divergence between the aggregate posterior q(z) and the prior is estimated by the MMD between the batch's
-codes and as many prior samples.
+codes and as many prior samples. In a data-parallel run the batch is the global one: every rank's codes and
+prior samples are gathered (with their gradients), so the estimate does not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import attrs
 from torch import Tensor
 
 from vaezoo import hookimpl
+from vaezoo.distributed import gather_batch
 from vaezoo.divergences import KERNELS, mmd
 from vaezoo.interfaces import Regularizer, Step
 from vaezoo.params import param
@@ -33,7 +35,9 @@ class InfoVAE(Regularizer):
     def forward(self, step: Step) -> dict[str, Tensor]:
         p = self.params
         prior_samples = step.prior.sample((step.z.shape[0],))
-        divergence = mmd(step.z, prior_samples, p.kernel, p.bandwidth)
+        # The MMD is not a mean over examples: computed on one rank's shard it would be another estimator.
+        # gather_batch hands every rank the global batch, and its backward pass routes each shard's gradient home.
+        divergence = mmd(gather_batch(step.z), gather_batch(prior_samples), p.kernel, p.bandwidth)
         return {
             "kl_term": (1 - p.alpha) * step.kl().mean(),
             "mmd_term": (p.alpha + p.lambda_ - 1) * divergence,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,10 @@ from vaezoo.errors import UsageError
 if TYPE_CHECKING:
     from vaezoo.interfaces import Data, Step
     from vaezoo.model import VAE
+
+# The differentiable collectives of torch.distributed.nn.functional are deprecated in recent torch in favour of
+# private ones; they work on every torch this project supports, so their warning is only noise in each process.
+warnings.filterwarnings("ignore", r"torch\.distributed\.nn\.functional\.\w+ is deprecated", FutureWarning)
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}

@@ -325,6 +325,8 @@ class Trainer:
                     sums_everywhere = self.context.mean_over_ranks(dict(sums))
                     train_means = {name: total / since_eval for name, total in sums_everywhere.items()}
                     rank_rngs = self.context.gather(_rng_state())
+                    # Rank 0 evaluates alone, exactly as one process would (same batches and seeded RNG, so MI's
+                    # aggregate posterior is the same evaluation batch); the others wait in their next collective.
                     if main:
                         valid = evaluate_split(session, "valid", self.config.eval.test_prior, iw_samples=0)
                         _append_line(

@@ -348,7 +348,7 @@ class Trainer:
     def _auxiliary_step(self, record) -> None:
         """One step of the regulariser's own optimiser on the detached codes of this batch.
 
-        Its parameters are outside DDP's backward pass, so their gradients are averaged over ranks here.
+        This loss is not computed in DDP's forward pass, so DDP does not average its gradients: this method does.
         """
         detached = attrs.evolve(record, z=record.z.detach(), log_px=record.log_px.detach())
         assert self.auxiliary_optimizer is not None

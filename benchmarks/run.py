@@ -4,6 +4,11 @@ Usage::
 
     python -m benchmarks.run SUITE.toml [--profile NAME] [--jobs N] [--threads N] [--out DIR]
                                         [--data-dir DIR] [--timeout SECONDS] [--dry-run]
+                                        [--only AXIS=VALUE[,VALUE...]]...
+
+``--only`` restricts the run to the cells with those axis values (repeat it for several axes; values of one axis
+add up). matrix.json always describes the whole matrix, so runs restricted to different cells can share one
+``--out`` (each, say, a tox environment of its own) and the report shows every finished cell, the others pending.
 
 Every cell runs ``python -m vaezoo.cli run --config CELL/config-in.json --out CELL/run --no-progress``, then
 ``python -m vaezoo.cli eval CELL/run --test-prior P --json`` for each test prior P it asks for (the run's own
@@ -55,7 +60,16 @@ from benchmarks.results import (
     read_json,
     write_json,
 )
-from benchmarks.suite import Cell, choose_profile, expand, load_suite, matrix_document
+from benchmarks.suite import (
+    Cell,
+    choose_profile,
+    effective_axes,
+    expand,
+    load_suite,
+    matrix_document,
+    parse_selection,
+    select,
+)
 from benchmarks.validate import Validator
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
@@ -260,6 +274,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="data directory for every cell (default: $VAEZOO_DATA)")
     parser.add_argument("--timeout", type=float, help="seconds after which a child process is killed")
     parser.add_argument("--dry-run", action="store_true", help="print each cell's action and write nothing")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="AXIS=VALUE[,VALUE...]",
+        help="run only the cells with these values of an axis (value ids as in cell ids); repeatable",
+    )
     return parser
 
 
@@ -280,19 +301,22 @@ def run_suite(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     suite = load_suite(args.suite)
     profile = choose_profile(suite, args.profile)
+    allowed = parse_selection(args.only, effective_axes(suite, profile))
     out = (args.out or Path("runs", "bench", suite.name + (f"-{profile.name}" if profile else ""))).resolve()
     data_dir = resolve_data_dir(args.data_dir)
     plugins = default_plugins()
     for failure in plugins.failures:
         print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     cells = expand(suite, profile)
+    chosen = select(cells, allowed)
     validator = Validator(plugins.registry, data_dir)
-    planned = plan(cells, out, validator)
+    planned = plan(chosen, out, validator)
     for problem in validator.data_problems.values():
         print(f"warning: {problem}; its cells run and report their own errors", file=sys.stderr)
     actions = Counter(p.action for p in planned)
     profile_text = profile.name if profile else "none"
-    print(f"suite {suite.name} (profile {profile_text}): {len(planned)} cells; " + _counts(actions))
+    selected = f"{len(planned)} of {len(cells)} cells (--only)" if allowed else f"{len(planned)} cells"
+    print(f"suite {suite.name} (profile {profile_text}): {selected}; " + _counts(actions))
     if args.dry_run:
         _print_plan(planned)
         return 0

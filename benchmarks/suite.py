@@ -26,7 +26,7 @@ import itertools
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +120,14 @@ class Suite:
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of the matrix: a stable id, its axis values (labels), its merged raw config, its test priors."""
+    """One point of the matrix: a stable id, its axis values (labels), its merged raw config, its test priors, and
+    each axis value's id (``value_ids``: axis name -> the id that appears in the cell id)."""
 
     id: str
     axes: dict[str, Any]
     raw: dict[str, Any]
     test_priors: tuple[str, ...]
+    value_ids: dict[str, str] = field(default_factory=dict)
 
 
 def slugify(value: Any) -> str:
@@ -350,9 +352,43 @@ def expand(suite: Suite, profile: Profile | None) -> list[Cell]:
                 axes={a.name: a.label(v) for a, v in zip(axes, combination, strict=True)},
                 raw=merge_raw(*layers, *(v.config for v in variants), parameters),
                 test_priors=priors,
+                value_ids={a.name: a.slug(v) for a, v in zip(axes, combination, strict=True)},
             )
         )
     return cells
+
+
+def parse_selection(expressions: Sequence[str], axes: Sequence[Axis]) -> dict[str, frozenset[str]]:
+    """``AXIS=ID[,ID...]`` expressions (``--only``) as ``{axis name: allowed value ids}``.
+
+    ``AXIS`` is an axis's name in the suite (``network``, ``regularizer.beta``) or in cell ids (``beta``); each
+    ``ID`` is a value's id as it appears in cell ids (a variant's id, or a parameter value such as ``0.8``).
+    Several expressions for one axis allow the union of their values. A malformed expression, an unknown axis or
+    an unknown value is a UsageError naming the valid choices.
+    """
+    by_name = {a.name: a for a in axes}
+    by_name.update({short: by_name[name] for name, short in short_names(axes).items()})
+    allowed: dict[str, set[str]] = {}
+    for expression in expressions:
+        name, equals, values = expression.partition("=")
+        if not equals or not name or not values:
+            raise UsageError(f"--only {expression!r} must be AXIS=VALUE[,VALUE...], e.g. network=mlp")
+        axis = by_name.get(name)
+        if axis is None:
+            raise UsageError(f"--only {expression!r}: unknown axis {name!r}; axes: {', '.join(a.name for a in axes)}")
+        ids = [axis.slug(v) for v in axis.values]
+        for value in values.split(","):
+            if slugify(value) not in ids:
+                raise UsageError(
+                    f"--only {expression!r}: axis {axis.name!r} has no value {value!r}; values: {', '.join(ids)}"
+                )
+            allowed.setdefault(axis.name, set()).add(slugify(value))
+    return {name: frozenset(ids) for name, ids in allowed.items()}
+
+
+def select(cells: Sequence[Cell], allowed: Mapping[str, frozenset[str]]) -> list[Cell]:
+    """The cells whose value of every restricted axis is among its allowed ids, in matrix order."""
+    return [c for c in cells if all(c.value_ids[name] in ids for name, ids in allowed.items())]
 
 
 def matrix_document(suite: Suite, profile: Profile | None, cells: Sequence[Cell]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import torch
 
 from benchmarks.report import write_report
 from benchmarks.results import CELL_NAME, read_json
-from benchmarks.suite import Cell, choose_profile, expand, load_suite
+from benchmarks.suite import Cell, choose_profile, effective_axes, expand, load_suite, parse_selection, select
 from benchmarks.validate import Validator
 from tests.conftest import REPO
 from vaezoo import hookimpl
@@ -329,3 +330,99 @@ def test_report_refuses_a_directory_that_is_not_a_matrix(tmp_path):
     with pytest.raises(UsageError, match=r"matrix\.json"):
         write_report(tmp_path, tmp_path / "report")
     assert read_json(tmp_path / "nothing.json") is None
+
+
+# -- restricting a run to some cells (--only) ------------------------------------------------------------------
+
+
+def test_only_keeps_the_cells_with_the_chosen_values_of_each_axis(tmp_path):
+    suite = load_suite(write(tmp_path, SUITE))
+    cells = expand(suite, None)
+    # an axis by its suite name or its name in cell ids; values of one axis add up, axes intersect
+    allowed = parse_selection(["method=vae", "beta=0.8", "regularizer.beta=5.0"], effective_axes(suite, None))
+    assert allowed == {"method": {"vae"}, "regularizer.beta": {"0.8", "5.0"}}
+    assert [c.id for c in select(cells, allowed)] == [
+        "method=vae_beta=0.8_seed=0",
+        "method=vae_beta=0.8_seed=1",
+        "method=vae_beta=5.0_seed=0",
+        "method=vae_beta=5.0_seed=1",
+    ]
+    assert select(cells, parse_selection(["method=nc-vae-gn,vae"], suite.axes)) == cells
+    assert select(cells, {}) == cells
+
+
+@pytest.mark.parametrize(
+    ("only", "message"),
+    [
+        ("colour=red", "--only 'colour=red': unknown axis 'colour'; axes: method, regularizer.beta, train.seed"),
+        ("method=aae", "--only 'method=aae': axis 'method' has no value 'aae'; values: vae, nc-vae-gn"),
+        ("seed=0,7", "--only 'seed=0,7': axis 'train.seed' has no value '7'; values: 0, 1"),
+        ("method", "--only 'method' must be AXIS=VALUE[,VALUE...]"),
+    ],
+)
+def test_only_with_an_unknown_axis_or_value_is_a_usage_error_naming_the_choices(tmp_path, capsys, only, message):
+    from benchmarks.run import main
+
+    assert main([str(write(tmp_path, SUITE)), "--only", only, "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("benchmarks.run: error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_restricted_to_different_cells_share_one_results_directory(tmp_path, capsys):
+    from benchmarks.run import main
+
+    suite, out = write(tmp_path, SUITE), tmp_path / "out"
+    assert main([str(suite), "--profile", "quick", "--only", "method=vae", "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "suite expansion (profile quick): 3 of 6 cells (--only); 3 train"
+    assert {line.split()[1] for line in printed[1:]} == {f"method=vae_beta={b}_seed=0" for b in ("0.8", "1.0", "5.0")}
+
+
+# -- the zoo suite and a third-party plugin in it --------------------------------------------------------------
+
+ZOO = REPO / "benchmarks" / "suites" / "zoo.toml"
+PLUGIN_SITE = Path(__file__).parent / "fixtures" / "plugin_site"
+
+
+def test_zoo_crosses_every_regulariser_with_every_network_and_a_sensible_noise_for_each():
+    suite = load_suite(ZOO)
+    cells = by_id(expand(suite, choose_profile(suite, None)))
+    regularizers = ("betavae", "infovae", "aae", "ncvae", "l2code")
+    assert set(cells) == {f"regularizer={r}_network={n}" for r in regularizers for n in ("mlp", "pixelcnn", "lstm")}
+    lstm = cells["regularizer=ncvae_network=lstm"].raw
+    assert lstm["noise"]["name"] == "decoder" and lstm["encoder"]["name"] == lstm["decoder"]["name"] == "lstm"
+    assert cells["regularizer=ncvae_network=pixelcnn"].raw["noise"]["name"] == "gaussian"
+    assert cells["regularizer=l2code_network=mlp"].raw["regularizer"] == {"name": "l2code"}
+
+
+def test_a_third_party_plugin_s_regulariser_is_a_cell_of_the_zoo_and_runs(tmp_path, capsys):
+    # The zoo suite itself, with the MLP cells' budget cut to a few seconds.
+    budget = "train = { steps = 300, batch_size = 64, eval_every = 150 }\neval = { iw_samples = 50 }"
+    text = ZOO.read_text()
+    assert budget in text
+    suite = write(tmp_path, text.replace(budget, "train = { steps = 10, eval_every = 10 }\neval = { iw_samples = 5 }"))
+    out = tmp_path / "out"
+    options = [str(suite), "--out", str(out), "--only", "network=mlp", "--only", "regularizer=l2code"]
+    # Without the plugin's distribution on the path its cell is skipped with vaezoo's reason.
+    from benchmarks.run import main
+
+    assert main([*options, "--dry-run"]) == 0
+    assert "skip      regularizer=l2code_network=mlp  unknown regularizer 'l2code'" in capsys.readouterr().out
+    # With it (its dist-info on PYTHONPATH: found through its entry point, as if installed), the cell runs.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_SITE), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "benchmarks.run", *options]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    cells = cells_of(out)
+    assert set(cells) == {"regularizer=l2code_network=mlp"}
+    cell = cells["regularizer=l2code_network=mlp"]
+    assert cell["status"] == "ok" and cell["axes"] == {"regularizer": "L2 code (plugin)", "network": "MLP"}
+    assert cell["train"]["steps"] == 10 and "neg_elbo" in cell["test_priors"]["standard"]
+    config = json.loads((out / "cells" / cell["id"] / "run" / "config.json").read_text())
+    assert config["regularizer"]["name"] == "l2code", "the plugin's component trained, not a default"
+    assert "l2code_norm" in (out / "cells" / cell["id"] / "run" / "metrics.jsonl").read_text()
+    # matrix.json holds the whole matrix, so the report shows the cells other runs left pending
+    matrix = json.loads((out / "matrix.json").read_text())
+    assert len(matrix["cells"]) == 15

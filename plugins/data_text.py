@@ -87,13 +87,6 @@ class Specials:
         return (self.pad, self.bos, self.eos, self.unk)
 
 
-@attrs.frozen
-class TextSpec(DataSpec):
-    """A token :class:`DataSpec` that also names the unknown token (used by word dropout)."""
-
-    unk_id: int | None = None
-
-
 class _UnknownIsDefault(dict):
     """A token-to-id map that answers ``unk_id`` for any token it lacks."""
 
@@ -212,7 +205,7 @@ class TextData(Data):
     """
 
     def __init__(self, splits: Mapping[str, Tensor], vocabulary: Vocabulary, max_len: int, bucket_batches: int):
-        spec = TextSpec(
+        spec = DataSpec(
             (max_len,),
             "tokens",
             vocab_size=len(vocabulary),

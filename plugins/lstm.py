@@ -134,7 +134,7 @@ class LSTMDecoder(Decoder):
     def __init__(self, params: LSTMDecoderParams, spec: DataSpec, latent_dim: int) -> None:
         super().__init__(params, spec, latent_dim)
         vocab_size, self.pad_id, self.bos_id, self.eos_id = token_ids(spec, "lstm decoder")
-        self.unk_id: int | None = getattr(spec, "unk_id", None)
+        self.unk_id = spec.unk_id
         if params.word_dropout > 0 and self.unk_id is None:
             raise UsageError("decoder.word_dropout needs data that names its unknown token (unk_id)")
         self.max_len = spec.shape[0]

@@ -26,6 +26,7 @@ from tests.conftest import run_cli
 from vaezoo.config import merge_raw, resolve
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import UsageError
+from vaezoo.interfaces import DataSpec
 from vaezoo.metrics import evaluate, predicted_tokens
 from vaezoo.model import build_model
 from vaezoo.train import Trainer
@@ -36,7 +37,6 @@ from vaezoo_plugins.data_text import (
     PTBParams,
     SequenceParams,
     Specials,
-    TextSpec,
     Yahoo,
     YahooParams,
     pad_sequences,
@@ -49,16 +49,16 @@ from vaezoo_plugins.lstm import LSTMDecoder, LSTMDecoderParams, LSTMEncoder, LST
 from vaezoo_plugins.noise import GaussianNoise, GaussianNoiseParams
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
-SPEC = TextSpec((12,), "tokens", vocab_size=12, pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=UNK)
+SPEC = DataSpec((12,), "tokens", vocab_size=12, pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=UNK)
 D = 3
 
 
-def small_decoder(spec: TextSpec = SPEC, **params) -> LSTMDecoder:
+def small_decoder(spec: DataSpec = SPEC, **params) -> LSTMDecoder:
     values = {"embed_dim": 8, "hidden": 16, "dropout": 0.0, **params}
     return LSTMDecoder(LSTMDecoderParams(**values), spec, D)
 
 
-def small_encoder(spec: TextSpec = SPEC) -> LSTMEncoder:
+def small_encoder(spec: DataSpec = SPEC) -> LSTMEncoder:
     return LSTMEncoder(LSTMEncoderParams(embed_dim=8, hidden=16), spec, D)
 
 
@@ -369,7 +369,7 @@ def test_word_dropout_replaces_input_words_by_unknown_in_training_only():
     decoder.log_prob(x, torch.randn(1, 2, D))
     assert torch.equal(seen[-1], x[:, :-1])
     with pytest.raises(UsageError, match="unknown token"):
-        LSTMDecoder(LSTMDecoderParams(word_dropout=0.1), TextSpec((5,), "tokens", 9, 0, 1, 2), D)
+        LSTMDecoder(LSTMDecoderParams(word_dropout=0.1), DataSpec((5,), "tokens", 9, 0, 1, 2), D)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
@@ -411,7 +411,7 @@ def test_ancestral_samples_follow_the_decoders_likelihood():
     """With words {3, 4} and max_len 4, the sequences shorter than max_len are BOS EOS, BOS 3 EOS, BOS 4 EOS:
     their frequencies among samples must match exp(log p(x|z))."""
     torch.manual_seed(7)
-    spec = TextSpec((4,), "tokens", vocab_size=5, pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=UNK)
+    spec = DataSpec((4,), "tokens", vocab_size=5, pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=UNK)
     decoder = small_decoder(spec).eval()
     z = torch.randn(1, D)
     n = 40_000

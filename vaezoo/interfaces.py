@@ -35,7 +35,8 @@ class DataSpec:
     ``shape`` is one example's shape, e.g. ``(100,)`` or ``(1, 28, 28)``; ``kind`` is ``real`` for continuous
     values, ``binary`` for {0, 1} values, ``tokens`` for token ids. For tokens, ``shape`` is ``(max_len,)``
     (batches may be shorter), ``vocab_size`` is set, and ``pad_id``, ``bos_id`` and ``eos_id`` name the
-    padding, start and end tokens; a padded position never contributes to a loss or metric.
+    padding, start and end tokens; a padded position never contributes to a loss or metric. ``unk_id`` names
+    the unknown token where the vocabulary has one (word dropout needs it).
     """
 
     shape: tuple[int, ...]
@@ -44,6 +45,7 @@ class DataSpec:
     pad_id: int | None = None
     bos_id: int | None = None
     eos_id: int | None = None
+    unk_id: int | None = None
 
 
 class Component:

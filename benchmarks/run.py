@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.args import Parser
 from benchmarks.results import (
     CELL_NAME,
     CONFIG_IN_NAME,
@@ -265,7 +266,7 @@ def usable_cores() -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description="Run a benchmark suite's matrix.")
+    parser = Parser(prog="python -m benchmarks.run", description="Run a benchmark suite's matrix.")
     parser.add_argument("suite", type=Path, metavar="SUITE.toml")
     parser.add_argument("--profile", help="a [profile.NAME] of the suite (default: its default_profile)")
     parser.add_argument("--jobs", type=int, default=1, help="cells run at once (default 1)")

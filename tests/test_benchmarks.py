@@ -426,3 +426,60 @@ def test_a_third_party_plugin_s_regulariser_is_a_cell_of_the_zoo_and_runs(tmp_pa
     # matrix.json holds the whole matrix, so the report shows the cells other runs left pending
     matrix = json.loads((out / "matrix.json").read_text())
     assert len(matrix["cells"]) == 15
+
+
+# -- the speed benchmarks' entry point -------------------------------------------------------------------------
+
+
+def test_perf_entry_point_prints_every_chosen_figure_as_json_then_markdown():
+    # A tiny configuration: no timing is checked, only that each part runs in its own process and reports.
+    command = [sys.executable, "-m", "benchmarks.perf", "--parts", "steps,iwnll", "--networks", "mlp", "--quick"]
+    command += ["--variants", "betavae,ncvae+gaussian", "--repeats", "1", "--batch", "4", "--threads", "1"]
+    command += ["--chunks", "5", "--iw-k", "10", "--iw-batch", "4"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text, _, markdown = result.stdout.partition("\n\n")
+    document = json.loads(text)
+    assert set(document) == {"machine", "quick", "steps", "iwnll", "wall_time_s"}
+    (mlp,) = document["steps"]
+    assert mlp["network"] == "mlp" and set(mlp["ratio_to_betavae"]) == {"betavae", "ncvae+gaussian"}
+    assert mlp["ratio_to_betavae"]["betavae"] == 1.0 and mlp["skipped"] == {}
+    (iwnll,) = document["iwnll"]
+    assert (iwnll["chunk"], iwnll["k"], iwnll["batch"]) == (5, 10, 4) and iwnll["examples_per_s"] > 0
+    assert iwnll["peak_rss_mb"] >= iwnll["extra_rss_mb"] >= 0
+    assert "### Step time relative to betavae" in markdown and "| ncvae+gaussian | " in markdown
+    assert "### IW-NLL evaluation by chunk size" in markdown
+    assert "sampling" not in document and "PixelCNN sampling" not in markdown
+
+
+def test_lstm_step_times_come_with_token_throughput_and_refused_variants_with_their_reason(data_dir):
+    from benchmarks.perf.steps import measure_step_ratios
+
+    result = measure_step_ratios(
+        "lstm", batch=4, repeats=1, threads=1, variants=["ncvae+gaussian"], text_sizes=(8, 8), data_dir=data_dir
+    )
+    assert (result["embed_dim"], result["hidden"], result["vocab_size"]) == (8, 8, 20000)
+    assert set(result["seconds_per_step"]) == set(result["tokens_per_s"]) == {"betavae"}, "betavae is the baseline"
+    assert "token ids" in result["skipped"]["ncvae+gaussian"], "Gaussian noise is refused on text, with vaezoo's reason"
+    assert result["tokens_per_step"] > 4, "predicted tokens of the batch, not sequences"
+    seconds = result["seconds_per_step"]["betavae"]
+    assert result["tokens_per_s"]["betavae"] == pytest.approx(result["tokens_per_step"] / seconds)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--parts", "steps,speed"], "argument --parts: unknown part 'speed'; choose from: steps, sampling, iwnll"),
+        (["--networks", "gru"], "argument --networks: unknown network 'gru'; choose from: pixelcnn, deconv, mlp, lstm"),
+        (["--lstm-sizes", "512"], "argument --lstm-sizes: LSTM size '512' must be EMBEDxHIDDEN, e.g. 64x64"),
+    ],
+)
+def test_perf_entry_point_refuses_a_bad_option_in_one_line_naming_the_choices(capsys, option, message):
+    from benchmarks.perf.__main__ import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(option)
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m benchmarks.perf: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1

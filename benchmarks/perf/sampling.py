@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from benchmarks.args import Parser
 from vaezoo.interfaces import DataSpec
 from vaezoo_plugins.pixelcnn import PixelCNNDecoder, PixelCNNParams
 
@@ -75,7 +76,11 @@ def measure_sampling(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="python -m benchmarks.perf.sampling",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)

@@ -2,7 +2,21 @@
 
 All models are built in the same process and timed interleaved (one step of each in turn, repeated), so
 drift in the machine's speed affects them alike; the figure per model is the median step time.
-Usage: ``python -m benchmarks.perf.steps [--decoder pixelcnn|mlp|deconv] [--repeats 20] [--threads 2]``.
+
+Networks: ``pixelcnn`` (ResNet encoder, the paper's PixelCNN decoder), ``deconv`` and ``mlp`` on a batch of
+random binary 28x28 images; ``lstm`` (LSTM encoder and decoder, ``--embed-dim``/``--hidden`` for both) on a batch
+of real Yahoo documents read through the ``yahoo`` data plugin from the data directory (``--data-dir`` or
+``$VAEZOO_DATA``; the shipped 10k documents, the 20k-word vocabulary, sequences up to 202 tokens). The text batch is
+a training batch as a run draws it (bucketed by length), the one of median length among the first epoch's first
+``TEXT_CANDIDATES``; for text the result also gives training tokens per second (predicted tokens, i.e. neither
+padding nor the start token, per second of training step).
+
+A variant that cannot apply to a network (Gaussian noise on token ids) is not built: it is listed under
+``skipped`` with vaezoo's reason.
+
+Usage: ``python -m benchmarks.perf.steps [--network pixelcnn|deconv|mlp|lstm] [--batch 32] [--repeats 10]
+[--threads 2] [--variants betavae,ncvae+decoder] [--embed-dim 64] [--hidden 64] [--data-dir DIR]``; prints one
+JSON object.
 """
 
 from __future__ import annotations
@@ -10,29 +24,27 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from benchmarks.args import Parser
+from benchmarks.perf.configs import NETWORKS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
 from vaezoo.config import merge_raw, resolve
+from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec
-from vaezoo.model import VAE, build_model
+from vaezoo.metrics import predicted_tokens
+from vaezoo.model import VAE, build_model_for_data
 from vaezoo.plugins import load_plugins
+from vaezoo.registry import Registry
 
 IMAGE = DataSpec((1, 28, 28), "binary")
-VARIANTS = {
-    "betavae": {"regularizer": {"name": "betavae"}},
-    "ncvae+gaussian": {"regularizer": {"name": "ncvae"}, "noise": {"name": "gaussian"}},
-    "ncvae+decoder": {"regularizer": {"name": "ncvae"}, "noise": {"name": "decoder"}},
-    "infovae": {"regularizer": {"name": "infovae"}},
-    "aae": {"regularizer": {"name": "aae"}},
-}
-NETWORKS = {
-    "pixelcnn": {"encoder": {"name": "resnet"}, "decoder": {"name": "pixelcnn"}},
-    "deconv": {"encoder": {"name": "resnet"}, "decoder": {"name": "deconv"}},
-    "mlp": {"encoder": {"name": "mlp"}, "decoder": {"name": "mlp"}},
-}
+#: Training batches of the first epoch among which the text batch of median length is chosen.
+TEXT_CANDIDATES = 25
 
 
 def _stepper(model: VAE, data: Data, x: torch.Tensor, lr: float = 1e-3) -> Callable[[int], None]:
@@ -55,21 +67,66 @@ def _stepper(model: VAE, data: Data, x: torch.Tensor, lr: float = 1e-3) -> Calla
     return step
 
 
+def _image_batch(batch: int) -> tuple[Data, torch.Tensor]:
+    x = torch.bernoulli(torch.full((batch, *IMAGE.shape), 0.1))
+    return Data(IMAGE, x, x, x), x
+
+
+def _text_batch(registry: Registry, data_dir: Path | None, batch: int) -> tuple[Data, torch.Tensor]:
+    """The Yahoo data and a training batch of it of median length (see the module docstring)."""
+    if data_dir is None:
+        raise UsageError("--network lstm reads the Yahoo documents: pass --data-dir or set VAEZOO_DATA")
+    config = resolve(merge_raw({"data": TEXT_DATA}), registry)
+    data = registry.get("data", config.data.name).cls(config.data.params).load(data_dir, 0)
+    candidates = [data.train_batch(0, i, batch, 0) for i in range(TEXT_CANDIDATES)]
+    candidates = [x for x in candidates if len(x) == batch] or candidates
+    candidates.sort(key=lambda x: int(predicted_tokens(x, data.spec).sum()))
+    return data, candidates[len(candidates) // 2]
+
+
 def measure_step_ratios(
-    network: str = "pixelcnn", batch: int = 32, repeats: int = 10, threads: int = 2, latent_dim: int = 32
-) -> dict[str, object]:
-    """Median seconds per training step of every variant on ``network``, and each one's ratio to betavae."""
+    network: str = "pixelcnn",
+    batch: int = 32,
+    repeats: int = 10,
+    threads: int = 2,
+    latent_dim: int = 32,
+    variants: Sequence[str] | None = None,
+    text_sizes: tuple[int, int] = (64, 64),
+    data_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Median seconds per training step of each variant (default: all of ``VARIANTS``) on ``network``, and each
+    one's ratio to betavae (always measured). ``text_sizes`` are the LSTMs' (embedding, hidden) sizes. Variants
+    that cannot apply are listed under ``skipped`` with the reason; for text, ``tokens_per_step`` and
+    ``tokens_per_s`` give the training throughput in predicted tokens."""
+    if network not in NETWORKS:
+        raise UsageError(f"unknown network {network!r}; choose one of: {', '.join(NETWORKS)}")
+    chosen = ["betavae", *(v for v in (variants or VARIANTS) if v != "betavae")]
+    unknown = [v for v in chosen if v not in VARIANTS]
+    if unknown:
+        raise UsageError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
     torch.set_num_threads(threads)
     registry = load_plugins().registry
     torch.manual_seed(0)
-    x = torch.bernoulli(torch.full((batch, *IMAGE.shape), 0.1))
-    data = Data(IMAGE, x, x, x)
-    steppers = {}
-    for name, variant in VARIANTS.items():
-        raw = merge_raw(NETWORKS[network], variant, {"model": {"latent_dim": latent_dim}})
-        model = build_model(resolve(raw, registry), registry, IMAGE)
+    text = network in TEXT_NETWORKS
+    layers: list[dict[str, Any]] = [NETWORKS[network], {"model": {"latent_dim": latent_dim}}]
+    if text:
+        embed_dim, hidden = text_sizes
+        sizes = {"embed_dim": embed_dim, "hidden": hidden}
+        layers.append({"data": TEXT_DATA, "encoder": sizes, "decoder": sizes})
+        data, x = _text_batch(registry, data_dir, batch)
+    else:
+        data, x = _image_batch(batch)
+    steppers, skipped = {}, {}
+    for name in chosen:
+        try:
+            model = build_model_for_data(resolve(merge_raw(*layers, VARIANTS[name]), registry), registry, data)
+        except UsageError as error:
+            skipped[name] = str(error)
+            continue
         steppers[name] = _stepper(model, data, x)
         steppers[name](0)  # warm-up
+    if "betavae" not in steppers:
+        raise UsageError(f"betavae cannot be built on {network}: {skipped['betavae']}")
     times: dict[str, list[float]] = {name: [] for name in steppers}
     for index in range(1, repeats + 1):
         for name, step in steppers.items():
@@ -77,25 +134,69 @@ def measure_step_ratios(
             step(index)
             times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(values) for name, values in times.items()}
-    return {
+    result: dict[str, Any] = {
         "network": network,
         "batch": batch,
         "repeats": repeats,
         "threads": threads,
+        "latent_dim": latent_dim,
         "seconds_per_step": medians,
         "ratio_to_betavae": {name: medians[name] / medians["betavae"] for name in medians},
+        "skipped": skipped,
     }
+    if text:
+        tokens = int(predicted_tokens(x, data.spec).sum())
+        result.update(
+            embed_dim=text_sizes[0],
+            hidden=text_sizes[1],
+            vocab_size=data.spec.vocab_size,
+            sequence_length=x.shape[1],
+            tokens_per_step=tokens,
+            tokens_per_s={name: tokens / seconds for name, seconds in medians.items()},
+        )
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def parser() -> argparse.ArgumentParser:
+    """The command's options (shared with ``python -m benchmarks.perf``'s help)."""
+    parser = Parser(
+        prog="python -m benchmarks.perf.steps",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--network", choices=tuple(NETWORKS), default="pixelcnn")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    print(json.dumps(measure_step_ratios(args.network, args.batch, args.repeats, args.threads), indent=2))
+    parser.add_argument("--latent-dim", type=int, default=32)
+    parser.add_argument("--variants", help=f"comma-separated, from {', '.join(VARIANTS)} (default: all)")
+    parser.add_argument("--embed-dim", type=int, default=64, help="lstm: word embedding size of both networks")
+    parser.add_argument("--hidden", type=int, default=64, help="lstm: hidden size of both networks")
+    parser.add_argument("--data-dir", type=Path, help="lstm: the data directory (default: $VAEZOO_DATA)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vaezoo.train import resolve_data_dir
+
+    args = parser().parse_args(argv)
+    try:
+        result = measure_step_ratios(
+            args.network,
+            args.batch,
+            args.repeats,
+            args.threads,
+            args.latent_dim,
+            args.variants.split(",") if args.variants else None,
+            (args.embed_dim, args.hidden),
+            resolve_data_dir(args.data_dir),
+        )
+    except UsageError as error:
+        print(f"benchmarks.perf.steps: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -41,9 +41,12 @@ def cell_dir(results_dir: Path, cell_id: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON through a temporary file and a rename (atomic on POSIX)."""
+    """Write ``data`` as indented JSON through a temporary file and a rename (atomic on POSIX).
+
+    The temporary file is the process's own: runners restricted to different cells (``--only``) share one
+    results directory and may write its matrix.json at the same moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     os.replace(temporary, path)
 

@@ -29,6 +29,7 @@ The contract:
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -142,7 +143,10 @@ class Context:
         return batch[self.rank * size : (self.rank + 1) * size]
 
     def wrap(self, model: VAE) -> StepFunction:
-        """The training forward pass; under DDP, so that the backward pass averages gradients over ranks."""
+        """The training forward pass; under DDP, so that the backward pass averages gradients over ranks.
+
+        Drop the wrapper before leaving :func:`process_group`, which collects it before destroying the group.
+        """
         step = _TrainingStep(model)
         if self.backend is None:
             return step
@@ -245,4 +249,9 @@ def process_group(requested: torch.device) -> Iterator[Context]:
     try:
         yield context
     finally:
+        # A DDP wrapper holds the group through reference cycles. Were it the group's last owner, the group would
+        # be destroyed by the garbage collector with the GIL held, which deadlocks when one of gloo's threads still
+        # needs the GIL to free a finished collective's tensors. Collect wrappers first; destroy_process_group
+        # then drops the last reference and releases the GIL while the group shuts down.
+        gc.collect()
         dist.destroy_process_group()

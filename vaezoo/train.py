@@ -215,7 +215,6 @@ class Trainer:
         self.config, self.run_dir = config, run_dir
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         model = self.session.model
-        self.forward = self.context.wrap(model)
         self.optimizer = make_optimizer(config, model.main_parameters())
         auxiliary = model.regularizer.auxiliary_parameters()
         self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(config.train.lr) if auxiliary else None
@@ -287,6 +286,8 @@ class Trainer:
         started = time.perf_counter() - self.wall_time
         model.train()
         show = train_cfg.progress and main
+        # The DDP wrapper lives only while training, not in a traceback either: the process group must outlive it.
+        forward = self.context.wrap(model)
         bar = tqdm(total=n_steps, initial=self.step, desc="train", disable=not show, dynamic_ncols=True)
         try:
             while self.step < n_steps:
@@ -294,7 +295,7 @@ class Trainer:
                 batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
                 x = self.context.shard(batch).to(session.device)
                 try:
-                    record, loss, logged = self.forward(x, self.step, data)
+                    record, loss, logged = forward(x, self.step, data)
                 except ValueError as error:
                     # torch.distributions refuses NaN or inf parameters before any loss exists
                     if "invalid values" not in str(error):
@@ -343,6 +344,7 @@ class Trainer:
                     since_eval = 0
         finally:
             bar.close()
+            del forward
         return self.finish() if main else {}
 
     def _auxiliary_step(self, record) -> None:

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import attrs
@@ -36,6 +37,7 @@ from vaezoo_plugins.mlp import MLPEncoder
 
 WORLD = 2
 CHILD_ENV = {"OMP_NUM_THREADS": "1"}
+TIMEOUT_S = 180  # a hung process group fails the test instead of the whole suite
 # Parameters of a 1-process and a 2-process run differ only by the order of floating-point sums.
 PARAMETER_TOLERANCE = 1e-5
 
@@ -48,7 +50,13 @@ def free_port() -> int:
 
 def spawn(task, *args) -> None:
     """Run ``task(rank, *args)`` in WORLD real processes that see torchrun's environment variables."""
-    torch.multiprocessing.spawn(_child, args=(free_port(), task, args), nprocs=WORLD, join=True)
+    children = torch.multiprocessing.spawn(_child, args=(free_port(), task, args), nprocs=WORLD, join=False)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not children.join(timeout=1):
+        if time.monotonic() > deadline:
+            for child in children.processes:
+                child.kill()
+            pytest.fail(f"the {WORLD} processes did not finish within {TIMEOUT_S} s")
 
 
 def _child(rank: int, port: int, task, args) -> None:
@@ -235,7 +243,15 @@ def torchrun(*args: str, logs: Path) -> subprocess.CompletedProcess:
     """``torchrun --nproc-per-node 2 -m vaezoo.cli ARGS``; each rank's output goes to its own files under ``logs``."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}"]
     command += ["--redirects", "3", "--log-dir", str(logs), "-m", "vaezoo.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **CHILD_ENV}, timeout=300)
+    env = {**os.environ, **CHILD_ENV}
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        stdout, stderr = launcher.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        launcher.terminate()  # torchrun stops its workers (which run in sessions of their own) on SIGTERM
+        launcher.communicate(timeout=60)
+        pytest.fail(f"torchrun did not finish within {TIMEOUT_S} s: {' '.join(args)}")
+    return subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr)
 
 
 def rank_output(logs: Path, rank: int, stream: str) -> str:

@@ -27,7 +27,7 @@ from tests.conftest import small_raw
 from vaezoo import hookimpl
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaezoo.config import merge_raw, resolve
-from vaezoo.distributed import Context, process_group
+from vaezoo.distributed import Context, gather_batch, process_group, sharded_step
 from vaezoo.distributions import diagonal_normal, diagonal_normal_from, isotropic_normal
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Step
@@ -115,7 +115,8 @@ def batch_and_draws() -> tuple[Tensor, Tensor]:
 
 def gradients(terms: Terms, x: Tensor, draws: Tensor, module: nn.Module, context: Context) -> dict[str, Tensor]:
     """The loss's gradients of the encoder and, for a regulariser with its own optimiser, of its parameters."""
-    loss = module(x, draws)
+    with sharded_step():
+        loss = module(x, draws)
     loss.backward()
     out = {f"encoder.{name}": p.grad.clone() for name, p in terms.encoder.named_parameters()}
     out["loss"] = loss.detach()
@@ -139,6 +140,8 @@ def _batch_statistics_task(rank: int, out: Path) -> None:
             terms = Terms(regularizer(name, **params))
             ddp = DistributedDataParallel(terms)
             results[name] = gradients(terms, x[shard], draws[shard], ddp, context)
+        if rank == 0:  # outside a training step, one rank alone may use them: they do not communicate
+            results["outside a step"] = gather_batch(x[shard]).shape[0]
     torch.save(results, out / f"rank{rank}.pt")
 
 
@@ -161,6 +164,7 @@ def test_batch_statistic_losses_are_those_of_the_whole_batch_across_processes(tm
                 torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6, msg=f"{name} {key} rank {rank}")
         # the check has teeth: half a batch on its own gives other gradients
         assert not torch.allclose(shard_only["encoder.weight"], expected["encoder.weight"], rtol=1e-3)
+    assert torch.load(tmp_path / "rank0.pt")["outside a step"] == 4
 
 
 # -- a whole training run ---------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def _text_batch(registry: Registry, data_dir: Path | None, batch: int) -> tuple[
         raise UsageError("--network lstm reads the Yahoo documents: pass --data-dir or set VAEZOO_DATA")
     config = resolve(merge_raw({"data": TEXT_DATA}), registry)
     data = registry.get("data", config.data.name).cls(config.data.params).load(data_dir, 0)
-    candidates = [data.train_batch(0, i, batch, 0) for i in range(TEXT_CANDIDATES)]
+    candidates = [data.train_batch(0, i, batch, 0) for i in range(min(TEXT_CANDIDATES, data.steps_per_epoch(batch)))]
     candidates = [x for x in candidates if len(x) == batch] or candidates
     candidates.sort(key=lambda x: int(predicted_tokens(x, data.spec).sum()))
     return data, candidates[len(candidates) // 2]

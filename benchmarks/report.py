@@ -40,7 +40,8 @@ METRIC_TITLES = {
     "kl": "KL",
     "au": "AU",
     "iw_nll": "IW-NLL",
-    "ppl": "PPL",
+    "ppl_elbo": "PPL",
+    "ppl_iw": "PPL (IW)",
     "separability": "separability",
     "test_prior_variance": "s²",
 }

@@ -33,11 +33,12 @@ from typing import Any
 from vaezoo.config import SECTIONS, merge_raw
 from vaezoo.errors import UsageError
 from vaezoo.eval_prior import check_test_prior
+from vaezoo.metrics import METRIC_NAMES
 
 LAYOUTS = ("table1", "table2", "generic")
 DEFAULT_COLUMNS = {
     "table1": ("mi", "neg_elbo", "recon", "au", "iw_nll"),
-    "table2": ("mi", "neg_elbo", "recon", "ppl"),
+    "table2": ("mi", "neg_elbo", "recon", "au", "ppl_elbo"),
     "generic": ("mi", "neg_elbo", "recon", "kl", "au", "iw_nll"),
 }
 DEFAULT_SEED_AXIS = "train.seed"
@@ -297,10 +298,14 @@ def _table(reader: _Reader, meta: dict[str, Any], axis_names: list[str]) -> Tabl
             f"rows {list(rows)} must name every axis but the seed and column axes once: {', '.join(default_rows)}"
         )
     headers = reader.table(meta.get("headers", {}), "[suite] headers")
+    columns = reader.names(meta.get("columns", list(DEFAULT_COLUMNS[layout])), "[suite] columns")
+    unknown = [name for name in columns if name not in METRIC_NAMES]
+    if unknown:
+        raise reader.fail(f"columns {unknown} are not metrics a run reports; choose from: {', '.join(METRIC_NAMES)}")
     return Table(
         layout=layout,
         rows=rows,
-        columns=reader.names(meta.get("columns", list(DEFAULT_COLUMNS[layout])), "[suite] columns"),
+        columns=columns,
         seed_axis=seed_axis,
         column_axis=column_axis,
         x_axis=x_axis,

@@ -18,23 +18,12 @@ from vaezoo.config import merge_raw, parse_override, read_config_file, resolve
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.eval_prior import NAMED as TEST_PRIORS
 from vaezoo.interfaces import KINDS
+from vaezoo.metrics import METRIC_NAMES
 from vaezoo.params import describe_params
 from vaezoo.plugins import Plugins, default_plugins
 from vaezoo.theory import cli as theory_cli
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
-METRIC_ORDER = (
-    "neg_elbo",
-    "recon",
-    "kl",
-    "mi",
-    "au",
-    "iw_nll",
-    "ppl_elbo",
-    "ppl_iw",
-    "separability",
-    "test_prior_variance",
-)
 
 # flag -> (config section, key)
 RUN_FLAGS = {
@@ -109,7 +98,7 @@ def _report_failures(plugins: Plugins) -> None:
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A two-column table of metrics in a fixed order (nats per example)."""
-    names = [n for n in METRIC_ORDER if n in metrics] + sorted(set(metrics) - set(METRIC_ORDER))
+    names = [n for n in METRIC_NAMES if n in metrics] + sorted(set(metrics) - set(METRIC_NAMES))
     width = max(len(n) for n in names)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
     for name in names:

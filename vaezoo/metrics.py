@@ -25,6 +25,20 @@ from torch.distributions import Distribution, kl_divergence
 
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
 
+#: Every test metric a run reports (``results.json``, ``vaezoo eval``), in the order they are shown.
+METRIC_NAMES = (
+    "neg_elbo",
+    "recon",
+    "kl",
+    "mi",
+    "au",
+    "iw_nll",
+    "ppl_elbo",
+    "ppl_iw",
+    "separability",
+    "test_prior_variance",
+)
+
 
 def mutual_information(posterior: Distribution) -> Tensor:
     """MI estimate on one batch: mean_i [log q(z_i|x_i) - log (1/b) sum_j q(z_i|x_j)], z_i ~ q(z|x_i).

@@ -407,6 +407,27 @@ def test_greedy_decoding_and_temperature():
         decoder.sample(z, temperature=0.0)
 
 
+def test_token_draws_over_a_large_vocabulary_follow_the_softmax_and_skip_impossible_tokens():
+    """The sampler's inverse-CDF draw: zero-probability ids (padding, start, wherever they sit) never come out,
+    and the frequencies of the likeliest tokens match softmax(logits / T)."""
+    torch.manual_seed(11)
+    decoder = small_decoder()
+    logits = (3 * torch.randn(4, 3_000)).repeat(2_000, 1)  # 4 distinct rows, 2000 draws each
+    impossible = [0, 1, 1_777, 2_999]
+    logits[:, impossible] = float("-inf")
+    for temperature in (1.0, 0.5):
+        drawn = decoder.next_tokens(logits, temperature, greedy=False)
+        assert not torch.isin(drawn, torch.tensor(impossible)).any()
+        expected = torch.softmax(logits[:4] / temperature, dim=-1)  # 'r v'
+        rows = drawn.view(2_000, 4).T  # 'r draws'
+        for row, counts in zip(expected, rows, strict=True):
+            top = row.topk(3).indices
+            for token in top.tolist():
+                p = row[token].item()
+                frequency = (counts == token).float().mean().item()
+                assert abs(frequency - p) < 4 * math.sqrt(p * (1 - p) / 2_000) + 1e-3
+
+
 def test_ancestral_samples_follow_the_decoders_likelihood():
     """With words {3, 4} and max_len 4, the sequences shorter than max_len are BOS EOS, BOS 3 EOS, BOS 4 EOS:
     their frequencies among samples must match exp(log p(x|z))."""

@@ -270,3 +270,20 @@ def test_threads_setting_is_applied_and_validated(registry, tmp_path):
         torch.set_num_threads(before)
     with pytest.raises(UsageError, match=r"train\.threads must be >= 1, got 0"):
         Trainer(small_config(registry, train={"threads": 0}), registry, tmp_path / "b", None)
+
+
+def _underflows_to_zero() -> bool:
+    """Whether a product below the smallest normal float32 (1.2e-38) comes out as 0 rather than subnormal."""
+    return bool((torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0)
+
+
+def test_subnormal_flushing_follows_the_setting(registry, tmp_path):
+    try:
+        torch.set_flush_denormal(False)
+        assert not _underflows_to_zero()
+        Trainer(small_config(registry, train={"steps": 2}), registry, tmp_path, None)
+        assert _underflows_to_zero(), "flushing is the default"
+        Trainer(small_config(registry, train={"steps": 2, "flush_denormal": False}), registry, tmp_path / "b", None)
+        assert not _underflows_to_zero()
+    finally:
+        torch.set_flush_denormal(False)

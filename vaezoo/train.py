@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 import vaezoo
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from vaezoo.config import RunConfig
+from vaezoo.config import RunConfig, TrainConfig
 from vaezoo.distributed import Context
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import TrainingDiverged, UsageError
@@ -86,15 +86,26 @@ class Session:
             yield x.to(self.device)
 
 
+def configure_cpu(train: TrainConfig) -> None:
+    """Apply the process-wide CPU settings of ``train``: torch's thread count and flushing of subnormal floats.
+
+    Flushing matters for recurrent networks: the gradient of an LSTM's last state shrinks at every step back
+    through time and becomes subnormal after a few hundred tokens; x86 arithmetic on subnormals is slow enough
+    that one backward pass of a 1024-unit LSTM over 32 sequences of 200 tokens took 39 s instead of 2.4 s.
+    Subnormals are below 1.2e-38, far beneath anything a float32 gradient step can resolve."""
+    if train.threads is not None:
+        if train.threads < 1:
+            raise UsageError(f"train.threads must be >= 1, got {train.threads}")
+        torch.set_num_threads(train.threads)
+    torch.set_flush_denormal(train.flush_denormal)
+
+
 def open_session(
     config: RunConfig, registry: Registry, data_dir: Path | None, device: torch.device | None = None
 ) -> Session:
     """Load the data and build a freshly initialised model (seeded) on ``device``, else the configured one."""
     device = device if device is not None else resolve_device(config.train.device)
-    if config.train.threads is not None:
-        if config.train.threads < 1:
-            raise UsageError(f"train.threads must be >= 1, got {config.train.threads}")
-        torch.set_num_threads(config.train.threads)
+    configure_cpu(config.train)
     source = registry.get("data", config.data.name).cls(config.data.params)
     if source.needs_data_dir and data_dir is None:
         raise UsageError(f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}")

@@ -41,6 +41,7 @@ from vaezoo.metrics import predicted_tokens
 from vaezoo.model import VAE, build_model_for_data
 from vaezoo.plugins import load_plugins
 from vaezoo.registry import Registry
+from vaezoo.train import configure_cpu
 
 IMAGE = DataSpec((1, 28, 28), "binary")
 #: Training batches of the first epoch among which the text batch of median length is chosen.
@@ -104,11 +105,14 @@ def measure_step_ratios(
     unknown = [v for v in chosen if v not in VARIANTS]
     if unknown:
         raise UsageError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
-    torch.set_num_threads(threads)
     registry = load_plugins().registry
     torch.manual_seed(0)
     text = network in TEXT_NETWORKS
-    layers: list[dict[str, Any]] = [NETWORKS[network], {"model": {"latent_dim": latent_dim}}]
+    layers: list[dict[str, Any]] = [
+        NETWORKS[network],
+        {"model": {"latent_dim": latent_dim}, "train": {"threads": threads}},
+    ]
+    configure_cpu(resolve(merge_raw(*layers), registry).train)  # as a run would
     if text:
         embed_dim, hidden = text_sizes
         sizes = {"embed_dim": embed_dim, "hidden": hidden}

@@ -1,7 +1,8 @@
 """LSTM encoder and decoder for token sequences (SPEC section 5; the text VAE of He et al. 2019).
 
 Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``t`` tokens, ``v`` vocabulary, ``e`` embedding,
-``h`` hidden, ``r`` rows (sequences run through the LSTM at once, e.g. ``(k b)``), ``n`` predicted tokens.
+``h`` hidden, ``r`` rows (sequences run through the LSTM at once, e.g. ``(k b)``), ``n`` predicted tokens, ``o`` the
+sequences still open while sampling.
 
 Data: ``x 'b t'`` holds ``BOS w1 .. wn EOS`` then padding (``spec.pad_id``), the layout of
 ``vaezoo_plugins.data_text``; a batch may carry padding columns beyond its longest sequence, which are cut off.
@@ -19,8 +20,9 @@ replaces each input word (never the start or end token) by the unknown token wit
 
 Sampling (``sample``) is batched ancestral sampling from the start token, at ``temperature`` or greedy (the most
 probable token each step), without dropout whatever the module's mode. A sequence stops at its first EOS and is
-padded after it; a sequence still open when it reaches ``max_len`` tokens ends with EOS there (as data documents
-longer than ``max_len`` are cut), so every sample has the layout of the data. Samples are ``'b max_len'``.
+padded after it (and leaves the batch: later steps compute only the open sequences); a sequence still open when
+it reaches ``max_len`` tokens ends with EOS there (as data documents longer than ``max_len`` are cut), so every
+sample has the layout of the data. Samples are ``'b max_len'``.
 
 Memory: with gradients off (evaluation, IW-NLL with many samples) the LSTM runs on chunks of sequences whose
 activations stay under ``ROW_ELEMENTS`` numbers (with gradients on, every chunk's graph would be kept anyway, so all
@@ -238,18 +240,24 @@ class LSTMDecoder(Decoder):
         b = z.shape[0]
         tokens = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=z.device)
         tokens[:, 0] = self.bos_id
-        finished = torch.zeros(b, dtype=torch.bool, device=z.device)
-        state = self.initial_state(z)
+        # Only the open sequences are stepped: rows leave the batch at their EOS, so a batch costs its documents'
+        # total length rather than the longest one's times the batch size. 'o' indexes the open rows.
+        rows = torch.arange(b, device=z.device)  # 'o': each open row's index in the batch
+        z_open, state, previous = z, self.initial_state(z), tokens[:, :1]  # 'o d', 2 x '1 o h', 'o 1'
         for t in range(1, self.max_len):
             if t == self.max_len - 1:
-                chosen = torch.full_like(finished, self.eos_id, dtype=torch.long)
+                chosen = torch.full_like(rows, self.eos_id)
             else:
-                hidden, state = self.hidden_states(tokens[:, t - 1 : t], z, state, regularise=False)  # 'b 1 h'
+                hidden, state = self.hidden_states(previous, z_open, state, regularise=False)  # 'o 1 h'
                 chosen = self.next_tokens(self.logits(hidden[:, 0], regularise=False), temperature, greedy)
-            tokens[:, t] = chosen.masked_fill(finished, self.pad_id)
-            finished |= chosen == self.eos_id
-            if finished.all():
-                break
+            tokens[rows, t] = chosen
+            still_open = chosen != self.eos_id  # 'o'
+            if not still_open.all():
+                if not still_open.any():
+                    break
+                rows, z_open, chosen = rows[still_open], z_open[still_open], chosen[still_open]
+                state = (state[0][:, still_open], state[1][:, still_open])
+            previous = einops.rearrange(chosen, "o -> o 1")
         return tokens
 
 

@@ -391,6 +391,19 @@ def test_samples_end_once_with_eos_and_are_padded_after():
     assert ((closed != PAD).sum(dim=1) == 12).all() and (closed[:, -1] == EOS).all()
 
 
+def test_each_sample_is_its_own_row_alone_while_others_end():
+    """Rows leave the sampled batch at their end token: a greedy batch of sequences of different lengths must equal
+    each row sampled by itself (a row paired with another's state or code after the batch shrinks would not)."""
+    torch.manual_seed(12)
+    decoder = small_decoder().eval()
+    z = 3 * torch.randn(40, D)
+    together = decoder.sample(z, greedy=True)
+    lengths = (together != PAD).sum(dim=1)
+    assert len(lengths.unique()) >= 4, f"lengths must vary for the test to bite: {lengths.tolist()}"
+    alone = torch.cat([decoder.sample(row, greedy=True) for row in z.split(1)])
+    assert torch.equal(together, alone)
+
+
 def test_greedy_decoding_and_temperature():
     torch.manual_seed(6)
     decoder = small_decoder().eval()

@@ -58,3 +58,28 @@ def test_eval_with_the_optimal_and_tuned_test_priors(ncvae_run):
     # tuning maximises the ELBO over [1, f], so it is at least as good as both ends
     assert tuned["neg_elbo"] <= min(standard["neg_elbo"], optimal["neg_elbo"]) + 1e-6
     assert standard["recon"] == optimal["recon"] == tuned["recon"], "only the KL depends on the test prior"
+
+
+def test_several_test_priors_in_one_pass_equal_each_alone(ncvae_run):
+    """``--test-prior a,b,c`` evaluates once with shared posterior samples: each prior's line equals its own
+    evaluation, IW-NLL included (which only log p(z) makes differ)."""
+    choices = ["standard", "optimal", "2.5"]
+    command = ["eval", str(ncvae_run), "--test-prior", ",".join(choices), "--iw-samples", "20"]
+    together = run_cli(*command, "--json")
+    assert together.returncode == 0, together.stderr
+    lines = [json.loads(line) for line in together.stdout.splitlines()]
+    assert [line["test_prior"] for line in lines] == choices
+    for line in lines:
+        alone = run_cli("eval", str(ncvae_run), "--test-prior", line["test_prior"], "--iw-samples", "20", "--json")
+        assert alone.returncode == 0, alone.stderr
+        expected = json.loads(alone.stdout)
+        assert line.keys() == expected.keys()
+        for name, value in expected.items():
+            assert line[name] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), name
+    assert len({line["iw_nll"] for line in lines}) == 3 and len({line["kl"] for line in lines}) == 3
+    table = run_cli(*command)
+    assert table.returncode == 0, table.stderr
+    header = next(line for line in table.stdout.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", *choices]
+    wrong = run_cli("eval", str(ncvae_run), "--test-prior", "standard,wide")
+    assert wrong.returncode == 2 and "test prior 'wide'" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="metrics of a run on its test split")
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    ev.add_argument("--test-prior", default=None, help=f"{', '.join(TEST_PRIORS)} or a variance")
+    ev.add_argument(
+        "--test-prior",
+        default=None,
+        help=f"{', '.join(TEST_PRIORS)} or a variance; several separated by commas are evaluated in one pass",
+    )
     ev.add_argument("--split", default="test", choices=("train", "valid", "test"))
     ev.add_argument("--iw-samples", type=int, help="importance samples for IW-NLL (default: the run's)")
     ev.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
@@ -96,15 +100,24 @@ def _report_failures(plugins: Plugins) -> None:
         print(f"vaezoo: warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """A two-column table of metrics in a fixed order (nats per example)."""
-    names = [n for n in METRIC_NAMES if n in metrics] + sorted(set(metrics) - set(METRIC_NAMES))
-    width = max(len(n) for n in names)
-    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+def format_metrics(columns: dict[str, dict[str, Any]]) -> str:
+    """A table of metrics (nats per example), one row per metric in a fixed order and one column per entry of
+    ``columns`` (e.g. ``{"value": metrics}``, or one per test prior)."""
+    names = [n for n in METRIC_NAMES if any(n in m for m in columns.values())]
+    names += sorted({n for m in columns.values() for n in m} - set(METRIC_NAMES))
+    width = max(len(n) for n in [*names, "metric"])
+    headers = [f"{title:<10}" for title in columns]
+    lines = [
+        "  ".join([f"{'metric':<{width}}", *headers]).rstrip(),
+        "  ".join(["-" * width, *["-" * len(h) for h in headers]]),
+    ]
     for name in names:
-        value = metrics[name]
-        text = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
-        lines.append(f"{name:<{width}}  {text}")
+        cells = []
+        for title, metrics in columns.items():
+            value = metrics.get(name)
+            text = "" if value is None else f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+            cells.append(f"{text:<{max(10, len(title))}}")
+        lines.append("  ".join([f"{name:<{width}}", *cells]).rstrip())
     return "\n".join(lines)
 
 
@@ -172,7 +185,7 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
         return 0
     print(f"run directory: {run_dir}")
     print(f"test metrics after {results['steps']} steps ({results['wall_time_s']:.1f} s of training):")
-    print(format_metrics(results["metrics"]))
+    print(format_metrics({"value": results["metrics"]}))
     return 0
 
 
@@ -195,21 +208,26 @@ def _command_list(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.train import evaluate_split, load_trained, resolve_data_dir
+    from vaezoo.eval_prior import check_test_prior
+    from vaezoo.train import evaluate_split_priors, load_trained, resolve_data_dir
 
-    overrides: dict[str, dict[str, Any]] = {"train": {"progress": False}}
+    choices = None
     if args.test_prior is not None:
-        overrides["eval"] = {"test_prior": args.test_prior}
-    session = load_trained(args.run_dir, plugins.registry, resolve_data_dir(args.data_dir), overrides)
+        choices = list(dict.fromkeys(check_test_prior(c.strip()) for c in args.test_prior.split(",")))
+    session = load_trained(
+        args.run_dir, plugins.registry, resolve_data_dir(args.data_dir), {"train": {"progress": False}}
+    )
+    choices = choices or [session.config.eval.test_prior]
     iw_samples = args.iw_samples if args.iw_samples is not None else session.config.eval.iw_samples
     if iw_samples < 0:
         raise UsageError(f"--iw-samples must be >= 0, got {iw_samples}")
-    metrics = evaluate_split(session, args.split, session.config.eval.test_prior, iw_samples)
-    if args.json:
-        print(json.dumps({"split": args.split, "test_prior": session.config.eval.test_prior, **metrics}))
+    evaluated = evaluate_split_priors(session, args.split, choices, iw_samples)
+    if args.json:  # one line per test prior
+        for choice, metrics in evaluated.items():
+            print(json.dumps({"split": args.split, "test_prior": choice, **metrics}))
     else:
-        print(f"{args.split} split of {args.run_dir}, test prior {session.config.eval.test_prior}:")
-        print(format_metrics(metrics))
+        print(f"{args.split} split of {args.run_dir}, by test prior:")
+        print(format_metrics(evaluated))
     return 0
 
 

@@ -17,7 +17,7 @@ Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent, ``t`` tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -55,20 +55,37 @@ def mutual_information(posterior: Distribution) -> Tensor:
     return (log_q_cross.diagonal() - log_aggregate).mean()
 
 
-def importance_weighted_log_likelihood(
-    decoder: Decoder, posterior: Distribution, prior: Distribution, x: Tensor, samples: int, chunk: int
+def importance_weighted_log_likelihoods(
+    decoder: Decoder,
+    posterior: Distribution,
+    priors: Sequence[Distribution],
+    x: Tensor,
+    samples: int,
+    chunk: int,
 ) -> Tensor:
-    """log p(x) estimated with ``samples`` importance samples from q(z|x), ``'b'``; ``chunk`` bounds memory."""
+    """log p(x) under each of ``priors``, ``'p b'``, estimated with the same ``samples`` importance samples from
+    q(z|x); ``chunk`` samples are evaluated at a time, which bounds memory.
+
+    Only log p(z) depends on the prior, so the decoder, the costly part, runs once for all of them, and the
+    estimates under different priors are paired (their differences carry no sampling noise of their own)."""
     total = None
     remaining = samples
     while remaining > 0:
         k = min(chunk, remaining)
         z = posterior.sample((k,))  # 'k b d'
-        log_w = decoder.log_prob(x, z) + prior.log_prob(z) - posterior.log_prob(z)  # 'k b'
-        chunk_lse = torch.logsumexp(log_w, dim=0)
+        shared = decoder.log_prob(x, z) - posterior.log_prob(z)  # 'k b'
+        log_w = torch.stack([shared + prior.log_prob(z) for prior in priors])  # 'p k b'
+        chunk_lse = torch.logsumexp(log_w, dim=1)  # 'p b'
         total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
         remaining -= k
     return total - math.log(samples)
+
+
+def importance_weighted_log_likelihood(
+    decoder: Decoder, posterior: Distribution, prior: Distribution, x: Tensor, samples: int, chunk: int
+) -> Tensor:
+    """log p(x) estimated with ``samples`` importance samples from q(z|x), ``'b'``; ``chunk`` bounds memory."""
+    return importance_weighted_log_likelihoods(decoder, posterior, [prior], x, samples, chunk)[0]
 
 
 @torch.no_grad()
@@ -84,7 +101,31 @@ def evaluate(
 ) -> dict[str, float]:
     """Every metric over ``batches`` (examples weighted equally); IW-NLL only when ``iw_samples > 0``; perplexities
     when the decoder's data are tokens."""
-    sums = {"recon": 0.0, "kl": 0.0, "mi": 0.0, "iw_nll": 0.0}
+    only = {"": test_prior}
+    return evaluate_priors(
+        encoder, decoder, only, batches, iw_samples=iw_samples, iw_chunk=iw_chunk, au_threshold=au_threshold
+    )[""]
+
+
+@torch.no_grad()
+def evaluate_priors(
+    encoder: Encoder,
+    decoder: Decoder,
+    test_priors: Mapping[str, Distribution],
+    batches: Iterable[Tensor],
+    *,
+    iw_samples: int = 0,
+    iw_chunk: int = 100,
+    au_threshold: float = 0.01,
+) -> dict[str, dict[str, float]]:
+    """The metrics of :func:`evaluate` under each of ``test_priors``, keyed alike, in one pass over ``batches``.
+
+    ReconE, MI and AU do not depend on the test prior and are computed once; KL and IW-NLL come from the same
+    posterior samples under every prior, so each prior's figures equal an evaluation under it alone with the same
+    random state, and the decoder runs once for all priors."""
+    names = list(test_priors)
+    shared = {"recon": 0.0, "mi": 0.0}
+    per_prior = {name: {"kl": 0.0, "iw_nll": 0.0} for name in names}
     count = mi_count = 0
     spec: DataSpec | None = getattr(decoder, "spec", None)
     tokens = 0 if spec is not None and spec.kind == "tokens" else None
@@ -93,27 +134,36 @@ def evaluate(
         posterior = encoder(x)
         z = posterior.sample()
         b = z.shape[0]
-        sums["recon"] += -decoder.log_prob(x, z.unsqueeze(0)).sum().item()
-        sums["kl"] += kl_divergence(posterior, test_prior).sum().item()
+        shared["recon"] += -decoder.log_prob(x, z.unsqueeze(0)).sum().item()
+        for name in names:
+            per_prior[name]["kl"] += kl_divergence(posterior, test_priors[name]).sum().item()
         if b > 1:
-            sums["mi"] += mutual_information(posterior).item() * b
+            shared["mi"] += mutual_information(posterior).item() * b
             mi_count += b
         if iw_samples > 0:
-            log_px = importance_weighted_log_likelihood(decoder, posterior, test_prior, x, iw_samples, iw_chunk)
-            sums["iw_nll"] += -log_px.sum().item()
+            priors = [test_priors[name] for name in names]
+            log_px = importance_weighted_log_likelihoods(decoder, posterior, priors, x, iw_samples, iw_chunk)
+            for name, estimate in zip(names, log_px, strict=True):
+                per_prior[name]["iw_nll"] += -estimate.sum().item()
         means.append(posterior.mean)
         count += b
         if tokens is not None:
             tokens += int(predicted_tokens(x, spec).sum().item())
-    metrics = {name: total / count for name, total in sums.items()}
-    metrics["mi"] = sums["mi"] / mi_count if mi_count else 0.0
-    metrics["neg_elbo"] = metrics["recon"] + metrics["kl"]
-    metrics["au"] = active_units(torch.cat(means), au_threshold)
-    if iw_samples <= 0:
-        del metrics["iw_nll"]
-    if tokens:
-        metrics.update(perplexities(metrics, tokens / count))
-    return metrics
+    common = {
+        "recon": shared["recon"] / count,
+        "mi": shared["mi"] / mi_count if mi_count else 0.0,
+        "au": active_units(torch.cat(means), au_threshold),
+    }
+    results = {}
+    for name in names:
+        metrics = {**common, **{metric: total / count for metric, total in per_prior[name].items()}}
+        metrics["neg_elbo"] = metrics["recon"] + metrics["kl"]
+        if iw_samples <= 0:
+            del metrics["iw_nll"]
+        if tokens:
+            metrics.update(perplexities(metrics, tokens / count))
+        results[name] = metrics
+    return results
 
 
 def predicted_tokens(x: Tensor, spec: DataSpec) -> Tensor:

@@ -19,7 +19,7 @@ import os
 import platform
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.eval_prior import choose_test_variance
 from vaezoo.figures import latent_scatter
 from vaezoo.interfaces import Data
-from vaezoo.metrics import code_separability, evaluate
+from vaezoo.metrics import code_separability, evaluate_priors
 from vaezoo.model import VAE, build_model_for_data
 from vaezoo.registry import Registry
 
@@ -126,19 +126,32 @@ def evaluation_rng(session: Session, salt: int = 0) -> Iterator[None]:
 
 def evaluate_split(session: Session, split: str, test_prior: str, iw_samples: int) -> dict[str, float]:
     """Metrics of ``split`` under the chosen test prior (its variance is reported as ``test_prior_variance``)."""
+    return evaluate_split_priors(session, split, [test_prior], iw_samples)[test_prior]
+
+
+def evaluate_split_priors(
+    session: Session, split: str, test_priors: Sequence[str], iw_samples: int
+) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_split` under each of ``test_priors`` (choices such as ``tuned`` or ``2.5``), keyed by
+    choice, in one pass: each choice's figures equal its evaluation alone (see ``evaluate_priors``)."""
     model, cfg = session.model, session.config.eval
     was_training = model.training
     model.eval()
     try:
         with evaluation_rng(session):
-            variance = choose_test_variance(
-                test_prior, model.regularizer, model.encoder, lambda: session.batches("valid")
-            )
-            prior = isotropic_normal(session.config.model.latent_dim, variance, like=next(model.parameters()))
-            metrics = evaluate(
+            variances = {
+                choice: choose_test_variance(choice, model.regularizer, model.encoder, lambda: session.batches("valid"))
+                for choice in test_priors
+            }
+            like = next(model.parameters())
+            priors = {
+                choice: isotropic_normal(session.config.model.latent_dim, variance, like=like)
+                for choice, variance in variances.items()
+            }
+            metrics = evaluate_priors(
                 model.encoder,
                 model.decoder,
-                prior,
+                priors,
                 session.batches(split),
                 iw_samples=iw_samples,
                 iw_chunk=cfg.iw_chunk,
@@ -146,7 +159,7 @@ def evaluate_split(session: Session, split: str, test_prior: str, iw_samples: in
             )
     finally:
         model.train(was_training)
-    return {**metrics, "test_prior_variance": variance}
+    return {choice: {**metrics[choice], "test_prior_variance": variances[choice]} for choice in test_priors}
 
 
 def total_steps(config: RunConfig, data: Data) -> int:

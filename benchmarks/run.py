@@ -11,8 +11,8 @@ add up). matrix.json always describes the whole matrix, so runs restricted to di
 ``--out`` (each, say, a tox environment of its own) and the report shows every finished cell, the others pending.
 
 Every cell runs ``python -m vaezoo.cli run --config CELL/config-in.json --out CELL/run --no-progress``, then
-``python -m vaezoo.cli eval CELL/run --test-prior P --json`` for each test prior P it asks for (the run's own
-test prior is read from its results.json instead), up to ``--jobs`` cells at once, each child with
+``python -m vaezoo.cli eval CELL/run --test-prior P,Q --json`` for the other test priors it asks for, all in one
+pass (the run's own test prior is read from its results.json), up to ``--jobs`` cells at once, each child with
 ``OMP_NUM_THREADS`` = ``--threads`` (default: the usable cores divided by the jobs, at least 1). Results land in
 the layout of :mod:`benchmarks.results`.
 
@@ -219,15 +219,20 @@ class CellRunner:
             if results is None:
                 raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
             train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}
-            for prior in cell.test_priors:
-                if prior in metrics:
-                    continue
-                if prior == results["test_prior"]:
-                    metrics[prior] = results["metrics"]
-                    continue
-                stdout = self._vaezoo(f"eval:{prior}", log, "eval", str(run), "--test-prior", prior, "--json")
-                evaluated = json.loads(stdout.strip().splitlines()[-1])
-                metrics[prior] = {k: v for k, v in evaluated.items() if k not in ("split", "test_prior")}
+            if results["test_prior"] in cell.test_priors and results["test_prior"] not in metrics:
+                metrics[results["test_prior"]] = results["metrics"]
+            missing = ",".join(prior for prior in cell.test_priors if prior not in metrics)
+            if missing:  # all in one pass: the decoder's IW-NLL work is shared by the priors
+                stdout = self._vaezoo(f"eval:{missing}", log, "eval", str(run), "--test-prior", missing, "--json")
+                for line in stdout.strip().splitlines():
+                    if line.startswith("{"):
+                        evaluated = json.loads(line)
+                        metrics[evaluated["test_prior"]] = {
+                            k: v for k, v in evaluated.items() if k not in ("split", "test_prior")
+                        }
+                unanswered = [prior for prior in cell.test_priors if prior not in metrics]
+                if unanswered:
+                    raise StageFailed(f"eval:{missing}", f"vaezoo eval printed no metrics for {', '.join(unanswered)}")
         except Interrupted:
             return None
         except StageFailed as failure:

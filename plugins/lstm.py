@@ -230,22 +230,28 @@ class LSTMDecoder(Decoder):
         return einops.rearrange(drawn, "b 1 -> b").clamp(max=logits.shape[-1] - 1)
 
     @torch.no_grad()
-    def sample(self, z: Tensor, temperature: float | None = None, greedy: bool | None = None) -> Tensor:
+    def sample(
+        self, z: Tensor, temperature: float | None = None, greedy: bool | None = None, max_len: int | None = None
+    ) -> Tensor:
         """Sequences ``'b max_len'`` drawn from p(x|z) for ``z 'b d'`` (see the module docstring); ``temperature``
-        and ``greedy`` default to the decoder's parameters."""
+        and ``greedy`` default to the decoder's parameters, ``max_len`` (start and end tokens included, at least 2)
+        to the data's."""
         temperature = self.params.temperature if temperature is None else temperature
         greedy = self.params.greedy if greedy is None else greedy
+        max_len = self.max_len if max_len is None else max_len
         if not temperature > 0:
             raise UsageError(f"sampling temperature must be > 0, got {temperature}")
+        if not 2 <= max_len <= self.max_len:
+            raise UsageError(f"sampling max_len must be between 2 and the data's {self.max_len}, got {max_len}")
         b = z.shape[0]
-        tokens = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=z.device)
+        tokens = torch.full((b, max_len), self.pad_id, dtype=torch.long, device=z.device)
         tokens[:, 0] = self.bos_id
         # Only the open sequences are stepped: rows leave the batch at their EOS, so a batch costs its documents'
         # total length rather than the longest one's times the batch size. 'o' indexes the open rows.
         rows = torch.arange(b, device=z.device)  # 'o': each open row's index in the batch
         z_open, state, previous = z, self.initial_state(z), tokens[:, :1]  # 'o d', 2 x '1 o h', 'o 1'
-        for t in range(1, self.max_len):
-            if t == self.max_len - 1:
+        for t in range(1, max_len):
+            if t == max_len - 1:
                 chosen = torch.full_like(rows, self.eos_id)
             else:
                 hidden, state = self.hidden_states(previous, z_open, state, regularise=False)  # 'o 1 h'

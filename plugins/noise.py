@@ -45,6 +45,12 @@ class GaussianNoise(NoiseSampler):
 class DecoderNoiseParams:
     refresh_every: int = param(1, ge=1, help="steps between refreshes of the sample pool (1: fully online)")
     pool_size: int = param(0, ge=0, help="samples in the pool (0: the batch size)")
+    lengths: str = param(
+        "decoder",
+        choices=("decoder", "batch"),
+        help="token data: documents end where the decoder ends them (decoder), or are cut at the length of the "
+        "data batch that draws them (batch: length is no cue, and a draw costs no more tokens than the batch)",
+    )
 
 
 class DecoderNoise(NoiseSampler):
@@ -53,6 +59,12 @@ class DecoderNoise(NoiseSampler):
     Samples come from the decoder's own ``sample``, so autoregressive decoders use their own (fast) sampler.
     A pool of samples is drawn every ``refresh_every`` steps and each step takes a batch from it; the pool is
     part of the model's state (``get_extra_state``), so a resumed run uses the same noise as an uninterrupted one.
+
+    With ``lengths = "batch"`` (token data) the documents are drawn with at most as many tokens as the data batch
+    that draws the pool is wide (its longest document): an untrained decoder, which never ends a document, would
+    otherwise contrast the data with documents of the maximum length, a difference the encoder can read off the
+    length alone, and each draw would cost ``max_len`` decoder steps. The token decoder's ``sample`` takes the
+    length as ``max_len``.
     """
 
     name = "decoder"
@@ -64,13 +76,20 @@ class DecoderNoise(NoiseSampler):
         self.pool: Tensor | None = None
         self.pool_step = -1
 
+    def incompatibility(self, data: Data) -> str | None:
+        if self.params.lengths == "batch" and data.spec.kind != "tokens":
+            return f"noise.lengths = 'batch' cuts token sequences, not {data.spec.kind} data"
+        return None
+
     @torch.no_grad()
-    def refill(self, model: VAE, size: int, device: torch.device) -> None:
+    def refill(self, model: VAE, size: int, x: Tensor) -> None:
+        """Draw a new pool of ``size`` samples, the data batch ``x`` setting their length when lengths is batch."""
         was_training = model.decoder.training
         model.decoder.eval()  # sampling must not update normalisation statistics
         try:
-            z = model.prior().sample((size,)).to(device)
-            self.pool = model.decoder.sample(z)
+            z = model.prior().sample((size,)).to(x.device)
+            cut = {"max_len": x.shape[1]} if self.params.lengths == "batch" else {}
+            self.pool = model.decoder.sample(z, **cut)
         finally:
             model.decoder.train(was_training)
 
@@ -80,7 +99,7 @@ class DecoderNoise(NoiseSampler):
         size = self.params.pool_size or b
         stale = self.pool is None or step - self.pool_step >= self.params.refresh_every or step < self.pool_step
         if stale:
-            self.refill(model, size, x.device)
+            self.refill(model, size, x)
             self.pool_step = step
         if size == b:
             return self.pool

@@ -513,6 +513,27 @@ def test_decoder_noise_draws_documents_from_the_current_decoder(registry):
     assert GaussianNoise(GaussianNoiseParams(), SPEC).incompatibility(types.SimpleNamespace(spec=SPEC))
 
 
+def test_decoder_noise_cut_at_the_batch_length(registry):
+    """lengths = batch: documents no wider than the data batch (which holds 4 tokens: BOS w w EOS), ended with EOS
+    there when the decoder would go on, and the full length otherwise; images refuse the option."""
+    cut = text_raw(regularizer={"name": "ncvae"}, noise={"name": "decoder", "lengths": "batch"})
+    config = resolve(merge_raw(cut), registry)
+    torch.manual_seed(10)
+    model = build_model(config, registry, SPEC)
+    with torch.no_grad():
+        model.decoder.out.bias[EOS] = -50.0  # never ends by itself
+    x = sequences([4, 5], [6])
+    noise = model.noise(x, model, None, step=0)
+    assert noise.shape == (2, 4)
+    assert_data_layout(noise, torch.tensor([4, 4]))
+    free = resolve(merge_raw(text_raw(regularizer={"name": "ncvae"})), registry)
+    assert build_model(free, registry, SPEC).noise(x, model, None, step=0).shape == (2, 12)
+    image = types.SimpleNamespace(spec=DataSpec((1, 28, 28), "binary"))
+    assert "cuts token sequences" in model.noise.incompatibility(image)
+    with pytest.raises(UsageError, match="max_len must be between 2 and the data's 12, got 13"):
+        model.decoder.sample(torch.randn(1, 4), max_len=13)
+
+
 def test_ncvae_with_decoder_noise_trains_on_text_and_resumes_exactly(registry, data_dir, tmp_path):
     """Bucketed batches over almost three epochs and a noise pool refreshed every 2 steps: stopped and resumed is
     the same run as straight through."""

@@ -12,6 +12,8 @@ VARIANTS = {
     # warm-up step, so fewer than 10 timed steps never draw it: they time NC-VAE without sampling, and the
     # difference to ncvae+decoder is what drawing the noise costs per step.
     "ncvae+decoder/10": {"regularizer": {"name": "ncvae"}, "noise": {"name": "decoder", "refresh_every": 10}},
+    # token data only: noise documents cut at the data batch's width (noise.lengths = batch)
+    "ncvae+decoder/batch": {"regularizer": {"name": "ncvae"}, "noise": {"name": "decoder", "lengths": "batch"}},
     "infovae": {"regularizer": {"name": "infovae"}},
     "aae": {"regularizer": {"name": "aae"}},
 }

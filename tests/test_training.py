@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from typing import ClassVar
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from vaezoo.distributions import diagonal_normal_from
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.interfaces import Encoder, Regularizer
 from vaezoo.plugins import load_plugins
-from vaezoo.train import Trainer
+from vaezoo.train import Trainer, flushing_subnormals
 
 
 def read_metrics(run_dir):
@@ -272,18 +273,34 @@ def test_threads_setting_is_applied_and_validated(registry, tmp_path):
         Trainer(small_config(registry, train={"threads": 0}), registry, tmp_path / "b", None)
 
 
-def _underflows_to_zero() -> bool:
-    """Whether a product below the smallest normal float32 (1.2e-38) comes out as 0 rather than subnormal."""
-    return bool((torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0)
+class FlushProbeEncoder(NaNEncoder):
+    """Records, at every training forward pass, whether subnormal floats are being flushed to zero."""
+
+    name = "flush-probe"
+    seen: ClassVar[list[bool]] = []
+
+    def forward(self, x):
+        if self.training:
+            FlushProbeEncoder.seen.append(flushing_subnormals())
+        return diagonal_normal_from(self.linear(x))
 
 
-def test_subnormal_flushing_follows_the_setting(registry, tmp_path):
-    try:
-        torch.set_flush_denormal(False)
-        assert not _underflows_to_zero()
-        Trainer(small_config(registry, train={"steps": 2}), registry, tmp_path, None)
-        assert _underflows_to_zero(), "flushing is the default"
-        Trainer(small_config(registry, train={"steps": 2, "flush_denormal": False}), registry, tmp_path / "b", None)
-        assert not _underflows_to_zero()
-    finally:
-        torch.set_flush_denormal(False)
+class FlushProbePlugin:
+    @hookimpl
+    def vaezoo_register(self, register):
+        register(FlushProbeEncoder)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_training_flushes_subnormals_as_configured_and_restores_the_mode(flush, tmp_path):
+    registry = load_plugins(extra=(FlushProbePlugin(),)).registry
+    raw = {**small_raw(train={"steps": 3, "flush_denormal": flush}), "encoder": {"name": "flush-probe"}}
+    FlushProbeEncoder.seen = []
+    for outside in (False, True):
+        torch.set_flush_denormal(outside)
+        try:
+            Trainer(resolve(merge_raw(raw), registry), registry, tmp_path / f"{outside}", None).run()
+            assert flushing_subnormals() == outside, "the caller's mode is restored"
+        finally:
+            torch.set_flush_denormal(False)
+    assert len(FlushProbeEncoder.seen) == 6 and set(FlushProbeEncoder.seen) == {flush}

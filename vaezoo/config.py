@@ -57,8 +57,8 @@ class TrainConfig:
     threads: int | None = param(None, help="torch CPU threads (none: torch's default; 1 is fastest for small models)")
     flush_denormal: bool = param(
         True,
-        help="CPU: compute with subnormal floats as zero; gradients that fade through long sequences otherwise "
-        "turn subnormal, which x86 processes many times slower (see the README)",
+        help="CPU: train and evaluate with subnormal floats flushed to zero; gradients that fade through long "
+        "sequences otherwise turn subnormal, which x86 processes many times slower (see the README)",
     )
     eval_every: int = param(250, ge=1, help="steps between validation evaluations (and checkpoints)")
     progress: bool = param(True, help="show a progress bar")

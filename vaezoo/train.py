@@ -87,17 +87,35 @@ class Session:
 
 
 def configure_cpu(train: TrainConfig) -> None:
-    """Apply the process-wide CPU settings of ``train``: torch's thread count and flushing of subnormal floats.
-
-    Flushing matters for recurrent networks: the gradient of an LSTM's last state shrinks at every step back
-    through time and becomes subnormal after a few hundred tokens; x86 arithmetic on subnormals is slow enough
-    that one backward pass of a 1024-unit LSTM over 32 sequences of 200 tokens took 39 s instead of 2.4 s.
-    Subnormals are below 1.2e-38, far beneath anything a float32 gradient step can resolve."""
+    """Apply ``train.threads`` to torch's CPU thread count (none: torch's default)."""
     if train.threads is not None:
         if train.threads < 1:
             raise UsageError(f"train.threads must be >= 1, got {train.threads}")
         torch.set_num_threads(train.threads)
-    torch.set_flush_denormal(train.flush_denormal)
+
+
+def flushing_subnormals() -> bool:
+    """Whether this thread's CPU arithmetic treats subnormal floats as zero. torch can set the mode but not read
+    it; a product below the smallest normal float32 (1.2e-38) reads 0 only when it is on."""
+    return bool((torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0)
+
+
+@contextmanager
+def subnormals_flushed(enabled: bool) -> Iterator[None]:
+    """Run a block with subnormal floats flushed to zero (``enabled``) or not, and restore the mode after it.
+
+    Flushing matters for recurrent networks: the gradient of an LSTM's last state shrinks at every step back
+    through time and becomes subnormal after a couple of hundred tokens; x86 arithmetic on subnormals is slow
+    enough that one backward pass of a 1024-unit LSTM over 32 sequences of 200 tokens took 39 s instead of 2.4 s.
+    Subnormals are below 1.2e-38, far beneath anything a float32 gradient step can resolve. The mode belongs to
+    the thread (backward passes on the CPU run in the calling thread) and affects all its float arithmetic, so it
+    is scoped to the work of vaezoo rather than left set in the caller's process."""
+    before = flushing_subnormals()
+    torch.set_flush_denormal(enabled)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def open_session(
@@ -138,7 +156,7 @@ def evaluate_split_priors(
     was_training = model.training
     model.eval()
     try:
-        with evaluation_rng(session):
+        with evaluation_rng(session), subnormals_flushed(session.config.train.flush_denormal):
             variances = {
                 choice: choose_test_variance(choice, model.regularizer, model.encoder, lambda: session.batches("valid"))
                 for choice in test_priors
@@ -289,6 +307,10 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train to the configured length (from the checkpoint when ``resume``); the results on rank 0, else {}."""
+        with subnormals_flushed(self.config.train.flush_denormal):
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> dict[str, Any]:
         checkpoint = self.run_dir / CHECKPOINT_NAME
         metrics_path = self.run_dir / METRICS_NAME
         main = self.context.is_main

@@ -41,7 +41,7 @@ from vaezoo.metrics import predicted_tokens
 from vaezoo.model import VAE, build_model_for_data
 from vaezoo.plugins import load_plugins
 from vaezoo.registry import Registry
-from vaezoo.train import configure_cpu
+from vaezoo.train import configure_cpu, subnormals_flushed
 
 IMAGE = DataSpec((1, 28, 28), "binary")
 #: Training batches of the first epoch among which the text batch of median length is chosen.
@@ -112,7 +112,8 @@ def measure_step_ratios(
         NETWORKS[network],
         {"model": {"latent_dim": latent_dim}, "train": {"threads": threads}},
     ]
-    configure_cpu(resolve(merge_raw(*layers), registry).train)  # as a run would
+    train = resolve(merge_raw(*layers), registry).train
+    configure_cpu(train)
     if text:
         embed_dim, hidden = text_sizes
         sizes = {"embed_dim": embed_dim, "hidden": hidden}
@@ -120,23 +121,24 @@ def measure_step_ratios(
         data, x = _text_batch(registry, data_dir, batch)
     else:
         data, x = _image_batch(batch)
-    steppers, skipped = {}, {}
-    for name in chosen:
-        try:
-            model = build_model_for_data(resolve(merge_raw(*layers, VARIANTS[name]), registry), registry, data)
-        except UsageError as error:
-            skipped[name] = str(error)
-            continue
-        steppers[name] = _stepper(model, data, x)
-        steppers[name](0)  # warm-up
-    if "betavae" not in steppers:
-        raise UsageError(f"betavae cannot be built on {network}: {skipped['betavae']}")
-    times: dict[str, list[float]] = {name: [] for name in steppers}
-    for index in range(1, repeats + 1):
-        for name, step in steppers.items():
-            start = time.perf_counter()
-            step(index)
-            times[name].append(time.perf_counter() - start)
+    with subnormals_flushed(train.flush_denormal):  # as a run would
+        steppers, skipped = {}, {}
+        for name in chosen:
+            try:
+                model = build_model_for_data(resolve(merge_raw(*layers, VARIANTS[name]), registry), registry, data)
+            except UsageError as error:
+                skipped[name] = str(error)
+                continue
+            steppers[name] = _stepper(model, data, x)
+            steppers[name](0)  # warm-up
+        if "betavae" not in steppers:
+            raise UsageError(f"betavae cannot be built on {network}: {skipped['betavae']}")
+        times: dict[str, list[float]] = {name: [] for name in steppers}
+        for index in range(1, repeats + 1):
+            for name, step in steppers.items():
+                start = time.perf_counter()
+                step(index)
+                times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(values) for name, values in times.items()}
     result: dict[str, Any] = {
         "network": network,

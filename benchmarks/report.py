@@ -46,6 +46,8 @@ METRIC_TITLES = {
     "test_prior_variance": "s²",
 }
 DIGITS = {"au": 1}
+#: Metrics that count things: a single seed's value is printed as the whole number it is.
+COUNTS = {"au"}
 LAYOUT_TITLES = {
     "table1": "in the layout of the paper's Table 1",
     "table2": "in the layout of the paper's Table 2",
@@ -82,8 +84,8 @@ def format_entry(group: Group | None, metric: str) -> str:
     values = group.values(metric)
     if not values:
         return "n/a"
-    digits = DIGITS.get(metric, 2)
     mean, std = mean_std(values)
+    digits = 0 if std is None and metric in COUNTS else DIGITS.get(metric, 2)
     text = f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
     return text + (f" ({len(values)}/{group.planned})" if len(values) < group.planned else "")
 

@@ -470,10 +470,30 @@ def test_lstm_step_times_come_with_token_throughput_and_refused_variants_with_th
     assert result["tokens_per_s"]["betavae"] == pytest.approx(result["tokens_per_step"] / seconds)
 
 
+def test_subnormal_measurement_times_both_modes_and_leaves_the_callers_mode_alone():
+    from benchmarks.perf.__main__ import markdown
+    from benchmarks.perf.subnormals import measure_subnormals
+    from vaezoo.train import flushing_subnormals
+
+    before = flushing_subnormals()
+    result = measure_subnormals(batch=2, length=40, embed_dim=8, hidden=16, repeats=2, threads=1)
+    assert flushing_subnormals() == before
+    assert result["seconds_kept"] > 0 and result["seconds_flushed"] > 0
+    assert result["ratio"] == pytest.approx(result["seconds_kept"] / result["seconds_flushed"])
+    assert 0 <= result["subnormal_gradient_share"] <= 1
+    machine = {"cores": 2, "threads": 1, "load_average_before": [0, 0, 0], "load_average_after": [0, 0, 0]}
+    text = markdown({"machine": machine, "quick": True, "subnormals": result})
+    assert "### LSTM encoder backward pass, subnormal floats kept against flushed" in text
+    assert f"| 2 x 40 | 8/16 | {result['seconds_kept']:.2f} |" in text
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (["--parts", "steps,speed"], "argument --parts: unknown part 'speed'; choose from: steps, sampling, iwnll"),
+        (
+            ["--parts", "steps,speed"],
+            "argument --parts: unknown part 'speed'; choose from: steps, sampling, iwnll, subnormals",
+        ),
         (["--networks", "gru"], "argument --networks: unknown network 'gru'; choose from: pixelcnn, deconv, mlp, lstm"),
         (["--lstm-sizes", "512"], "argument --lstm-sizes: LSTM size '512' must be EMBEDxHIDDEN, e.g. 64x64"),
     ],

@@ -106,7 +106,8 @@ def subnormals_flushed(enabled: bool) -> Iterator[None]:
 
     Flushing matters for recurrent networks: the gradient of an LSTM's last state shrinks at every step back
     through time and becomes subnormal after a couple of hundred tokens; x86 arithmetic on subnormals is slow
-    enough that one backward pass of a 1024-unit LSTM over 32 sequences of 200 tokens took 39 s instead of 2.4 s.
+    enough that one backward pass of a 1024-unit LSTM over 32 sequences of 200 tokens takes 20 times as long
+    (``python -m benchmarks.perf --parts subnormals``).
     Subnormals are below 1.2e-38, far beneath anything a float32 gradient step can resolve. The mode belongs to
     the thread (backward passes on the CPU run in the calling thread) and affects all its float arithmetic, so it
     is scoped to the work of vaezoo rather than left set in the caller's process."""

@@ -7,6 +7,8 @@ Parts (``--parts``, default all):
   tokens per second, at each ``--lstm-sizes`` (embedding x hidden; ``512x1024`` is He et al.'s text VAE).
 - ``sampling``: the PixelCNN's fast (cached) sampler against the naive one (:mod:`benchmarks.perf.sampling`).
 - ``iwnll``: IW-NLL evaluation throughput and peak memory for each ``--chunks`` size (:mod:`benchmarks.perf.iwnll`).
+- ``subnormals``: a backward pass of He et al.'s LSTM encoder over 200 tokens with subnormal floats kept and
+  flushed to zero, as runs do (:mod:`benchmarks.perf.subnormals`; 32 sequences, quick 8).
 
 Each measurement runs in a process of its own (``python -m benchmarks.perf.MODULE``), so peak memory is per
 measurement and one network's allocations do not slow the next. ``--quick`` takes fewer repeats and fewer
@@ -30,7 +32,7 @@ from typing import Any
 from benchmarks.args import Parser
 from benchmarks.perf.configs import NETWORKS, TEXT_NETWORKS, VARIANTS
 
-PARTS = ("steps", "sampling", "iwnll")
+PARTS = ("steps", "sampling", "iwnll", "subnormals")
 ERROR_TAIL_LINES = 5
 
 
@@ -151,6 +153,8 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
             )
             for chunk in args.chunks
         ]
+    if "subnormals" in args.parts:
+        document["subnormals"] = measure("subnormals", "--batch", 8 if args.quick else 32, *threads)
     document["machine"]["load_average_after"] = os.getloadavg()
     document["wall_time_s"] = time.perf_counter() - started
     return document
@@ -251,6 +255,22 @@ def markdown(document: dict[str, Any]) -> str:
                 for r in iwnll
             ],
         )
+    subnormals = document.get("subnormals")
+    if subnormals and "error" not in subnormals:
+        lines += ["", "### LSTM encoder backward pass, subnormal floats kept against flushed", ""]
+        lines += _table(
+            ["sequences x tokens", "embed/hidden", "kept (s)", "flushed (s)", "kept / flushed", "subnormal share"],
+            [
+                [
+                    f"{subnormals['batch']} x {subnormals['length']}",
+                    f"{subnormals['embed_dim']}/{subnormals['hidden']}",
+                    f"{subnormals['seconds_kept']:.2f}",
+                    f"{subnormals['seconds_flushed']:.2f}",
+                    f"{subnormals['ratio']:.1f}",
+                    f"{subnormals['subnormal_gradient_share']:.1%}",
+                ]
+            ],
+        )
     if failed:
         lines += ["", "### Failed measurements", ""]
         lines += [f"- `{' '.join(r['command'])}`: {r['error'].splitlines()[-1]}" for r in failed]
@@ -258,8 +278,8 @@ def markdown(document: dict[str, Any]) -> str:
 
 
 def _results(document: dict[str, Any]) -> list[dict[str, Any]]:
-    sampling = [document["sampling"]] if "sampling" in document else []
-    return [*document.get("steps", []), *sampling, *document.get("iwnll", [])]
+    single = [document[part] for part in ("sampling", "subnormals") if part in document]
+    return [*document.get("steps", []), *single, *document.get("iwnll", [])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -123,7 +123,7 @@ def evaluate_priors(
     ReconE, MI and AU do not depend on the test prior and are computed once; KL and IW-NLL come from the same
     posterior samples under every prior, so each prior's figures equal an evaluation under it alone with the same
     random state, and the decoder runs once for all priors."""
-    names = list(test_priors)
+    names, priors = list(test_priors), list(test_priors.values())
     shared = {"recon": 0.0, "mi": 0.0}
     per_prior = {name: {"kl": 0.0, "iw_nll": 0.0} for name in names}
     count = mi_count = 0
@@ -135,13 +135,12 @@ def evaluate_priors(
         z = posterior.sample()
         b = z.shape[0]
         shared["recon"] += -decoder.log_prob(x, z.unsqueeze(0)).sum().item()
-        for name in names:
-            per_prior[name]["kl"] += kl_divergence(posterior, test_priors[name]).sum().item()
+        for name, prior in zip(names, priors, strict=True):
+            per_prior[name]["kl"] += kl_divergence(posterior, prior).sum().item()
         if b > 1:
             shared["mi"] += mutual_information(posterior).item() * b
             mi_count += b
         if iw_samples > 0:
-            priors = [test_priors[name] for name in names]
             log_px = importance_weighted_log_likelihoods(decoder, posterior, priors, x, iw_samples, iw_chunk)
             for name, estimate in zip(names, log_px, strict=True):
                 per_prior[name]["iw_nll"] += -estimate.sum().item()

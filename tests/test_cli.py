@@ -38,7 +38,7 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["run", "--test-prior", "wide"], ["test prior 'wide'", "standard, optimal, tuned"]),
         (["run", "--device", "cuda:0"], ["cuda:0", "not available"]),
         (["run", "--device", "toaster"], ["toaster", "not a torch device"]),
-        (["run", "--steps", "0"], ["train.steps must be >= 1"]),
+        (["run", "--steps", "0"], ["steps", "must be >= 1", "0"]),
         (["run", "--resume", "/no/such/run"], ["not a run directory"]),
         (["eval", "/no/such/run"], ["not a run directory"]),
         (["run", "--steps", "many"], ["invalid int value: 'many'"]),

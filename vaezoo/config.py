@@ -40,36 +40,40 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 @attrs.frozen
 class ModelConfig:
-    latent_dim: int = param(2, ge=1, help="dimension of the latent code z")
+    latent_dim: int = param(2, ge=1, le=4096, help="dimension of the latent code z")
 
 
 @attrs.frozen
 class TrainConfig:
-    steps: int | None = param(None, help="optimiser steps (default: 3000 when epochs is not given)")
-    epochs: int | None = param(None, help="passes over the training split; overrides steps when given")
-    batch_size: int = param(64, ge=1, help="examples per training batch")
+    steps: int | None = param(None, ge=1, le=10**9, help="optimiser steps (default: 3000 when epochs is not given)")
+    epochs: int | None = param(None, ge=1, le=10**6, help="passes over the training split; overrides steps when given")
+    batch_size: int = param(64, ge=1, le=10**6, help="examples per training batch")
     optimizer: str = param("adam", choices=("adam", "sgd"), help="optimiser of the model: adam or sgd")
-    lr: float = param(1e-3, gt=0, help="learning rate")
+    lr: float = param(1e-3, gt=0, le=100, help="learning rate")
     momentum: float = param(0.0, ge=0, lt=1, help="momentum of sgd")
-    grad_clip: float | None = param(None, help="clip the gradient norm to this value (none: no clipping)")
-    seed: int = param(0, ge=0, help="seed of every random draw of the run")
+    grad_clip: float | None = param(None, gt=0, help="clip the gradient norm to this value (none: no clipping)")
+    seed: int = param(0, ge=0, le=2**32 - 1, help="seed of every random draw of the run")
     device: str = param("cpu", help="torch device, e.g. cpu or cuda")
-    threads: int | None = param(None, help="torch CPU threads (none: torch's default; 1 is fastest for small models)")
+    threads: int | None = param(
+        None, ge=1, le=1024, help="torch CPU threads (none: torch's default; 1 is fastest for small models)"
+    )
     flush_denormal: bool = param(
         True,
         help="CPU: train and evaluate with subnormal floats flushed to zero; gradients that fade through long "
         "sequences otherwise turn subnormal, which x86 processes many times slower (see the README)",
     )
-    eval_every: int = param(250, ge=1, help="steps between validation evaluations (and checkpoints)")
+    eval_every: int = param(250, ge=1, le=10**9, help="steps between validation evaluations (and checkpoints)")
     progress: bool = param(True, help="show a progress bar")
 
 
 @attrs.frozen
 class EvalConfig:
-    batch_size: int = param(500, ge=2, help="examples per evaluation batch (also MI's aggregate-posterior batch)")
-    iw_samples: int = param(500, ge=0, help="importance samples k of IW-NLL (0 skips it)")
-    iw_chunk: int = param(100, ge=1, help="importance samples evaluated at once (bounds memory)")
-    limit: int | None = param(None, help="evaluate at most this many examples of a split")
+    batch_size: int = param(
+        500, ge=2, le=10**6, help="examples per evaluation batch (also MI's aggregate-posterior batch)"
+    )
+    iw_samples: int = param(500, ge=0, le=10**6, help="importance samples k of IW-NLL (0 skips it)")
+    iw_chunk: int = param(100, ge=1, le=10**6, help="importance samples evaluated at once (bounds memory)")
+    limit: int | None = param(None, ge=1, help="evaluate at most this many examples of a split")
     au_threshold: float = param(0.01, ge=0, help="a latent dim is active when Cov_x E[z_d] exceeds this")
     test_prior: str = param("standard", help="standard, optimal, tuned, or a variance such as 2.5")
 
@@ -173,10 +177,6 @@ def resolve(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
         eval=build_params(EvalConfig, raw.get("eval", {}), "eval"),
     )
     check_test_prior(config.eval.test_prior)
-    for field in ("steps", "epochs"):
-        value = getattr(config.train, field)
-        if value is not None and value < 1:
-            raise UsageError(f"train.{field} must be >= 1, got {value}")
     regularizer = registry.get("regularizer", config.regularizer.name).cls
     default_noise = registry.get("data", config.data.name).cls.default_noise
     if regularizer.needs_noise and config.noise is None and default_noise is not None:

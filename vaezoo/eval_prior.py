@@ -16,6 +16,8 @@ from vaezoo.interfaces import Encoder, Regularizer
 from vaezoo.metrics import kl_optimal_test_variance
 
 NAMED = ("standard", "optimal", "tuned")
+#: Variances a test prior may take: the scale sqrt(s^2) and log-densities stay well inside float32 range.
+VARIANCE_RANGE = (1e-6, 1e6)
 
 
 def check_test_prior(choice: str) -> str:
@@ -26,8 +28,11 @@ def check_test_prior(choice: str) -> str:
         variance = float(choice)
     except ValueError:
         variance = float("nan")
-    if not variance > 0:
-        raise UsageError(f"test prior {choice!r} is not one of {', '.join(NAMED)} or a positive variance")
+    low, high = VARIANCE_RANGE
+    if not low <= variance <= high:
+        raise UsageError(
+            f"test prior {choice!r} is not one of {', '.join(NAMED)} or a variance from {low:g} to {high:g}"
+        )
     return choice
 
 

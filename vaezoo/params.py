@@ -8,6 +8,9 @@ parameter, the value and the constraint.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import operator
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -32,17 +35,47 @@ def param(
     lt: float | None = None,
     choices: tuple[Any, ...] | None = None,
 ) -> Any:
-    """An attrs field with bounds or choices checked on construction and a help text for ``vaezoo list``."""
-    validators = []
-    for bound, make in ((ge, attrs.validators.ge), (gt, attrs.validators.gt)):
-        if bound is not None:
-            validators.append(make(bound))
-    for bound, make in ((le, attrs.validators.le), (lt, attrs.validators.lt)):
-        if bound is not None:
-            validators.append(make(bound))
+    """An attrs field with bounds or choices checked on construction and a help text for ``vaezoo list``.
+
+    Bounds apply to the value, or to every item of a tuple value; ``None`` (an optional setting left unset)
+    passes them."""
+    validators: list[Any] = []
+    bounds = [(bound, sign) for bound, sign in ((ge, ">="), (gt, ">"), (le, "<="), (lt, "<")) if bound is not None]
+    if bounds:
+        validators.append(_Bounds(tuple(bounds)))
     if choices is not None:
         validators.append(attrs.validators.in_(choices))
-    return attrs.field(default=default, validator=validators, metadata={"help": help})
+    metadata = {"help": help, "bounds": tuple(bounds), "choices": choices}
+    return attrs.field(default=default, validator=validators, metadata=metadata)
+
+
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+@attrs.frozen
+class _Bounds:
+    """attrs validator: ``value`` (or each item of a tuple value) within every (bound, sign) of ``bounds``."""
+
+    bounds: tuple[tuple[float, str], ...]
+
+    def __call__(self, instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            return
+        items = value if isinstance(value, tuple) else (value,)
+        for bound, sign in self.bounds:
+            for item in items:
+                if not _COMPARE[sign](item, bound):
+                    whose = f"every item of '{attribute.name}'" if isinstance(value, tuple) else f"'{attribute.name}'"
+                    raise ValueError(f"{whose} must be {sign} {bound}: {value!r}")
+
+
+def bounds_text(field: attrs.Attribute) -> str:
+    """The bounds and choices of a parameter as text, e.g. ``>= 1, <= 4096`` (empty when it has none)."""
+    parts = [f"{sign} {bound}" for bound, sign in field.metadata.get("bounds", ())]
+    choices = field.metadata.get("choices")
+    if choices:
+        parts.append("one of " + ", ".join(map(str, choices)))
+    return ", ".join(parts)
 
 
 def public_name(field_name: str) -> str:
@@ -86,14 +119,17 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 pass
         raise UsageError(f"{where}: expected an integer, got {value!r}")
     if annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise UsageError(f"{where}: expected a number, got {value!r}")
+            number = float(value) if abs(value) < 1e308 else math.inf
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise UsageError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise UsageError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -127,11 +163,14 @@ def build_params(cls: type, values: Mapping[str, Any], where: str) -> Any:
 
 
 def describe_params(cls: type) -> list[tuple[str, str, Any, str]]:
-    """(name, type, default, help) for each parameter, for listings and documentation."""
+    """(name, type, default, help) for each parameter, for listings and documentation; the help ends with the
+    parameter's bounds or choices in brackets."""
     types = _field_types(cls)
     rows = []
     for f in attrs.fields(cls):
         annotation = types[public_name(f.name)]
         type_name = getattr(annotation, "__name__", str(annotation))
-        rows.append((public_name(f.name), type_name, f.default, f.metadata.get("help", "")))
+        limits = bounds_text(f)
+        help_text = f.metadata.get("help", "") + (f" [{limits}]" if limits else "")
+        rows.append((public_name(f.name), type_name, f.default, help_text))
     return rows

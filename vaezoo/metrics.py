@@ -17,7 +17,7 @@ Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent, ``t`` tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -38,6 +38,18 @@ METRIC_NAMES = (
     "separability",
     "test_prior_variance",
 )
+#: What each metric is, for the legend under a printed table (nats per example unless said otherwise).
+METRIC_LEGEND = {
+    "neg_elbo": "neg_elbo = recon + kl",
+    "recon": "recon = -E_q log p(x|z)",
+    "kl": "kl = KL(q(z|x) || test prior)",
+    "mi": "mi = I(x; z)",
+    "au": "au = active latent dims (a count)",
+    "iw_nll": "iw_nll = -log p(x) by importance sampling",
+    "ppl_elbo": "ppl_* = perplexity per token (from neg_elbo, iw_nll)",
+    "separability": "separability = accuracy telling data codes from noise codes",
+    "test_prior_variance": "test_prior_variance = s^2 of the test prior N(0, s^2 I)",
+}
 
 
 def mutual_information(posterior: Distribution) -> Tensor:
@@ -62,9 +74,11 @@ def importance_weighted_log_likelihoods(
     x: Tensor,
     samples: int,
     chunk: int,
+    on_chunk: Callable[[int], object] | None = None,
 ) -> Tensor:
     """log p(x) under each of ``priors``, ``'p b'``, estimated with the same ``samples`` importance samples from
-    q(z|x); ``chunk`` samples are evaluated at a time, which bounds memory.
+    q(z|x); ``chunk`` samples are evaluated at a time, which bounds memory, and ``on_chunk`` is told how many
+    (samples times examples) each chunk did.
 
     Only log p(z) depends on the prior, so the decoder, the costly part, runs once for all of them, and the
     estimates under different priors are paired (their differences carry no sampling noise of their own)."""
@@ -78,6 +92,8 @@ def importance_weighted_log_likelihoods(
         chunk_lse = torch.logsumexp(log_w, dim=1)  # 'p b'
         total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
         remaining -= k
+        if on_chunk is not None:
+            on_chunk(k * x.shape[0])
     return total - math.log(samples)
 
 
@@ -117,12 +133,14 @@ def evaluate_priors(
     iw_samples: int = 0,
     iw_chunk: int = 100,
     au_threshold: float = 0.01,
+    on_progress: Callable[[int], object] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The metrics of :func:`evaluate` under each of ``test_priors``, keyed alike, in one pass over ``batches``.
 
     ReconE, MI and AU do not depend on the test prior and are computed once; KL and IW-NLL come from the same
     posterior samples under every prior, so each prior's figures equal an evaluation under it alone with the same
-    random state, and the decoder runs once for all priors."""
+    random state, and the decoder runs once for all priors. ``on_progress`` is told the work done as it goes:
+    importance samples times examples with IW-NLL, else examples."""
     names, priors = list(test_priors), list(test_priors.values())
     shared = {"recon": 0.0, "mi": 0.0}
     per_prior = {name: {"kl": 0.0, "iw_nll": 0.0} for name in names}
@@ -141,9 +159,13 @@ def evaluate_priors(
             shared["mi"] += mutual_information(posterior).item() * b
             mi_count += b
         if iw_samples > 0:
-            log_px = importance_weighted_log_likelihoods(decoder, posterior, priors, x, iw_samples, iw_chunk)
+            log_px = importance_weighted_log_likelihoods(
+                decoder, posterior, priors, x, iw_samples, iw_chunk, on_chunk=on_progress
+            )
             for name, estimate in zip(names, log_px, strict=True):
                 per_prior[name]["iw_nll"] += -estimate.sum().item()
+        elif on_progress is not None:
+            on_progress(b)
         means.append(posterior.mean)
         count += b
         if tokens is not None:

@@ -74,7 +74,7 @@ from benchmarks.suite import (
 from benchmarks.validate import Validator
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
-from vaezoo.train import RESULTS_NAME, SCATTER_NAME
+from vaezoo.rundir import RESULTS_NAME, SCATTER_NAME
 
 # What the runner does with a cell: nothing (finished), record it as invalid, evaluate a finished run again,
 # continue a run from its checkpoint, or train from scratch.
@@ -299,7 +299,7 @@ def _print_plan(planned: Sequence[Planned]) -> None:
 def run_suite(args: argparse.Namespace) -> int:
     """The command's body; UsageErrors propagate to :func:`main`."""
     from vaezoo.plugins import default_plugins
-    from vaezoo.train import resolve_data_dir
+    from vaezoo.session import resolve_data_dir
 
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")

@@ -473,7 +473,7 @@ def test_lstm_step_times_come_with_token_throughput_and_refused_variants_with_th
 def test_subnormal_measurement_times_both_modes_and_leaves_the_callers_mode_alone():
     from benchmarks.perf.__main__ import markdown
     from benchmarks.perf.subnormals import measure_subnormals
-    from vaezoo.train import flushing_subnormals
+    from vaezoo.session import flushing_subnormals
 
     before = flushing_subnormals()
     result = measure_subnormals(batch=2, length=40, embed_dim=8, hidden=16, repeats=2, threads=1)

@@ -70,7 +70,7 @@ def test_run_eval_and_resume_through_the_installed_command(tmp_path):
     assert saved["regularizer"]["beta"] == 0.5 and saved["model"]["latent_dim"] == 3
 
     again = run_cli("run", *SMALL, "--out", str(out))
-    assert_usage_error(again, "already holds a run", "--resume")
+    assert_usage_error(again, "is not empty", "--resume", "--overwrite")
 
     extended = run_cli("run", "--resume", str(out), "--steps", "30", "--no-progress")
     assert extended.returncode == 0, extended.stderr

@@ -22,7 +22,8 @@ from vaezoo.distributions import diagonal_normal_from
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.interfaces import Encoder, Regularizer
 from vaezoo.plugins import load_plugins
-from vaezoo.train import Trainer, flushing_subnormals
+from vaezoo.session import flushing_subnormals
+from vaezoo.train import Trainer
 
 
 def read_metrics(run_dir):
@@ -33,8 +34,10 @@ def test_run_directory_contents(registry, tmp_path):
     config = small_config(registry)
     results = Trainer(config, registry, tmp_path, None).run()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock",
         "checkpoint.pt",
         "config.json",
+        "history.jsonl",
         "latent_scatter.png",
         "metrics.jsonl",
         "results.json",
@@ -269,8 +272,8 @@ def test_threads_setting_is_applied_and_validated(registry, tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    with pytest.raises(UsageError, match=r"train\.threads must be >= 1, got 0"):
-        Trainer(small_config(registry, train={"threads": 0}), registry, tmp_path / "b", None)
+    with pytest.raises(UsageError, match=r"train: 'threads' must be >= 1: 0"):
+        small_config(registry, train={"threads": 0})
 
 
 class FlushProbeEncoder(NaNEncoder):

@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vaezoo.checkpoint import CHECKPOINT_NAME
-from vaezoo.config import merge_raw, parse_override, read_config_file, resolve
+from vaezoo.config import (
+    CORE_SECTIONS,
+    RESUMABLE_SETTINGS,
+    config_changes,
+    core_settings_class,
+    merge_raw,
+    parse_override,
+    read_config_file,
+    resolve,
+)
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.eval_prior import NAMED as TEST_PRIORS
 from vaezoo.interfaces import KINDS
-from vaezoo.metrics import METRIC_NAMES
+from vaezoo.interrupts import Interrupted, StopSignals
+from vaezoo.metrics import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
 from vaezoo.plugins import Plugins, default_plugins
+from vaezoo.rundir import CONFIG_NAME, RunDirectory
 from vaezoo.theory import cli as theory_cli
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -60,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--latent-dim", type=int)
     run.add_argument("--test-prior", help=f"{', '.join(TEST_PRIORS)} or a variance")
     run.add_argument("--out", type=Path, help="run directory (default: a new runs/DATA-REGULARIZER-sSEED[-N])")
-    run.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="replace the run files of a non-empty --out directory")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the run in DIR from its checkpoint (only its length, device, threads and evaluation may change)",
+    )
     run.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument(
@@ -68,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     listing = commands.add_parser("list", help="registered components, their plugins and parameters")
-    listing.add_argument("kind", nargs="?", choices=KINDS)
+    listing.add_argument("kind", nargs="?", choices=(*KINDS, *CORE_SECTIONS))
 
     ev = commands.add_parser("eval", help="metrics of a run on its test split")
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -80,9 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "valid", "test"))
     ev.add_argument("--iw-samples", type=int, help="importance samples for IW-NLL (default: the run's)")
     ev.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
+    ev.add_argument(
+        "--set", action="append", default=[], metavar="eval.PARAM=VALUE", help="override an evaluation setting"
+    )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    theory = commands.add_parser("theory", help="exact optima of every objective on finite spaces (SPEC section 4)")
+    theory = commands.add_parser("theory", help="exact optima of every objective on finite spaces")
     theory_cli.add_arguments(theory)
 
     sample = commands.add_parser("sample", help="PNG grids of prior samples and test reconstructions of a run")
@@ -101,14 +122,15 @@ def _report_failures(plugins: Plugins) -> None:
 
 
 def format_metrics(columns: dict[str, dict[str, Any]]) -> str:
-    """A table of metrics (nats per example), one row per metric in a fixed order and one column per entry of
-    ``columns`` (e.g. ``{"value": metrics}``, or one per test prior)."""
+    """A table of metrics, one row per metric in a fixed order and one column per entry of ``columns`` (e.g.
+    ``{"value": metrics}``, or one per test prior), with its unit in the header and a legend line below."""
     names = [n for n in METRIC_NAMES if any(n in m for m in columns.values())]
     names += sorted({n for m in columns.values() for n in m} - set(METRIC_NAMES))
-    width = max(len(n) for n in [*names, "metric"])
+    title = "metric (nats per example)"
+    width = max(len(n) for n in [*names, title])
     headers = [f"{title:<10}" for title in columns]
     lines = [
-        "  ".join([f"{'metric':<{width}}", *headers]).rstrip(),
+        "  ".join([f"{title:<{width}}", *headers]).rstrip(),
         "  ".join(["-" * width, *["-" * len(h) for h in headers]]),
     ]
     for name in names:
@@ -118,6 +140,7 @@ def format_metrics(columns: dict[str, dict[str, Any]]) -> str:
             text = "" if value is None else f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
             cells.append(f"{text:<{max(10, len(title))}}")
         lines.append("  ".join([f"{name:<{width}}", *cells]).rstrip())
+    lines.append("; ".join(METRIC_LEGEND[name] for name in names if name in METRIC_LEGEND))
     return "\n".join(lines)
 
 
@@ -132,74 +155,113 @@ def _raw_from_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     for text in args.set:
         section, key, value = parse_override(text)
         raw.setdefault(section, {})[key] = value
+    train = raw.get("train", {})
+    if "steps" in train and "epochs" not in train:
+        train["epochs"] = None  # a length in steps replaces one in epochs from a file or the resumed run
     return raw
 
 
 def _fresh_run_dir(config) -> Path:
-    """runs/DATA-REGULARIZER-sSEED, with -2, -3, ... appended while that directory already holds a run."""
+    """runs/DATA-REGULARIZER-sSEED, with -2, -3, ... appended while that directory exists and is not empty."""
     base = Path("runs") / f"{config.data.name}-{config.regularizer.name}-s{config.train.seed}"
     candidate, number = base, 1
-    while (candidate / CHECKPOINT_NAME).exists():
+    while RunDirectory(candidate).foreign_entries():
         number += 1
         candidate = base.with_name(f"{base.name}-{number}")
     return candidate
 
 
+def _resume_config(directory: RunDirectory, flags: dict[str, Any], plugins: Plugins):
+    """The configuration a resume continues with and the settings it changes; changing anything but the run's
+    length, device, threads or evaluation is a UsageError naming each difference."""
+    directory.check_resumable()
+    current = directory.current_raw()
+    before = resolve(merge_raw(current), plugins.registry)
+    after = resolve(merge_raw(current, flags), plugins.registry)
+    changes = config_changes(before, after)
+    refused = {key: change for key, change in changes.items() if key not in RESUMABLE_SETTINGS}
+    if refused:
+        listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in refused.items())
+        raise UsageError(
+            f"--resume cannot change what the run learns: {listed}. A resume may change only "
+            f"{', '.join(RESUMABLE_SETTINGS)}; start a new run from --config {directory.file(CONFIG_NAME)} instead"
+        )
+    return after, changes
+
+
+def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
+    words = ["vaezoo", "run", "--resume", str(directory.path)]
+    if data_dir is not None:
+        words += ["--data-dir", str(data_dir)]
+    return shlex.join(words)
+
+
 def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
     from vaezoo.distributed import process_group
-    from vaezoo.train import CONFIG_NAME, Trainer, resolve_data_dir, resolve_device
+    from vaezoo.session import open_session, resolve_data_dir, resolve_device
+    from vaezoo.train import Trainer
 
-    data_dir = resolve_data_dir(args.data_dir)
     flags = _raw_from_flags(args)
+    changes: dict[str, list[Any]] = {}
     if args.resume is not None:
-        if args.out is not None or args.config is not None:
-            raise UsageError("--resume continues an existing run: it takes no --out or --config")
-        run_dir = args.resume
-        if not (run_dir / CONFIG_NAME).is_file():
-            raise UsageError(f"cannot resume {str(run_dir)!r}: it is not a run directory (no {CONFIG_NAME})")
-        layers = [read_config_file(run_dir / CONFIG_NAME), flags]
+        if args.out is not None or args.config is not None or args.overwrite:
+            raise UsageError("--resume continues an existing run: it takes no --out, --config or --overwrite")
+        directory = RunDirectory(args.resume)
+        config, changes = _resume_config(directory, flags, plugins)
+        data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
     else:
         layers = [read_config_file(args.config)] if args.config is not None else []
-        layers.append(flags)
-    config = resolve(merge_raw(*layers), plugins.registry)
+        config = resolve(merge_raw(*layers, flags), plugins.registry)
+        data_dir = resolve_data_dir(args.data_dir)
+        directory = RunDirectory(args.out or _fresh_run_dir(config))
+        directory.check_new(args.overwrite)
+    device = resolve_device(config.train.device)
     if args.dry_run:
-        from vaezoo.train import open_session
-
         open_session(config, plugins.registry, data_dir)  # loads the data and builds the model
         print(json.dumps(config.as_dict(), indent=2))
         return 0
-    if args.resume is None:
-        run_dir = args.out or _fresh_run_dir(config)
-        if (run_dir / CHECKPOINT_NAME).exists():
-            raise UsageError(
-                f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir} or choose another --out"
-            )
-    with process_group(resolve_device(config.train.device)) as context:
-        trainer = Trainer(config, plugins.registry, run_dir, data_dir, context)
+    trainer = None
+    with process_group(device) as context:
         try:
-            results = trainer.run(resume=args.resume is not None)
-        except KeyboardInterrupt:
-            print(f"\nvaezoo: interrupted; continue with: vaezoo run --resume {run_dir}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            trainer = Trainer(config, plugins.registry, directory.path, data_dir, context)
+            results = trainer.run(resume=args.resume is not None, overwrite=args.overwrite, changes=changes)
+        except Interrupted as stop:
+            if trainer is None or not directory.file("checkpoint.pt").exists():
+                print(f"\nvaezoo: interrupted by {stop}; nothing was trained", file=sys.stderr)
+            else:
+                print(
+                    f"\nvaezoo: interrupted by {stop}; the checkpoint of step {trainer.step} is kept in "
+                    f"{str(directory.path)!r}; continue with: {_resume_command(directory, data_dir)}",
+                    file=sys.stderr,
+                )
+            return stop.exit_code
     if not context.is_main:
         return 0
-    print(f"run directory: {run_dir}")
+    print(f"run directory: {directory}")
     print(f"test metrics after {results['steps']} steps ({results['wall_time_s']:.1f} s of training):")
     print(format_metrics({"value": results["metrics"]}))
     return 0
 
 
+def _print_params(params_class: type) -> None:
+    for param_name, type_name, default, help_text in describe_params(params_class):
+        print(f"      {param_name} ({type_name}, default {default!r}): {help_text}")
+
+
 def _command_list(args: argparse.Namespace, plugins: Plugins) -> int:
-    for kind in [args.kind] if args.kind else KINDS:
+    for kind in [args.kind] if args.kind else [*KINDS, *CORE_SECTIONS]:
         print(f"{kind}:")
+        if kind in CORE_SECTIONS:
+            print(f"  core settings, set with --set {kind}.PARAM=VALUE or a [{kind}] table in --config")
+            _print_params(core_settings_class(kind))
+            continue
         entries = plugins.registry.entries(kind)
         if not entries:
             print("  (none registered)")
         for name, entry in entries.items():
             description = getattr(entry.cls, "description", "")
             print(f"  {name:<14} {description}  [{entry.origin}]")
-            for param_name, type_name, default, help_text in describe_params(entry.cls.Params):
-                print(f"      {param_name} ({type_name}, default {default!r}): {help_text}")
+            _print_params(entry.cls.Params)
     if plugins.disabled:
         print(f"disabled plugins: {', '.join(plugins.disabled)}")
     for failure in plugins.failures:
@@ -207,21 +269,35 @@ def _command_list(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
+def _eval_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``vaezoo eval``'s ``--set`` (evaluation settings only) as a raw config layer."""
+    overrides: dict[str, dict[str, Any]] = {"train": {"progress": False}, "eval": {}}
+    for text in args.set:
+        section, key, value = parse_override(text)
+        if section != "eval":
+            raise UsageError(f"vaezoo eval changes evaluation settings only (--set eval.PARAM=VALUE), got {text!r}")
+        overrides["eval"][key] = value
+    return overrides
+
+
 def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     from vaezoo.eval_prior import check_test_prior
-    from vaezoo.train import evaluate_split_priors, load_trained, resolve_data_dir
+    from vaezoo.evaluation import evaluate_split_priors
+    from vaezoo.session import load_trained, resolve_data_dir
 
     choices = None
     if args.test_prior is not None:
         choices = list(dict.fromkeys(check_test_prior(c.strip()) for c in args.test_prior.split(",")))
-    session = load_trained(
-        args.run_dir, plugins.registry, resolve_data_dir(args.data_dir), {"train": {"progress": False}}
-    )
-    choices = choices or [session.config.eval.test_prior]
-    iw_samples = args.iw_samples if args.iw_samples is not None else session.config.eval.iw_samples
-    if iw_samples < 0:
-        raise UsageError(f"--iw-samples must be >= 0, got {iw_samples}")
-    evaluated = evaluate_split_priors(session, args.split, choices, iw_samples)
+    if args.iw_samples is not None and args.iw_samples < 0:
+        raise UsageError(f"--iw-samples must be >= 0, got {args.iw_samples}")
+    directory = RunDirectory(args.run_dir)
+    directory.check_usable()
+    data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
+    with directory.locked("evaluating"):
+        session = load_trained(args.run_dir, plugins.registry, data_dir, _eval_overrides(args))
+        choices = choices or [session.config.eval.test_prior]
+        iw_samples = args.iw_samples if args.iw_samples is not None else session.config.eval.iw_samples
+        evaluated = evaluate_split_priors(session, args.split, choices, iw_samples, progress=not args.no_progress)
     if args.json:  # one line per test prior
         for choice, metrics in evaluated.items():
             print(json.dumps({"split": args.split, "test_prior": choice, **metrics}))
@@ -233,24 +309,26 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
 
 def _command_sample(args: argparse.Namespace, plugins: Plugins) -> int:
     from vaezoo.sampling import write_sample_grids, write_text_samples
-    from vaezoo.train import load_trained, resolve_data_dir
+    from vaezoo.session import load_trained, resolve_data_dir
 
     if args.count < 2:
         raise UsageError(f"--count must be at least 2, got {args.count}")
     if args.temperature is not None and not args.temperature > 0:
         raise UsageError(f"--temperature must be > 0, got {args.temperature}")
-    session = load_trained(
-        args.run_dir, plugins.registry, resolve_data_dir(args.data_dir), {"train": {"progress": False}}
-    )
-    out_dir = args.out or args.run_dir
-    if session.data.spec.kind == "tokens":
-        text, path = write_text_samples(session, out_dir, args.count, args.temperature, args.greedy)
-        print(f"{text}{path}")
-        return 0
-    if args.temperature is not None or args.greedy:
-        raise UsageError("--temperature and --greedy apply to text (token data) only")
-    for path in write_sample_grids(session, out_dir, args.count):
-        print(path)
+    directory = RunDirectory(args.run_dir)
+    directory.check_usable()
+    data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
+    with directory.locked("sampling"):
+        session = load_trained(args.run_dir, plugins.registry, data_dir, {"train": {"progress": False}})
+        out_dir = args.out or args.run_dir
+        if session.data.spec.kind == "tokens":
+            text, path = write_text_samples(session, out_dir, args.count, args.temperature, args.greedy)
+            print(f"{text}{path}")
+            return 0
+        if args.temperature is not None or args.greedy:
+            raise UsageError("--temperature and --greedy apply to text (token data) only")
+        for path in write_sample_grids(session, out_dir, args.count):
+            print(path)
     return 0
 
 
@@ -276,7 +354,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = default_plugins()
     _report_failures(plugins)
     try:
-        return COMMANDS[args.command](args, plugins)
+        with StopSignals():  # SIGTERM, like Ctrl-C, ends a command with a message instead of a silent kill
+            return COMMANDS[args.command](args, plugins)
+    except Interrupted as stop:
+        print(f"\nvaezoo: interrupted by {stop}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print("\nvaezoo: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
         sys.stderr.close()
         return 0

@@ -23,7 +23,22 @@ from vaezoo.params import build_params, param, params_as_dict
 from vaezoo.registry import Registry
 
 OPTIONAL_KINDS = ("noise",)
-SECTIONS = (*KINDS, "model", "train", "eval")
+CORE_SECTIONS = ("model", "train", "eval")
+SECTIONS = (*KINDS, *CORE_SECTIONS)
+#: Settings a resumed run may change: how long it trains, where it runs and how it is evaluated, never what it
+#: learns. Any other difference refuses the resume.
+RESUMABLE_SETTINGS = (
+    "train.steps",
+    "train.epochs",
+    "train.eval_every",
+    "train.threads",
+    "train.device",
+    "train.progress",
+    "eval.limit",
+    "eval.batch_size",
+    "eval.iw_samples",
+    "eval.iw_chunk",
+)
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"name": "synthetic"},
@@ -112,12 +127,34 @@ class RunConfig:
         return out
 
 
+def flat_settings(config: RunConfig) -> dict[str, Any]:
+    """Every setting of ``config`` keyed ``section.param`` (component sections include ``name``)."""
+    return {f"{section}.{key}": value for section, values in config.as_dict().items() for key, value in values.items()}
+
+
+def config_changes(before: RunConfig, after: RunConfig) -> dict[str, list[Any]]:
+    """The settings that differ, as ``{"section.param": [before, after]}`` in a stable order."""
+    old, new = flat_settings(before), flat_settings(after)
+    keys = [*old, *(key for key in new if key not in old)]
+    return {key: [old.get(key), new.get(key)] for key in keys if old.get(key) != new.get(key)}
+
+
+def core_settings_class(section: str) -> type:
+    """The attrs class of a core section (``model``, ``train``, ``eval``)."""
+    return {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}[section]
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """A TOML or JSON config file as a raw mapping; unreadable or malformed files are UsageErrors."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise UsageError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); save it as UTF-8 TOML or JSON"
+        ) from None
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:

@@ -197,6 +197,12 @@ class Context:
         dist.all_reduce(stacked)
         return {name: value / self.world_size for name, value in zip(names, stacked.tolist(), strict=True)}
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank (every rank gets the same answer), e.g. a stop signal one rank saw."""
+        if self.backend is None:
+            return flag
+        return self.mean_over_ranks({"flag": float(flag)})["flag"] > 0
+
     def average_gradients(self, parameters: list[nn.Parameter]) -> None:
         """Replace each gradient by its mean over ranks (for parameters trained outside DDP)."""
         if self.backend is None:
@@ -218,7 +224,7 @@ class Context:
         """The seed of a rank > 0's random draws from ``step`` on; None for rank 0 (it keeps its stream)."""
         if self.rank == 0:
             return None
-        return (seed * 1_000_003 + self.rank) * 1_000_033 + step
+        return ((seed * 1_000_003 + self.rank) * 1_000_033 + step) % 2**63  # torch seeds are 64-bit
 
 
 def launched_by_torchrun() -> bool:

@@ -36,11 +36,18 @@ def check_test_prior(choice: str) -> str:
     return choice
 
 
+def check_test_prior_defined(choice: str, regularizer: Regularizer) -> None:
+    """Refuse, before any training, a test prior that ``regularizer`` cannot define (``optimal``, ``tuned``)."""
+    if choice in ("optimal", "tuned"):
+        _optimal(regularizer)
+
+
 def _optimal(regularizer: Regularizer) -> float:
     variance = regularizer.optimal_test_variance()
     if variance is None:
         raise UsageError(
-            f"regularizer {regularizer.name!r} defines no optimal test prior; use standard, tuned or a variance"
+            f"regularizer {regularizer.name!r} defines no optimal test prior (needed by optimal and tuned); "
+            f"use standard or a variance"
         )
     return variance
 

@@ -14,8 +14,9 @@ import einops
 import torch
 
 from vaezoo.errors import UsageError
+from vaezoo.evaluation import evaluation_rng
 from vaezoo.figures import save_image_grid
-from vaezoo.train import Session, evaluation_rng
+from vaezoo.session import Session
 
 PRIOR_NAME = "samples_prior.png"
 RECONSTRUCTION_NAME = "samples_reconstruction.png"

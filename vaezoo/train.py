@@ -1,12 +1,17 @@
-"""The training loop, run directories, resuming, and evaluation of a finished run.
+"""The training loop: checkpoints, validation lines, stopping and resuming.
 
-A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per evaluation),
-``checkpoint.pt`` (model, optimisers, RNG and step, written at every evaluation), ``results.json`` (final
-test metrics, versions, seed, wall time) and ``latent_scatter.png``.
+A run directory (``vaezoo.rundir``) holds ``config.json``, ``history.jsonl``, ``metrics.jsonl`` (one line per
+evaluation), ``checkpoint.pt``, ``results.json`` (final test metrics, versions, seed, wall time) and
+``latent_scatter.png``.
+
+Nothing is lost: a checkpoint is written when a run starts (step 0), at every evaluation point before the
+evaluation runs, and when SIGINT or SIGTERM stops the run (the checkpoint of the last finished step; a signal
+during a step waits for the step to end). A checkpoint holds the training sums since the last validation line
+and, at an evaluation point, the line still to be validated, so a resumed run writes exactly the lines and results
+of a run straight through.
 
 Determinism: the model is initialised after seeding, training batches are a pure function of (seed, epoch,
-index), and evaluation runs under a forked RNG seeded from the run seed, so evaluating never perturbs
-training. A checkpoint stores the RNG state, so N steps straight and N/2 + stop + resume are the same run.
+index), and evaluation runs under a forked RNG seeded from the run seed, so evaluating never perturbs training.
 
 Launched by torchrun, the run is data-parallel (``vaezoo.distributed`` states the contract): ``train.batch_size``
 is the global batch, each rank trains on its shard of it, and rank 0 alone evaluates, writes and prints.
@@ -14,13 +19,13 @@ is the global batch, each rank trains on its shard of it, and rank 0 alone evalu
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import platform
+import signal
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,154 +36,27 @@ from tqdm import tqdm
 
 import vaezoo
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from vaezoo.config import RunConfig, TrainConfig
+from vaezoo.config import RunConfig
 from vaezoo.distributed import Context
-from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.eval_prior import choose_test_variance
+from vaezoo.evaluation import evaluate_split, test_codes
 from vaezoo.figures import latent_scatter
 from vaezoo.interfaces import Data
-from vaezoo.metrics import code_separability, evaluate_priors
-from vaezoo.model import VAE, build_model_for_data
+from vaezoo.interrupts import Interrupted, StopSignals
+from vaezoo.metrics import code_separability
 from vaezoo.registry import Registry
+from vaezoo.rundir import (
+    METRICS_NAME,
+    RESULTS_NAME,
+    SCATTER_NAME,
+    RunDirectory,
+    append_json_line,
+    read_json_lines,
+    write_json,
+)
+from vaezoo.session import open_session, resolve_device, subnormals_flushed
 
-DATA_DIR_VARIABLE = "VAEZOO_DATA"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.jsonl"
-RESULTS_NAME = "results.json"
-SCATTER_NAME = "latent_scatter.png"
 DEFAULT_STEPS = 3000
-
-
-def resolve_data_dir(explicit: str | Path | None) -> Path | None:
-    """``--data-dir`` if given, else ``$VAEZOO_DATA``, else None; a named directory must exist."""
-    chosen = explicit if explicit is not None else os.environ.get(DATA_DIR_VARIABLE)
-    if chosen is None or str(chosen) == "":
-        return None
-    path = Path(chosen).expanduser()
-    if not path.is_dir():
-        source = "--data-dir" if explicit is not None else DATA_DIR_VARIABLE
-        raise UsageError(f"data directory {str(path)!r} (from {source}) does not exist")
-    return path
-
-
-def resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"train.device {name!r} is not a torch device; valid: cpu, cuda, cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"train.device {name!r} is not available on this machine; valid: cpu")
-    return device
-
-
-@attrs.define
-class Session:
-    """Everything a run needs in memory: its config, data, model and device."""
-
-    config: RunConfig
-    data: Data
-    model: VAE
-    device: torch.device
-
-    def batches(self, split: str) -> Iterator[torch.Tensor]:
-        for x in self.data.batches(split, self.config.eval.batch_size, self.config.eval.limit):
-            yield x.to(self.device)
-
-
-def configure_cpu(train: TrainConfig) -> None:
-    """Apply ``train.threads`` to torch's CPU thread count (none: torch's default)."""
-    if train.threads is not None:
-        if train.threads < 1:
-            raise UsageError(f"train.threads must be >= 1, got {train.threads}")
-        torch.set_num_threads(train.threads)
-
-
-def flushing_subnormals() -> bool:
-    """Whether this thread's CPU arithmetic treats subnormal floats as zero. torch can set the mode but not read
-    it; a product below the smallest normal float32 (1.2e-38) reads 0 only when it is on."""
-    return bool((torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0)
-
-
-@contextmanager
-def subnormals_flushed(enabled: bool) -> Iterator[None]:
-    """Run a block with subnormal floats flushed to zero (``enabled``) or not, and restore the mode after it.
-
-    Flushing matters for recurrent networks: the gradient of an LSTM's last state shrinks at every step back
-    through time and becomes subnormal after a couple of hundred tokens; x86 arithmetic on subnormals is slow
-    enough that one backward pass of a 1024-unit LSTM over 32 sequences of 200 tokens takes 20 times as long
-    (``python -m benchmarks.perf --parts subnormals``).
-    Subnormals are below 1.2e-38, far beneath anything a float32 gradient step can resolve. The mode belongs to
-    the thread (backward passes on the CPU run in the calling thread) and affects all its float arithmetic, so it
-    is scoped to the work of vaezoo rather than left set in the caller's process."""
-    before = flushing_subnormals()
-    torch.set_flush_denormal(enabled)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(before)
-
-
-def open_session(
-    config: RunConfig, registry: Registry, data_dir: Path | None, device: torch.device | None = None
-) -> Session:
-    """Load the data and build a freshly initialised model (seeded) on ``device``, else the configured one."""
-    device = device if device is not None else resolve_device(config.train.device)
-    configure_cpu(config.train)
-    source = registry.get("data", config.data.name).cls(config.data.params)
-    if source.needs_data_dir and data_dir is None:
-        raise UsageError(f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}")
-    data = source.load(data_dir, config.train.seed)
-    torch.manual_seed(config.train.seed)
-    model = build_model_for_data(config, registry, data).to(device)
-    return Session(config, data, model, device)
-
-
-@contextmanager
-def evaluation_rng(session: Session, salt: int = 0) -> Iterator[None]:
-    """Run a block with its own seeded RNG and restore the training RNG afterwards."""
-    devices = [session.device] if session.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(session.config.train.seed + 7919 * salt)
-        yield
-
-
-def evaluate_split(session: Session, split: str, test_prior: str, iw_samples: int) -> dict[str, float]:
-    """Metrics of ``split`` under the chosen test prior (its variance is reported as ``test_prior_variance``)."""
-    return evaluate_split_priors(session, split, [test_prior], iw_samples)[test_prior]
-
-
-def evaluate_split_priors(
-    session: Session, split: str, test_priors: Sequence[str], iw_samples: int
-) -> dict[str, dict[str, float]]:
-    """:func:`evaluate_split` under each of ``test_priors`` (choices such as ``tuned`` or ``2.5``), keyed by
-    choice, in one pass: each choice's figures equal its evaluation alone (see ``evaluate_priors``)."""
-    model, cfg = session.model, session.config.eval
-    was_training = model.training
-    model.eval()
-    try:
-        with evaluation_rng(session), subnormals_flushed(session.config.train.flush_denormal):
-            variances = {
-                choice: choose_test_variance(choice, model.regularizer, model.encoder, lambda: session.batches("valid"))
-                for choice in test_priors
-            }
-            like = next(model.parameters())
-            priors = {
-                choice: isotropic_normal(session.config.model.latent_dim, variance, like=like)
-                for choice, variance in variances.items()
-            }
-            metrics = evaluate_priors(
-                model.encoder,
-                model.decoder,
-                priors,
-                session.batches(split),
-                iw_samples=iw_samples,
-                iw_chunk=cfg.iw_chunk,
-                au_threshold=cfg.au_threshold,
-            )
-    finally:
-        model.train(was_training)
-    return {choice: {**metrics[choice], "test_prior_variance": variances[choice]} for choice in test_priors}
 
 
 def total_steps(config: RunConfig, data: Data) -> int:
@@ -211,24 +89,9 @@ def _versions() -> dict[str, str]:
 
 def _keep_metric_lines_up_to(path: Path, step: int) -> None:
     """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a killed process
-            continue
-        if record["step"] <= step:
-            kept.append(line)
-    path.write_text("".join(f"{line}\n" for line in kept))
-
-
-def _append_line(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    if path.exists():
+        kept = [record for record in read_json_lines(path) if record.get("step", step + 1) <= step]
+        path.write_text("".join(f"{json.dumps(record)}\n" for record in kept))
 
 
 def make_optimizer(config: RunConfig, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -241,7 +104,8 @@ def make_optimizer(config: RunConfig, parameters: list[torch.nn.Parameter]) -> t
 class Trainer:
     """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json).
 
-    ``context`` places the process in a data-parallel run (default: the only process).
+    ``context`` places the process in a data-parallel run (default: the only process). Everything that can be
+    checked before training (data, model, devices, batch sizes, test prior) is checked on construction.
     """
 
     def __init__(
@@ -255,7 +119,8 @@ class Trainer:
         self.context = context or Context()
         device = self.context.device(resolve_device(config.train.device))
         self.session = open_session(config, registry, data_dir, device)
-        self.config, self.run_dir = config, run_dir
+        self.config, self.data_dir = config, data_dir
+        self.directory = RunDirectory(run_dir)
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         model = self.session.model
         self.optimizer = make_optimizer(config, model.main_parameters())
@@ -263,7 +128,15 @@ class Trainer:
         self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(config.train.lr) if auxiliary else None
         self.step = 0
         self.wall_time = 0.0
+        # Training losses summed since the last validation line, and that line while it awaits its validation.
+        self.sums: dict[str, float] = defaultdict(float)
+        self.since_eval = 0
+        self.pending: dict[str, Any] | None = None
         self._seed_rank(step=0)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.directory.path
 
     def _seed_rank(self, step: int) -> None:
         """Give a rank other than 0 random draws of its own (rank 0 keeps the one-process stream)."""
@@ -281,10 +154,19 @@ class Trainer:
             "auxiliary_optimizer": self.auxiliary_optimizer.state_dict() if self.auxiliary_optimizer else {},
             "rng": rank_rngs[0],
             "wall_time": self.wall_time,
+            "train_sums": dict(self.sums),
+            "since_eval": self.since_eval,
+            "pending_validation": self.pending or {},
         }
         if len(rank_rngs) > 1:
             state["rank_rngs"] = rank_rngs
         return state
+
+    def save(self) -> None:
+        """Write the checkpoint of the current step (every rank takes part; rank 0 writes)."""
+        rank_rngs = self.context.gather(_rng_state())
+        if self.context.is_main:
+            save_checkpoint(self.directory.file(CHECKPOINT_NAME), self._state(rank_rngs))
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint; every rank of a distributed run loads the same one.
@@ -297,6 +179,9 @@ class Trainer:
         if self.auxiliary_optimizer is not None:
             self.auxiliary_optimizer.load_state_dict(state["auxiliary_optimizer"])
         self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
+        self.sums = defaultdict(float, state.get("train_sums", {}))
+        self.since_eval = int(state.get("since_eval", 0))
+        self.pending = state.get("pending_validation") or None
         rank_rngs = state.get("rank_rngs", [state["rng"]])
         if len(rank_rngs) == self.context.world_size:
             _set_rng_state(rank_rngs[self.context.rank])
@@ -305,94 +190,155 @@ class Trainer:
         else:
             self._seed_rank(self.step)
 
-    # -- the loop ----------------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        """Train to the configured length (from the checkpoint when ``resume``); the results on rank 0, else {}."""
-        with subnormals_flushed(self.config.train.flush_denormal):
-            return self._run(resume)
+    # -- the run -----------------------------------------------------------------------------------
+    def run(
+        self, resume: bool = False, overwrite: bool = False, changes: dict[str, list[Any]] | None = None
+    ) -> dict[str, Any]:
+        """Train to the configured length and evaluate; the results on rank 0, else {}.
 
-    def _run(self, resume: bool) -> dict[str, Any]:
-        checkpoint = self.run_dir / CHECKPOINT_NAME
-        metrics_path = self.run_dir / METRICS_NAME
-        main = self.context.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.run_dir)
-        if resume and checkpoint.exists():
-            self.restore(load_checkpoint(checkpoint))
-        if main:
-            _keep_metric_lines_up_to(metrics_path, self.step if resume else -1)
-            (self.run_dir / CONFIG_NAME).write_text(json.dumps(self.config.as_dict(), indent=2) + "\n")
+        ``resume`` continues from the directory's checkpoint (recording ``changes``, the settings changed for
+        this resume, in the history); otherwise the directory must be empty, or ``overwrite`` replaces its run
+        files. Rank 0 holds the directory's lock throughout. SIGINT or SIGTERM stops the run with a checkpoint
+        of the last finished step and raises :class:`~vaezoo.interrupts.Interrupted`.
+        """
+        lock = self.directory.locked("training") if self.context.is_main else contextlib.nullcontext()
+        with lock, subnormals_flushed(self.config.train.flush_denormal), StopSignals() as signals:
+            with signals.deferred():
+                self._open(resume, overwrite, changes)
+            try:
+                if signals.requested is not None:
+                    raise Interrupted(signals.requested)
+                self._train(signals)
+                results = self.finish() if self.context.is_main else {}
+            except Interrupted as stop:
+                self._record("interrupted", signal=signal.Signals(stop.signum).name)
+                raise
+            except TrainingDiverged as diverged:
+                self._record("diverged", error=str(diverged))
+                raise
+            except UsageError as error:  # found after training began: say that the training is kept
+                raise UsageError(
+                    f"{error}; the checkpoint of step {self.step} is kept in {str(self.run_dir)!r} (evaluate it with "
+                    f"vaezoo eval {self.run_dir}, or continue it with --resume)"
+                ) from None
+            self._record("finished")
+            return results
 
-        session, train_cfg = self.session, self.config.train
-        model, data = session.model, session.data
-        n_steps = total_steps(self.config, data)
-        per_epoch = data.steps_per_epoch(train_cfg.batch_size)
-        sums: dict[str, float] = defaultdict(float)
-        since_eval = 0
+    def _record(self, event: str, **fields: Any) -> None:
+        if self.context.is_main:
+            self.directory.record(event, self.step, **fields)
+
+    def _open(self, resume: bool, overwrite: bool, changes: dict[str, list[Any]] | None) -> None:
+        """Check the directory under the lock, restore or start the run, and write its first files."""
+        main, directory = self.context.is_main, self.directory
+        if main:
+            if resume:
+                directory.check_resumable()
+            else:
+                directory.check_new(overwrite)
+                directory.clear_run_files()
+            remove_stale_temporaries(directory.path)
+        if resume:
+            self.restore(load_checkpoint(directory.file(CHECKPOINT_NAME)))
+        if main:
+            _keep_metric_lines_up_to(directory.file(METRICS_NAME), self.step if resume else -1)
+            directory.write_config(self.config.as_dict())
+            data_dir = str(self.data_dir.resolve()) if self.data_dir is not None else None
+            event = "resumed" if resume else "started"
+            directory.record(event, self.step, argv=sys.argv[1:], data_dir=data_dir, changed=changes or {})
+        if not resume:
+            self.save()
+
+    def _train(self, signals: StopSignals) -> None:
+        """Train from the current step to the configured length, validating and checkpointing on the way."""
+        session, train_cfg, main = self.session, self.config.train, self.context.is_main
+        n_steps = total_steps(self.config, session.data)
         started = time.perf_counter() - self.wall_time
-        model.train()
+        session.model.train()
         show = train_cfg.progress and main
         # The DDP wrapper lives only while training, not in a traceback either: the process group must outlive it.
-        forward = self.context.wrap(model)
+        forward = self.context.wrap(session.model)
         bar = tqdm(total=n_steps, initial=self.step, desc="train", disable=not show, dynamic_ncols=True)
         try:
+            if main and self.pending is not None and not self._has_line(self.pending["step"]):
+                self._validate(self.pending)  # a checkpoint written before its evaluation, which was cut short
             while self.step < n_steps:
-                epoch, index = divmod(self.step, per_epoch)
-                batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
-                x = self.context.shard(batch).to(session.device)
-                try:
-                    record, loss, logged = forward(x, self.step, data)
-                except ValueError as error:
-                    # torch.distributions refuses NaN or inf parameters before any loss exists
-                    if "invalid values" not in str(error):
-                        raise
-                    loss = torch.tensor(float("nan"), device=session.device)
-                # every rank sees the same mean, so all of them stop together
-                loss_everywhere = self.context.mean_loss(loss)
-                if not torch.isfinite(loss_everywhere):
-                    raise TrainingDiverged(
-                        f"loss became {loss_everywhere.item()} at step {self.step}; stopped. The last good checkpoint "
-                        f"(step {self._checkpoint_step(checkpoint)}) is kept in {str(checkpoint)!r}"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if train_cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.main_parameters(), train_cfg.grad_clip)
-                self.optimizer.step()
-                if self.auxiliary_optimizer is not None:
-                    self._auxiliary_step(record)
-                for name, value in logged.items():
-                    sums[name] += value.item()
-                since_eval += 1
-                self.step += 1
+                with signals.deferred():
+                    logged = self._train_step(forward)
                 bar.update(1)
                 bar.set_postfix(loss=f"{logged['loss'].item():.2f}", kl=f"{logged['kl'].item():.3f}", refresh=False)
-                if self.step % train_cfg.eval_every == 0 or self.step == n_steps:
+                stop = self.context.any_rank(signals.requested is not None)
+                at_eval = self.step % train_cfg.eval_every == 0 or self.step == n_steps
+                if at_eval:
+                    self._close_interval()
+                if at_eval or stop:
                     self.wall_time = time.perf_counter() - started
-                    sums_everywhere = self.context.mean_over_ranks(dict(sums))
-                    train_means = {name: total / since_eval for name, total in sums_everywhere.items()}
-                    rank_rngs = self.context.gather(_rng_state())
-                    # Rank 0 evaluates alone, exactly as one process would (same batches and seeded RNG, so MI's
-                    # aggregate posterior is the same evaluation batch); the others wait in their next collective.
-                    if main:
-                        valid = evaluate_split(session, "valid", self.config.eval.test_prior, iw_samples=0)
-                        _append_line(
-                            metrics_path,
-                            {
-                                "step": self.step,
-                                "epoch": round(self.step / per_epoch, 3),
-                                "train": train_means,
-                                "valid": valid,
-                            },
-                        )
-                        save_checkpoint(checkpoint, self._state(rank_rngs))
-                    sums.clear()
-                    since_eval = 0
+                    self.save()
+                if stop:
+                    raise Interrupted(signals.requested or signal.SIGTERM)
+                if at_eval and main:
+                    self._validate(self.pending)
         finally:
             bar.close()
             del forward
-        return self.finish() if main else {}
+
+    def _train_step(self, forward) -> dict[str, torch.Tensor]:
+        """One optimiser step (and the regulariser's own, if any) on the next batch; the logged terms."""
+        session, train_cfg = self.session, self.config.train
+        data = session.data
+        epoch, index = divmod(self.step, data.steps_per_epoch(train_cfg.batch_size))
+        batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
+        x = self.context.shard(batch).to(session.device)
+        try:
+            record, loss, logged = forward(x, self.step, data)
+        except ValueError as error:
+            # torch.distributions refuses NaN or inf parameters before any loss exists
+            if "invalid values" not in str(error):
+                raise
+            record, loss, logged = None, torch.tensor(float("nan"), device=session.device), {}
+        # every rank sees the same mean, so all of them stop together
+        loss_everywhere = self.context.mean_loss(loss)
+        if not torch.isfinite(loss_everywhere):
+            checkpoint = self.directory.file(CHECKPOINT_NAME)
+            raise TrainingDiverged(
+                f"loss became {loss_everywhere.item()} at step {self.step}; stopped. The last good checkpoint "
+                f"(step {load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if train_cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(session.model.main_parameters(), train_cfg.grad_clip)
+        self.optimizer.step()
+        if self.auxiliary_optimizer is not None:
+            self._auxiliary_step(record)
+        for name, value in logged.items():
+            self.sums[name] += value.item()
+        self.since_eval += 1
+        self.step += 1
+        return logged
+
+    def _close_interval(self) -> None:
+        """Turn the training sums since the last line into the next line, awaiting its validation."""
+        sums_everywhere = self.context.mean_over_ranks(dict(self.sums))
+        per_epoch = self.session.data.steps_per_epoch(self.config.train.batch_size)
+        self.pending = {
+            "step": self.step,
+            "epoch": round(self.step / per_epoch, 3),
+            "train": {name: total / self.since_eval for name, total in sums_everywhere.items()},
+        }
+        self.sums.clear()
+        self.since_eval = 0
+
+    def _validate(self, line: dict[str, Any]) -> None:
+        """Evaluate the validation split and append ``line`` with it to metrics.jsonl (rank 0's work).
+
+        Rank 0 evaluates alone, exactly as one process would (same batches and seeded RNG, so MI's aggregate
+        posterior is the same evaluation batch); the other ranks wait in their next collective."""
+        valid = evaluate_split(self.session, "valid", self.config.eval.test_prior, iw_samples=0)
+        append_json_line(self.directory.file(METRICS_NAME), {**line, "valid": valid})
+
+    def _has_line(self, step: int) -> bool:
+        return any(record.get("step") == step for record in read_json_lines(self.directory.file(METRICS_NAME)))
 
     def _auxiliary_step(self, record) -> None:
         """One step of the regulariser's own optimiser on the detached codes of this batch.
@@ -407,17 +353,17 @@ class Trainer:
         self.context.average_gradients(regularizer.auxiliary_parameters())
         self.auxiliary_optimizer.step()
 
-    @staticmethod
-    def _checkpoint_step(path: Path) -> int | str:
-        return load_checkpoint(path)["step"] if path.exists() else "none written yet"
-
     def finish(self) -> dict[str, Any]:
         """Test metrics (with IW-NLL), the latent scatter, and results.json (rank 0's work)."""
         session, cfg = self.session, self.config
-        test = evaluate_split(session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples)
+        test = evaluate_split(
+            session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples, progress=cfg.train.progress
+        )
         data_codes, noise_codes = test_codes(session)
         title = f"{cfg.regularizer.name} on {cfg.data.name}"
-        latent_scatter(data_codes.samples, noise_codes and noise_codes.samples, self.run_dir / SCATTER_NAME, title)
+        latent_scatter(
+            data_codes.samples, noise_codes and noise_codes.samples, self.directory.file(SCATTER_NAME), title
+        )
         if noise_codes is not None:
             test["separability"] = code_separability(data_codes.samples, noise_codes.samples, seed=cfg.train.seed)
         results = {
@@ -429,41 +375,5 @@ class Trainer:
             "versions": _versions(),
             "config": cfg.as_dict(),
         }
-        (self.run_dir / RESULTS_NAME).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(self.directory.file(RESULTS_NAME), results)
         return results
-
-
-@attrs.frozen
-class Codes:
-    """Posterior samples and means of a set of examples, ``'b d'`` each, on the CPU."""
-
-    samples: torch.Tensor
-    means: torch.Tensor
-
-
-@torch.no_grad()
-def test_codes(session: Session, limit: int = 2000) -> tuple[Codes, Codes | None]:
-    """Codes of test data and, when the data set has noise of its own, of its test noise."""
-    model = session.model
-    model.eval()
-
-    def encode(x: torch.Tensor) -> Codes:
-        posterior = model.encoder(x[:limit].to(session.device))
-        return Codes(posterior.sample().cpu(), posterior.mean.cpu())
-
-    with evaluation_rng(session, salt=1):
-        noise = session.data.noise.get("test")
-        return encode(session.data.splits["test"]), encode(noise) if noise is not None else None
-
-
-def load_trained(run_dir: Path, registry: Registry, data_dir: Path | None, overrides: dict | None = None) -> Session:
-    """A finished or interrupted run's session with the weights of its latest checkpoint."""
-    from vaezoo.config import merge_raw, read_config_file, resolve
-
-    config_path = run_dir / CONFIG_NAME
-    if not config_path.is_file():
-        raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_NAME})")
-    config = resolve(merge_raw(read_config_file(config_path), overrides or {}), registry)
-    session = open_session(config, registry, data_dir)
-    session.model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME)["model"])
-    return session

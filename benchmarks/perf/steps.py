@@ -41,7 +41,7 @@ from vaezoo.metrics import predicted_tokens
 from vaezoo.model import VAE, build_model_for_data
 from vaezoo.plugins import load_plugins
 from vaezoo.registry import Registry
-from vaezoo.train import configure_cpu, subnormals_flushed
+from vaezoo.session import configure_cpu, subnormals_flushed
 
 IMAGE = DataSpec((1, 28, 28), "binary")
 #: Training batches of the first epoch among which the text batch of median length is chosen.
@@ -183,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from vaezoo.train import resolve_data_dir
+    from vaezoo.session import resolve_data_dir
 
     args = parser().parse_args(argv)
     try:

@@ -1,0 +1,198 @@
+"""A run directory: the files of one run, the lock that gives it to one process, and its history.
+
+Layout (every name is owned by vaezoo; ``--overwrite`` removes exactly these):
+
+- ``config.json``: the configuration the run was started with. Written once, never rewritten.
+- ``history.jsonl``: one line per start, resume, interrupt, divergence and finish, each with its time, step,
+  host, process, command line and data directory; a resume records the settings it changed as
+  ``{"section.param": [old, new]}``. The configuration in force is ``config.json`` with those changes applied
+  in order (:meth:`RunDirectory.current_raw`).
+- ``metrics.jsonl``, ``checkpoint.pt``, ``results.json``, ``latent_scatter.png``: see the trainer.
+- ``.lock``: held (``flock``) by the process training or evaluating in the directory and naming it. The kernel
+  releases the lock when its process dies, however it dies, so a stale lock is simply taken over.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from vaezoo.checkpoint import CHECKPOINT_NAME, remove_stale_temporaries
+from vaezoo.errors import UsageError
+
+CONFIG_NAME = "config.json"
+HISTORY_NAME = "history.jsonl"
+METRICS_NAME = "metrics.jsonl"
+RESULTS_NAME = "results.json"
+SCATTER_NAME = "latent_scatter.png"
+LOCK_NAME = ".lock"
+RUN_FILES = (CONFIG_NAME, HISTORY_NAME, METRICS_NAME, CHECKPOINT_NAME, RESULTS_NAME, SCATTER_NAME)
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def append_json_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to disk, so a crash loses at most the line being written."""
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as indented JSON through a temporary file, so a reader never sees half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; a line cut short by a killed process is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+class RunDirectory:
+    """The files of one run at ``path``; nothing is created until a method writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- checks before anything is written -----------------------------------------------------------
+    def check_usable(self) -> None:
+        """Refuse a path that is a file or lies under a file (UsageError naming it)."""
+        for candidate in (self.path, *self.path.parents):
+            if candidate.exists() and not candidate.is_dir():
+                where = "is a file" if candidate == self.path else f"lies under the file {str(candidate)!r}"
+                raise UsageError(f"run directory {str(self.path)!r} {where}; choose a directory with --out")
+
+    def foreign_entries(self) -> list[str]:
+        """What the directory holds besides its lock (sorted names; empty when it does not exist)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(entry.name for entry in self.path.iterdir() if entry.name != LOCK_NAME)
+
+    def check_new(self, overwrite: bool) -> None:
+        """A new run may start here: the directory is missing or empty, or ``overwrite`` allows replacing it."""
+        self.check_usable()
+        entries = self.foreign_entries()
+        if entries and not overwrite:
+            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            hint = " (continue that run with --resume)" if CONFIG_NAME in entries else ""
+            raise UsageError(
+                f"run directory {str(self.path)!r} is not empty: it holds {shown}{hint}; choose another --out "
+                f"or pass --overwrite to replace the run files in it"
+            )
+
+    def check_resumable(self) -> None:
+        """The directory holds a run with a checkpoint to continue from."""
+        self.check_usable()
+        if not self.file(CONFIG_NAME).is_file():
+            raise UsageError(f"cannot resume {str(self.path)!r}: it is not a run directory (no {CONFIG_NAME})")
+        if not self.file(CHECKPOINT_NAME).is_file():
+            raise UsageError(
+                f"cannot resume {str(self.path)!r}: it has no {CHECKPOINT_NAME} (the run stopped before its first "
+                f"step); start it again with --config {self.file(CONFIG_NAME)} --out {self.path} --overwrite"
+            )
+
+    # -- writing -------------------------------------------------------------------------------------
+    def clear_run_files(self) -> list[str]:
+        """Remove the files vaezoo writes (``--overwrite``); other files stay. Returns the names removed."""
+        removed = [name for name in RUN_FILES if self.file(name).exists()]
+        for name in removed:
+            self.file(name).unlink()
+        remove_stale_temporaries(self.path)
+        return removed
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write ``config.json`` of a new run; an existing one is never replaced."""
+        if not self.file(CONFIG_NAME).exists():
+            write_json(self.file(CONFIG_NAME), config)
+
+    def record(self, event: str, step: int, **fields: Any) -> None:
+        """Append an event of the run to ``history.jsonl`` (with the time, host and process)."""
+        entry = {
+            "event": event,
+            "time": _now(),
+            "step": step,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **fields,
+        }
+        append_json_line(self.file(HISTORY_NAME), entry)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def history(self) -> list[dict[str, Any]]:
+        return read_json_lines(self.file(HISTORY_NAME))
+
+    def current_raw(self) -> dict[str, Any]:
+        """``config.json`` with the changes of every resume applied in order: the settings in force."""
+        from vaezoo.config import read_config_file
+
+        raw = read_config_file(self.file(CONFIG_NAME))
+        for entry in self.history():
+            for key, change in entry.get("changed", {}).items():
+                section, _, name = key.partition(".")
+                raw.setdefault(section, {})[name] = change[1]
+        return raw
+
+    def recorded_data_dir(self) -> Path | None:
+        """The data directory the run last used, if it recorded one."""
+        for entry in reversed(self.history()):
+            if entry.get("data_dir"):
+                return Path(entry["data_dir"])
+        return None
+
+    # -- the lock ------------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, activity: str) -> Iterator[None]:
+        """Hold the directory's lock for the block (creating the directory); a live holder is a UsageError
+        naming its process. ``activity`` (e.g. ``training``) is what the holder is said to be doing."""
+        self.check_usable()
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = self.file(LOCK_NAME).open("a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UsageError(
+                    f"run directory {str(self.path)!r} is in use by {holder}; wait for it to finish or stop it"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {socket.gethostname()} ({activity} since {_now()})\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()  # before unlocking: the next holder writes its own name
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            handle.close()

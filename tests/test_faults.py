@@ -51,8 +51,10 @@ def killed_and_resumed(out, chooser: random.Random, duration: float) -> int:
             kills += 1
         if (out / CHECKPOINT_NAME).exists():
             load_checkpoint(out / CHECKPOINT_NAME)  # never corrupt, whenever the kill came
-        resumable = (out / "config.json").exists()
-        process = start(*(["run", "--resume", str(out), "--no-progress"] if resumable else [*RUN, "--out", str(out)]))
+        if (out / CHECKPOINT_NAME).exists():
+            process = start("run", "--resume", str(out), "--no-progress")
+        else:  # killed before its first checkpoint: nothing to resume, start again over what it left
+            process = start(*RUN, "--out", str(out), "--overwrite")
     stderr = process.communicate(timeout=600)[1]
     assert process.returncode == 0, stderr
     return kills

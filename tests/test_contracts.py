@@ -24,6 +24,8 @@ SPECS = {
     "tokens": DataSpec((9,), "tokens", vocab_size=30, pad_id=0, bos_id=1, eos_id=2),
 }
 LATENT = 3
+#: Names :meth:`vaezoo.model.VAE.loss` logs itself; a regulariser's term of the same name would overwrite one.
+LOGGED_BY_THE_TRAINER = ("loss", "recon", "kl")
 
 
 def example_batch(spec: DataSpec, b: int = 6) -> torch.Tensor:
@@ -117,7 +119,8 @@ def test_prior_contract(name):
 @pytest.mark.parametrize("name", REGISTRY.names("regularizer"))
 def test_regularizer_contract(name):
     """Each regulariser, in a model of built-in networks, gives a finite loss whose gradient reaches every
-    trained parameter; its auxiliary parameters (if any) are trained by its own loss."""
+    trained parameter; its auxiliary parameters (if any) are trained by its own loss. Its terms are named apart
+    from what the trainer logs itself (``loss``, ``recon``, ``kl``), so every term is logged."""
     cls = REGISTRY.get("regularizer", name).cls
     raw = {"regularizer": {"name": name}, "model": {"latent_dim": LATENT}}
     if cls.needs_noise:
@@ -127,6 +130,8 @@ def test_regularizer_contract(name):
     spec = SPECS["real"]
     model = build_model(config, REGISTRY, spec)
     record = model.forward_step(example_batch(spec, 16), step=3)
+    clashing = sorted(set(model.regularizer(record)) & set(LOGGED_BY_THE_TRAINER))
+    assert not clashing, f"regularizer {name!r} returns terms named {clashing}, which the trainer logs itself"
     loss, logged = model.loss(record)
     assert loss.shape == () and torch.isfinite(loss)
     assert math.isclose(loss.item(), sum(v.item() for k, v in logged.items() if k not in ("loss", "kl")), rel_tol=1e-5)

@@ -1,10 +1,11 @@
 """The plugin system, end to end: a real third-party distribution found through its entry point.
 
-``tests/fixtures/plugin_site`` and ``tests/fixtures/broken_site`` are directories that, on ``sys.path`` or
-``PYTHONPATH``, make a distribution visible to :mod:`importlib.metadata` exactly as an installed one is (a
-``*.dist-info`` directory with ``entry_points.txt`` next to the module). The CLI tests run ``vaezoo`` in a real
-subprocess with those directories on ``PYTHONPATH``; the in-process tests call ``load_plugins()`` afresh
-(never the cached ``default_plugins``).
+``tests/fixtures/*_site`` are directories that, on ``sys.path`` or ``PYTHONPATH``, make a distribution visible to
+:mod:`importlib.metadata` exactly as an installed one is (a ``*.dist-info`` directory with ``entry_points.txt``
+next to the module): ``plugin_site`` a working plugin, the others plugins that fail in one way each (an exception
+or ``sys.exit`` on import, ``SystemExit`` in the register hook, an entry-point name a built-in already has). The
+CLI tests (marked slow) run ``vaezoo`` in a real subprocess with those directories on ``PYTHONPATH``; the
+in-process tests call ``load_plugins()`` afresh (never the cached ``default_plugins``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,17 +32,41 @@ from vaezoo.interfaces import KINDS, Regularizer, Step
 from vaezoo.params import build_params
 from vaezoo.plugins import DISABLE_VARIABLE, PluginFailure, load_plugins
 from vaezoo.registry import DuplicateComponent, Registry
+from vaezoo_plugins import mlp
 from vaezoo_plugins.betavae import BetaVAE
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PLUGIN_SITE = FIXTURES / "plugin_site"
 BROKEN_SITE = FIXTURES / "broken_site"
+EXIT_SITE = FIXTURES / "exit_site"
+HOOK_EXIT_SITE = FIXTURES / "hook_exit_site"
+CLASH_SITE = FIXTURES / "clash_site"
 
 FIXTURE_ORIGIN = "plugin 'fixture' (distribution vaezoo-fixture-plugin)"
 BROKEN_ORIGIN = "plugin 'broken' (distribution vaezoo-broken-plugin)"
+EXIT_ORIGIN = "plugin 'exits' (distribution vaezoo-exit-plugin)"
+HOOK_EXIT_ORIGIN = "plugin 'hook_exit' (distribution vaezoo-hook-exit-plugin)"
+CLASH_ORIGIN = "plugin 'mlp' (distribution vaezoo-clash-plugin)"
 BETAVAE_ORIGIN = "plugin 'betavae' (distribution vaezoo)"
 BOOM = "RuntimeError: boom: broken on purpose"
-FIXTURE_MODULES = ("vaezoo_fixture_plugin", "vaezoo_broken_plugin")
+CLASH = (
+    "entry-point name 'mlp' is already taken by distribution vaezoo; rename the entry point in the"
+    " [project.entry-points.vaezoo] table of distribution vaezoo-clash-plugin"
+)
+FIXTURE_MODULES = (
+    "vaezoo_fixture_plugin",
+    "vaezoo_broken_plugin",
+    "vaezoo_exit_plugin",
+    "vaezoo_hook_exit_plugin",
+    "vaezoo_clash_plugin",
+)
+BUILTINS = {"data": "synthetic", "encoder": "mlp", "decoder": "mlp", "prior": "standard", "regularizer": "betavae"}
+#: ``vaezoo run`` options for a run of a second or so on a tiny synthetic task (the number of steps not included).
+TINY_RUN = (
+    "--no-progress",
+    "--set", "data.dim=10", "--set", "data.n_train=64", "--set", "data.n_valid=32", "--set", "data.n_test=32",
+    "--set", "eval.iw_samples=2", "--set", "train.threads=1",
+)  # fmt: skip
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -50,6 +76,7 @@ def run_cli(*args: str, sites: tuple[Path, ...], cwd: Path, disable: str | None 
     """``python -m vaezoo.cli ARGS`` in a fresh process with ``sites`` first on PYTHONPATH."""
     env = {"PYTHONPATH": os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env[DISABLE_VARIABLE] = disable or ""
+    env["OMP_NUM_THREADS"] = "1"
     return run_vaezoo(*args, env=env, cwd=cwd)
 
 
@@ -103,11 +130,14 @@ def plugin_site(clean_plugin_env):
 
 
 def test_fixture_sites_hold_real_distributions(clean_plugin_env):
-    clean_plugin_env.syspath_prepend(str(BROKEN_SITE))
-    clean_plugin_env.syspath_prepend(str(PLUGIN_SITE))
+    for site in (BROKEN_SITE, PLUGIN_SITE, EXIT_SITE, HOOK_EXIT_SITE, CLASH_SITE):
+        clean_plugin_env.syspath_prepend(str(site))
     for dist_name, entry_name, module in [
         ("vaezoo-fixture-plugin", "fixture", "vaezoo_fixture_plugin"),
         ("vaezoo-broken-plugin", "broken", "vaezoo_broken_plugin"),
+        ("vaezoo-exit-plugin", "exits", "vaezoo_exit_plugin"),
+        ("vaezoo-hook-exit-plugin", "hook_exit", "vaezoo_hook_exit_plugin"),
+        ("vaezoo-clash-plugin", "mlp", "vaezoo_clash_plugin"),
     ]:
         dist = importlib.metadata.distribution(dist_name)
         assert dist.metadata["Name"] == dist_name
@@ -149,6 +179,7 @@ def test_l2code_loss_terms_are_kl_and_weighted_squared_norm(plugin_site):
 # -- the CLI, in real processes -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_list_shows_fixture_plugin_with_origin_and_parameters(tmp_path):
     result = run_cli("list", "regularizer", sites=(PLUGIN_SITE,), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -158,11 +189,12 @@ def test_list_shows_fixture_plugin_with_origin_and_parameters(tmp_path):
     l2code = listing["regularizer"]["l2code"]
     assert l2code.origin == FIXTURE_ORIGIN
     assert l2code.description == "ReconE + KL + weight * E||z||^2"
-    assert l2code.params == [("weight", "float", "0.1", "weight of the mean squared norm of the code z")]
+    assert l2code.params == [("weight", "float", "0.1", "weight of the mean squared norm of the code z [>= 0]")]
     assert listing["regularizer"]["betavae"].origin == BETAVAE_ORIGIN
     assert "failed plugin" not in result.stdout and "disabled plugins" not in result.stdout
 
 
+@pytest.mark.slow
 def test_fixture_plugin_trains(tmp_path):
     out = tmp_path / "run"
     result = run_cli(
@@ -200,6 +232,7 @@ def test_fixture_plugin_trains(tmp_path):
         assert train["loss"] == pytest.approx(train["recon"] + train["l2code_kl"] + train["l2code_norm"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("disable", ["fixture", "vaezoo-fixture-plugin"])
 def test_disabled_plugin_is_gone(tmp_path, disable):
     listed = run_cli("list", "regularizer", sites=(PLUGIN_SITE,), cwd=tmp_path, disable=disable)
@@ -223,24 +256,55 @@ def test_disabled_plugin_is_gone(tmp_path, disable):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_broken_plugin_is_reported_and_the_others_still_load(tmp_path):
     result = run_cli("list", sites=(BROKEN_SITE, PLUGIN_SITE), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert f"vaezoo: warning: {BROKEN_ORIGIN} failed and is left out: {BOOM}" in result.stderr.splitlines()
     assert f"failed plugin: {BROKEN_ORIGIN}: {BOOM}" in result.stdout.splitlines()
-    listing = parse_listing(result.stdout)
-    assert set(listing) == set(KINDS)
-    builtins = {
-        "data": "synthetic",
-        "encoder": "mlp",
-        "decoder": "mlp",
-        "prior": "standard",
-        "regularizer": "betavae",
-    }
-    for kind, name in builtins.items():
+    assert_builtins_and_fixture_listed(parse_listing(result.stdout))
+
+
+def assert_builtins_and_fixture_listed(listing: dict[str, dict[str, Listed]]) -> None:
+    """Every kind of component is listed, with the built-ins from ``vaezoo`` and ``l2code`` from the fixture."""
+    assert set(KINDS) <= set(listing), sorted(listing)
+    for kind, name in BUILTINS.items():
         assert listing[kind][name].origin.endswith("(distribution vaezoo)"), (kind, name)
     assert listing["regularizer"]["l2code"].origin == FIXTURE_ORIGIN
+
+
+FAILING_PLUGINS = [
+    pytest.param(EXIT_SITE, EXIT_ORIGIN, "SystemExit: 3", id="sys.exit-at-import"),
+    pytest.param(HOOK_EXIT_SITE, HOOK_EXIT_ORIGIN, "SystemExit: 4", id="SystemExit-in-register-hook"),
+    pytest.param(CLASH_SITE, CLASH_ORIGIN, CLASH, id="entry-point-name-of-a-builtin"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("site", "origin", "error"), FAILING_PLUGINS)
+def test_failing_plugin_is_named_and_every_command_still_works(tmp_path, site, origin, error):
+    """``vaezoo list`` and ``vaezoo run`` exit 0 with a warning naming the plugin and its distribution; the
+    built-ins and the fixture plugin still list and train."""
+    warning = f"vaezoo: warning: {origin} failed and is left out: {error}"
+    listed = run_cli("list", sites=(site, PLUGIN_SITE), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr
+    assert listed.stderr.splitlines() == [warning]
+    assert f"failed plugin: {origin}: {error}" in listed.stdout.splitlines()
+    assert_builtins_and_fixture_listed(parse_listing(listed.stdout))
+
+    out = tmp_path / "run"
+    ran = run_cli(
+        "run", "--regularizer", "l2code", "--steps", "2", *TINY_RUN, "--out", str(out),
+        sites=(site, PLUGIN_SITE), cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert warning in ran.stderr.splitlines()
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 2
+    assert results["config"]["encoder"]["name"] == results["config"]["decoder"]["name"] == "mlp"
+    assert results["config"]["regularizer"]["name"] == "l2code"
 
 
 # -- load_plugins in process ---------------------------------------------------------------------------------
@@ -273,6 +337,56 @@ def test_load_plugins_isolates_a_broken_plugin(plugin_site):
     assert plugins.registry.get("regularizer", "l2code").origin == FIXTURE_ORIGIN
     assert plugins.registry.get("regularizer", "betavae").cls is BetaVAE
     assert "vaezoo_broken_plugin" not in sys.modules
+
+
+def test_load_plugins_isolates_sys_exit_at_import(plugin_site):
+    plugin_site.syspath_prepend(str(EXIT_SITE))
+    plugins = load_plugins()
+    assert plugins.failures == [PluginFailure("exits", EXIT_ORIGIN, "SystemExit: 3")]
+    assert plugins.registry.get("regularizer", "l2code").origin == FIXTURE_ORIGIN
+    assert plugins.registry.get("regularizer", "betavae").cls is BetaVAE
+    assert plugins.manager.get_plugin("exits") is None
+    assert "vaezoo_exit_plugin" not in sys.modules
+
+
+def test_load_plugins_isolates_system_exit_in_the_register_hook(plugin_site):
+    plugin_site.syspath_prepend(str(HOOK_EXIT_SITE))
+    plugins = load_plugins()
+    assert plugins.failures == [PluginFailure("hook_exit", HOOK_EXIT_ORIGIN, "SystemExit: 4")]
+    assert "exitreg" not in plugins.registry.names("regularizer")  # registered before the exit, yet not kept
+    assert plugins.registry.get("regularizer", "l2code").origin == FIXTURE_ORIGIN
+    assert plugins.registry.get("regularizer", "betavae").cls is BetaVAE
+
+
+def test_entry_point_name_of_a_builtin_is_a_failure_naming_both_distributions(plugin_site):
+    plugin_site.syspath_prepend(str(CLASH_SITE))
+    plugins = load_plugins()
+    assert plugins.failures == [PluginFailure("mlp", CLASH_ORIGIN, CLASH)]
+    assert plugins.manager.get_plugin("mlp") is mlp  # the built-in keeps its name
+    assert plugins.registry.get("encoder", "mlp").origin == "plugin 'mlp' (distribution vaezoo)"
+    assert "shadow" not in plugins.registry.names("regularizer")
+    assert "vaezoo_clash_plugin" not in sys.modules  # a clashing plugin is never imported
+    assert plugins.registry.get("regularizer", "l2code").origin == FIXTURE_ORIGIN
+
+
+def test_disabling_a_clashing_distribution_leaves_the_builtin_of_that_name(plugin_site):
+    plugin_site.syspath_prepend(str(CLASH_SITE))
+    plugin_site.setenv(DISABLE_VARIABLE, "vaezoo-clash-plugin")
+    plugins = load_plugins()
+    assert plugins.failures == []
+    assert plugins.disabled == []  # the name 'mlp' is the built-in's, which is not disabled
+    assert plugins.manager.get_plugin("mlp") is mlp
+    assert plugins.registry.get("encoder", "mlp").origin == "plugin 'mlp' (distribution vaezoo)"
+
+
+def test_a_second_copy_of_the_same_distribution_is_skipped_silently(plugin_site, tmp_path):
+    copy = tmp_path / "copy_site"
+    shutil.copytree(PLUGIN_SITE, copy)
+    plugin_site.setattr(sys, "path", [*sys.path, str(copy)])
+    plugins = load_plugins()
+    assert plugins.failures == []
+    assert plugins.registry.get("regularizer", "l2code").origin == FIXTURE_ORIGIN
+    assert Path(sys.modules["vaezoo_fixture_plugin"].__file__).parent == PLUGIN_SITE  # the first on the path
 
 
 @pytest.mark.parametrize("disable", [" fixture , not-a-plugin", "vaezoo-fixture-plugin"])
@@ -314,6 +428,35 @@ class Misspelt:
     @hookimpl
     def vaezoo_registr(register) -> None:  # sic
         raise AssertionError("a misspelt hook is never called")
+
+
+class ExitsInHook:
+    """An extra plugin whose hook calls sys.exit(5)."""
+
+    @staticmethod
+    @hookimpl
+    def vaezoo_register(register) -> None:
+        sys.exit(5)
+
+
+class InterruptedInHook:
+    """An extra plugin whose hook is interrupted from the keyboard."""
+
+    @staticmethod
+    @hookimpl
+    def vaezoo_register(register) -> None:
+        raise KeyboardInterrupt
+
+
+def test_sys_exit_in_an_extra_plugin_is_a_failure_of_that_plugin_only(clean_plugin_env):
+    plugins = load_plugins(extra=(ExitsInHook,))
+    assert plugins.failures == [PluginFailure("ExitsInHook", "plugin 'ExitsInHook'", "SystemExit: 5")]
+    assert plugins.registry.get("regularizer", "betavae").cls is BetaVAE
+
+
+def test_keyboard_interrupt_in_a_plugin_is_not_swallowed(clean_plugin_env):
+    with pytest.raises(KeyboardInterrupt):
+        load_plugins(extra=(InterruptedInHook,))
 
 
 def test_duplicate_registration_is_a_failure_naming_both_origins(clean_plugin_env):

@@ -1,16 +1,20 @@
 """Finding plugins: pluggy over the entry-point group ``vaezoo``, with per-plugin failure isolation.
 
-Built-in and third-party plugins are found and registered the same way. A plugin that fails to import or to
-register is recorded (by distribution and entry-point name) and left out; the others keep working.
-``VAEZOO_DISABLE_PLUGINS=name1,name2`` blocks plugins by entry-point or distribution name.
+Built-in and third-party plugins are found and registered the same way. A plugin that fails to import, to
+register or in its ``vaezoo_register`` hook, with any exception but ``KeyboardInterrupt`` (``SystemExit``
+included), is recorded by entry-point name and distribution and left out; the others keep working. So is an entry
+point whose name another distribution already uses. ``VAEZOO_DISABLE_PLUGINS=name1,name2`` blocks plugins by
+entry-point or distribution name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import traceback
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint, entry_points
 
 import attrs
@@ -64,49 +68,78 @@ def _register(manager: pluggy.PluginManager, plugin: object, name: str | None) -
     registered = manager.register(plugin, name=name)
     try:
         manager.check_pending()  # catches misspelt hook names
-    except Exception:
+    except BaseException:
         manager.unregister(name=registered)
         raise
     return registered
+
+
+@contextlib.contextmanager
+def _isolated(failures: list[PluginFailure], plugin: str, origin: str) -> Iterator[None]:
+    """Run the block on behalf of one plugin: any exception but ``KeyboardInterrupt`` (``SystemExit`` included)
+    is recorded in ``failures`` as a failure of ``plugin`` from ``origin`` and goes no further."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # a plugin must not take the others, or the command, down
+        failures.append(PluginFailure(plugin, origin, _describe(error)))
+
+
+def _origin(entry_point: EntryPoint) -> str:
+    return f"plugin {entry_point.name!r} (distribution {_distribution_name(entry_point)})"
+
+
+def _name_clash(entry_point: EntryPoint, owner: str) -> str:
+    """Why ``entry_point`` is left out: distribution ``owner`` declared the same entry-point name first."""
+    dist = _distribution_name(entry_point)
+    return (
+        f"entry-point name {entry_point.name!r} is already taken by distribution {owner}; rename the entry point"
+        f" in the [project.entry-points.{hookspecs.PROJECT}] table of distribution {dist}"
+    )
 
 
 def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
     """Load every plugin of the ``vaezoo`` entry-point group (plus ``extra`` plugin objects) into a registry.
 
     The built-in plugins (distribution ``vaezoo``) are registered first, then the others ordered by
-    distribution and entry-point name, then ``extra``; when two plugins claim the same component name, the
-    earlier keeps it and the later is reported as failed, naming both.
+    distribution and entry-point name, then ``extra``. Every exception but ``KeyboardInterrupt`` that a plugin
+    raises on import, on registration or in its ``vaezoo_register`` hook (``SystemExit`` included) makes it a
+    :class:`PluginFailure` that keeps none of its components. An entry-point name belongs to the first
+    distribution declaring it (a built-in keeps its own); the same name from another distribution is a failure
+    naming both, and that plugin is never imported. When two plugins claim the same component name, the earlier
+    keeps it and the later is reported as failed, naming both.
     """
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     disabled = {_normalise(n) for n in _disabled_names()}
     failures: list[PluginFailure] = []
-    blocked: list[str] = []
+    blocked: set[str] = set()
     order: list[tuple[str, str]] = []  # (registered name, origin) in registration order
 
     found = sorted(
         entry_points(group=hookspecs.PROJECT),
         key=lambda ep: (_distribution_name(ep) != hookspecs.PROJECT, _distribution_name(ep), ep.name),
     )
+    owners: dict[str, str] = {}  # entry-point name -> the distribution that declared it first
     for entry_point in found:
-        dist = _distribution_name(entry_point)
-        if _normalise(entry_point.name) in disabled or _normalise(dist) in disabled:
-            manager.set_blocked(entry_point.name)
-            blocked.append(entry_point.name)
-            continue
-        if manager.get_plugin(entry_point.name) is not None or manager.is_blocked(entry_point.name):
-            continue
-        origin = f"plugin {entry_point.name!r} (distribution {dist})"
-        try:
-            order.append((_register(manager, entry_point.load(), entry_point.name), origin))
-        except Exception as error:  # a broken third-party plugin must not take the others down
-            failures.append(PluginFailure(entry_point.name, origin, _describe(error)))
+        name, dist = entry_point.name, _distribution_name(entry_point)
+        owner = owners.get(name)
+        owners.setdefault(name, dist)
+        if _normalise(name) in disabled or _normalise(dist) in disabled:
+            if owner is None:  # a name another distribution holds is neither blocked nor listed as disabled
+                manager.set_blocked(name)
+                blocked.add(name)
+        elif owner is None:
+            with _isolated(failures, name, _origin(entry_point)):
+                order.append((_register(manager, entry_point.load(), name), _origin(entry_point)))
+        elif _normalise(owner) != _normalise(dist):
+            failures.append(PluginFailure(name, _origin(entry_point), _name_clash(entry_point, owner)))
+        # else: a second copy of the same distribution on the path, skipped
     for plugin in extra:
         name = manager.get_canonical_name(plugin)
-        try:
+        with _isolated(failures, name, f"plugin {name!r}"):
             order.append((_register(manager, plugin, None), f"plugin {name!r}"))
-        except Exception as error:
-            failures.append(PluginFailure(name, f"plugin {name!r}", _describe(error)))
 
     registry = Registry()
     implementations = {impl.plugin_name: impl for impl in manager.hook.vaezoo_register.get_hookimpls()}
@@ -115,11 +148,9 @@ def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
         if impl is None:
             continue  # a plugin may implement no hook at all
         staged = Registry()
-        try:
+        with _isolated(failures, name, origin):
             impl.function(register=functools.partial(staged.add, origin=origin))
             registry.merge(staged)
-        except Exception as error:
-            failures.append(PluginFailure(name, origin, _describe(error)))
     return Plugins(manager, registry, failures, sorted(blocked))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import einops
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 
 def isotropic_normal(latent_dim: int, variance: float, like: Tensor | None = None) -> Distribution:
@@ -23,3 +23,13 @@ def diagonal_normal_from(features: Tensor) -> Distribution:
     """An encoder head's output ``'b (2 d)'`` read as (loc, log scale) of a diagonal Gaussian over ``d``."""
     loc, log_scale = einops.rearrange(features, "b (two d) -> two b d", two=2)
     return diagonal_normal(loc, log_scale)
+
+
+def kl_or_estimate(posterior: Distribution, prior: Distribution, z: Tensor) -> Tensor:
+    """KL(q || p) per example, ``'b'``: torch's closed form where it has one for the pair, else the one-sample
+    Monte Carlo estimate log q(z) - log p(z) at ``z 'b d'``, a sample of q (unbiased, and differentiable through
+    a reparameterised ``z``). Priors such as mixtures have no closed form against a Gaussian posterior."""
+    try:
+        return kl_divergence(posterior, prior)
+    except NotImplementedError:
+        return posterior.log_prob(z) - prior.log_prob(z)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
+from vaezoo.distributions import kl_or_estimate
 from vaezoo.params import NoParams
 
 if TYPE_CHECKING:
@@ -121,8 +122,9 @@ class Step:
     step: int
 
     def kl(self) -> Tensor:
-        """KL(q(z|x) || p(z)) per example, ``'b'``, summed over latent dims."""
-        return kl_divergence(self.posterior, self.prior)
+        """KL(q(z|x) || p(z)) per example, ``'b'``, summed over latent dims: in closed form where torch has one,
+        else estimated at the step's own sample ``z`` (see :func:`vaezoo.distributions.kl_or_estimate`)."""
+        return kl_or_estimate(self.posterior, self.prior, self.z)
 
 
 class Regularizer(Component, nn.Module, ABC):

@@ -212,7 +212,8 @@ class CellRunner:
         try:
             if planned.action == TRAIN:
                 config = str(directory / CONFIG_IN_NAME)
-                self._vaezoo("train", log, "run", "--config", config, "--out", str(run), "--no-progress")
+                # a run directory without a checkpoint holds nothing trained: start it afresh over what it left
+                self._vaezoo("train", log, "run", "--config", config, "--out", str(run), "--overwrite", "--no-progress")
             elif planned.action == RESUME:
                 self._vaezoo("resume", log, "run", "--resume", str(run), "--no-progress")
             results = read_json(run / RESULTS_NAME)

@@ -103,6 +103,13 @@ class Prior(Component, nn.Module, ABC):
     def forward(self) -> Distribution:
         """p(z) with event shape ``(d,)`` and empty batch shape."""
 
+    def attach(self, encoder: Encoder) -> None:
+        """Called once when the model is assembled, with the model's encoder (its ``spec`` describes the data).
+
+        A prior defined through the encoder, such as a VampPrior (a mixture of the encoder's posteriors at learned
+        pseudo-inputs), keeps it here, outside its own module tree (e.g. in a tuple) so that the encoder's
+        parameters are not saved twice; the default ignores it."""
+
 
 @attrs.frozen
 class Step:

@@ -70,10 +70,13 @@ def build_model(config: RunConfig, registry: Registry, spec: DataSpec, data: Dat
     reason = noise.incompatibility(data) if noise is not None and data is not None else None
     if reason:
         raise UsageError(f"noise {config.noise.name!r} cannot be used with data {config.data.name!r}: {reason}")
+    encoder = cls("encoder")(config.encoder.params, spec, d)
+    prior = cls("prior")(config.prior.params, d)
+    prior.attach(encoder)
     return VAE(
-        encoder=cls("encoder")(config.encoder.params, spec, d),
+        encoder=encoder,
         decoder=cls("decoder")(config.decoder.params, spec, d),
-        prior=cls("prior")(config.prior.params, d),
+        prior=prior,
         regularizer=cls("regularizer")(config.regularizer.params, d),
         noise=noise,
     )

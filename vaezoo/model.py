@@ -70,12 +70,14 @@ def build_model(config: RunConfig, registry: Registry, spec: DataSpec, data: Dat
     reason = noise.incompatibility(data) if noise is not None and data is not None else None
     if reason:
         raise UsageError(f"noise {config.noise.name!r} cannot be used with data {config.data.name!r}: {reason}")
+    # built in this order so that seeded initialisation stays the same
     encoder = cls("encoder")(config.encoder.params, spec, d)
+    decoder = cls("decoder")(config.decoder.params, spec, d)
     prior = cls("prior")(config.prior.params, d)
     prior.attach(encoder)
     return VAE(
         encoder=encoder,
-        decoder=cls("decoder")(config.decoder.params, spec, d),
+        decoder=decoder,
         prior=prior,
         regularizer=cls("regularizer")(config.regularizer.params, d),
         noise=noise,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,14 @@ from vaezoo.plugins import load_plugins
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("VAEZOO_DATA", REPO.parent / "shared" / "data")).resolve()
-# Child processes run in other directories: hand them the data directory as an absolute path.
-os.environ["VAEZOO_DATA"] = str(DATA_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def absolute_data_dir_for_child_processes() -> Iterator[None]:
+    """Child processes run in other directories: hand them the data directory as an absolute path."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VAEZOO_DATA", str(DATA_DIR))
+        yield
 
 
 @pytest.fixture(scope="session")

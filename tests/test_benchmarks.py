@@ -255,6 +255,7 @@ def matrix(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess, d
     return suite, out, result, cells_of(out)
 
 
+@pytest.mark.slow
 def test_a_failing_cell_is_recorded_and_the_others_finish(matrix):
     _, out, result, cells = matrix
     assert result.returncode == 1, result.stdout + result.stderr
@@ -282,6 +283,7 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(matrix):
     assert "| case=bad-device | failed | train |" in text and "| case=bad-beta | skipped |" in text
 
 
+@pytest.mark.slow
 def test_resuming_a_partial_matrix_reruns_only_what_did_not_finish(matrix):
     suite, out, _, before = matrix
     finished = out / "cells" / "case=s0" / CELL_NAME
@@ -305,6 +307,7 @@ def test_resuming_a_partial_matrix_reruns_only_what_did_not_finish(matrix):
     assert after["case=bad-device"]["attempts"] == 2, "failed cells are run again"
 
 
+@pytest.mark.slow
 def test_a_changed_configuration_is_refused_rather_than_mixed(matrix, tmp_path):
     suite, out, _, _ = matrix
     changed = write(tmp_path, suite.read_text().replace("steps = 20", "steps = 30"))
@@ -401,6 +404,7 @@ def test_zoo_crosses_every_regulariser_with_every_network_and_a_sensible_noise_f
     assert cells["regularizer=l2code_network=mlp"].raw["regularizer"] == {"name": "l2code"}
 
 
+@pytest.mark.slow
 def test_a_third_party_plugin_s_regulariser_is_a_cell_of_the_zoo_and_runs(tmp_path, capsys):
     # The zoo suite itself, with the MLP cells' budget cut to a few seconds.
     budget = "train = { steps = 300, batch_size = 64, eval_every = 150 }\neval = { iw_samples = 50 }"
@@ -435,6 +439,7 @@ def test_a_third_party_plugin_s_regulariser_is_a_cell_of_the_zoo_and_runs(tmp_pa
 # -- the speed benchmarks' entry point -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_perf_entry_point_prints_every_chosen_figure_as_json_then_markdown():
     # A tiny configuration: no timing is checked, only that each part runs in its own process and reports.
     command = [sys.executable, "-m", "benchmarks.perf", "--parts", "steps,iwnll", "--networks", "mlp", "--quick"]
@@ -456,6 +461,7 @@ def test_perf_entry_point_prints_every_chosen_figure_as_json_then_markdown():
     assert "sampling" not in document and "PixelCNN sampling" not in markdown
 
 
+@pytest.mark.slow
 def test_lstm_step_times_come_with_token_throughput_and_refused_variants_with_their_reason(data_dir):
     from benchmarks.perf.steps import measure_step_ratios
 

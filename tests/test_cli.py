@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 SMALL = [
     "--set", "data.n_train=256", "--set", "data.n_valid=128", "--set", "data.n_test=128", "--set", "data.dim=10",
     "--set", "train.eval_every=10", "--set", "eval.iw_samples=10", "--steps", "20", "--no-progress",

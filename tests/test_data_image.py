@@ -323,6 +323,7 @@ def vaezoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_trains_on_omniglot(data_dir, tmp_path):
     result = vaezoo(
         "run", "--data", "omniglot", "--data-dir", str(data_dir), "--encoder", "mlp", "--decoder", "mlp",
@@ -333,6 +334,7 @@ def test_cli_trains_on_omniglot(data_dir, tmp_path):
     assert "neg_elbo" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_without_a_data_directory_or_file_exits_2_with_a_message(tmp_path):
     result = vaezoo("run", "--data", "omniglot", "--steps", "1", cwd=tmp_path)
     assert result.returncode == 2

@@ -35,6 +35,8 @@ from vaezoo.plugins import load_plugins
 from vaezoo.train import Trainer
 from vaezoo_plugins.mlp import MLPEncoder
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 WORLD = 2
 CHILD_ENV = {"OMP_NUM_THREADS": "1"}
 TIMEOUT_S = 180  # a hung process group fails the test instead of the whole suite

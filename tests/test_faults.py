@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import run_cli
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 RUN = [
     "run", "--steps", "60", "--set", "train.eval_every=5", "--set", "data.dim=10", "--set", "data.n_train=512",
     "--set", "data.n_valid=64", "--set", "data.n_test=64", "--set", "eval.iw_samples=5", "--no-progress",

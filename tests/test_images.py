@@ -6,6 +6,7 @@ import json
 
 import matplotlib.image
 import numpy as np
+import pytest
 
 from tests.conftest import run_cli
 
@@ -17,6 +18,7 @@ SHORT = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_short_omniglot_run_lowers_the_validation_loss_and_samples(data_dir, tmp_path):
     out = tmp_path / "run"
     result = run_cli("run", *SHORT, "--data-dir", str(data_dir), "--out", str(out))
@@ -35,6 +37,7 @@ def test_a_short_omniglot_run_lowers_the_validation_loss_and_samples(data_dir, t
     assert 0.0 < prior[..., 0].mean() < 0.5, "samples should look like ink on a dark background"
 
 
+@pytest.mark.slow
 def test_sample_refuses_data_without_a_picture_form(tmp_path):
     out = tmp_path / "run"
     small = ["--set", "data.dim=6", "--set", "data.n_train=64", "--steps", "2", "--set", "eval.iw_samples=0"]

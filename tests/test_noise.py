@@ -101,6 +101,7 @@ def test_a_regulariser_that_needs_noise_without_a_sampler_fails_before_training(
     assert config.noise.name == "dataset"
 
 
+@pytest.mark.slow
 def test_dataset_noise_is_refused_for_data_without_noise(tmp_path):
     registry = load_plugins(extra=(PlainDataPlugin(),)).registry
     config = resolve(
@@ -110,6 +111,7 @@ def test_dataset_noise_is_refused_for_data_without_noise(tmp_path):
         Trainer(config, registry, tmp_path, None)
 
 
+@pytest.mark.slow
 def test_ncvae_trains_and_resumes_with_decoder_noise(registry, tmp_path):
     """Resume equality holds with a decoder-noise pool refreshed every 3 steps (the pool is checkpointed)."""
     sections = {"regularizer": {"name": "ncvae"}, "noise": {"name": "decoder", "refresh_every": 3}}

@@ -22,6 +22,7 @@ def separability(registry, tmp_path, regularizer):
     return Trainer(config, registry, tmp_path / regularizer, None).run()["metrics"]["separability"]
 
 
+@pytest.mark.slow
 def test_ncvae_separates_data_and_noise_codes_where_betavae_does_not(registry, tmp_path):
     beta = separability(registry, tmp_path, "betavae")
     nc = separability(registry, tmp_path, "ncvae")
@@ -49,6 +50,7 @@ def eval_json(run_dir, test_prior):
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_eval_with_the_optimal_and_tuned_test_priors(ncvae_run):
     f = optimal_test_variance(3.0, 1.5, 0.5)
     standard, optimal, tuned = (eval_json(ncvae_run, p) for p in ("standard", "optimal", "tuned"))
@@ -60,6 +62,7 @@ def test_eval_with_the_optimal_and_tuned_test_priors(ncvae_run):
     assert standard["recon"] == optimal["recon"] == tuned["recon"], "only the KL depends on the test prior"
 
 
+@pytest.mark.slow
 def test_several_test_priors_in_one_pass_equal_each_alone(ncvae_run):
     """``--test-prior a,b,c`` evaluates once with shared posterior samples: each prior's line equals its own
     evaluation, IW-NLL included (which only log p(z) makes differ)."""
@@ -80,6 +83,6 @@ def test_several_test_priors_in_one_pass_equal_each_alone(ncvae_run):
     table = run_cli(*command)
     assert table.returncode == 0, table.stderr
     header = next(line for line in table.stdout.splitlines() if line.startswith("metric"))
-    assert header.split() == ["metric", *choices]
+    assert header.split() == ["metric", "(nats", "per", "example)", *choices]
     wrong = run_cli("eval", str(ncvae_run), "--test-prior", "standard,wide")
     assert wrong.returncode == 2 and "test prior 'wide'" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -534,6 +534,7 @@ def test_decoder_noise_cut_at_the_batch_length(registry):
         model.decoder.sample(torch.randn(1, 4), max_len=13)
 
 
+@pytest.mark.slow
 def test_ncvae_with_decoder_noise_trains_on_text_and_resumes_exactly(registry, data_dir, tmp_path):
     """Bucketed batches over almost three epochs and a noise pool refreshed every 2 steps: stopped and resumed is
     the same run as straight through."""
@@ -548,6 +549,7 @@ def test_ncvae_with_decoder_noise_trains_on_text_and_resumes_exactly(registry, d
     assert resumed.run(resume=True)["metrics"] == metrics
 
 
+@pytest.mark.slow
 def test_gaussian_noise_on_token_ids_is_refused_before_training(data_dir, tmp_path):
     out = tmp_path / "run"
     args = ["--data", "ptb", "--encoder", "lstm", "--decoder", "lstm", "--regularizer", "ncvae", "--noise", "gaussian"]
@@ -571,6 +573,7 @@ SHORT_YAHOO = [
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_a_short_yahoo_run_lowers_the_validation_loss_and_prints_samples(data_dir, tmp_path):
     out = tmp_path / "run"
     started = time.perf_counter()
@@ -704,6 +707,7 @@ def test_torchtext_real_ptb_through_the_adapter_matches_the_ptb_source(data_dir,
     assert torch.equal(data.splits["train"].sort(dim=0).values, ptb.splits["train"].sort(dim=0).values)
 
 
+@pytest.mark.slow
 def test_torchtext_real_vocabulary_with_its_own_tokenizer_trains(data_dir, registry, tmp_path):
     torchtext = real_torchtext()
     tokenizer = torchtext.data.utils.get_tokenizer("basic_english")

@@ -288,6 +288,7 @@ def test_vectors_are_normalised_and_sizes_follow_them():
     assert LabConfig().problem == Problem.default()
 
 
+@pytest.mark.slow
 def test_command_writes_table_csv_plot_and_json(tmp_path, capsys):
     out = tmp_path / "lab"
     argv = ["--regularizers", "betavae,ncvae", "--betas", "0.5,2", "--deltas", "1", "--restarts", "3", "--steps", "400"]

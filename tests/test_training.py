@@ -30,6 +30,7 @@ def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_run_directory_contents(registry, tmp_path):
     config = small_config(registry)
     results = Trainer(config, registry, tmp_path, None).run()
@@ -55,6 +56,7 @@ def test_run_directory_contents(registry, tmp_path):
     assert (tmp_path / "latent_scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_training_approaches_the_entropy_of_the_data(registry, tmp_path):
     """On N(0, I) data the best possible -ELBO is the data entropy, dim * 0.5 * log(2 pi e)."""
     config = small_config(registry, train={"steps": 200, "eval_every": 20})
@@ -65,6 +67,7 @@ def test_training_approaches_the_entropy_of_the_data(registry, tmp_path):
     assert entropy - 0.5 < lines[-1]["valid"]["neg_elbo"] < entropy + 0.5
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_and_other_seed_differs(registry, tmp_path):
     first = Trainer(small_config(registry), registry, tmp_path / "a", None).run()["metrics"]
     second = Trainer(small_config(registry), registry, tmp_path / "b", None).run()["metrics"]
@@ -73,6 +76,7 @@ def test_same_seed_same_run_and_other_seed_differs(registry, tmp_path):
     assert first != other
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(registry, tmp_path):
     straight = Trainer(small_config(registry), registry, tmp_path / "straight", None).run()
     half = tmp_path / "half"
@@ -86,6 +90,7 @@ def test_resume_reproduces_the_uninterrupted_run(registry, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resume_drops_metric_lines_written_after_the_checkpoint(registry, tmp_path):
     Trainer(small_config(registry, train={"steps": 20}), registry, tmp_path, None).run()
     with (tmp_path / "metrics.jsonl").open("a") as handle:  # a line from a step whose checkpoint was lost
@@ -111,6 +116,7 @@ class ExplodingPlugin:
         register(ExplodesAt15)
 
 
+@pytest.mark.slow
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     registry = load_plugins(extra=(ExplodingPlugin(),)).registry
     config = small_config(registry, regularizer={"name": "explodes"})
@@ -148,6 +154,7 @@ class OffsetPlugin:
         register(LearnedOffset)
 
 
+@pytest.mark.slow
 def test_auxiliary_parameters_get_their_own_optimiser_and_are_checkpointed(tmp_path):
     registry = load_plugins(extra=(OffsetPlugin(),)).registry
     config = small_config(registry, regularizer={"name": "learned-offset"}, train={"lr": 0.05})
@@ -160,6 +167,7 @@ def test_auxiliary_parameters_get_their_own_optimiser_and_are_checkpointed(tmp_p
     assert state["auxiliary_optimizer"]["state"], "the auxiliary optimiser's state must be saved"
 
 
+@pytest.mark.slow
 def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path):
     path = tmp_path / CHECKPOINT_NAME
     save_checkpoint(path, {"step": 1, "weights": torch.ones(3)})
@@ -257,6 +265,7 @@ class NaNEncoderPlugin:
         register(NaNEncoder)
 
 
+@pytest.mark.slow
 def test_a_diverging_encoder_stops_through_the_guard_not_a_traceback(tmp_path):
     registry = load_plugins(extra=(NaNEncoderPlugin(),)).registry
     config = resolve(merge_raw({**small_raw(), "encoder": {"name": "nan-after-12"}}), registry)
@@ -294,6 +303,7 @@ class FlushProbePlugin:
         register(FlushProbeEncoder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flush", [True, False])
 def test_training_flushes_subnormals_as_configured_and_restores_the_mode(flush, tmp_path):
     registry = load_plugins(extra=(FlushProbePlugin(),)).registry

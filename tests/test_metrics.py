@@ -1,4 +1,4 @@
-"""Metrics against closed forms (SPEC section 3).
+"""Metrics against closed forms (docs/maths.md section 5).
 
 Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent, ``f`` data features.
 

@@ -95,7 +95,7 @@ def test_mutual_information_and_bayes_decoder_match_their_definitions():
 
 @pytest.mark.parametrize("beta", [0.3, 1.0, 2.5])
 def test_betavae_identity_at_the_bayes_decoder(beta):
-    """SPEC section 4: loss = H(X) + (beta - 1) I(X;Z) + beta KL(q(z) || p(z)) at the optimal decoder."""
+    """docs/maths.md section 6: loss = H(X) + (beta - 1) I(X;Z) + beta KL(q(z) || p(z)) at the optimal decoder."""
     encoder = random_logits(1, 5, 4, 4, seed=8)  # 'g r x z'
     loss = objective(PROBLEM, [Setting("betavae", beta, beta=beta)], encoder, optimal_decoder_logits(P_DATA, encoder))
     prior = Categorical(probs=PROBLEM.tensor("prior"))
@@ -157,7 +157,8 @@ def test_betavae_beta_2_collapses():
 
 
 def test_betavae_beta_below_1_does_not_collapse():
-    """SPEC: for beta < 1 the optimum maximises I(X;Z) (trading off KL(q(z)||p)); Corollary 2.1 says collapse."""
+    """docs/maths.md section 6: for beta < 1 the optimum maximises I(X;Z) (trading off KL(q(z)||p));
+    Corollary 2.1 says collapse."""
     (optimum,) = minimise(PROBLEM, [Setting("betavae", 0.5, beta=0.5)], **BUDGET)
     assert optimum.mutual_information > 0.95 * PROBLEM.data_entropy()
     assert optimum.objective < PROBLEM.data_entropy() - 0.5  # far below the collapsed loss H(X)

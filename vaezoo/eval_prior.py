@@ -1,4 +1,4 @@
-"""Choosing the test prior N(0, s^2 I) used for -ELBO, KL and IW-NLL (SPEC section 3).
+"""Choosing the test prior N(0, s^2 I) used for -ELBO, KL and IW-NLL (docs/maths.md section 4).
 
 ``standard``: s^2 = 1. ``optimal``: the variance the training objective implies (the regulariser's
 ``optimal_test_variance``, e.g. f(K, beta, delta) for NC-VAE). ``tuned``: the s^2 in [1, f] that maximises the

@@ -3,7 +3,7 @@
 x takes values in {1..X} and z in {1..Z}. The encoder q(z|x) and the decoder p(x|z) are free tables, each row a
 softmax of free logits, so every conditional distribution with full support is reachable. The data distribution
 p_d, the noise distribution p_n, the prior p and the contrastive prior n are given probability vectors. Every
-expectation and divergence is a finite sum: nothing is sampled. Objectives (nats, SPEC section 1):
+expectation and divergence is a finite sum: nothing is sampled. Objectives (nats, docs/maths.md section 6):
 
 - betavae (beta):          ReconE + beta E_pd KL(q(z|x) || p)
 - infovae (alpha, lambda): ReconE + (1 - alpha) E_pd KL(q(z|x) || p) + (alpha + lambda - 1) KL(q(z) || p)
@@ -380,7 +380,7 @@ def _best(setting: Setting, losses: Tensor, mi: Tensor, encoder: Tensor, decoder
 
 @attrs.frozen(eq=False)
 class FixedPoint:
-    """The NC-VAE fixed point of SPEC section 4: ``encoder 'x z'`` (probabilities), iterations used, and the
+    """The NC-VAE fixed point of docs/maths.md section 6: ``encoder 'x z'`` (probabilities), iterations used, and the
     last change max |q_new - q_old| (below the tolerance when ``converged``)."""
 
     encoder: Tensor

@@ -29,7 +29,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy
 import torch
 from tqdm import tqdm
@@ -37,7 +36,7 @@ from tqdm import tqdm
 import vaezoo
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from vaezoo.config import RunConfig
-from vaezoo.distributed import Context
+from vaezoo.distributed import Context, StepFunction
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.evaluation import evaluate_split, test_codes
 from vaezoo.figures import latent_scatter
@@ -55,6 +54,7 @@ from vaezoo.rundir import (
     write_json,
 )
 from vaezoo.session import open_session, resolve_device, subnormals_flushed
+from vaezoo.step import NonFiniteLoss, TrainingStep
 
 DEFAULT_STEPS = 3000
 
@@ -94,13 +94,6 @@ def _keep_metric_lines_up_to(path: Path, step: int) -> None:
         path.write_text("".join(f"{json.dumps(record)}\n" for record in kept))
 
 
-def make_optimizer(config: RunConfig, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    train = config.train
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum)
-    return torch.optim.Adam(parameters, lr=train.lr)
-
-
 class Trainer:
     """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json).
 
@@ -122,10 +115,9 @@ class Trainer:
         self.config, self.data_dir = config, data_dir
         self.directory = RunDirectory(run_dir)
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
-        model = self.session.model
-        self.optimizer = make_optimizer(config, model.main_parameters())
-        auxiliary = model.regularizer.auxiliary_parameters()
-        self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(config.train.lr) if auxiliary else None
+        self.training_step = TrainingStep(self.session.model, config.train, self.context)
+        self.optimizer = self.training_step.optimizer
+        self.auxiliary_optimizer = self.training_step.auxiliary_optimizer
         self.step = 0
         self.wall_time = 0.0
         # Training losses summed since the last validation line, and that line while it awaits its validation.
@@ -266,7 +258,7 @@ class Trainer:
                 with signals.deferred():
                     logged = self._train_step(forward)
                 bar.update(1)
-                bar.set_postfix(loss=f"{logged['loss'].item():.2f}", kl=f"{logged['kl'].item():.3f}", refresh=False)
+                bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
                 stop = self.context.any_rank(signals.requested is not None)
                 at_eval = self.step % train_cfg.eval_every == 0 or self.step == n_steps
                 if at_eval:
@@ -282,37 +274,22 @@ class Trainer:
             bar.close()
             del forward
 
-    def _train_step(self, forward) -> dict[str, torch.Tensor]:
-        """One optimiser step (and the regulariser's own, if any) on the next batch; the logged terms."""
-        session, train_cfg = self.session, self.config.train
-        data = session.data
+    def _train_step(self, forward: StepFunction) -> dict[str, float]:
+        """One training step on the next batch; the logged terms (also added to the interval's sums)."""
+        train_cfg, data = self.config.train, self.session.data
         epoch, index = divmod(self.step, data.steps_per_epoch(train_cfg.batch_size))
         batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
-        x = self.context.shard(batch).to(session.device)
+        x = self.context.shard(batch).to(self.session.device)
         try:
-            record, loss, logged = forward(x, self.step, data)
-        except ValueError as error:
-            # torch.distributions refuses NaN or inf parameters before any loss exists
-            if "invalid values" not in str(error):
-                raise
-            record, loss, logged = None, torch.tensor(float("nan"), device=session.device), {}
-        # every rank sees the same mean, so all of them stop together
-        loss_everywhere = self.context.mean_loss(loss)
-        if not torch.isfinite(loss_everywhere):
+            logged = self.training_step(forward, x, self.step, data)
+        except NonFiniteLoss as error:
             checkpoint = self.directory.file(CHECKPOINT_NAME)
             raise TrainingDiverged(
-                f"loss became {loss_everywhere.item()} at step {self.step}; stopped. The last good checkpoint "
-                f"(step {load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if train_cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(session.model.main_parameters(), train_cfg.grad_clip)
-        self.optimizer.step()
-        if self.auxiliary_optimizer is not None:
-            self._auxiliary_step(record)
+                f"{error} at step {self.step}; stopped. The last good checkpoint (step "
+                f"{load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
+            ) from None
         for name, value in logged.items():
-            self.sums[name] += value.item()
+            self.sums[name] += value
         self.since_eval += 1
         self.step += 1
         return logged
@@ -339,19 +316,6 @@ class Trainer:
 
     def _has_line(self, step: int) -> bool:
         return any(record.get("step") == step for record in read_json_lines(self.directory.file(METRICS_NAME)))
-
-    def _auxiliary_step(self, record) -> None:
-        """One step of the regulariser's own optimiser on the detached codes of this batch.
-
-        This loss is not computed in DDP's forward pass, so DDP does not average its gradients: this method does.
-        """
-        detached = attrs.evolve(record, z=record.z.detach(), log_px=record.log_px.detach())
-        assert self.auxiliary_optimizer is not None
-        regularizer = self.session.model.regularizer
-        self.auxiliary_optimizer.zero_grad(set_to_none=True)
-        regularizer.auxiliary_loss(detached).backward()
-        self.context.average_gradients(regularizer.auxiliary_parameters())
-        self.auxiliary_optimizer.step()
 
     def finish(self) -> dict[str, Any]:
         """Test metrics (with IW-NLL), the latent scatter, and results.json (rank 0's work)."""

@@ -34,7 +34,8 @@ import torch
 
 from benchmarks.args import Parser
 from benchmarks.perf.configs import NETWORKS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
-from vaezoo.config import merge_raw, resolve
+from vaezoo.config import TrainConfig, merge_raw, resolve
+from vaezoo.distributed import Context
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec
 from vaezoo.metrics import predicted_tokens
@@ -42,30 +43,18 @@ from vaezoo.model import VAE, build_model_for_data
 from vaezoo.plugins import load_plugins
 from vaezoo.registry import Registry
 from vaezoo.session import configure_cpu, subnormals_flushed
+from vaezoo.step import TrainingStep
 
 IMAGE = DataSpec((1, 28, 28), "binary")
 #: Training batches of the first epoch among which the text batch of median length is chosen.
 TEXT_CANDIDATES = 25
 
 
-def _stepper(model: VAE, data: Data, x: torch.Tensor, lr: float = 1e-3) -> Callable[[int], None]:
-    """One optimiser step of ``model`` (and of its regulariser's own parameters) on ``x``."""
-    optimizer = torch.optim.Adam(model.main_parameters(), lr=lr)
-    auxiliary = model.regularizer.auxiliary_parameters()
-    aux_optimizer = model.regularizer.auxiliary_optimizer(lr) if auxiliary else None
-
-    def step(index: int) -> None:
-        record = model.forward_step(x, index, data)
-        loss, _ = model.loss(record)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if aux_optimizer is not None:
-            aux_optimizer.zero_grad(set_to_none=True)
-            model.regularizer.auxiliary_loss(record).backward()
-            aux_optimizer.step()
-
-    return step
+def _stepper(model: VAE, data: Data, x: torch.Tensor, train: TrainConfig) -> Callable[[int], None]:
+    """The trainer's own training step of ``model`` on ``x`` (optimisers, clipping, auxiliary step, logging)."""
+    step = TrainingStep(model, train)
+    forward = Context().wrap(model)
+    return lambda index: step(forward, x, index, data)
 
 
 def _image_batch(batch: int) -> tuple[Data, torch.Tensor]:
@@ -129,7 +118,7 @@ def measure_step_ratios(
             except UsageError as error:
                 skipped[name] = str(error)
                 continue
-            steppers[name] = _stepper(model, data, x)
+            steppers[name] = _stepper(model, data, x, train)
             steppers[name](0)  # warm-up
         if "betavae" not in steppers:
             raise UsageError(f"betavae cannot be built on {network}: {skipped['betavae']}")

@@ -1,0 +1,80 @@
+"""One optimisation step of a model: the trainer runs it, and the speed benchmarks time this very code."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import Tensor
+
+from vaezoo.config import TrainConfig
+from vaezoo.distributed import Context, StepFunction
+from vaezoo.interfaces import Data, Step
+from vaezoo.model import VAE
+
+
+class NonFiniteLoss(Exception):
+    """The loss (averaged over ranks) is NaN or infinite; nothing was updated."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(f"loss became {value}")
+        self.value = value
+
+
+def make_optimizer(train: TrainConfig, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The model's optimiser as ``train`` configures it (Adam, or SGD with momentum)."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum)
+    return torch.optim.Adam(parameters, lr=train.lr)
+
+
+class TrainingStep:
+    """The optimisers of ``model`` and one step of them on a batch.
+
+    The model's parameters (all but the regulariser's auxiliary ones) get the optimiser ``train`` configures, with
+    the gradient norm clipped to ``train.grad_clip``; auxiliary parameters, if any, get the regulariser's own
+    optimiser, stepped after the model's on the detached codes of the same batch.
+    """
+
+    def __init__(self, model: VAE, train: TrainConfig, context: Context | None = None) -> None:
+        self.model, self.train, self.context = model, train, context or Context()
+        self.optimizer = make_optimizer(train, model.main_parameters())
+        auxiliary = model.regularizer.auxiliary_parameters()
+        self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(train.lr) if auxiliary else None
+
+    def __call__(self, forward: StepFunction, x: Tensor, step: int, data: Data | None) -> dict[str, float]:
+        """Update the parameters on batch ``x`` (this rank's shard) at global ``step``; the logged loss terms.
+
+        ``forward`` is the model's training forward pass (``Context.wrap(model)``). A loss that is not finite on
+        any rank raises :class:`NonFiniteLoss` on every rank before anything is updated.
+        """
+        try:
+            record, loss, logged = forward(x, step, data)
+        except ValueError as error:
+            # torch.distributions refuses NaN or inf parameters before any loss exists
+            if "invalid values" not in str(error):
+                raise
+            record, loss, logged = None, torch.tensor(float("nan"), device=x.device), {}
+        loss_everywhere = self.context.mean_loss(loss)  # every rank sees the same mean, so all stop together
+        if not torch.isfinite(loss_everywhere):
+            raise NonFiniteLoss(loss_everywhere.item())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.train.grad_clip)
+        self.optimizer.step()
+        if self.auxiliary_optimizer is not None:
+            self._auxiliary_step(record)
+        return {name: value.item() for name, value in logged.items()}
+
+    def _auxiliary_step(self, record: Step) -> None:
+        """One step of the regulariser's own optimiser on the detached codes of this batch.
+
+        This loss is not computed in DDP's forward pass, so DDP does not average its gradients: this method does.
+        """
+        assert self.auxiliary_optimizer is not None
+        detached = attrs.evolve(record, z=record.z.detach(), log_px=record.log_px.detach())
+        regularizer = self.model.regularizer
+        self.auxiliary_optimizer.zero_grad(set_to_none=True)
+        regularizer.auxiliary_loss(detached).backward()
+        self.context.average_gradients(regularizer.auxiliary_parameters())
+        self.auxiliary_optimizer.step()

@@ -12,9 +12,10 @@ import json
 import math
 import statistics
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from benchmarks.results import MATRIX_NAME, OK, PENDING, PRIOR_INDEPENDENT, read_cell, read_json
 from vaezoo.errors import UsageError
@@ -41,7 +42,7 @@ def prior_label(prior: str) -> str:
     return PRIOR_LABELS.get(prior, prior)
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Matrix:
     """matrix.json and every cell's cell.json (None while pending), in matrix order."""
 
@@ -82,7 +83,7 @@ def load_matrix(results_dir: Path) -> Matrix:
     return Matrix(results_dir, document, records)
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Group:
     """The cells of one table row and column group (they differ only in the seed), under one test prior."""
 

@@ -42,9 +42,10 @@ import traceback
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from benchmarks.args import Parser
 from benchmarks.results import (
@@ -83,7 +84,7 @@ ERROR_TAIL_LINES = 20
 INTERRUPTED_CODES = (130, -signal.SIGINT)
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Planned:
     """A cell, what the runner will do with it, why it is skipped (if so), and its previous cell.json."""
 

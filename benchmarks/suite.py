@@ -26,9 +26,10 @@ import itertools
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from vaezoo.config import SECTIONS, merge_raw
 from vaezoo.errors import UsageError
@@ -58,7 +59,7 @@ SUITE_KEYS = (
 VARIANT_KEYS = ("label", "id", "test_priors")
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Variant:
     """One value of a variant axis: a labelled config fragment."""
 
@@ -68,7 +69,7 @@ class Variant:
     test_priors: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Axis:
     """A named list of values: parameter values (``SECTION.PARAM``) or variants (a plain name)."""
 
@@ -87,7 +88,7 @@ class Axis:
         return value.id if isinstance(value, Variant) else slugify(value)
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Table:
     """How the report lays out the results (stored in matrix.json for the report)."""
 
@@ -100,14 +101,14 @@ class Table:
     headers: dict[str, str]
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Profile:
     name: str
     config: dict[str, Any]
     axes: dict[str, tuple[Any, ...]]
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Suite:
     name: str
     path: Path
@@ -119,7 +120,7 @@ class Suite:
     default_profile: str | None
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Cell:
     """One point of the matrix: a stable id, its axis values (labels), its merged raw config, its test priors, and
     each axis value's id (``value_ids``: axis name -> the id that appears in the cell id)."""
@@ -128,7 +129,7 @@ class Cell:
     axes: dict[str, Any]
     raw: dict[str, Any]
     test_priors: tuple[str, ...]
-    value_ids: dict[str, str] = field(default_factory=dict)
+    value_ids: dict[str, str] = attrs.field(factory=dict)
 
 
 def slugify(value: Any) -> str:

@@ -24,19 +24,22 @@ from vaezoo import hookimpl
 from vaezoo.divergences import discriminator_jsd
 from vaezoo.interfaces import Regularizer, Step
 from vaezoo.params import param
-from vaezoo_plugins.mlp import perceptron
+from vaezoo_plugins.mlp import MAX_WIDTH, WIDTHS_NOTE, check_widths, perceptron
 
 
 @attrs.frozen
 class AAEParams:
-    lambda_: float = param(1.0, ge=0, help="lambda: weight of the JSD between q(z) and p(z)")
-    hidden: tuple[int, ...] = param((256, 256), help="discriminator hidden widths")
-    disc_lr: float = param(2e-4, gt=0, help="discriminator learning rate (Adam)")
+    lambda_: float = param(1.0, ge=0, le=10**6, help="lambda: weight of the JSD between q(z) and p(z)")
+    hidden: tuple[int, ...] = param((256, 256), ge=1, le=MAX_WIDTH, help=f"discriminator hidden widths{WIDTHS_NOTE}")
+    disc_lr: float = param(2e-4, gt=0, le=100, help="discriminator learning rate (Adam)")
     generator_loss: str = param(
         "minimax",
         choices=("minimax", "nonsaturating"),
         help="minimax: lambda * JSD estimate; nonsaturating: lambda * E_q[-log D(z)] (stronger early gradients)",
     )
+
+    def __attrs_post_init__(self) -> None:
+        check_widths("hidden", self.hidden)
 
 
 class AAE(Regularizer):

@@ -14,9 +14,9 @@ from vaezoo.params import param
 
 @attrs.frozen
 class BetaParams:
-    beta: float = param(1.0, ge=0, help="weight of KL(q(z|x) || p(z))")
-    warmup_steps: int = param(0, ge=0, help="anneal the KL weight linearly from 0 over this many steps")
-    free_bits: float = param(0.0, ge=0, help="nats per latent dim below which the KL is not penalised")
+    beta: float = param(1.0, ge=0, le=10**6, help="weight of KL(q(z|x) || p(z))")
+    warmup_steps: int = param(0, ge=0, le=10**9, help="anneal the KL weight linearly from 0 over this many steps")
+    free_bits: float = param(0.0, ge=0, le=10**6, help="nats per latent dim below which the KL is not penalised")
 
 
 def kl_weight(beta: float, warmup_steps: int, step: int) -> float:

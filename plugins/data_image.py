@@ -310,12 +310,18 @@ class ImageParams:
     )
     test_fraction: float = param(0.2, gt=0, lt=1, help="fraction of groups in the test split (npz, MNIST)")
     split_seed: int = param(
-        123, ge=0, help="seed of the split, independent of the run seed so all model seeds share one split"
+        123,
+        ge=0,
+        le=2**32 - 1,
+        help="seed of the split, independent of the run seed so all model seeds share one split",
     )
     eval_binarisation_seed: int = param(
-        0, ge=0, help="seed of the one fixed binarisation of valid and test (independent of the run seed)"
+        0,
+        ge=0,
+        le=2**32 - 1,
+        help="seed of the one fixed binarisation of valid and test (independent of the run seed)",
     )
-    limit: int = param(0, ge=0, help="use at most this many training examples (0: all), for quick runs")
+    limit: int = param(0, ge=0, le=10**9, help="use at most this many training examples (0: all), for quick runs")
     check_sha256: bool = param(True, help="verify the sha256 of the shipped files (npz, csv)")
 
     def __attrs_post_init__(self) -> None:
@@ -333,7 +339,10 @@ class OmniglotParams(ImageParams):
         help="auto: omniglot/chardata.mat (Burda's split) if present, else the shipped npz split by character",
     )
     chardata_valid: int = param(
-        1345, ge=1, help="chardata.mat only: training images held out (after a split_seed shuffle) for validation"
+        1345,
+        ge=1,
+        le=10**6,
+        help="chardata.mat only: training images held out (after a split_seed shuffle) for validation",
     )
 
 

@@ -1,4 +1,4 @@
-"""The paper's toy task (SPEC section 5): data and noise from two spherical Gaussians, generated in memory."""
+"""The paper's toy task (docs/maths.md section 7): data and noise from two spherical Gaussians, generated in memory."""
 
 from __future__ import annotations
 
@@ -11,18 +11,35 @@ from vaezoo import hookimpl
 from vaezoo.interfaces import Data, DataSource, DataSpec
 from vaezoo.params import param
 
+#: Numbers the generated data set may hold (float32: 1 GiB).
+MAX_NUMBERS = 2**28
+#: Largest mean and standard deviation of a coordinate: the networks see x unnormalised, and inputs much larger
+#: overflow an MLP encoder's posterior scale exp(log sigma) in float32.
+MAX_SCALE = 100
+
 
 @attrs.frozen
 class SyntheticParams:
-    dim: int = param(100, ge=1, help="dimension of x")
-    n_train: int = param(10000, ge=1, help="training examples")
-    n_valid: int = param(1000, ge=1, help="validation examples")
-    n_test: int = param(1000, ge=1, help="test examples")
-    data_mean: float = param(0.0, help="every coordinate's mean under p_d")
-    data_std: float = param(1.0, gt=0, help="every coordinate's standard deviation under p_d")
-    noise_mean: float = param(0.5, help="every coordinate's mean under p_n")
-    noise_std: float = param(1.5, gt=0, help="every coordinate's standard deviation under p_n")
-    data_seed: int = param(20190723, ge=0, help="seed of the generated data (independent of the run seed)")
+    dim: int = param(100, ge=1, le=4096, help="dimension of x")
+    n_train: int = param(10000, ge=1, le=10**6, help="training examples (as many noise examples are drawn)")
+    n_valid: int = param(1000, ge=1, le=10**6, help="validation examples")
+    n_test: int = param(1000, ge=1, le=10**6, help="test examples (as many noise examples are drawn)")
+    data_mean: float = param(0.0, ge=-MAX_SCALE, le=MAX_SCALE, help="every coordinate's mean under p_d")
+    data_std: float = param(1.0, gt=0, le=MAX_SCALE, help="every coordinate's standard deviation under p_d")
+    noise_mean: float = param(0.5, ge=-MAX_SCALE, le=MAX_SCALE, help="every coordinate's mean under p_n")
+    noise_std: float = param(1.5, gt=0, le=MAX_SCALE, help="every coordinate's standard deviation under p_n")
+    data_seed: int = param(
+        20190723, ge=0, le=2**32 - 1, help="seed of the generated data (independent of the run seed)"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        numbers = (2 * self.n_train + self.n_valid + 2 * self.n_test) * self.dim
+        if numbers > MAX_NUMBERS:
+            raise ValueError(
+                f"(2 n_train + n_valid + 2 n_test) * dim must be <= {MAX_NUMBERS} (1 GiB of data and noise), got "
+                f"(2*{self.n_train} + {self.n_valid} + 2*{self.n_test}) * {self.dim} = {numbers}: lower 'dim' or "
+                "the example counts"
+            )
 
 
 class SyntheticData(DataSource):

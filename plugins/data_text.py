@@ -261,12 +261,18 @@ class SequenceParams:
     """Parameters of any text data source: sequence length, bucketing, and a cap on training documents."""
 
     max_len: int = param(
-        202, ge=3, help="longest sequence in tokens, start and end included; longer documents lose their tail"
+        202,
+        ge=3,
+        le=10_000,
+        help="longest sequence in tokens, start and end included; longer documents lose their tail",
     )
     bucket_batches: int = param(
-        50, ge=1, help="training batches are bucketed by length within pools of this many batches (1: no bucketing)"
+        50,
+        ge=1,
+        le=10**6,
+        help="training batches are bucketed by length within pools of this many batches (1: no bucketing)",
     )
-    limit: int = param(0, ge=0, help="use at most this many training documents (0: all), for quick runs")
+    limit: int = param(0, ge=0, le=10**9, help="use at most this many training documents (0: all), for quick runs")
 
 
 def build_text_data(documents: Mapping[str, Sequence[Sequence[str]]], vocabulary: Vocabulary, params) -> TextData:
@@ -389,10 +395,15 @@ class TextParams(SequenceParams):
         help="file: the corpus's vocabulary file; train: trained on the training documents; auto: file if the "
         "corpus has one",
     )
-    min_freq: int = param(1, ge=1, help="trained vocabulary: words seen fewer times in training are unknown")
-    max_vocab: int = param(20000, ge=5, help="trained vocabulary: at most this many entries, special tokens included")
+    min_freq: int = param(1, ge=1, le=10**9, help="trained vocabulary: words seen fewer times in training are unknown")
+    max_vocab: int = param(
+        20000, ge=5, le=65536, help="trained vocabulary: at most this many entries, special tokens included"
+    )
     split_seed: int = param(
-        123, ge=0, help="seed of the divisions of shipped files, independent of the run seed (all runs share them)"
+        123,
+        ge=0,
+        le=2**32 - 1,
+        help="seed of the divisions of shipped files, independent of the run seed (all runs share them)",
     )
     check_sha256: bool = param(True, help="verify the sha256 of the shipped files")
 

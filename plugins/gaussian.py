@@ -34,7 +34,7 @@ class GaussianPrior(StandardPrior):
 
     @attrs.frozen
     class Params:
-        variance: float = param(1.0, gt=0, help="variance s^2 of every latent dimension")
+        variance: float = param(1.0, ge=1e-6, le=10**6, help="variance s^2 of every latent dimension")
 
     def forward(self) -> Distribution:
         return isotropic_normal(self.latent_dim, self.params.variance, like=self.anchor)

@@ -19,10 +19,10 @@ from vaezoo.params import param
 
 @attrs.frozen
 class InfoParams:
-    alpha: float = param(0.0, le=1, help="alpha: 1 - alpha weighs KL(q(z|x) || p(z))")
-    lambda_: float = param(1000.0, ge=0, help="lambda: alpha + lambda - 1 weighs MMD(q(z), p(z))")
+    alpha: float = param(0.0, ge=-(10**6), le=1, help="alpha: 1 - alpha weighs KL(q(z|x) || p(z))")
+    lambda_: float = param(1000.0, ge=0, le=10**6, help="lambda: alpha + lambda - 1 weighs MMD(q(z), p(z))")
     kernel: str = param("imq", choices=tuple(KERNELS), help="MMD kernel: rbf or imq (inverse multiquadric)")
-    bandwidth: float | None = param(None, help="kernel bandwidth (none: 2 * latent dim)")
+    bandwidth: float | None = param(None, ge=1e-6, le=10**6, help="kernel bandwidth (none: 2 * latent dim)")
 
 
 class InfoVAE(Regularizer):

@@ -1,4 +1,4 @@
-"""LSTM encoder and decoder for token sequences (SPEC section 5; the text VAE of He et al. 2019).
+"""LSTM encoder and decoder for token sequences (docs/maths.md section 7; the text VAE of He et al. 2019).
 
 Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``t`` tokens, ``v`` vocabulary, ``e`` embedding,
 ``h`` hidden, ``r`` rows (sequences run through the LSTM at once, e.g. ``(k b)``), ``n`` predicted tokens, ``o`` the
@@ -79,8 +79,8 @@ def row_chunks(rows: int, per_row: int) -> list[slice]:
 
 @attrs.frozen
 class LSTMEncoderParams:
-    embed_dim: int = param(512, ge=1, help="word embedding size (He et al.: 512)")
-    hidden: int = param(1024, ge=1, help="LSTM hidden size (He et al.: 1024)")
+    embed_dim: int = param(512, ge=1, le=4096, help="word embedding size (He et al.: 512)")
+    hidden: int = param(1024, ge=1, le=2048, help="LSTM hidden size (He et al.: 1024)")
 
 
 class LSTMEncoder(Encoder):
@@ -112,8 +112,8 @@ class LSTMEncoder(Encoder):
 
 @attrs.frozen
 class LSTMDecoderParams:
-    embed_dim: int = param(512, ge=1, help="word embedding size (He et al.: 512)")
-    hidden: int = param(1024, ge=1, help="LSTM hidden size (He et al.: 1024)")
+    embed_dim: int = param(512, ge=1, le=4096, help="word embedding size (He et al.: 512)")
+    hidden: int = param(1024, ge=1, le=2048, help="LSTM hidden size (He et al.: 1024)")
     dropout: float = param(
         0.5, ge=0, lt=1, help="training only: dropout on the word embeddings and the LSTM outputs (He et al.: 0.5)"
     )
@@ -121,7 +121,10 @@ class LSTMDecoderParams:
         0.0, ge=0, le=1, help="training only: probability of replacing each input word by the unknown token"
     )
     temperature: float = param(
-        1.0, gt=0, help="sampling: logits are divided by this (1: the model's own distribution; also for noise)"
+        1.0,
+        ge=1e-6,
+        le=10**6,
+        help="sampling: logits are divided by this (1: the model's own distribution; also for noise)",
     )
     greedy: bool = param(False, help="sampling: take the most probable token at every step (also for noise)")
 

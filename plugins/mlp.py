@@ -37,9 +37,37 @@ def _features(spec: DataSpec, who: str) -> int:
     return math.prod(spec.shape)
 
 
+#: Widest hidden layer, most hidden layers, and most weights between hidden layers (2**26 floats: 256 MiB, 1 GiB
+#: with their gradients and Adam's moments) of a perceptron. A decoder's layers are narrower: IW-NLL runs it on
+#: eval.batch_size x eval.iw_chunk rows at once (50,000 by default; 3.6 GB at its peak for a width of 8192).
+MAX_WIDTH = 65536
+MAX_DECODER_WIDTH = 16384
+MAX_LAYERS = 64
+MAX_HIDDEN_WEIGHTS = 2**26
+WIDTHS_NOTE = f"; at most {MAX_LAYERS} layers and 2**26 weights between them"
+
+
+def check_widths(name: str, widths: tuple[int, ...]) -> None:
+    """ValueError naming the parameter ``name`` unless the hidden ``widths`` fit: at most ``MAX_LAYERS`` layers
+    with at most ``MAX_HIDDEN_WEIGHTS`` weights between consecutive ones (each width is bounded by its field)."""
+    if len(widths) > MAX_LAYERS:
+        raise ValueError(f"'{name}' must list at most {MAX_LAYERS} layers, got {len(widths)}")
+    weights = sum(a * b for a, b in itertools.pairwise(widths))
+    if weights > MAX_HIDDEN_WEIGHTS:
+        raise ValueError(
+            f"'{name}' must hold at most {MAX_HIDDEN_WEIGHTS} weights between its layers (the sum of the products "
+            f"of consecutive widths), got {weights} for {widths!r}"
+        )
+
+
 @attrs.frozen
 class MLPParams:
-    hidden: tuple[int, ...] = param((256, 256), help="hidden layer widths, e.g. 256,256 (empty: linear)")
+    hidden: tuple[int, ...] = param(
+        (256, 256), ge=1, le=MAX_WIDTH, help=f"hidden layer widths, e.g. 256,256 (empty: linear){WIDTHS_NOTE}"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        check_widths("hidden", self.hidden)
 
 
 class MLPEncoder(Encoder):
@@ -59,12 +87,17 @@ class MLPEncoder(Encoder):
 
 @attrs.frozen
 class MLPDecoderParams:
-    hidden: tuple[int, ...] = param((256, 256), help="hidden layer widths, e.g. 256,256 (empty: linear)")
+    hidden: tuple[int, ...] = param(
+        (256, 256), ge=1, le=MAX_DECODER_WIDTH, help=f"hidden layer widths, e.g. 256,256 (empty: linear){WIDTHS_NOTE}"
+    )
     likelihood: str = param(
         "auto",
         choices=("auto", "gaussian", "bernoulli"),
         help="auto: bernoulli for binary data, else gaussian",
     )
+
+    def __attrs_post_init__(self) -> None:
+        check_widths("hidden", self.hidden)
 
 
 class MLPDecoder(Decoder):

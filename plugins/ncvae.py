@@ -25,11 +25,11 @@ def optimal_test_variance(K: float, beta: float, delta: float) -> float:
 
 @attrs.frozen
 class NCParams:
-    beta: float = param(1.0, ge=0, help="weight of KL(q(z|x) || p(z)) on data")
-    delta: float = param(1.0, ge=0, help="weight of KL(q(z|x_n) || N(0, K^2 I)) on noise")
-    K: float = param(5.0, gt=0, help="standard deviation of the contrastive prior n(z) = N(0, K^2 I)")
-    warmup_steps: int = param(0, ge=0, help="anneal beta and delta linearly from 0 over this many steps")
-    free_bits: float = param(0.0, ge=0, help="free bits of the data KL (nats per latent dim)")
+    beta: float = param(1.0, ge=0, le=10**6, help="weight of KL(q(z|x) || p(z)) on data")
+    delta: float = param(1.0, ge=0, le=10**6, help="weight of KL(q(z|x_n) || N(0, K^2 I)) on noise")
+    K: float = param(5.0, ge=1e-3, le=1000, help="standard deviation of the contrastive prior n(z) = N(0, K^2 I)")
+    warmup_steps: int = param(0, ge=0, le=10**9, help="anneal beta and delta linearly from 0 over this many steps")
+    free_bits: float = param(0.0, ge=0, le=10**6, help="free bits of the data KL (nats per latent dim)")
 
 
 class NCVAE(Regularizer):

@@ -1,4 +1,4 @@
-"""Contrastive noise samplers (SPEC section 2): Gaussian perturbation, the current decoder, the data set's own.
+"""Contrastive noise samplers (docs/maths.md section 3): Gaussian perturbation, the current decoder, the data set's own.
 
 Each returns a batch ``'b ...'`` shaped like the data batch, without gradients.
 """
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class GaussianNoiseParams:
-    sigma: float = param(0.01, gt=0, help="standard deviation of the added noise")
+    sigma: float = param(0.01, gt=0, le=100, help="standard deviation of the added noise")
 
 
 class GaussianNoise(NoiseSampler):
@@ -43,8 +43,8 @@ class GaussianNoise(NoiseSampler):
 
 @attrs.frozen
 class DecoderNoiseParams:
-    refresh_every: int = param(1, ge=1, help="steps between refreshes of the sample pool (1: fully online)")
-    pool_size: int = param(0, ge=0, help="samples in the pool (0: the batch size)")
+    refresh_every: int = param(1, ge=1, le=10**9, help="steps between refreshes of the sample pool (1: fully online)")
+    pool_size: int = param(0, ge=0, le=1024, help="samples in the pool (0: the batch size)")
     lengths: str = param(
         "decoder",
         choices=("decoder", "batch"),

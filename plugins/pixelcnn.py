@@ -1,4 +1,4 @@
-"""A PixelCNN decoder for binary images (SPEC section 5) with exact fast and naive ancestral sampling.
+"""A PixelCNN decoder for binary images (docs/maths.md section 7) with exact fast and naive ancestral sampling.
 
 Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``c h w`` image (``c`` also the channels of a
 hidden layer), ``o i`` output and input channels of a convolution, ``y x`` kernel rows and columns.
@@ -43,6 +43,11 @@ from vaezoo.interfaces import DataSpec, Decoder
 from vaezoo.params import param
 
 PAPER_KERNELS = (7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3)
+#: Largest kernel, most layers, and most convolution weights (2**26 floats: 256 MiB, 1 GiB with their gradients and
+#: Adam's moments) of the decoder's PixelCNN.
+MAX_KERNEL = 63
+MAX_LAYERS = 64
+MAX_WEIGHTS = 2**26
 MaskType = Literal["A", "B"]
 
 
@@ -119,20 +124,30 @@ class PixelCNN(nn.Module):
 class PixelCNNParams:
     kernels: tuple[int, ...] = param(
         PAPER_KERNELS,
-        help="kernel size of each masked conv layer (its length is the depth), odd and >= 3; the first is type A",
+        ge=3,
+        le=MAX_KERNEL,
+        help=f"kernel size of each masked conv layer, odd (its length is the depth, at most {MAX_LAYERS}; the first is "
+        "type A); at most 2**26 weights with channels",
     )
-    channels: int = param(64, ge=1, help="channels of every hidden layer (the width)")
-    z_channels: int = param(1, ge=1, help="h x w maps that a linear layer makes of z, concatenated to the input")
+    channels: int = param(64, ge=1, le=512, help="channels of every hidden layer (the width)")
+    z_channels: int = param(1, ge=1, le=64, help="h x w maps that a linear layer makes of z, concatenated to the input")
     sampling: str = param(
         "fast", choices=("fast", "naive"), help="fast: cached one-position-per-layer updates; naive: full recompute"
     )
 
     def __attrs_post_init__(self) -> None:
-        if not self.kernels:
-            raise ValueError("'kernels' must list at least one layer")
-        bad = [k for k in self.kernels if k < 3 or k % 2 == 0]
-        if bad:
-            raise ValueError(f"'kernels' must be odd and >= 3, got {bad[0]} in {self.kernels}")
+        if not 1 <= len(self.kernels) <= MAX_LAYERS:
+            raise ValueError(f"'kernels' must list from 1 to {MAX_LAYERS} layers, got {len(self.kernels)}")
+        even = [k for k in self.kernels if k % 2 == 0]
+        if even:
+            raise ValueError(f"'kernels' must be odd, got {even[0]} in {self.kernels}")
+        fan_in = [1 + self.z_channels] + [self.channels] * (len(self.kernels) - 1)
+        weights = sum(i * self.channels * k * k for i, k in zip(fan_in, self.kernels, strict=True))
+        if weights > MAX_WEIGHTS:
+            raise ValueError(
+                f"'channels' and 'kernels' must make at most {MAX_WEIGHTS} convolution weights (channels^2 * "
+                f"kernel^2 per layer), got {weights} for channels={self.channels}, kernels={self.kernels}"
+            )
 
 
 @attrs.frozen

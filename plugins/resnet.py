@@ -5,6 +5,7 @@ Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``c h w`` ima
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import attrs
@@ -47,12 +48,35 @@ class ResidualBlock(nn.Module):
         return nn.functional.elu(self.skip(x) + self.body(x))
 
 
+#: Most residual stages (after four halvings a 28x28 image is 2x2: batch norm still sees several values with a
+#: batch of one), and most convolution weights (2**26 floats: 256 MiB, 1 GiB with their gradients and Adam's moments).
+MAX_STAGES = 5
+MAX_WEIGHTS = 2**26
+
+
 @attrs.frozen
 class ResNetParams:
     channels: tuple[int, ...] = param(
-        (32, 64, 64), help="channels of each residual stage; every stage after the first halves h and w"
+        (32, 64, 64),
+        ge=1,
+        le=512,
+        help=f"channels of each residual stage (at most {MAX_STAGES} stages; each after the first halves h and w); at "
+        "most 2**26 weights with blocks_per_stage",
     )
-    blocks_per_stage: int = param(2, ge=1, help="residual blocks in each stage")
+    blocks_per_stage: int = param(2, ge=1, le=16, help="residual blocks in each stage")
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.channels) > MAX_STAGES:
+            raise ValueError(f"'channels' must list at most {MAX_STAGES} stages, got {len(self.channels)}")
+        widths = [1, *self.channels]  # one image channel in; more only add to the first convolution
+        weights = sum(
+            9 * c_in * c + 9 * (2 * self.blocks_per_stage - 1) * c * c for c_in, c in itertools.pairwise(widths)
+        )
+        if weights > MAX_WEIGHTS:
+            raise ValueError(
+                f"'channels' and 'blocks_per_stage' must make at most {MAX_WEIGHTS} convolution weights, got "
+                f"{weights} for channels={self.channels}, blocks_per_stage={self.blocks_per_stage}"
+            )
 
 
 class ResNetEncoder(Encoder):
@@ -83,8 +107,10 @@ class ResNetEncoder(Encoder):
 
 @attrs.frozen
 class DeconvParams:
-    channels: int = param(64, ge=1, help="channels of the first feature map (halved at each upsampling)")
-    upsamplings: int = param(2, ge=0, help="stride-2 transposed convolutions (each doubles h and w)")
+    channels: int = param(64, ge=1, le=512, help="channels of the first feature map (halved at each upsampling)")
+    upsamplings: int = param(
+        2, ge=0, le=5, help="stride-2 transposed convolutions (each doubles h and w; 5 start 28x28 images at 1x1)"
+    )
 
 
 class DeconvDecoder(Decoder):

@@ -113,6 +113,8 @@ class MLPDecoder(Decoder):
         self.likelihood = params.likelihood
         if self.likelihood == "auto":
             self.likelihood = "bernoulli" if spec.kind == "binary" else "gaussian"
+        if self.likelihood == "bernoulli" and spec.kind != "binary":
+            raise UsageError(f"decoder {self.name!r}: likelihood 'bernoulli' needs binary data, not {spec.kind} data")
         self.net = perceptron([latent_dim, *params.hidden, features])
         if self.likelihood == "gaussian":
             self.log_scale = nn.Parameter(torch.zeros(features))

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaezoo.cli import main
@@ -220,14 +220,6 @@ def set_flags(setting: Setting) -> list[str]:
     ]
 
 
-def known_core_bug(section: str, drawn: dict[str, Any]) -> str | None:
-    """Why a run with ``drawn`` values of ``section`` fails on a core bug already reported, else None."""
-    lr = drawn.get("lr") if section == "train" else None
-    if isinstance(lr, int | float) and not isinstance(lr, bool) and 1 < lr <= 100:
-        return "a step that blows up the posterior's scale ends in a traceback in evaluation instead of exit 3"
-    return None
-
-
 # -- running --------------------------------------------------------------------------------------------------
 
 
@@ -273,7 +265,6 @@ def test_a_one_step_run_with_any_drawn_value_ends_cleanly(target, data, data_dir
         st.lists(st.sampled_from(fields), max_size=2, unique_by=lambda f: f.name) if fields else st.just([])
     )
     drawn = {public_name(f.name): data.draw(values(target.section, f, hints[f.name])) for f in chosen}
-    assume(known_core_bug(target.section, drawn) is None)
     setting = data.draw(st.sampled_from(target.settings))
     if target.name is not None:
         setting = {**setting, target.section: {**setting.get(target.section, {}), "name": target.name}}

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from vaezoo.distributions import isotropic_normal
+from vaezoo.errors import TrainingDiverged
 from vaezoo.eval_prior import choose_test_variance
 from vaezoo.metrics import evaluate_priors
 from vaezoo.session import Session, subnormals_flushed
@@ -79,6 +80,13 @@ def evaluate_split_priors(
                 au_threshold=cfg.au_threshold,
                 on_progress=bar.update,
             )
+    except ValueError as error:
+        # torch.distributions refuses NaN or infinite parameters: the model's outputs have diverged
+        if "invalid values" not in str(error):
+            raise
+        raise TrainingDiverged(
+            f"the model's outputs on the {split} split are not finite (NaN or infinite distribution parameters)"
+        ) from None
     finally:
         bar.close()
         model.train(was_training)

@@ -20,6 +20,8 @@ def project_2d(codes: Tensor, reference: Tensor) -> tuple[Tensor, str]:
         return torch.cat([codes, torch.zeros_like(codes)], dim=1), "z"
     if d == 2:
         return codes, "z"
+    if len(reference) < 2:  # no principal components of a single code: its first two coordinates
+        return codes[:, :2], "z"
     center = reference.mean(0)
     _, _, v = torch.pca_lowrank(reference - center, q=2, center=False)
     return (codes - center) @ v, "principal component of data codes"

@@ -212,7 +212,10 @@ def _exp(value: float) -> float:
 
 
 def active_units(posterior_means: Tensor, threshold: float = 0.01) -> int:
-    """Dims whose posterior mean varies across examples by more than ``threshold``: ``'b d' -> int``."""
+    """Dims whose posterior mean varies across examples by more than ``threshold``: ``'b d' -> int`` (0 for fewer
+    than two examples, which cannot vary)."""
+    if len(posterior_means) < 2:
+        return 0
     return int((posterior_means.var(dim=0) > threshold).sum().item())
 
 

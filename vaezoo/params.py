@@ -136,7 +136,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         raise UsageError(f"{where}: expected a string, got {value!r}")
     origin = typing.get_origin(annotation)
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
+        items = value.split(",") if isinstance(value, str) else [value] if isinstance(value, (int, float)) else value
         if not isinstance(items, (list, tuple)):
             raise UsageError(f"{where}: expected a list, got {value!r}")
         item_type = args[0] if args else Any

@@ -45,7 +45,7 @@ class BetaVAE(Regularizer):
     Params = BetaParams
 
     def forward(self, step: Step) -> dict[str, Tensor]:
-        weight = kl_weight(self.params.beta, self.params.warmup_steps, step.step)
+        weight = kl_weight(self.params.beta, self.params.warmup_steps, step.step) * step.kl_scale
         return {"beta_kl": weight * penalised_kl(step, self.params.free_bits)}
 
     def optimal_test_variance(self) -> float:

@@ -31,6 +31,7 @@ class InfoVAE(Regularizer):
     name = "infovae"
     description = "(1-alpha) KL(q(z|x)||p) + (alpha+lambda-1) MMD(q(z), p(z))"
     Params = InfoParams
+    min_batch_size = 2  # the unbiased MMD averages over pairs of distinct codes
 
     def forward(self, step: Step) -> dict[str, Tensor]:
         p = self.params

@@ -46,7 +46,7 @@ class NCVAE(Regularizer):
         contrastive = isotropic_normal(self.latent_dim, p.K**2, like=step.z)
         noise_kl = kl_divergence(step.noise_posterior, contrastive).mean()
         return {
-            "beta_kl": kl_weight(p.beta, p.warmup_steps, step.step) * penalised_kl(step, p.free_bits),
+            "beta_kl": kl_weight(p.beta, p.warmup_steps, step.step) * step.kl_scale * penalised_kl(step, p.free_bits),
             "delta_noise_kl": kl_weight(p.delta, p.warmup_steps, step.step) * noise_kl,
         }
 

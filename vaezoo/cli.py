@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vaezoo.config import (
+    CALLBACKS,
     CORE_SECTIONS,
     RESUMABLE_SETTINGS,
     config_changes,
@@ -26,7 +27,7 @@ from vaezoo.config import (
 )
 from vaezoo.errors import TrainingDiverged, UsageError
 from vaezoo.eval_prior import NAMED as TEST_PRIORS
-from vaezoo.interfaces import KINDS
+from vaezoo.interfaces import ALL_KINDS, KINDS
 from vaezoo.interrupts import Interrupted, StopSignals
 from vaezoo.metrics import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
@@ -63,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="SECTION.PARAM=VALUE", help="override a value")
     for kind in KINDS:
         run.add_argument(f"--{kind}", metavar="NAME", help=f"{kind} component (see 'vaezoo list {kind}')")
+    run.add_argument(
+        "--callback",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a callback (a logger, a KL schedule, early stopping; repeatable; see 'vaezoo list callback'); "
+        "its parameters are set with --set callbacks.NAME.PARAM=VALUE",
+    )
     run.add_argument("--steps", type=int, help="optimiser steps")
     run.add_argument("--epochs", type=int, help="passes over the training split (instead of --steps)")
     run.add_argument("--batch-size", type=int)
@@ -85,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     listing = commands.add_parser("list", help="registered components, their plugins and parameters")
-    listing.add_argument("kind", nargs="?", choices=(*KINDS, *CORE_SECTIONS))
+    listing.add_argument("kind", nargs="?", choices=(*ALL_KINDS, *CORE_SECTIONS))
 
     ev = commands.add_parser("eval", help="metrics of a run on its test split")
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -152,9 +161,17 @@ def _raw_from_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             raw.setdefault(section, {})[key] = value
     if getattr(args, "no_progress", False):
         raw.setdefault("train", {})["progress"] = False
+    for name in args.callback:
+        raw.setdefault(CALLBACKS, {}).setdefault(name, {})
     for text in args.set:
         section, key, value = parse_override(text)
-        raw.setdefault(section, {})[key] = value
+        if section == CALLBACKS:
+            name, dot, param = key.partition(".")
+            if not dot or not name or not param:
+                raise UsageError(f"--set for a callback expects callbacks.NAME.PARAM=VALUE, got {text!r}")
+            raw.setdefault(CALLBACKS, {}).setdefault(name, {})[param] = value
+        else:
+            raw.setdefault(section, {})[key] = value
     train = raw.get("train", {})
     if "steps" in train and "epochs" not in train:
         train["epochs"] = None  # a length in steps replaces one in epochs from a file or the resumed run
@@ -179,14 +196,24 @@ def _resume_config(directory: RunDirectory, flags: dict[str, Any], plugins: Plug
     before = resolve(merge_raw(current), plugins.registry)
     after = resolve(merge_raw(current, flags), plugins.registry)
     changes = config_changes(before, after)
-    refused = {key: change for key, change in changes.items() if key not in RESUMABLE_SETTINGS}
+    refused = {key: change for key, change in changes.items() if not _resumable(key, plugins)}
     if refused:
         listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in refused.items())
         raise UsageError(
             f"--resume cannot change what the run learns: {listed}. A resume may change only "
-            f"{', '.join(RESUMABLE_SETTINGS)}; start a new run from --config {directory.file(CONFIG_NAME)} instead"
+            f"{', '.join(RESUMABLE_SETTINGS)} and loggers; start a new run from --config "
+            f"{directory.file(CONFIG_NAME)} instead"
         )
     return after, changes
+
+
+def _resumable(key: str, plugins: Plugins) -> bool:
+    """Whether a resume may change setting ``key``: one of RESUMABLE_SETTINGS, or a callback that does not
+    change what is trained (a logger)."""
+    section, _, name = key.partition(".")
+    if section == CALLBACKS:
+        return not plugins.registry.get("callback", name).cls.changes_training
+    return key in RESUMABLE_SETTINGS
 
 
 def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
@@ -249,7 +276,7 @@ def _print_params(params_class: type) -> None:
 
 
 def _command_list(args: argparse.Namespace, plugins: Plugins) -> int:
-    for kind in [args.kind] if args.kind else [*KINDS, *CORE_SECTIONS]:
+    for kind in [args.kind] if args.kind else [*ALL_KINDS, *CORE_SECTIONS]:
         print(f"{kind}:")
         if kind in CORE_SECTIONS:
             print(f"  core settings, set with --set {kind}.PARAM=VALUE or a [{kind}] table in --config")

@@ -24,7 +24,8 @@ from vaezoo.registry import Registry
 
 OPTIONAL_KINDS = ("noise",)
 CORE_SECTIONS = ("model", "train", "eval")
-SECTIONS = (*KINDS, *CORE_SECTIONS)
+CALLBACKS = "callbacks"
+SECTIONS = (*KINDS, *CORE_SECTIONS, CALLBACKS)
 #: Settings a resumed run may change: how long it trains, where it runs and how it is evaluated, never what it
 #: learns. Any other difference refuses the resume.
 RESUMABLE_SETTINGS = (
@@ -50,6 +51,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {},
     "train": {},
     "eval": {},
+    CALLBACKS: {},
 }
 
 
@@ -115,6 +117,8 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     eval: EvalConfig
+    #: The run's callbacks in the order given, each at most once.
+    callbacks: tuple[ComponentChoice, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain nested dict that ``resolve`` accepts back (written as the run's ``config.json``)."""
@@ -122,13 +126,15 @@ class RunConfig:
         for kind in KINDS:
             choice = getattr(self, kind)
             out[kind] = choice.as_dict() if choice is not None else {}
-        for section in ("model", "train", "eval"):
+        for section in CORE_SECTIONS:
             out[section] = attrs.asdict(getattr(self, section))
+        out[CALLBACKS] = {choice.name: params_as_dict(choice.params) for choice in self.callbacks}
         return out
 
 
 def flat_settings(config: RunConfig) -> dict[str, Any]:
-    """Every setting of ``config`` keyed ``section.param`` (component sections include ``name``)."""
+    """Every setting of ``config`` keyed ``section.param`` (component sections include ``name``); a callback is
+    one setting, ``callbacks.NAME``, whose value is its parameters."""
     return {f"{section}.{key}": value for section, values in config.as_dict().items() for key, value in values.items()}
 
 
@@ -187,6 +193,12 @@ def merge_raw(*layers: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(values, Mapping):
                 raise UsageError(f"config section {section!r} must be a table, got {values!r}")
             target = merged[section]
+            if section == CALLBACKS:
+                for name, params in values.items():
+                    if not isinstance(params, Mapping):
+                        raise UsageError(f"callback {name!r} must be a table of its parameters, got {params!r}")
+                    target[name] = {**target.get(name, {}), **params}
+                continue
             if "name" in values and values["name"] != target.get("name"):
                 target.clear()
             target.update(values)
@@ -212,6 +224,10 @@ def resolve(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
         model=build_params(ModelConfig, raw.get("model", {}), "model"),
         train=build_params(TrainConfig, raw.get("train", {}), "train"),
         eval=build_params(EvalConfig, raw.get("eval", {}), "eval"),
+        callbacks=tuple(
+            ComponentChoice(name, build_params(registry.get("callback", name).cls.Params, params, f"callback {name!r}"))
+            for name, params in raw.get(CALLBACKS, {}).items()
+        ),
     )
     check_test_prior(config.eval.test_prior)
     regularizer = registry.get("regularizer", config.regularizer.name).cls

@@ -60,8 +60,8 @@ BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
 # Ranks other than 0 wait in their next collective while rank 0 evaluates and writes a checkpoint.
 TIMEOUT = datetime.timedelta(hours=1)
 
-#: One training step's forward pass: (x, step, data) -> (the Step record, the loss, the logged terms).
-StepFunction = Callable[[Tensor, int, "Data"], "tuple[Step, Tensor, dict[str, Tensor]]"]
+#: One training step's forward pass: (x, step, data, kl_scale) -> (the Step record, the loss, the logged terms).
+StepFunction = Callable[[Tensor, int, "Data | None", float], "tuple[Step, Tensor, dict[str, Tensor]]"]
 
 
 _sharded = False  # inside a training step whose batch is split over the ranks
@@ -111,9 +111,11 @@ class _TrainingStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, step: int, data: Data) -> tuple[Step, Tensor, dict[str, Tensor]]:
+    def forward(
+        self, x: Tensor, step: int, data: Data | None, kl_scale: float = 1.0
+    ) -> tuple[Step, Tensor, dict[str, Tensor]]:
         with sharded_step():
-            record = self.model.forward_step(x, step, data)
+            record = self.model.forward_step(x, step, data, kl_scale)
             loss, logged = self.model.loss(record)
         return record, loss, logged
 

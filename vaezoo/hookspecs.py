@@ -1,4 +1,4 @@
-"""The one hook every vaezoo plugin implements.
+"""The hooks of vaezoo: registering components, and the lifecycle of a run.
 
 A plugin is a module (or object) found through the entry-point group ``vaezoo``. It implements
 ``vaezoo_register`` and adds its components to the registrar it is given::
@@ -29,3 +29,40 @@ def vaezoo_register(register) -> None:
     ``Params`` class. Registering a name that another plugin already registered for the same kind is an
     error that names both plugins.
     """
+
+
+# -- the lifecycle of a run ------------------------------------------------------------------------------
+# Implemented by the callbacks a run is configured with (``vaezoo.interfaces.Callback``, ``--callback NAME``):
+# each callback object is registered in the run's own plugin manager, so these hooks reach only the run's
+# callbacks. ``run`` is a :class:`vaezoo.callbacks.RunInfo`. Except ``vaezoo_kl_scale``, they are called on the
+# process that writes the run (rank 0 of a distributed run).
+
+
+@hookspec
+def vaezoo_run_started(run) -> None:
+    """The run is about to train from ``run.step`` (0 for a new run, the checkpoint's step for a resume)."""
+
+
+@hookspec
+def vaezoo_step_done(run, step: int, logged: dict) -> None:
+    """Training step ``step`` (counted from 1) finished; ``logged`` holds its loss terms (floats, nats per
+    example). Called after every step, so an implementation does its work at the interval it chooses."""
+
+
+@hookspec
+def vaezoo_evaluated(run, step: int, split: str, metrics: dict):
+    """``split`` was evaluated after ``step`` steps (``valid`` during training). Return True to stop training
+    early: the run then goes on to its final evaluation as if it had reached its length."""
+
+
+@hookspec
+def vaezoo_run_finished(run, results: dict) -> None:
+    """The run finished; ``results`` is what results.json holds."""
+
+
+@hookspec
+def vaezoo_kl_scale(run, step: int):
+    """A factor on the KL weight β of the regulariser at training step ``step`` (counted from 0), or None.
+
+    The factors of all callbacks multiply; a regulariser with a β reads the product as ``Step.kl_scale``.
+    Called on every process of a run, since it changes what is trained."""

@@ -26,7 +26,11 @@ from vaezoo.params import NoParams
 if TYPE_CHECKING:
     from vaezoo.model import VAE
 
+#: Kinds of which a run chooses exactly one (``noise``: at most one); each is a config section.
 KINDS = ("data", "encoder", "decoder", "prior", "regularizer", "noise")
+#: Kinds of which a run chooses any number, in the config section ``callbacks`` (``--callback NAME``).
+MULTI_KINDS = ("callback",)
+ALL_KINDS = (*KINDS, *MULTI_KINDS)
 
 
 @attrs.frozen
@@ -117,7 +121,8 @@ class Step:
 
     ``x 'b ...'`` the data batch, ``posterior`` q(z|x), ``z 'b d'`` its reparameterised sample,
     ``log_px 'b'`` = log p(x|z), ``prior`` p(z), ``noise_posterior`` q(z|x_noise) when the regulariser asked
-    for noise (else None), ``step`` the global step counted from 0.
+    for noise (else None), ``step`` the global step counted from 0, ``kl_scale`` the factor the run's callbacks
+    put on a KL weight β at this step (a KL annealing schedule; 1 without one).
     """
 
     x: Tensor
@@ -127,6 +132,7 @@ class Step:
     prior: Distribution
     noise_posterior: Distribution | None
     step: int
+    kl_scale: float = 1.0
 
     def kl(self) -> Tensor:
         """KL(q(z|x) || p(z)) per example, ``'b'``, summed over latent dims: in closed form where torch has one,
@@ -145,6 +151,8 @@ class Regularizer(Component, nn.Module, ABC):
     kind = "regularizer"
     #: True when the regulariser reads ``Step.noise_posterior``; then a noise sampler is required.
     needs_noise: ClassVar[bool] = False
+    #: The smallest training batch the objective is defined on (a statistic over pairs of codes needs two).
+    min_batch_size: ClassVar[int] = 1
 
     def __init__(self, params: Any, latent_dim: int) -> None:
         super().__init__()
@@ -264,6 +272,24 @@ class DataSource(Component, ABC):
         """Read or generate the splits; missing or corrupt files raise UsageError naming the path."""
 
 
+class Callback(Component):
+    """Takes part in a run's lifecycle: logging, schedules, early stopping.
+
+    A callback implements any of the lifecycle hooks of :mod:`vaezoo.hookspecs` as methods marked with
+    ``vaezoo.hookimpl`` (``vaezoo_run_started``, ``vaezoo_step_done``, ``vaezoo_evaluated``,
+    ``vaezoo_run_finished``, ``vaezoo_kl_scale``); the run registers the callbacks it is configured with, and only
+    those, in a plugin manager of its own. A run may have several callbacks, each at most once.
+    """
+
+    kind = "callback"
+    #: True when the callback changes what the run trains (a KL schedule, early stopping): it may then not be
+    #: added, removed or changed when the run is resumed; a logger may.
+    changes_training: ClassVar[bool] = False
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+
 INTERFACES: dict[str, type] = {
     "data": DataSource,
     "encoder": Encoder,
@@ -271,4 +297,5 @@ INTERFACES: dict[str, type] = {
     "prior": Prior,
     "regularizer": Regularizer,
     "noise": NoiseSampler,
+    "callback": Callback,
 }

@@ -29,8 +29,9 @@ class VAE(nn.Module):
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
         self.regularizer, self.noise = regularizer, noise
 
-    def forward_step(self, x: Tensor, step: int, data: Data | None = None) -> Step:
-        """Encode ``x``, decode one reparameterised z, and encode contrastive inputs if the regulariser asks."""
+    def forward_step(self, x: Tensor, step: int, data: Data | None = None, kl_scale: float = 1.0) -> Step:
+        """Encode ``x``, decode one reparameterised z, and encode contrastive inputs if the regulariser asks;
+        ``kl_scale`` is the run's factor on a KL weight at this step (``Step.kl_scale``)."""
         posterior = self.encoder(x)
         z = posterior.rsample()  # 'b d'
         log_px = self.decoder.log_prob(x, z.unsqueeze(0)).squeeze(0)  # 'b'
@@ -40,7 +41,7 @@ class VAE(nn.Module):
             with torch.no_grad():
                 x_noise = self.noise(x, self, data, step)
             noise_posterior = self.encoder(x_noise)
-        return Step(x, posterior, z, log_px, self.prior(), noise_posterior, step)
+        return Step(x, posterior, z, log_px, self.prior(), noise_posterior, step, kl_scale)
 
     def loss(self, record: Step) -> tuple[Tensor, dict[str, Tensor]]:
         """The training loss (nats per example) and every named part of it, for logging."""

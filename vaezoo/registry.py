@@ -7,7 +7,7 @@ import fnmatch
 import attrs
 
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import INTERFACES, KINDS
+from vaezoo.interfaces import ALL_KINDS, INTERFACES
 
 
 @attrs.frozen
@@ -26,7 +26,7 @@ class Registry:
     """Maps ``(kind, name)`` to an :class:`Entry`."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in ALL_KINDS}
 
     def add(self, cls: type, origin: str) -> None:
         kind = kind_of(cls)
@@ -42,20 +42,20 @@ class Registry:
 
     def merge(self, other: Registry) -> None:
         """Add all of ``other``'s entries, or none of them if any name is taken already."""
-        for kind in KINDS:
+        for kind in ALL_KINDS:
             for name, entry in other._entries[kind].items():
                 if name in self._entries[kind]:
                     raise DuplicateComponent(
                         f"{kind} {name!r} is registered twice: by {self._entries[kind][name].origin}"
                         f" and by {entry.origin}"
                     )
-        for kind in KINDS:
+        for kind in ALL_KINDS:
             self._entries[kind].update(other._entries[kind])
 
     def get(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; an unknown name is a UsageError listing the choices."""
         if kind not in self._entries:
-            raise UsageError(f"unknown component kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+            raise UsageError(f"unknown component kind {kind!r}; valid kinds: {', '.join(ALL_KINDS)}")
         try:
             return self._entries[kind][name]
         except KeyError:

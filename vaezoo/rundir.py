@@ -151,13 +151,17 @@ class RunDirectory:
 
     def current_raw(self) -> dict[str, Any]:
         """``config.json`` with the changes of every resume applied in order: the settings in force."""
-        from vaezoo.config import read_config_file
+        from vaezoo.config import CALLBACKS, read_config_file
 
         raw = read_config_file(self.file(CONFIG_NAME))
         for entry in self.history():
-            for key, change in entry.get("changed", {}).items():
+            for key, (_, new) in entry.get("changed", {}).items():
                 section, _, name = key.partition(".")
-                raw.setdefault(section, {})[name] = change[1]
+                values = raw.setdefault(section, {})
+                if section == CALLBACKS and new is None:  # a callback removed on resume
+                    values.pop(name, None)
+                else:
+                    values[name] = new
         return raw
 
     def recorded_data_dir(self) -> Path | None:

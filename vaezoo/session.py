@@ -122,6 +122,12 @@ def open_session(
             f"train.batch_size {config.train.batch_size} exceeds the {data.size('train')} training examples of "
             f"data {config.data.name!r}; choose at most {data.size('train')}"
         )
+    regularizer = registry.get("regularizer", config.regularizer.name).cls
+    if config.train.batch_size < regularizer.min_batch_size:
+        raise UsageError(
+            f"regularizer {config.regularizer.name!r} needs training batches of at least "
+            f"{regularizer.min_batch_size} examples, got train.batch_size {config.train.batch_size}"
+        )
     torch.manual_seed(config.train.seed)
     model = build_model_for_data(config, registry, data).to(device)
     check_test_prior_defined(config.eval.test_prior, model.regularizer)

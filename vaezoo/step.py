@@ -41,14 +41,17 @@ class TrainingStep:
         auxiliary = model.regularizer.auxiliary_parameters()
         self.auxiliary_optimizer = model.regularizer.auxiliary_optimizer(train.lr) if auxiliary else None
 
-    def __call__(self, forward: StepFunction, x: Tensor, step: int, data: Data | None) -> dict[str, float]:
+    def __call__(
+        self, forward: StepFunction, x: Tensor, step: int, data: Data | None, kl_scale: float = 1.0
+    ) -> dict[str, float]:
         """Update the parameters on batch ``x`` (this rank's shard) at global ``step``; the logged loss terms.
 
-        ``forward`` is the model's training forward pass (``Context.wrap(model)``). A loss that is not finite on
-        any rank raises :class:`NonFiniteLoss` on every rank before anything is updated.
+        ``forward`` is the model's training forward pass (``Context.wrap(model)``); ``kl_scale`` the run's factor
+        on a KL weight (``Step.kl_scale``). A loss that is not finite on any rank raises :class:`NonFiniteLoss` on
+        every rank before anything is updated.
         """
         try:
-            record, loss, logged = forward(x, step, data)
+            record, loss, logged = forward(x, step, data, kl_scale)
         except ValueError as error:
             # torch.distributions refuses NaN or inf parameters before any loss exists
             if "invalid values" not in str(error):

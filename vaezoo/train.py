@@ -29,11 +29,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy
 import torch
 from tqdm import tqdm
 
 import vaezoo
+from vaezoo.callbacks import RunHooks, RunInfo
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from vaezoo.config import RunConfig
 from vaezoo.distributed import Context, StepFunction
@@ -116,6 +118,8 @@ class Trainer:
         self.directory = RunDirectory(run_dir)
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         self.training_step = TrainingStep(self.session.model, config.train, self.context)
+        self.hooks = RunHooks(config, registry)
+        self.run_info = RunInfo(run_dir, config, self.session.model, self.session.data, self.total_steps)
         self.optimizer = self.training_step.optimizer
         self.auxiliary_optimizer = self.training_step.auxiliary_optimizer
         self.step = 0
@@ -129,6 +133,10 @@ class Trainer:
     @property
     def run_dir(self) -> Path:
         return self.directory.path
+
+    @property
+    def total_steps(self) -> int:
+        return total_steps(self.config, self.session.data)
 
     def _seed_rank(self, step: int) -> None:
         """Give a rank other than 0 random draws of its own (rank 0 keeps the one-process stream)."""
@@ -200,14 +208,19 @@ class Trainer:
             try:
                 if signals.requested is not None:
                     raise Interrupted(signals.requested)
-                self._train(signals)
+                if self._train(signals):
+                    self._record("stopped_early")
                 results = self.finish() if self.context.is_main else {}
             except Interrupted as stop:
                 self._record("interrupted", signal=signal.Signals(stop.signum).name)
                 raise
             except TrainingDiverged as diverged:
                 self._record("diverged", error=str(diverged))
-                raise
+                if "checkpoint" in str(diverged):
+                    raise
+                raise TrainingDiverged(
+                    f"{diverged} after step {self.step}; stopped. Its checkpoint is in {str(self.run_dir)!r}"
+                ) from None
             except UsageError as error:  # found after training began: say that the training is kept
                 raise UsageError(
                     f"{error}; the checkpoint of step {self.step} is kept in {str(self.run_dir)!r} (evaluate it with "
@@ -240,58 +253,71 @@ class Trainer:
             directory.record(event, self.step, argv=sys.argv[1:], data_dir=data_dir, changed=changes or {})
         if not resume:
             self.save()
+        self.run_info = attrs.evolve(self.run_info, start_step=self.step)
+        if main:
+            self.hooks.started(self.run_info)
 
-    def _train(self, signals: StopSignals) -> None:
-        """Train from the current step to the configured length, validating and checkpointing on the way."""
-        session, train_cfg, main = self.session, self.config.train, self.context.is_main
-        n_steps = total_steps(self.config, session.data)
+    def _train(self, signals: StopSignals) -> bool:
+        """Train from the current step to the configured length, validating and checkpointing on the way;
+        whether a callback stopped the training early."""
+        show = self.config.train.progress and self.context.is_main
         started = time.perf_counter() - self.wall_time
-        session.model.train()
-        show = train_cfg.progress and main
+        self.session.model.train()
         # The DDP wrapper lives only while training, not in a traceback either: the process group must outlive it.
-        forward = self.context.wrap(session.model)
-        bar = tqdm(total=n_steps, initial=self.step, desc="train", disable=not show, dynamic_ncols=True)
+        forward = self.context.wrap(self.session.model)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not show, dynamic_ncols=True)
         try:
-            if main and self.pending is not None and not self._has_line(self.pending["step"]):
+            if self.context.is_main and self.pending is not None and not self._has_line(self.pending["step"]):
                 self._validate(self.pending)  # a checkpoint written before its evaluation, which was cut short
-            while self.step < n_steps:
-                with signals.deferred():
-                    logged = self._train_step(forward)
-                bar.update(1)
-                bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
-                stop = self.context.any_rank(signals.requested is not None)
-                at_eval = self.step % train_cfg.eval_every == 0 or self.step == n_steps
-                if at_eval:
-                    self._close_interval()
-                if at_eval or stop:
-                    self.wall_time = time.perf_counter() - started
-                    self.save()
-                if stop:
-                    raise Interrupted(signals.requested or signal.SIGTERM)
-                if at_eval and main:
-                    self._validate(self.pending)
+            while self.step < self.total_steps:
+                if self._advance(forward, signals, started, bar):
+                    return True
+            return False
         finally:
             bar.close()
             del forward
 
-    def _train_step(self, forward: StepFunction) -> dict[str, float]:
-        """One training step on the next batch; the logged terms (also added to the interval's sums)."""
+    def _advance(self, forward: StepFunction, signals: StopSignals, started: float, bar: tqdm) -> bool:
+        """One training step and, at an evaluation point, a checkpoint and the validation line; a stop signal
+        raises Interrupted after the checkpoint. Whether a callback asks to stop training early."""
+        main = self.context.is_main
+        logged = self._train_step(forward, signals)
+        bar.update(1)
+        bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
+        if main:
+            self.hooks.step_done(self.run_info, self.step, logged)
+        stop = self.context.any_rank(signals.requested is not None)
+        at_eval = self.step % self.config.train.eval_every == 0 or self.step == self.total_steps
+        if at_eval:
+            self._close_interval()
+        if at_eval or stop:
+            self.wall_time = time.perf_counter() - started
+            self.save()
+        if stop:
+            raise Interrupted(signals.requested or signal.SIGTERM)
+        return at_eval and self.context.any_rank(main and self._validate(self.pending))
+
+    def _train_step(self, forward: StepFunction, signals: StopSignals) -> dict[str, float]:
+        """One training step on the next batch; the logged terms (also added to the interval's sums). A stop
+        signal waits until the parameters and the step's bookkeeping are updated together."""
         train_cfg, data = self.config.train, self.session.data
         epoch, index = divmod(self.step, data.steps_per_epoch(train_cfg.batch_size))
         batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
         x = self.context.shard(batch).to(self.session.device)
-        try:
-            logged = self.training_step(forward, x, self.step, data)
-        except NonFiniteLoss as error:
-            checkpoint = self.directory.file(CHECKPOINT_NAME)
-            raise TrainingDiverged(
-                f"{error} at step {self.step}; stopped. The last good checkpoint (step "
-                f"{load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
-            ) from None
-        for name, value in logged.items():
-            self.sums[name] += value
-        self.since_eval += 1
-        self.step += 1
+        kl_scale = self.hooks.kl_scale(self.run_info, self.step)
+        with signals.deferred():
+            try:
+                logged = self.training_step(forward, x, self.step, data, kl_scale)
+            except NonFiniteLoss as error:
+                checkpoint = self.directory.file(CHECKPOINT_NAME)
+                raise TrainingDiverged(
+                    f"{error} at step {self.step}; stopped. The last good checkpoint (step "
+                    f"{load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
+                ) from None
+            for name, value in logged.items():
+                self.sums[name] += value
+            self.since_eval += 1
+            self.step += 1
         return logged
 
     def _close_interval(self) -> None:
@@ -306,13 +332,15 @@ class Trainer:
         self.sums.clear()
         self.since_eval = 0
 
-    def _validate(self, line: dict[str, Any]) -> None:
-        """Evaluate the validation split and append ``line`` with it to metrics.jsonl (rank 0's work).
+    def _validate(self, line: dict[str, Any]) -> bool:
+        """Evaluate the validation split and append ``line`` with it to metrics.jsonl (rank 0's work); whether a
+        callback asks to stop training.
 
         Rank 0 evaluates alone, exactly as one process would (same batches and seeded RNG, so MI's aggregate
         posterior is the same evaluation batch); the other ranks wait in their next collective."""
         valid = evaluate_split(self.session, "valid", self.config.eval.test_prior, iw_samples=0)
         append_json_line(self.directory.file(METRICS_NAME), {**line, "valid": valid})
+        return self.hooks.evaluated(self.run_info, line["step"], "valid", valid)
 
     def _has_line(self, step: int) -> bool:
         return any(record.get("step") == step for record in read_json_lines(self.directory.file(METRICS_NAME)))
@@ -340,4 +368,6 @@ class Trainer:
             "config": cfg.as_dict(),
         }
         write_json(self.directory.file(RESULTS_NAME), results)
+        self.hooks.evaluated(self.run_info, self.step, "test", test)
+        self.hooks.finished(self.run_info, results)
         return results

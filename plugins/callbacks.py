@@ -1,0 +1,194 @@
+"""Callbacks on a run's lifecycle: a CSV and a TensorBoard logger, cyclical KL annealing, early stopping.
+
+Each is added to a run with ``--callback NAME`` and configured with ``--set callbacks.NAME.PARAM=VALUE``; see
+``vaezoo.hookspecs`` for the hooks and when they are called.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vaezoo import hookimpl
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import Callback
+from vaezoo.params import param
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    """The numeric entries of a metrics mapping (booleans and text left out)."""
+    return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class CSVLogger(Callback):
+    """``train.csv`` (the training loss terms every ``every`` steps) and ``eval.csv`` (every evaluation) in the
+    run directory. A resumed run first drops the rows written after its checkpoint, so no step appears twice."""
+
+    name = "csv"
+    description = "training losses and evaluations as CSV files in the run directory"
+
+    @attrs.frozen
+    class Params:
+        every: int = param(10, ge=1, le=10**9, help="steps between rows of train.csv")
+
+    @hookimpl
+    def vaezoo_run_started(self, run) -> None:
+        for name in ("train.csv", "eval.csv"):
+            _drop_rows_after(run.run_dir / name, run.start_step)
+
+    @hookimpl
+    def vaezoo_step_done(self, run, step: int, logged: dict) -> None:
+        if step % self.params.every == 0:
+            _append_row(run.run_dir / "train.csv", {"step": step, **logged})
+
+    @hookimpl
+    def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> None:
+        _append_row(run.run_dir / "eval.csv", {"step": step, "split": split, **_numbers(metrics)})
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` under the file's header, writing the header first in a new file. Columns are fixed by the
+    first row; a later row's extra keys are left out and its missing ones are empty."""
+    header = _header(path) or list(row)
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
+        if handle.tell() == 0:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _header(path: Path) -> list[str] | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle), None)
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    header = _header(path) or []
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(row for row in rows if int(row["step"]) <= step)
+
+
+class TensorBoardLogger(Callback):
+    """TensorBoard event files in ``RUN_DIR/tensorboard``: ``train/TERM`` every ``every`` steps, ``valid/METRIC``
+    and ``test/METRIC`` at every evaluation. Needs the ``tensorboard`` package (``pip install 'vaezoo[tensorboard]'``).
+    A resumed run purges the events written after its checkpoint."""
+
+    name = "tensorboard"
+    description = "training losses and evaluations as TensorBoard scalars (needs the tensorboard extra)"
+
+    @attrs.frozen
+    class Params:
+        every: int = param(10, ge=1, le=10**9, help="steps between training scalars")
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UsageError(
+                "callback 'tensorboard' needs the tensorboard package: pip install 'vaezoo[tensorboard]'"
+            ) from None
+        self._writer_class = SummaryWriter
+        self.writer = None
+
+    @hookimpl
+    def vaezoo_run_started(self, run) -> None:
+        self.writer = self._writer_class(log_dir=str(run.run_dir / "tensorboard"), purge_step=run.start_step + 1)
+
+    @hookimpl
+    def vaezoo_step_done(self, run, step: int, logged: dict) -> None:
+        if step % self.params.every == 0:
+            for name, value in logged.items():
+                self.writer.add_scalar(f"train/{name}", value, step)
+
+    @hookimpl
+    def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> None:
+        for name, value in _numbers(metrics).items():
+            self.writer.add_scalar(f"{split}/{name}", value, step)
+        self.writer.flush()
+
+    @hookimpl
+    def vaezoo_run_finished(self, run, results: dict) -> None:
+        self.writer.close()
+
+
+class CyclicalKLAnnealing(Callback):
+    """The cyclical schedule of Fu et al. (2019) on the KL weight β of any regulariser that has one.
+
+    The run's steps are cut into ``cycles`` equal cycles; within each, the factor on β rises linearly from 0 to 1
+    over the first ``ratio`` of the cycle and stays at 1 for the rest (docs/maths.md section 1)."""
+
+    name = "cyclical_kl"
+    description = "cyclical annealing of the KL weight beta (Fu et al. 2019)"
+    changes_training = True
+
+    @attrs.frozen
+    class Params:
+        cycles: int = param(4, ge=1, le=10**6, help="cycles over the run's steps")
+        ratio: float = param(0.5, gt=0, le=1, help="fraction of each cycle over which beta rises from 0 to 1")
+
+    @hookimpl
+    def vaezoo_kl_scale(self, run, step: int) -> float:
+        return cyclical_factor(step, run.total_steps, self.params.cycles, self.params.ratio)
+
+
+def cyclical_factor(step: int, total_steps: int, cycles: int, ratio: float) -> float:
+    """The factor on β at ``step`` (from 0) of ``total_steps``: ``min(1, tau / ratio)`` with ``tau`` the position
+    within the current cycle, from 0 to 1."""
+    period = total_steps / cycles
+    tau = math.fmod(step, period) / period
+    return min(1.0, tau / ratio)
+
+
+class EarlyStopping(Callback):
+    """Stops training when a validation metric has not improved for ``patience`` evaluations in a row."""
+
+    name = "early_stop"
+    description = "stop training when a validation metric stops improving"
+    changes_training = True
+
+    @attrs.frozen
+    class Params:
+        metric: str = param("neg_elbo", help="validation metric to watch")
+        mode: str = param("min", choices=("min", "max"), help="whether lower (min) or higher (max) is better")
+        patience: int = param(3, ge=1, le=10**6, help="evaluations without improvement before stopping")
+        min_delta: float = param(0.0, ge=0, le=10**6, help="smallest change that counts as an improvement")
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params)
+        self.best: float | None = None
+        self.waited = 0
+
+    @hookimpl
+    def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> bool:
+        if split != "valid":
+            return False
+        if self.params.metric not in metrics:
+            raise UsageError(
+                f"callback 'early_stop': metric {self.params.metric!r} is not reported; choose one of: "
+                f"{', '.join(sorted(_numbers(metrics)))}"
+            )
+        value = float(metrics[self.params.metric]) * (1 if self.params.mode == "min" else -1)
+        if self.best is None or value < self.best - self.params.min_delta:
+            self.best, self.waited = value, 0
+            return False
+        self.waited += 1
+        return self.waited >= self.params.patience
+
+
+@hookimpl
+def vaezoo_register(register) -> None:
+    for callback in (CSVLogger, TensorBoardLogger, CyclicalKLAnnealing, EarlyStopping):
+        register(callback)

@@ -1,0 +1,138 @@
+"""Run lifecycle hooks and the built-in callbacks: CSV and TensorBoard logs, cyclical KL annealing, early stopping."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import attrs
+import pytest
+
+from tests.conftest import run_cli, small_config
+from vaezoo import hookimpl
+from vaezoo.callbacks import RunHooks
+from vaezoo.interfaces import Callback
+from vaezoo.plugins import load_plugins
+from vaezoo.train import Trainer
+from vaezoo_plugins.callbacks import cyclical_factor
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cyclical_factor_rises_linearly_over_the_first_part_of_each_cycle():
+    # 100 steps, 4 cycles of 25 steps, rising over the first half (12.5 steps)
+    factors = [cyclical_factor(step, 100, 4, 0.5) for step in range(100)]
+    assert factors[0] == 0 and factors[25] == 0 and factors[50] == 0 and factors[75] == 0
+    assert factors[5] == pytest.approx(5 / 12.5) and factors[30] == pytest.approx(5 / 12.5)
+    assert factors[13:25] == [1.0] * 12 and max(factors) == 1.0
+    assert cyclical_factor(7, 100, 1, 1.0) == pytest.approx(0.07)  # one cycle rising all the way: linear warm-up
+
+
+class Half(Callback):
+    name = "half"
+
+    @hookimpl
+    def vaezoo_kl_scale(self, run, step: int) -> float:
+        return 0.5
+
+
+class Misspelt(Callback):
+    name = "misspelt"
+
+    @hookimpl
+    def vaezoo_step_finished(self, run, step: int) -> None:
+        pass
+
+
+def test_kl_factors_of_several_callbacks_multiply_and_a_misspelt_hook_is_refused(registry):
+    plugins = load_plugins(extra=(_Registering(Half, Misspelt),))
+    assert not plugins.failures, plugins.failures
+    config = small_config(plugins.registry, callbacks={"half": {}, "cyclical_kl": {"cycles": 1, "ratio": 1.0}})
+    hooks = RunHooks(config, plugins.registry)
+    assert hooks.kl_scale(attrs.make_class("Run", {"total_steps": attrs.field(default=10)})(), 4) == 0.5 * 0.4
+    with pytest.raises(Exception, match="vaezoo_step_finished"):
+        RunHooks(small_config(plugins.registry, callbacks={"misspelt": {}}), plugins.registry)
+
+
+class _Registering:
+    """A plugin object registering the given component classes."""
+
+    def __init__(self, *classes: type) -> None:
+        self.classes = classes
+
+    @hookimpl
+    def vaezoo_register(self, register) -> None:
+        for cls in self.classes:
+            register(cls)
+
+
+@pytest.mark.slow
+def test_csv_and_tensorboard_logs_and_the_cyclical_schedule_in_a_real_run(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    result = run_cli(
+        "run", "--steps", "40", "--out", str(out), "--no-progress", "--set", "data.dim=10", "--set", "data.n_train=256",
+        "--set", "data.n_valid=64", "--set", "data.n_test=64", "--set", "eval.iw_samples=5", "--set",
+        "train.eval_every=20", "--set", "train.threads=1", "--callback", "csv", "--callback", "tensorboard",
+        "--callback", "cyclical_kl", "--set", "callbacks.csv.every=4", "--set", "callbacks.tensorboard.every=4",
+        "--set", "callbacks.cyclical_kl.cycles=2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out / "train.csv")
+    assert [int(row["step"]) for row in rows] == list(range(4, 41, 4))
+    for row in rows:  # betavae with beta = 1: beta_kl / kl is the schedule's factor at the step's index
+        expected = cyclical_factor(int(row["step"]) - 1, 40, 2, 0.5)
+        assert float(row["beta_kl"]) == pytest.approx(expected * float(row["kl"]), rel=1e-5, abs=1e-7)
+    evaluations = [(int(row["step"]), row["split"]) for row in read_csv(out / "eval.csv")]
+    assert evaluations == [(20, "valid"), (40, "valid"), (40, "test")]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    loss = [(event.step, event.value) for event in events.Scalars("train/loss")]
+    assert [step for step, _ in loss] == list(range(4, 41, 4))
+    assert [v for _, v in loss] == pytest.approx([float(row["loss"]) for row in rows], rel=1e-6)
+    valid = [(event.step, event.value) for event in events.Scalars("valid/neg_elbo")]
+    assert valid == [(line["step"], pytest.approx(line["valid"]["neg_elbo"], rel=1e-6)) for line in lines]
+    test = json.loads((out / "results.json").read_text())["metrics"]
+    assert events.Scalars("test/iw_nll")[0].value == pytest.approx(test["iw_nll"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_drops_log_rows_written_after_its_checkpoint(registry, tmp_path):
+    logged = {"callbacks": {"csv": {"every": 5}}}
+    Trainer(small_config(registry, **logged), registry, tmp_path / "straight", None).run()
+    stopped = tmp_path / "stopped"
+    Trainer(small_config(registry, train={"steps": 20}, **logged), registry, stopped, None).run()
+    with (stopped / "train.csv").open("a") as handle:  # rows a killed run wrote after its last checkpoint
+        handle.write("25,1,1,1,1\n30,1,1,1,1\n")
+    Trainer(small_config(registry, **logged), registry, stopped, None).run(resume=True)
+    assert read_csv(stopped / "train.csv") == read_csv(tmp_path / "straight" / "train.csv")
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_training_and_the_run_still_finishes(registry, tmp_path):
+    never_good_enough = {"early_stop": {"patience": 1, "min_delta": 1e6}}
+    config = small_config(registry, train={"steps": 40, "eval_every": 10}, callbacks=never_good_enough)
+    results = Trainer(config, registry, tmp_path, None).run()
+    assert results["steps"] == 20  # the second evaluation did not improve on the first by 1e6
+    events = [json.loads(line)["event"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert events == ["started", "stopped_early", "finished"]
+
+
+@pytest.mark.slow
+def test_a_resume_may_add_a_logger_but_not_a_schedule(tmp_path):
+    out = tmp_path / "run"
+    tiny = [
+        "--set", "data.dim=10", "--set", "data.n_train=128", "--set", "data.n_valid=32", "--set", "data.n_test=32",
+        "--set", "eval.iw_samples=2", "--set", "train.threads=1", "--set", "train.eval_every=10", "--no-progress",
+    ]  # fmt: skip
+    assert run_cli("run", *tiny, "--steps", "10", "--out", str(out)).returncode == 0
+    refused = run_cli("run", "--resume", str(out), "--callback", "cyclical_kl")
+    assert refused.returncode == 2 and "callbacks.cyclical_kl None -> {'cycles': 4, 'ratio': 0.5}" in refused.stderr
+    logged = run_cli("run", "--resume", str(out), "--steps", "20", "--callback", "csv", "--no-progress")
+    assert logged.returncode == 0, logged.stderr
+    assert [int(row["step"]) for row in read_csv(out / "train.csv")] == [20]

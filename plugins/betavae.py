@@ -7,7 +7,6 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from vaezoo import hookimpl
-from vaezoo.distributed import global_mean
 from vaezoo.interfaces import Regularizer, Step
 from vaezoo.params import param
 
@@ -34,7 +33,7 @@ def penalised_kl(step: Step, free_bits: float) -> Tensor:
         return step.kl().mean()
     per_dim = kl_divergence(step.posterior.base_dist, step.prior.base_dist)  # 'b d'
     # the clamp applies to the whole batch's mean, also when each process holds a shard of it
-    return global_mean(per_dim.mean(0)).clamp(min=free_bits).sum()
+    return step.batch.mean(per_dim.mean(0)).clamp(min=free_bits).sum()
 
 
 class BetaVAE(Regularizer):

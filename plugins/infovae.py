@@ -11,7 +11,6 @@ import attrs
 from torch import Tensor
 
 from vaezoo import hookimpl
-from vaezoo.distributed import gather_batch
 from vaezoo.divergences import KERNELS, mmd
 from vaezoo.interfaces import Regularizer, Step
 from vaezoo.params import param
@@ -37,8 +36,8 @@ class InfoVAE(Regularizer):
         p = self.params
         prior_samples = step.prior.sample((step.z.shape[0],))
         # The MMD is not a mean over examples: computed on one rank's shard it would be another estimator.
-        # gather_batch hands every rank the global batch, and its backward pass routes each shard's gradient home.
-        divergence = mmd(gather_batch(step.z), gather_batch(prior_samples), p.kernel, p.bandwidth)
+        # the whole batch's codes on every rank; the backward pass routes each shard's gradient home
+        divergence = mmd(step.batch.gather(step.z), step.batch.gather(prior_samples), p.kernel, p.bandwidth)
         return {
             "kl_term": (1 - p.alpha) * step.kl().mean(),
             "mmd_term": (p.alpha + p.lambda_ - 1) * divergence,

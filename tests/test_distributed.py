@@ -27,10 +27,10 @@ from tests.conftest import small_raw
 from vaezoo import hookimpl
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaezoo.config import merge_raw, resolve
-from vaezoo.distributed import Context, gather_batch, process_group, sharded_step
+from vaezoo.distributed import Context, ShardedBatch, process_group
 from vaezoo.distributions import diagonal_normal, diagonal_normal_from, isotropic_normal
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import Step
+from vaezoo.interfaces import WHOLE_BATCH, BatchStatistics, Step
 from vaezoo.plugins import load_plugins
 from vaezoo.train import Trainer
 from vaezoo_plugins.mlp import MLPEncoder
@@ -86,14 +86,14 @@ class Terms(nn.Module):
         self.encoder = nn.Linear(5, 4)
         self.regularizer = regularizer
 
-    def step(self, x: Tensor, prior_draws: Tensor) -> Step:
+    def step(self, x: Tensor, prior_draws: Tensor, batch: BatchStatistics = WHOLE_BATCH) -> Step:
         posterior = diagonal_normal_from(self.encoder(x))
         prior = isotropic_normal(2, 1.0)
         prior.sample = lambda shape: prior_draws[: shape[0]]  # the same draws in every process
-        return Step(x, posterior, posterior.mean, torch.zeros(len(x)), prior, None, 0)
+        return Step(x, posterior, posterior.mean, torch.zeros(len(x)), prior, None, 0, batch=batch)
 
-    def forward(self, x: Tensor, prior_draws: Tensor) -> Tensor:
-        return sum(self.regularizer(self.step(x, prior_draws)).values())
+    def forward(self, x: Tensor, prior_draws: Tensor, batch: BatchStatistics = WHOLE_BATCH) -> Tensor:
+        return sum(self.regularizer(self.step(x, prior_draws, batch)).values())
 
 
 def regularizer(name: str, **params) -> nn.Module:
@@ -116,9 +116,10 @@ def batch_and_draws() -> tuple[Tensor, Tensor]:
 
 
 def gradients(terms: Terms, x: Tensor, draws: Tensor, module: nn.Module, context: Context) -> dict[str, Tensor]:
-    """The loss's gradients of the encoder and, for a regulariser with its own optimiser, of its parameters."""
-    with sharded_step():
-        loss = module(x, draws)
+    """The loss's gradients of the encoder and, for a regulariser with its own optimiser, of its parameters; the
+    batch statistics are those of the shards of all processes when ``context`` is a process group's."""
+    batch = ShardedBatch() if context.backend is not None else WHOLE_BATCH
+    loss = module(x, draws, batch)
     loss.backward()
     out = {f"encoder.{name}": p.grad.clone() for name, p in terms.encoder.named_parameters()}
     out["loss"] = loss.detach()
@@ -142,8 +143,6 @@ def _batch_statistics_task(rank: int, out: Path) -> None:
             terms = Terms(regularizer(name, **params))
             ddp = DistributedDataParallel(terms)
             results[name] = gradients(terms, x[shard], draws[shard], ddp, context)
-        if rank == 0:  # outside a training step, one rank alone may use them: they do not communicate
-            results["outside a step"] = gather_batch(x[shard]).shape[0]
     torch.save(results, out / f"rank{rank}.pt")
 
 
@@ -166,7 +165,6 @@ def test_batch_statistic_losses_are_those_of_the_whole_batch_across_processes(tm
                 torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6, msg=f"{name} {key} rank {rank}")
         # the check has teeth: half a batch on its own gives other gradients
         assert not torch.allclose(shard_only["encoder.weight"], expected["encoder.weight"], rtol=1e-3)
-    assert torch.load(tmp_path / "rank0.pt")["outside a step"] == 4
 
 
 # -- a whole training run ---------------------------------------------------------------------------------------

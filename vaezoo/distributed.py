@@ -14,10 +14,10 @@ The contract:
 - Gradients of the model are averaged by DistributedDataParallel; gradients of a regulariser's auxiliary
   parameters (which have their own optimiser, outside DDP's forward) by ``average_gradients``. Parameters start
   equal (DDP broadcasts rank 0's) and get equal updates, so they stay equal on every rank.
-- A loss term built from a statistic of the whole batch (InfoVAE's MMD, free bits) uses ``gather_batch`` or
-  ``global_mean``: inside a training step of a distributed run (``sharded_step``), differentiable collectives
-  whose result is the statistic of the global batch on every rank; elsewhere (one process, rank 0's evaluation)
-  the identity, since the batch at hand is then the whole batch.
+- A loss term built from a statistic of the whole batch (InfoVAE's MMD, free bits) uses ``Step.batch``: in a
+  training step of a distributed run, :class:`ShardedBatch`, differentiable collectives whose result is the
+  statistic of the global batch on every rank; elsewhere (one process, rank 0's evaluation) the identity, since
+  the batch at hand is then the whole batch.
 - Rank 0 alone evaluates, writes files and prints. Evaluation is a small part of a run, and on rank 0 it is
   exactly the one-process computation (same batches, same seeded RNG, so MI's aggregate posterior is the same
   evaluation batch), so metrics do not depend on the number of processes.
@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vaezoo.errors import UsageError
+from vaezoo.interfaces import WHOLE_BATCH, BatchStatistics
 
 if TYPE_CHECKING:
     from vaezoo.interfaces import Data, Step
@@ -64,44 +65,25 @@ TIMEOUT = datetime.timedelta(hours=1)
 StepFunction = Callable[[Tensor, int, "Data | None", float], "tuple[Step, Tensor, dict[str, Tensor]]"]
 
 
-_sharded = False  # inside a training step whose batch is split over the ranks
+class ShardedBatch(BatchStatistics):
+    """The whole batch's statistics when each rank holds an equal shard of it: differentiable collectives.
 
-
-def _in_group() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-@contextmanager
-def sharded_step() -> Iterator[None]:
-    """Mark a training step run by every rank on its shard of the batch (a no-op outside a process group).
-
-    Only inside it do :func:`gather_batch` and :func:`global_mean` communicate: code that runs on one rank
-    alone, such as rank 0's evaluation, must not enter a collective the other ranks never join.
+    Every rank computes the same value from the gathered or averaged statistic; the backward pass sums the ranks'
+    gradients of that value for each shard, and DDP's average over ranks divides by their number, so a parameter
+    receives exactly the gradient of the global-batch quantity. Shards must be of equal size.
     """
-    global _sharded
-    previous, _sharded = _sharded, _in_group()
-    try:
-        yield
-    finally:
-        _sharded = previous
+
+    def mean(self, x: Tensor) -> Tensor:
+        return dist_fn.all_reduce(x) / dist.get_world_size()
+
+    def gather(self, x: Tensor) -> Tensor:
+        return torch.cat(dist_fn.all_gather(x))
 
 
-def gather_batch(x: Tensor) -> Tensor:
-    """Every rank's ``x 'b ...'`` concatenated in rank order, ``'(ranks b) ...'``; ``x`` outside a sharded step.
-
-    Differentiable: every rank computes the same value from the gathered batch, the backward pass sums the
-    ranks' gradients of that value for each shard, and DDP's average over ranks divides by their number, so a
-    parameter receives exactly the gradient of the global-batch quantity. Shards must be of equal size.
-    """
-    return torch.cat(dist_fn.all_gather(x)) if _sharded else x
-
-
-def global_mean(x: Tensor) -> Tensor:
-    """The mean over ranks of ``x``, a mean over this rank's (equal-sized) shard: the global batch mean.
-
-    Differentiable, with the same gradient argument as :func:`gather_batch`; ``x`` outside a sharded step.
-    """
-    return dist_fn.all_reduce(x) / dist.get_world_size() if _sharded else x
+def batch_statistics() -> BatchStatistics:
+    """The batch statistics of a training step of this process: sharded in a process group, else the whole."""
+    in_group = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return ShardedBatch() if in_group else WHOLE_BATCH
 
 
 class _TrainingStep(nn.Module):
@@ -114,9 +96,8 @@ class _TrainingStep(nn.Module):
     def forward(
         self, x: Tensor, step: int, data: Data | None, kl_scale: float = 1.0
     ) -> tuple[Step, Tensor, dict[str, Tensor]]:
-        with sharded_step():
-            record = self.model.forward_step(x, step, data, kl_scale)
-            loss, logged = self.model.loss(record)
+        record = self.model.forward_step(x, step, data, kl_scale, batch_statistics())
+        loss, logged = self.model.loss(record)
         return record, loss, logged
 
 

@@ -115,6 +115,25 @@ class Prior(Component, nn.Module, ABC):
         parameters are not saved twice; the default ignores it."""
 
 
+class BatchStatistics:
+    """Statistics of the whole training batch, for loss terms built from one (InfoVAE's MMD, free bits).
+
+    This is the case where the batch at hand is the whole batch (one process, or an evaluation): both methods
+    return their argument. In a data-parallel training step each process holds a shard, and
+    ``vaezoo.distributed`` hands the regulariser a version that communicates, differentiably."""
+
+    def mean(self, x: Tensor) -> Tensor:
+        """The whole batch's mean of ``x``, a mean over this process's examples."""
+        return x
+
+    def gather(self, x: Tensor) -> Tensor:
+        """``x 'b ...'`` of every process concatenated, ``'(ranks b) ...'``."""
+        return x
+
+
+WHOLE_BATCH = BatchStatistics()
+
+
 @attrs.frozen
 class Step:
     """Everything a regulariser may look at for one training batch (immutable).
@@ -122,7 +141,8 @@ class Step:
     ``x 'b ...'`` the data batch, ``posterior`` q(z|x), ``z 'b d'`` its reparameterised sample,
     ``log_px 'b'`` = log p(x|z), ``prior`` p(z), ``noise_posterior`` q(z|x_noise) when the regulariser asked
     for noise (else None), ``step`` the global step counted from 0, ``kl_scale`` the factor the run's callbacks
-    put on a KL weight β at this step (a KL annealing schedule; 1 without one).
+    put on a KL weight β at this step (a KL annealing schedule; 1 without one), ``batch`` the statistics of the
+    whole batch when this process holds a shard of it (:class:`BatchStatistics`).
     """
 
     x: Tensor
@@ -133,6 +153,7 @@ class Step:
     noise_posterior: Distribution | None
     step: int
     kl_scale: float = 1.0
+    batch: BatchStatistics = WHOLE_BATCH
 
     def kl(self) -> Tensor:
         """KL(q(z|x) || p(z)) per example, ``'b'``, summed over latent dims: in closed form where torch has one,

@@ -7,7 +7,18 @@ from torch import Tensor, nn
 
 from vaezoo.config import RunConfig
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSpec, Decoder, Encoder, NoiseSampler, Prior, Regularizer, Step
+from vaezoo.interfaces import (
+    WHOLE_BATCH,
+    BatchStatistics,
+    Data,
+    DataSpec,
+    Decoder,
+    Encoder,
+    NoiseSampler,
+    Prior,
+    Regularizer,
+    Step,
+)
 from vaezoo.registry import Registry
 
 
@@ -29,9 +40,16 @@ class VAE(nn.Module):
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
         self.regularizer, self.noise = regularizer, noise
 
-    def forward_step(self, x: Tensor, step: int, data: Data | None = None, kl_scale: float = 1.0) -> Step:
+    def forward_step(
+        self,
+        x: Tensor,
+        step: int,
+        data: Data | None = None,
+        kl_scale: float = 1.0,
+        batch: BatchStatistics = WHOLE_BATCH,
+    ) -> Step:
         """Encode ``x``, decode one reparameterised z, and encode contrastive inputs if the regulariser asks;
-        ``kl_scale`` is the run's factor on a KL weight at this step (``Step.kl_scale``)."""
+        ``kl_scale`` and ``batch`` become ``Step.kl_scale`` and ``Step.batch``."""
         posterior = self.encoder(x)
         z = posterior.rsample()  # 'b d'
         log_px = self.decoder.log_prob(x, z.unsqueeze(0)).squeeze(0)  # 'b'
@@ -41,7 +59,7 @@ class VAE(nn.Module):
             with torch.no_grad():
                 x_noise = self.noise(x, self, data, step)
             noise_posterior = self.encoder(x_noise)
-        return Step(x, posterior, z, log_px, self.prior(), noise_posterior, step, kl_scale)
+        return Step(x, posterior, z, log_px, self.prior(), noise_posterior, step, kl_scale, batch)
 
     def loss(self, record: Step) -> tuple[Tensor, dict[str, Tensor]]:
         """The training loss (nats per example) and every named part of it, for logging."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import attrs
 from torch import Tensor
-from torch.distributions import kl_divergence
 
 from vaezoo import hookimpl
 from vaezoo.interfaces import Regularizer, Step
@@ -27,12 +26,15 @@ def penalised_kl(step: Step, free_bits: float) -> Tensor:
     """KL(q(z|x) || p(z)) averaged over the batch and summed over latent dims.
 
     With free bits lambda > 0, each dim's batch-averaged KL is clamped from below at lambda
-    (Kingma et al. 2016), so dims under lambda nats receive no gradient.
+    (Kingma et al. 2016), so dims under lambda nats receive no gradient. With a prior that does not factorise
+    over dims (a mixture), the KL of the whole code is clamped at d * lambda instead (docs/maths.md section 1).
     """
     if free_bits == 0:
         return step.kl().mean()
-    per_dim = kl_divergence(step.posterior.base_dist, step.prior.base_dist)  # 'b d'
     # the clamp applies to the whole batch's mean, also when each process holds a shard of it
+    per_dim = step.kl_per_dim()  # 'b d'
+    if per_dim is None:
+        return step.batch.mean(step.kl().mean()).clamp(min=free_bits * step.z.shape[1])
     return step.batch.mean(per_dim.mean(0)).clamp(min=free_bits).sum()
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
 
 from vaezoo.distributions import kl_or_estimate
 from vaezoo.params import NoParams
@@ -159,6 +159,15 @@ class Step:
         """KL(q(z|x) || p(z)) per example, ``'b'``, summed over latent dims: in closed form where torch has one,
         else estimated at the step's own sample ``z`` (see :func:`vaezoo.distributions.kl_or_estimate`)."""
         return kl_or_estimate(self.posterior, self.prior, self.z)
+
+    def kl_per_dim(self) -> Tensor | None:
+        """KL(q(z_d|x) || p(z_d)) per example and latent dim, ``'b d'``, when the posterior and the prior both
+        factorise over the dims (torch ``Independent`` over univariate distributions); else None (a mixture prior
+        does not)."""
+        q, p = self.posterior, self.prior
+        if not all(isinstance(d, Independent) and d.reinterpreted_batch_ndims == 1 for d in (q, p)):
+            return None
+        return kl_or_estimate(q.base_dist, p.base_dist, self.z)
 
 
 class Regularizer(Component, nn.Module, ABC):

@@ -110,7 +110,10 @@ def test_decoder_contract(name):
 @pytest.mark.parametrize("name", REGISTRY.names("prior"))
 def test_prior_contract(name):
     cls = REGISTRY.get("prior", name).cls
-    prior = cls(cls.Params(), LATENT)()
+    module = cls(cls.Params(), LATENT)
+    encoder_cls = REGISTRY.get("encoder", "mlp").cls
+    module.attach(encoder_cls(encoder_cls.Params(), SPECS["real"], LATENT))  # as build_model does
+    prior = module()
     assert prior.event_shape == (LATENT,) and prior.batch_shape == ()
     z = prior.sample((5,))
     assert z.shape == (5, LATENT) and torch.isfinite(prior.log_prob(z)).all()

@@ -33,8 +33,8 @@ import attrs
 
 from vaezoo.config import SECTIONS, merge_raw
 from vaezoo.errors import UsageError
-from vaezoo.eval_prior import check_test_prior
 from vaezoo.metrics import METRIC_NAMES
+from vaezoo.test_priors import check_test_prior
 
 LAYOUTS = ("table1", "table2", "generic")
 DEFAULT_COLUMNS = {

@@ -6,9 +6,13 @@ from pathlib import Path
 
 import attrs
 import torch
+from torch import Tensor
 
 from vaezoo import hookimpl
+from vaezoo.evaluation import evaluation_rng
+from vaezoo.figures import latent_scatter
 from vaezoo.interfaces import Data, DataSource, DataSpec
+from vaezoo.metrics import code_separability
 from vaezoo.params import param
 
 #: Numbers the generated data set may hold (float32: 1 GiB).
@@ -42,11 +46,20 @@ class SyntheticParams:
             )
 
 
+class NoisyData(Data):
+    """Splits of a data set that also has a contrastive distribution of its own: ``noise`` maps a split name
+    (``train``, ``test``) to noise examples. The ``dataset`` noise sampler draws from ``noise["train"]``."""
+
+    def __init__(self, spec: DataSpec, train: Tensor, valid: Tensor, test: Tensor, noise: dict[str, Tensor]) -> None:
+        super().__init__(spec, train, valid, test)
+        self.noise = noise
+
+
 class SyntheticData(DataSource):
     """p_d = N(data_mean, data_std^2 I) and p_n = N(noise_mean, noise_std^2 I) in ``dim`` dimensions.
 
-    The noise examples are exposed as the data set's own contrastive distribution (``Data.noise``) for the
-    train and test splits.
+    The noise examples are the data set's own contrastive distribution (:class:`NoisyData`) for the train and
+    test splits.
     """
 
     name = "synthetic"
@@ -64,7 +77,39 @@ class SyntheticData(DataSource):
 
         train, valid, test = (draw(n, p.data_mean, p.data_std) for n in (p.n_train, p.n_valid, p.n_test))
         noise = {split: draw(n, p.noise_mean, p.noise_std) for split, n in (("train", p.n_train), ("test", p.n_test))}
-        return Data(DataSpec((p.dim,), "real"), train, valid, test, noise=noise)
+        return NoisyData(DataSpec((p.dim,), "real"), train, valid, test, noise)
+
+
+#: Test examples of data and of noise whose codes are compared (the Fig. 2 scatter and the separability).
+CODES_LIMIT = 2000
+SCATTER_NAME = "latent_scatter.png"
+
+
+@torch.no_grad()
+def _test_codes(session) -> tuple[Tensor, Tensor]:
+    """Posterior samples ``'b d'`` of the test data and of the test noise (at most CODES_LIMIT each), on the CPU,
+    drawn under an evaluation RNG of their own."""
+    model = session.model
+    model.eval()
+    data = session.data
+
+    def encode(x: Tensor) -> Tensor:
+        return model.encoder(x[:CODES_LIMIT].to(session.device)).sample().cpu()
+
+    with evaluation_rng(session, salt=1):
+        return encode(data.splits["test"]), encode(data.noise["test"])
+
+
+@hookimpl
+def vaezoo_finish(session, run_dir: Path) -> dict[str, float] | None:
+    """For a data set with a noise distribution: the paper's Fig. 2 scatter of data and noise codes
+    (``latent_scatter.png``) and ``separability``, the held-out accuracy of a classifier telling them apart."""
+    if not isinstance(session.data, NoisyData) or "test" not in session.data.noise:
+        return None
+    data_codes, noise_codes = _test_codes(session)
+    config = session.config
+    latent_scatter(data_codes, noise_codes, run_dir / SCATTER_NAME, f"{config.regularizer.name} on {config.data.name}")
+    return {"separability": code_separability(data_codes, noise_codes, seed=config.train.seed)}
 
 
 @hookimpl

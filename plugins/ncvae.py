@@ -2,18 +2,26 @@
 
 loss = ReconE(x ~ p_d) + beta * KL(q(z|x) || p(z)) + delta * E_{x_n ~ p_n} KL(q(z|x_n) || n(z)),
 n(z) = N(0, K^2 I). The decoder never runs on noise: the model encodes the noise batch and hands q(z|x_n) here.
+
+The plugin also offers the paper's test priors (docs/maths.md section 4): ``optimal``, N(0, f I) with the variance
+f the objective implies, and ``tuned``, the variance in [1, f] that maximises the validation ELBO. A regulariser
+offers them by defining ``optimal_test_variance()`` (β-VAE, InfoVAE and AAE do: their f is 1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import attrs
+import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
 from vaezoo import hookimpl
 from vaezoo.distributions import isotropic_normal
-from vaezoo.interfaces import Regularizer, Step
+from vaezoo.interfaces import Encoder, Regularizer, Step
 from vaezoo.params import param
+from vaezoo.test_priors import TestPrior
 from vaezoo_plugins.betavae import kl_weight, penalised_kl
 
 
@@ -51,7 +59,46 @@ class NCVAE(Regularizer):
         }
 
     def optimal_test_variance(self) -> float:
+        """f(K, beta, delta): the test-prior variance of ``--test-prior optimal``."""
         return optimal_test_variance(self.params.K, self.params.beta, self.params.delta)
+
+
+def kl_optimal_test_variance(encoder: Encoder, batches: Iterable[Tensor]) -> float:
+    """The variance s^2 minimising E_x KL(q(z|x) || N(0, s^2 I)) on ``batches``.
+
+    Written by hand because it is a closed form torch does not offer: with q = N(mu, diag sigma^2) the
+    expected KL is 0.5 * sum_d (E[sigma_d^2 + mu_d^2] / s^2 + log s^2) + const, minimised at
+    s^2 = mean_d E[sigma_d^2 + mu_d^2]; it is unimodal in s^2, so clipping to an interval keeps the optimum.
+    """
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for x in batches:
+            posterior = encoder(x)
+            total += (posterior.variance + posterior.mean.square()).mean(dim=1).sum().item()
+            count += x.shape[0]
+    return total / count
+
+
+def tuned_test_variance(f: float, encoder: Encoder, valid_batches: Iterable[Tensor]) -> float:
+    """The s^2 in [1, f] (or [f, 1]) maximising the ELBO on ``valid_batches``: only the KL term depends on s^2,
+    so it is the KL minimiser clipped to the interval."""
+    low, high = min(1.0, f), max(1.0, f)
+    return min(max(kl_optimal_test_variance(encoder, valid_batches), low), high)
+
+
+@hookimpl
+def vaezoo_test_priors(session) -> dict[str, Callable[[], TestPrior]] | None:
+    """``optimal`` and ``tuned`` for a regulariser that defines ``optimal_test_variance``."""
+    implied = getattr(session.model.regularizer, "optimal_test_variance", None)
+    if implied is None:
+        return None
+
+    def tuned() -> TestPrior:
+        return TestPrior.isotropic(
+            session, tuned_test_variance(implied(), session.model.encoder, session.batches("valid"))
+        )
+
+    return {"optimal": lambda: TestPrior.isotropic(session, implied()), "tuned": tuned}
 
 
 @hookimpl

@@ -115,13 +115,14 @@ class DecoderNoise(NoiseSampler):
 
 
 class DatasetNoise(NoiseSampler):
-    """Random examples of the data set's own contrastive distribution (e.g. p_n of the synthetic task)."""
+    """Random examples of the data set's own contrastive distribution (e.g. p_n of the synthetic task): a data
+    set offers one by holding noise examples in ``data.noise["train"]`` (as ``NoisyData`` does)."""
 
     name = "dataset"
     description = "the data set's own noise examples (synthetic task)"
 
     def incompatibility(self, data: Data) -> str | None:
-        if "train" not in data.noise:
+        if "train" not in getattr(data, "noise", {}):
             return "this data set defines no noise distribution of its own"
         return None
 

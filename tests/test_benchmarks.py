@@ -108,7 +108,7 @@ def test_variant_fragments_merge_after_base_and_profile_and_before_parameter_axe
         (('"train.seed" = [0, 1]', '"train.seed" = []'), ["train.seed", "non-empty list"]),
         (('{ label = "β-VAE", id = "vae",', '{ label = "β-VAE", id = "vae", colour = 1,'), ["unknown key 'colour'"]),
         (('id = "vae"', 'id = "nc-vae-gn"'), ["several values with the id 'nc-vae-gn'"]),
-        (('test_priors = ["standard", "optimal"]', 'test_priors = ["wide"]'), ["test prior 'wide'"]),
+        (('test_priors = ["standard", "optimal"]', 'test_priors = ["-2"]'), ["test prior '-2'"]),
         (('"train.seed" = [0] }', '"model.seed" = [0] }'), ["'model.seed', which is not an axis"]),
         (
             ('rows = ["method", "regularizer.beta"]', 'rows = ["method", "regularizer.beta"]\ncolumns = ["mi", "ppl"]'),

@@ -10,18 +10,21 @@ posterior diagonal, so the real ``mlp`` encoder with ``hidden=()`` can represent
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from vaezoo import metrics
 from vaezoo.distributions import isotropic_normal
-from vaezoo.eval_prior import choose_test_variance
+from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Regularizer
 from vaezoo.metrics import active_units, evaluate, importance_weighted_log_likelihood, mutual_information
+from vaezoo.plugins import load_plugins
+from vaezoo.test_priors import isotropic_variance, offered_test_priors, resolve_test_prior
 from vaezoo_plugins.mlp import MLPDecoder, MLPDecoderParams, MLPEncoder, MLPParams
+from vaezoo_plugins.ncvae import kl_optimal_test_variance, tuned_test_variance
 
 F, D = 3, 2
 SPEC = DataSpec(shape=(F,), kind="real")
@@ -328,7 +331,7 @@ def test_kl_optimal_test_variance_is_the_grid_argmin_of_expected_kl():
     encoder = linear_encoder(A, torch.tensor([0.5, -0.3]), torch.tensor([0.4, 1.3]))
     x = torch.randn(301, F)
     batches = [x[:128], x[128:256], x[256:]]
-    got = metrics.kl_optimal_test_variance(encoder, batches)
+    got = kl_optimal_test_variance(encoder, batches)
     with torch.no_grad():
         posterior = encoder(x)
         grid = torch.arange(0.05, 5.0, 0.0005).tolist()
@@ -373,22 +376,57 @@ def constant_encoder_with_optimum(optimum: float) -> ConstantEncoder:
 def test_tuned_test_variance_is_the_kl_optimum_clipped_to_one_and_f(f, optimum, expected):
     torch.manual_seed(12)
     encoder = constant_encoder_with_optimum(optimum)
-    calls = []
-
-    def valid_batches():
-        calls.append(1)
-        return [torch.randn(10, F), torch.randn(7, F)]
-
-    got = choose_test_variance("tuned", FixedVariance(f), encoder, valid_batches)
+    got = tuned_test_variance(f, encoder, [torch.randn(10, F), torch.randn(7, F)])
     assert got == pytest.approx(expected, rel=1e-5)
-    assert calls == [1]
 
 
-def test_other_test_variance_choices_do_not_read_validation_data():
-    def valid_batches():
-        raise AssertionError("validation data read")
+def fake_session(regularizer: Regularizer, encoder, prior=None) -> SimpleNamespace:
+    """What test priors read of a session: its model, latent size, validation batches (which must not be read
+    unless asked for) and the plugins' hook."""
+    anchor = nn.Linear(1, 1)
 
+    def batches(split: str):
+        raise AssertionError(f"{split} data read")
+
+    model = SimpleNamespace(regularizer=regularizer, encoder=encoder, parameters=anchor.parameters, prior=prior)
+    config = SimpleNamespace(model=SimpleNamespace(latent_dim=D), regularizer=SimpleNamespace(name=regularizer.name))
+    return SimpleNamespace(model=model, config=config, batches=batches, hook=load_plugins().manager.hook)
+
+
+def test_the_ncvae_plugin_offers_optimal_and_tuned_lazily_where_a_regulariser_implies_a_variance():
     encoder = constant_encoder_with_optimum(2.0)
-    assert choose_test_variance("standard", FixedVariance(4.0), encoder, valid_batches) == 1.0
-    assert choose_test_variance("optimal", FixedVariance(4.0), encoder, valid_batches) == 4.0
-    assert choose_test_variance("2.5", FixedVariance(None), encoder, valid_batches) == 2.5
+    offered = offered_test_priors(fake_session(FixedVariance(4.0), encoder))
+    assert list(offered) == ["trained", "standard", "optimal", "tuned"]
+    assert resolve_test_prior(fake_session(FixedVariance(4.0), encoder), "optimal").variance == 4.0
+    assert resolve_test_prior(fake_session(FixedVariance(4.0), encoder), "2.5").variance == 2.5
+    assert resolve_test_prior(fake_session(FixedVariance(4.0), encoder), "standard").variance == 1.0
+    reads_validation = fake_session(FixedVariance(4.0), encoder)
+    reads_validation.batches = lambda split: [torch.randn(10, F)]
+    assert resolve_test_prior(reads_validation, "tuned").variance == pytest.approx(2.0, rel=1e-5)
+
+
+class NoImpliedVariance(Regularizer):
+    name = "no-implied-variance"
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+
+    def forward(self, step):
+        return {}
+
+
+def test_a_regulariser_that_implies_no_variance_is_offered_the_core_test_priors_only():
+    session = fake_session(
+        NoImpliedVariance(), constant_encoder_with_optimum(2.0), prior=lambda: isotropic_normal(D, 3.0)
+    )
+    assert list(offered_test_priors(session)) == ["trained", "standard"]
+    with pytest.raises(UsageError, match=r"test prior 'optimal' is not offered .* choose one of: trained, standard"):
+        resolve_test_prior(session, "optimal")
+    assert resolve_test_prior(session, "trained").variance == pytest.approx(3.0, rel=1e-6)
+
+
+def test_the_trained_test_prior_reports_a_variance_only_when_it_is_isotropic():
+    assert isotropic_variance(isotropic_normal(D, 2.0)) == pytest.approx(2.0, rel=1e-6)
+    shifted = Independent(Normal(torch.ones(D), torch.ones(D)), 1)
+    uneven = Independent(Normal(torch.zeros(D), torch.tensor([1.0, 2.0])), 1)
+    assert isotropic_variance(shifted) is None and isotropic_variance(uneven) is None

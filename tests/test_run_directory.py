@@ -242,7 +242,7 @@ def test_resume_alone_finds_the_recorded_data_directory(tmp_path, data_dir):
         (["--device", "meta"], ["'meta'", "valid here: cpu"]),
         (["--device", "cuda:7"], ["'cuda:7'", "valid here: cpu"]),
         (["--batch-size", "300"], ["train.batch_size 300", "256 training examples", "at most 256"]),
-        (["--test-prior", "optimal", "--regularizer", "l2code"], ["'l2code'", "no optimal test prior"]),
+        (["--test-prior", "optimal", "--regularizer", "l2code"], ["'optimal' is not offered", "'l2code'"]),
     ],
 )
 def test_mistakes_found_before_training_leave_no_run_directory(tmp_path, args, fragments):

@@ -26,7 +26,6 @@ from vaezoo.config import (
     resolve,
 )
 from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.eval_prior import NAMED as TEST_PRIORS
 from vaezoo.interfaces import ALL_KINDS, KINDS
 from vaezoo.interrupts import Interrupted, StopSignals
 from vaezoo.metrics import METRIC_LEGEND, METRIC_NAMES
@@ -78,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--device", help="cpu, cuda or cuda:N")
     run.add_argument("--latent-dim", type=int)
-    run.add_argument("--test-prior", help=f"{', '.join(TEST_PRIORS)} or a variance")
+    run.add_argument("--test-prior", help="trained (default), standard, optimal, tuned or a variance")
     run.add_argument("--out", type=Path, help="run directory (default: a new runs/DATA-REGULARIZER-sSEED[-N])")
     run.add_argument("--overwrite", action="store_true", help="replace the run files of a non-empty --out directory")
     run.add_argument(
@@ -101,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--test-prior",
         default=None,
-        help=f"{', '.join(TEST_PRIORS)} or a variance; several separated by commas are evaluated in one pass",
+        help="trained, standard, optimal, tuned or a variance; several separated by commas are evaluated in one pass",
     )
     ev.add_argument("--split", default="test", choices=("train", "valid", "test"))
     ev.add_argument("--iw-samples", type=int, help="importance samples for IW-NLL (default: the run's)")
@@ -308,9 +307,9 @@ def _eval_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.eval_prior import check_test_prior
     from vaezoo.evaluation import evaluate_split_priors
     from vaezoo.session import load_trained, resolve_data_dir
+    from vaezoo.test_priors import check_test_prior
 
     choices = None
     if args.test_prior is not None:

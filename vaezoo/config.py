@@ -17,10 +17,10 @@ from typing import Any
 import attrs
 
 from vaezoo.errors import UsageError
-from vaezoo.eval_prior import check_test_prior
 from vaezoo.interfaces import KINDS
 from vaezoo.params import build_params, param, params_as_dict
 from vaezoo.registry import Registry
+from vaezoo.test_priors import check_test_prior
 
 OPTIONAL_KINDS = ("noise",)
 CORE_SECTIONS = ("model", "train", "eval")
@@ -92,7 +92,11 @@ class EvalConfig:
     iw_chunk: int = param(100, ge=1, le=10**6, help="importance samples evaluated at once (bounds memory)")
     limit: int | None = param(None, ge=1, help="evaluate at most this many examples of a split")
     au_threshold: float = param(0.01, ge=0, help="a latent dim is active when Cov_x E[z_d] exceeds this")
-    test_prior: str = param("standard", help="standard, optimal, tuned, or a variance such as 2.5")
+    test_prior: str = param(
+        "trained",
+        help="trained (the model's prior), standard (N(0, I)), a name a plugin offers (optimal, tuned: NC-VAE's), "
+        "or a variance such as 2.5 (N(0, s^2 I))",
+    )
 
 
 @attrs.frozen

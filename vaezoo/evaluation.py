@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import attrs
 import torch
 from tqdm import tqdm
 
-from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import TrainingDiverged
-from vaezoo.eval_prior import choose_test_variance
 from vaezoo.metrics import evaluate_priors
 from vaezoo.session import Session, subnormals_flushed
+from vaezoo.test_priors import resolve_test_prior
 
 
 @contextmanager
@@ -61,19 +59,11 @@ def evaluate_split_priors(
     )
     try:
         with evaluation_rng(session), subnormals_flushed(session.config.train.flush_denormal):
-            variances = {
-                choice: choose_test_variance(choice, model.regularizer, model.encoder, lambda: session.batches("valid"))
-                for choice in test_priors
-            }
-            like = next(model.parameters())
-            priors = {
-                choice: isotropic_normal(session.config.model.latent_dim, variance, like=like)
-                for choice, variance in variances.items()
-            }
+            priors = {choice: resolve_test_prior(session, choice) for choice in test_priors}
             metrics = evaluate_priors(
                 model.encoder,
                 model.decoder,
-                priors,
+                {choice: prior.distribution for choice, prior in priors.items()},
                 session.batches(split),
                 iw_samples=iw_samples,
                 iw_chunk=cfg.iw_chunk,
@@ -90,27 +80,7 @@ def evaluate_split_priors(
     finally:
         bar.close()
         model.train(was_training)
-    return {choice: {**metrics[choice], "test_prior_variance": variances[choice]} for choice in test_priors}
-
-
-@attrs.frozen
-class Codes:
-    """Posterior samples and means of a set of examples, ``'b d'`` each, on the CPU."""
-
-    samples: torch.Tensor
-    means: torch.Tensor
-
-
-@torch.no_grad()
-def test_codes(session: Session, limit: int = 2000) -> tuple[Codes, Codes | None]:
-    """Codes of test data and, when the data set has noise of its own, of its test noise."""
-    model = session.model
-    model.eval()
-
-    def encode(x: torch.Tensor) -> Codes:
-        posterior = model.encoder(x[:limit].to(session.device))
-        return Codes(posterior.sample().cpu(), posterior.mean.cpu())
-
-    with evaluation_rng(session, salt=1):
-        noise = session.data.noise.get("test")
-        return encode(session.data.splits["test"]), encode(noise) if noise is not None else None
+    for choice, prior in priors.items():
+        if prior.variance is not None:
+            metrics[choice]["test_prior_variance"] = prior.variance
+    return metrics

@@ -31,6 +31,23 @@ def vaezoo_register(register) -> None:
     """
 
 
+# -- evaluation ---------------------------------------------------------------------------------------------
+# Implemented by plugin modules (like vaezoo_register): every loaded plugin is asked, and each answers for the
+# sessions it knows about, returning None otherwise. ``session`` is a :class:`vaezoo.session.Session`.
+
+
+@hookspec
+def vaezoo_test_priors(session):
+    """Test priors this plugin offers for ``session``'s model: ``{name: function}``, each function building a
+    :class:`vaezoo.test_priors.TestPrior` when that name is asked for (``--test-prior NAME``); or None."""
+
+
+@hookspec
+def vaezoo_finish(session, run_dir):
+    """A finished run's extra test metrics (``{name: float}``, added to results.json), after the test
+    evaluation; files may be written into ``run_dir`` (a figure, say). None when the plugin has nothing to add."""
+
+
 # -- the lifecycle of a run ------------------------------------------------------------------------------
 # Implemented by the callbacks a run is configured with (``vaezoo.interfaces.Callback``, ``--callback NAME``):
 # each callback object is registered in the run's own plugin manager, so these hooks reach only the run's

@@ -208,10 +208,6 @@ class Regularizer(Component, nn.Module, ABC):
         """
         raise TypeError(f"regularizer {self.name!r} declares no auxiliary parameters")
 
-    def optimal_test_variance(self) -> float | None:
-        """The test-prior variance this objective implies (``--test-prior optimal``), if it defines one."""
-        return None
-
 
 class NoiseSampler(Component, nn.Module, ABC):
     """Produces contrastive inputs ``x_noise 'b ...'`` in data space from a data batch and the current model."""
@@ -234,21 +230,13 @@ class NoiseSampler(Component, nn.Module, ABC):
 class Data:
     """Splits of one data set as tensors, with seeded, resumable batching.
 
-    Subclasses may override ``prepare_train_batch`` (e.g. to binarise afresh) and hold a ``noise`` tensor of
-    contrastive examples when the data set defines its own noise distribution.
+    Subclasses may override ``prepare_train_batch`` (e.g. to binarise afresh) and hold more, such as the
+    examples of a noise distribution of the data set's own.
     """
 
-    def __init__(
-        self,
-        spec: DataSpec,
-        train: Tensor,
-        valid: Tensor,
-        test: Tensor,
-        noise: dict[str, Tensor] | None = None,
-    ) -> None:
+    def __init__(self, spec: DataSpec, train: Tensor, valid: Tensor, test: Tensor) -> None:
         self.spec = spec
         self.splits = {"train": train, "valid": valid, "test": test}
-        self.noise = noise or {}
         self._epoch_order: tuple[int, int, Tensor] | None = None
 
     def size(self, split: str) -> int:

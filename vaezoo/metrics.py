@@ -219,22 +219,6 @@ def active_units(posterior_means: Tensor, threshold: float = 0.01) -> int:
     return int((posterior_means.var(dim=0) > threshold).sum().item())
 
 
-def kl_optimal_test_variance(encoder: Encoder, batches: Iterable[Tensor]) -> float:
-    """The variance s^2 minimising E_x KL(q(z|x) || N(0, s^2 I)) on ``batches``.
-
-    Written by hand because it is a closed form torch does not offer: with q = N(mu, diag sigma^2) the
-    expected KL is 0.5 * sum_d (E[sigma_d^2 + mu_d^2] / s^2 + log s^2) + const, minimised at
-    s^2 = mean_d E[sigma_d^2 + mu_d^2]; it is unimodal in s^2, so clipping to an interval keeps the optimum.
-    """
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for x in batches:
-            posterior = encoder(x)
-            total += (posterior.variance + posterior.mean.square()).mean(dim=1).sum().item()
-            count += x.shape[0]
-    return total / count
-
-
 def code_separability(data_codes: Tensor, noise_codes: Tensor, seed: int = 0) -> float:
     """Held-out accuracy of a logistic classifier telling data codes from noise codes (``'b d'`` each).
 

@@ -151,6 +151,7 @@ def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
         with _isolated(failures, name, origin):
             impl.function(register=functools.partial(staged.add, origin=origin))
             registry.merge(staged)
+    registry.hook = manager.hook
     return Plugins(manager, registry, failures, sorted(blocked))
 
 

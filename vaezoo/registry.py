@@ -26,6 +26,8 @@ class Registry:
     """Maps ``(kind, name)`` to an :class:`Entry`."""
 
     def __init__(self) -> None:
+        #: The hooks of the plugins that filled the registry (pluggy's hook relay), for evaluation plugins.
+        self.hook = None
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in ALL_KINDS}
 
     def add(self, cls: type, origin: str) -> None:

@@ -14,11 +14,11 @@ import torch
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaezoo.config import RunConfig, TrainConfig, merge_raw, resolve
 from vaezoo.errors import UsageError
-from vaezoo.eval_prior import check_test_prior_defined
 from vaezoo.interfaces import Data
 from vaezoo.model import VAE, build_model_for_data
 from vaezoo.registry import Registry
 from vaezoo.rundir import CONFIG_NAME, RunDirectory
+from vaezoo.test_priors import check_test_prior_offered
 
 DATA_DIR_VARIABLE = "VAEZOO_DATA"
 DEVICE_TYPES = ("cpu", "cuda")
@@ -62,6 +62,8 @@ class Session:
     data: Data
     model: VAE
     device: torch.device
+    #: The plugins' hooks (pluggy's relay), through which evaluation plugins answer; None without plugins.
+    hook: Any = None
 
     def batches(self, split: str) -> Iterator[torch.Tensor]:
         for x in self.data.batches(split, self.config.eval.batch_size, self.config.eval.limit):
@@ -130,8 +132,9 @@ def open_session(
         )
     torch.manual_seed(config.train.seed)
     model = build_model_for_data(config, registry, data).to(device)
-    check_test_prior_defined(config.eval.test_prior, model.regularizer)
-    return Session(config, data, model, device)
+    session = Session(config, data, model, device, registry.hook)
+    check_test_prior_offered(session, config.eval.test_prior)
+    return session
 
 
 def load_trained(

@@ -1,8 +1,8 @@
 """The training loop: checkpoints, validation lines, stopping and resuming.
 
 A run directory (``vaezoo.rundir``) holds ``config.json``, ``history.jsonl``, ``metrics.jsonl`` (one line per
-evaluation), ``checkpoint.pt``, ``results.json`` (final test metrics, versions, seed, wall time) and
-``latent_scatter.png``.
+evaluation), ``checkpoint.pt`` and ``results.json`` (final test metrics, versions, seed, wall time), and what
+evaluation plugins add (the synthetic task's ``latent_scatter.png``).
 
 Nothing is lost: a checkpoint is written when a run starts (step 0), at every evaluation point before the
 evaluation runs, and when SIGINT or SIGTERM stops the run (the checkpoint of the last finished step; a signal
@@ -40,16 +40,13 @@ from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_tem
 from vaezoo.config import RunConfig
 from vaezoo.distributed import Context, StepFunction
 from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.evaluation import evaluate_split, test_codes
-from vaezoo.figures import latent_scatter
+from vaezoo.evaluation import evaluate_split
 from vaezoo.interfaces import Data
 from vaezoo.interrupts import Interrupted, StopSignals
-from vaezoo.metrics import code_separability
 from vaezoo.registry import Registry
 from vaezoo.rundir import (
     METRICS_NAME,
     RESULTS_NAME,
-    SCATTER_NAME,
     RunDirectory,
     append_json_line,
     read_json_lines,
@@ -114,7 +111,7 @@ class Trainer:
         self.context = context or Context()
         device = self.context.device(resolve_device(config.train.device))
         self.session = open_session(config, registry, data_dir, device)
-        self.config, self.data_dir = config, data_dir
+        self.config, self.data_dir, self.registry = config, data_dir, registry
         self.directory = RunDirectory(run_dir)
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         self.training_step = TrainingStep(self.session.model, config.train, self.context)
@@ -346,18 +343,13 @@ class Trainer:
         return any(record.get("step") == step for record in read_json_lines(self.directory.file(METRICS_NAME)))
 
     def finish(self) -> dict[str, Any]:
-        """Test metrics (with IW-NLL), the latent scatter, and results.json (rank 0's work)."""
+        """Test metrics (with IW-NLL and what evaluation plugins add) and results.json (rank 0's work)."""
         session, cfg = self.session, self.config
         test = evaluate_split(
             session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples, progress=cfg.train.progress
         )
-        data_codes, noise_codes = test_codes(session)
-        title = f"{cfg.regularizer.name} on {cfg.data.name}"
-        latent_scatter(
-            data_codes.samples, noise_codes and noise_codes.samples, self.directory.file(SCATTER_NAME), title
-        )
-        if noise_codes is not None:
-            test["separability"] = code_separability(data_codes.samples, noise_codes.samples, seed=cfg.train.seed)
+        for extra in session.hook.vaezoo_finish(session=session, run_dir=self.run_dir) if session.hook else []:
+            test.update(extra)
         results = {
             "metrics": test,
             "test_prior": cfg.eval.test_prior,

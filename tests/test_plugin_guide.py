@@ -28,6 +28,7 @@ from vaezoo.plugins import DISABLE_VARIABLE
 
 README = REPO / "README.md"
 SECTION = "## Writing a plugin"
+PRIOR_SECTION = "## Writing a prior or an evaluation plugin"
 #: A code block under the line naming its file: `NAME`, a blank line, ```LANGUAGE ... ```.
 NAMED_BLOCK = re.compile(r"^`(?P<file>[^`\s]+)`\n\n```(?P<language>\w+)\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
 #: A verbose pytest result line: node id and outcome.
@@ -52,11 +53,11 @@ class Guide:
 # -- reading the guide ---------------------------------------------------------------------------------------------
 
 
-def guide_section(readme: str) -> str:
-    """The text of the section ``## Writing a plugin``, up to the next ``## `` heading."""
-    assert SECTION in readme, f"README.md has no section {SECTION!r}"
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
+def guide_section(readme: str, heading: str = SECTION) -> str:
+    """The text of the section ``heading`` (``## Writing a plugin``), up to the next ``## `` heading."""
+    assert heading in readme, f"README.md has no section {heading!r}"
+    start = readme.index(heading)
+    end = readme.find("\n## ", start + len(heading))
     return readme[start : end if end != -1 else len(readme)]
 
 
@@ -85,9 +86,10 @@ def vaezoo_entry_point(pyproject: str) -> tuple[str, str]:
 # -- installing and running it -------------------------------------------------------------------------------------
 
 
-def install_guide(readme: str, root: Path) -> Guide:
-    """Write the guide's files into ``root/project`` and pip-install that project into ``root/site``."""
-    section = guide_section(readme)
+def install_guide(readme: str, root: Path, heading: str = SECTION) -> Guide:
+    """Write the files of the guide's section ``heading`` into ``root/project`` and pip-install that project into
+    ``root/site``."""
+    section = guide_section(readme, heading)
     files = guide_files(section)
     project, site = root / "project", root / "site"
     project.mkdir(parents=True)
@@ -153,14 +155,14 @@ def contract_results(site: Path, name: str) -> tuple[subprocess.CompletedProcess
     return ran, outcomes, counts
 
 
-def assert_contracts_pass(site: Path, name: str) -> None:
+def assert_contracts_pass(site: Path, name: str, kind: str = "regularizer") -> None:
     """The contract tests select the component ``name`` with ``-k NAME``: at least one of its cases (its
-    regularizer contract among them) runs, nothing else does, and all pass."""
+    ``kind`` contract among them) runs, nothing else does, and all pass."""
     ran, outcomes, counts = contract_results(site, name)
     report = f"'pytest tests/test_contracts.py -k {name}' gave:\n{ran.stdout}{ran.stderr}"
     assert outcomes, f"no contract test of {name!r} ran; {report}"
     assert all(node.endswith(f"[{name}]") for node in outcomes), f"-k {name} selected other tests; {report}"
-    assert f"tests/test_contracts.py::test_regularizer_contract[{name}]" in outcomes, report
+    assert f"tests/test_contracts.py::test_{kind}_contract[{name}]" in outcomes, report
     assert set(outcomes.values()) == {"PASSED"}, report
     assert counts.get("passed") == len(outcomes), report
     assert not {"failed", "error", "errors"} & set(counts) and ran.returncode == 0, report
@@ -208,3 +210,46 @@ def test_guide_plugin_trains(guide, regularizer, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 1
     assert results["config"]["regularizer"] == {"name": name, "weight": 0.5}
+
+
+# -- the prior and evaluation plugin ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prior_guide(tmp_path_factory) -> Guide:
+    return install_guide(README.read_text(), tmp_path_factory.mktemp("prior_guide"), PRIOR_SECTION)
+
+
+@pytest.mark.slow
+def test_prior_guide_is_listed_and_passes_the_contract_tests(prior_guide, tmp_path):
+    listed = run_vaezoo("list", "prior", env=child_env(prior_guide.site), cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    components = components_of(prior_guide, listed.stdout)
+    assert list(components) == ["prior"], listed.stdout
+    ((name, _),) = components["prior"].items()
+    origin = f"plugin {prior_guide.entry_point!r} (distribution {prior_guide.distribution})"
+    assert f"`vaezoo list prior` shows `{name}` with its origin `{origin}`" in prior_guide.prose
+    assert f"`python -m pytest tests/test_contracts.py -k {name}`" in prior_guide.prose
+    assert_contracts_pass(prior_guide.site, name, kind="prior")
+
+
+@pytest.mark.slow
+def test_prior_guide_trains_and_its_test_prior_and_metric_reach_the_results(prior_guide, tmp_path):
+    command = "vaezoo run --prior scaled --test-prior wide"
+    assert f"`{command}`" in prior_guide.prose, f"the guide does not show `{command}`"
+    out = tmp_path / "run"
+    ran = run_vaezoo(
+        *command.split()[1:],
+        "--steps",
+        "5",
+        *TINY_RUN,
+        "--out",
+        str(out),
+        env=child_env(prior_guide.site),
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "warning" not in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["test_prior"] == "wide" and results["metrics"]["test_prior_variance"] == 4.0
+    assert results["metrics"]["code_norm"] > 0

@@ -57,8 +57,16 @@ RUN_FLAGS = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaezoo", description="A plugin-based zoo of variational autoencoders.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(commands.add_parser("run", help="train a model (default: betavae on the synthetic task)"))
+    listing = commands.add_parser("list", help="registered components, their plugins and parameters")
+    listing.add_argument("kind", nargs="?", choices=(*ALL_KINDS, *CORE_SECTIONS))
+    _add_eval(commands.add_parser("eval", help="metrics of a run on its test split"))
+    theory_cli.add_arguments(commands.add_parser("theory", help="exact optima of every objective on finite spaces"))
+    _add_sample(commands.add_parser("sample", help="PNG grids of prior samples and test reconstructions of a run"))
+    return parser
 
-    run = commands.add_parser("run", help="train a model (default: betavae on the synthetic task)")
+
+def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--config", type=Path, help="TOML or JSON config file")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.PARAM=VALUE", help="override a value")
     for kind in KINDS:
@@ -92,10 +100,8 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="validate everything (config, data, model) and print the config"
     )
 
-    listing = commands.add_parser("list", help="registered components, their plugins and parameters")
-    listing.add_argument("kind", nargs="?", choices=(*ALL_KINDS, *CORE_SECTIONS))
 
-    ev = commands.add_parser("eval", help="metrics of a run on its test split")
+def _add_eval(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     ev.add_argument(
         "--test-prior",
@@ -111,17 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    theory = commands.add_parser("theory", help="exact optima of every objective on finite spaces")
-    theory_cli.add_arguments(theory)
 
-    sample = commands.add_parser("sample", help="PNG grids of prior samples and test reconstructions of a run")
+def _add_sample(sample: argparse.ArgumentParser) -> None:
     sample.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     sample.add_argument("--count", type=int, default=64, help="prior samples (and half as many reconstructions)")
     sample.add_argument("--out", type=Path, help="directory for the PNG or text files (default: RUN_DIR)")
     sample.add_argument("--temperature", type=float, help="text: softmax temperature of ancestral sampling")
     sample.add_argument("--greedy", action="store_true", default=None, help="text: greedy decoding")
     sample.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
-    return parser
 
 
 def _report_failures(plugins: Plugins) -> None:

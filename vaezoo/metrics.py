@@ -154,19 +154,12 @@ def evaluate_priors(
         z = posterior.sample()
         b = z.shape[0]
         shared["recon"] += -decoder.log_prob(x, z.unsqueeze(0)).sum().item()
-        for name, prior in zip(names, priors, strict=True):
-            per_prior[name]["kl"] += kl_or_estimate(posterior, prior, z).sum().item()
         if b > 1:
             shared["mi"] += mutual_information(posterior).item() * b
             mi_count += b
-        if iw_samples > 0:
-            log_px = importance_weighted_log_likelihoods(
-                decoder, posterior, priors, x, iw_samples, iw_chunk, on_chunk=on_progress
-            )
-            for name, estimate in zip(names, log_px, strict=True):
-                per_prior[name]["iw_nll"] += -estimate.sum().item()
-        elif on_progress is not None:
-            on_progress(b)
+        batch_sums = _prior_sums(decoder, posterior, priors, x, z, iw_samples, iw_chunk, on_progress)
+        for name, sums in zip(names, batch_sums, strict=True):
+            per_prior[name] = {metric: per_prior[name][metric] + total for metric, total in sums.items()}
         means.append(posterior.mean)
         count += b
         if tokens is not None:
@@ -176,16 +169,46 @@ def evaluate_priors(
         "mi": shared["mi"] / mi_count if mi_count else 0.0,
         "au": active_units(torch.cat(means), au_threshold),
     }
-    results = {}
-    for name in names:
-        metrics = {**common, **{metric: total / count for metric, total in per_prior[name].items()}}
-        metrics["neg_elbo"] = metrics["recon"] + metrics["kl"]
-        if iw_samples <= 0:
-            del metrics["iw_nll"]
-        if tokens:
-            metrics.update(perplexities(metrics, tokens / count))
-        results[name] = metrics
-    return results
+    tokens_per_example = tokens / count if tokens else None
+    return {
+        name: _prior_metrics(common, sums, count, iw_samples > 0, tokens_per_example)
+        for name, sums in per_prior.items()
+    }
+
+
+def _prior_sums(
+    decoder: Decoder,
+    posterior: Distribution,
+    priors: Sequence[Distribution],
+    x: Tensor,
+    z: Tensor,
+    iw_samples: int,
+    iw_chunk: int,
+    on_progress: Callable[[int], object] | None,
+) -> list[dict[str, float]]:
+    """The batch's sums of KL (at the sample ``z``) and IW-NLL (0 when ``iw_samples`` is 0) under each prior;
+    ``on_progress`` is told the work done (importance samples times examples, else examples)."""
+    sums = [{"kl": kl_or_estimate(posterior, prior, z).sum().item(), "iw_nll": 0.0} for prior in priors]
+    if iw_samples > 0:
+        log_px = importance_weighted_log_likelihoods(decoder, posterior, priors, x, iw_samples, iw_chunk, on_progress)
+        for prior_sums, estimate in zip(sums, log_px, strict=True):
+            prior_sums["iw_nll"] = -estimate.sum().item()
+    elif on_progress is not None:
+        on_progress(x.shape[0])
+    return sums
+
+
+def _prior_metrics(
+    common: dict[str, float], sums: dict[str, float], count: int, with_iw: bool, tokens_per_example: float | None
+) -> dict[str, float]:
+    """One test prior's metrics: the shared ones, its KL and IW-NLL sums as means, -ELBO and the perplexities."""
+    metrics = {**common, **{metric: total / count for metric, total in sums.items()}}
+    metrics["neg_elbo"] = metrics["recon"] + metrics["kl"]
+    if not with_iw:
+        del metrics["iw_nll"]
+    if tokens_per_example is not None:
+        metrics.update(perplexities(metrics, tokens_per_example))
+    return metrics
 
 
 def predicted_tokens(x: Tensor, spec: DataSpec) -> Tensor:

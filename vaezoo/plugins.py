@@ -99,24 +99,13 @@ def _name_clash(entry_point: EntryPoint, owner: str) -> str:
     )
 
 
-def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
-    """Load every plugin of the ``vaezoo`` entry-point group (plus ``extra`` plugin objects) into a registry.
-
-    The built-in plugins (distribution ``vaezoo``) are registered first, then the others ordered by
-    distribution and entry-point name, then ``extra``. Every exception but ``KeyboardInterrupt`` that a plugin
-    raises on import, on registration or in its ``vaezoo_register`` hook (``SystemExit`` included) makes it a
-    :class:`PluginFailure` that keeps none of its components. An entry-point name belongs to the first
-    distribution declaring it (a built-in keeps its own); the same name from another distribution is a failure
-    naming both, and that plugin is never imported. When two plugins claim the same component name, the earlier
-    keeps it and the later is reported as failed, naming both.
-    """
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
-    manager.add_hookspecs(hookspecs)
+def _load_entry_points(
+    manager: pluggy.PluginManager, failures: list[PluginFailure], blocked: set[str]
+) -> list[tuple[str, str]]:
+    """Import and register the plugins of the entry-point group, built-ins first (see :func:`load_plugins`);
+    (registered name, origin) of each, in order. Failures and blocked names are added to the lists given."""
     disabled = {_normalise(n) for n in _disabled_names()}
-    failures: list[PluginFailure] = []
-    blocked: set[str] = set()
-    order: list[tuple[str, str]] = []  # (registered name, origin) in registration order
-
+    order: list[tuple[str, str]] = []
     found = sorted(
         entry_points(group=hookspecs.PROJECT),
         key=lambda ep: (_distribution_name(ep) != hookspecs.PROJECT, _distribution_name(ep), ep.name),
@@ -136,6 +125,25 @@ def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
         elif _normalise(owner) != _normalise(dist):
             failures.append(PluginFailure(name, _origin(entry_point), _name_clash(entry_point, owner)))
         # else: a second copy of the same distribution on the path, skipped
+    return order
+
+
+def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
+    """Load every plugin of the ``vaezoo`` entry-point group (plus ``extra`` plugin objects) into a registry.
+
+    The built-in plugins (distribution ``vaezoo``) are registered first, then the others ordered by
+    distribution and entry-point name, then ``extra``. Every exception but ``KeyboardInterrupt`` that a plugin
+    raises on import, on registration or in its ``vaezoo_register`` hook (``SystemExit`` included) makes it a
+    :class:`PluginFailure` that keeps none of its components. An entry-point name belongs to the first
+    distribution declaring it (a built-in keeps its own); the same name from another distribution is a failure
+    naming both, and that plugin is never imported. When two plugins claim the same component name, the earlier
+    keeps it and the later is reported as failed, naming both.
+    """
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    failures: list[PluginFailure] = []
+    blocked: set[str] = set()
+    order = _load_entry_points(manager, failures, blocked)  # (registered name, origin) in registration order
     for plugin in extra:
         name = manager.get_canonical_name(plugin)
         with _isolated(failures, name, f"plugin {name!r}"):

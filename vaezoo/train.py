@@ -269,52 +269,54 @@ class Trainer:
             while self.step < self.total_steps:
                 if self._advance(forward, signals, started, bar):
                     return True
+            if signals.requested is not None:  # came after the last step's check; its checkpoint is written
+                raise Interrupted(signals.requested)
             return False
         finally:
             bar.close()
             del forward
 
     def _advance(self, forward: StepFunction, signals: StopSignals, started: float, bar: tqdm) -> bool:
-        """One training step and, at an evaluation point, a checkpoint and the validation line; a stop signal
-        raises Interrupted after the checkpoint. Whether a callback asks to stop training early."""
+        """One training step and, at an evaluation point, a checkpoint and the validation line. A stop signal waits
+        until the step and its checkpoint are written, then raises Interrupted; every rank stops at the same step.
+        Whether a callback asks to stop training early."""
         main = self.context.is_main
-        logged = self._train_step(forward, signals)
-        bar.update(1)
-        bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
-        if main:
-            self.hooks.step_done(self.run_info, self.step, logged)
-        stop = self.context.any_rank(signals.requested is not None)
-        at_eval = self.step % self.config.train.eval_every == 0 or self.step == self.total_steps
-        if at_eval:
-            self._close_interval()
-        if at_eval or stop:
-            self.wall_time = time.perf_counter() - started
-            self.save()
+        with signals.deferred():
+            logged = self._train_step(forward)
+            bar.update(1)
+            bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
+            if main:
+                self.hooks.step_done(self.run_info, self.step, logged)
+            stop = self.context.any_rank(signals.requested is not None)
+            at_eval = self.step % self.config.train.eval_every == 0 or self.step == self.total_steps
+            if at_eval:
+                self._close_interval()
+            if at_eval or stop:
+                self.wall_time = time.perf_counter() - started
+                self.save()
         if stop:
             raise Interrupted(signals.requested or signal.SIGTERM)
         return at_eval and self.context.any_rank(main and self._validate(self.pending))
 
-    def _train_step(self, forward: StepFunction, signals: StopSignals) -> dict[str, float]:
-        """One training step on the next batch; the logged terms (also added to the interval's sums). A stop
-        signal waits until the parameters and the step's bookkeeping are updated together."""
+    def _train_step(self, forward: StepFunction) -> dict[str, float]:
+        """One training step on the next batch; the logged terms (also added to the interval's sums)."""
         train_cfg, data = self.config.train, self.session.data
         epoch, index = divmod(self.step, data.steps_per_epoch(train_cfg.batch_size))
         batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
         x = self.context.shard(batch).to(self.session.device)
         kl_scale = self.hooks.kl_scale(self.run_info, self.step)
-        with signals.deferred():
-            try:
-                logged = self.training_step(forward, x, self.step, data, kl_scale)
-            except NonFiniteLoss as error:
-                checkpoint = self.directory.file(CHECKPOINT_NAME)
-                raise TrainingDiverged(
-                    f"{error} at step {self.step}; stopped. The last good checkpoint (step "
-                    f"{load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
-                ) from None
-            for name, value in logged.items():
-                self.sums[name] += value
-            self.since_eval += 1
-            self.step += 1
+        try:
+            logged = self.training_step(forward, x, self.step, data, kl_scale)
+        except NonFiniteLoss as error:
+            checkpoint = self.directory.file(CHECKPOINT_NAME)
+            raise TrainingDiverged(
+                f"{error} at step {self.step}; stopped. The last good checkpoint (step "
+                f"{load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
+            ) from None
+        for name, value in logged.items():
+            self.sums[name] += value
+        self.since_eval += 1
+        self.step += 1
         return logged
 
     def _close_interval(self) -> None:

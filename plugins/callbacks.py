@@ -16,6 +16,7 @@ import attrs
 from vaezoo import hookimpl
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Callback
+from vaezoo.metrics import METRIC_NAMES
 from vaezoo.params import param
 
 
@@ -168,6 +169,11 @@ class EarlyStopping(Callback):
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)
+        if params.metric not in METRIC_NAMES:  # refused before training, not at the first evaluation
+            raise UsageError(
+                f"callback 'early_stop': metric {params.metric!r} is not a metric vaezoo reports; choose one of: "
+                f"{', '.join(METRIC_NAMES)}"
+            )
         self.best: float | None = None
         self.waited = 0
 

@@ -119,6 +119,8 @@ class Target:
     name: str | None
     params: type
     settings: tuple[Setting, ...]
+    #: Command-line flags that put the target in the run (``--callback NAME`` for a callback).
+    flags: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.section}-{self.name}" if self.name else self.section
@@ -132,8 +134,12 @@ def targets() -> list[Target]:
         for kind in KINDS
         for name, entry in registry.entries(kind).items()
     ]
+    callbacks = [
+        Target(f"callbacks.{name}", None, entry.cls.Params, (SYNTHETIC,), ("--callback", name))
+        for name, entry in registry.entries("callback").items()
+    ]
     core = (("model", ModelConfig), ("train", TrainConfig), ("eval", EvalConfig))
-    return found + [Target(section, None, cls, tuple(CORE_SETTINGS)) for section, cls in core]
+    return found + callbacks + [Target(section, None, cls, tuple(CORE_SETTINGS)) for section, cls in core]
 
 
 # -- drawn values ---------------------------------------------------------------------------------------------
@@ -269,7 +275,7 @@ def test_a_one_step_run_with_any_drawn_value_ends_cleanly(target, data, data_dir
     if target.name is not None:
         setting = {**setting, target.section: {**setting.get(target.section, {}), "name": target.name}}
     out = next(run_dirs)
-    argv = [*BASE, "--out", str(out), "--data-dir", str(data_dir), *set_flags(setting)]
+    argv = [*BASE, "--out", str(out), "--data-dir", str(data_dir), *target.flags, *set_flags(setting)]
     argv += set_flags({target.section: drawn})
     try:
         assert_clean(*run(argv, capsys), argv)

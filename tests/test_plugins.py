@@ -539,3 +539,21 @@ def test_component_without_attrs_params_is_a_failure_of_its_plugin(clean_plugin_
     assert "Params must be a frozen attrs class" in plugins.failures[0].error
     assert "plain-params" not in plugins.registry.names("regularizer")
     assert "betavae" in plugins.registry.names("regularizer")
+
+
+COMMAND_SITE = Path(__file__).parent / "fixtures" / "command_site"
+
+
+@pytest.mark.slow
+def test_a_plugin_adds_a_subcommand_and_one_naming_a_core_command_is_reported(tmp_path):
+    env = {"PYTHONPATH": str(COMMAND_SITE)}
+    greeted = run_vaezoo("hello", "--name", "zoo", env=env, cwd=tmp_path)
+    assert greeted.returncode == 0 and greeted.stdout == "hello, zoo\n", greeted.stderr
+    assert "command 'run' (distribution vaezoo-hello-command)" in greeted.stderr
+    assert "the command name 'run' is already taken" in greeted.stderr
+    refused = run_vaezoo("hello", "--name", "", env=env, cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.strip().endswith("vaezoo: error: --name must not be empty")
+    listed = run_vaezoo("--help", env=env, cwd=tmp_path)
+    assert "hello" in listed.stdout and "theory" in listed.stdout
+    alone = run_vaezoo("--help", cwd=tmp_path).stdout
+    assert "theory" in alone and "hello" not in alone

@@ -16,8 +16,8 @@ from torch.distributions import Categorical, kl_divergence
 
 from vaezoo.divergences import discriminator_jsd
 from vaezoo.errors import UsageError
-from vaezoo.theory import cli as theory_cli
-from vaezoo.theory.lab import (
+from vaezoo_plugins.theory import cli as theory_cli
+from vaezoo_plugins.theory.lab import (
     COLLAPSE_NATS,
     DTYPE,
     LabConfig,

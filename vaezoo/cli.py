@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from vaezoo.config import (
     CALLBACKS,
     CORE_SECTIONS,
@@ -30,9 +32,8 @@ from vaezoo.interfaces import ALL_KINDS, KINDS
 from vaezoo.interrupts import Interrupted, StopSignals
 from vaezoo.metrics import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
-from vaezoo.plugins import Plugins, default_plugins
+from vaezoo.plugins import Command, Plugins, default_plugins, load_commands
 from vaezoo.rundir import CONFIG_NAME, RunDirectory
-from vaezoo.theory import cli as theory_cli
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -54,15 +55,17 @@ RUN_FLAGS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(plugin_commands: Sequence[Command] = ()) -> argparse.ArgumentParser:
+    """The command line: the core commands and, after them, the commands plugins add."""
     parser = argparse.ArgumentParser(prog="vaezoo", description="A plugin-based zoo of variational autoencoders.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(commands.add_parser("run", help="train a model (default: betavae on the synthetic task)"))
     listing = commands.add_parser("list", help="registered components, their plugins and parameters")
     listing.add_argument("kind", nargs="?", choices=(*ALL_KINDS, *CORE_SECTIONS))
     _add_eval(commands.add_parser("eval", help="metrics of a run on its test split"))
-    theory_cli.add_arguments(commands.add_parser("theory", help="exact optima of every objective on finite spaces"))
     _add_sample(commands.add_parser("sample", help="PNG grids of prior samples and test reconstructions of a run"))
+    for command in plugin_commands:
+        command.module.add_arguments(commands.add_parser(command.name, help=command.module.HELP))
     return parser
 
 
@@ -361,29 +364,28 @@ def _command_sample(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
-def _command_theory(args: argparse.Namespace, plugins: Plugins) -> int:
-    return theory_cli.run(args)
-
-
 COMMANDS = {
     "run": _command_run,
     "list": _command_list,
     "eval": _command_eval,
     "sample": _command_sample,
-    "theory": _command_theory,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    plugin_commands, command_failures = load_commands(taken=tuple(COMMANDS))
+    parser = _parser(plugin_commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     plugins = default_plugins()
-    _report_failures(plugins)
+    _report_failures(attrs.evolve(plugins, failures=[*plugins.failures, *command_failures]))
+    added = {command.name: command.module.run for command in plugin_commands}
     try:
         with StopSignals():  # SIGTERM, like Ctrl-C, ends a command with a message instead of a silent kill
+            if args.command in added:
+                return added[args.command](args)
             return COMMANDS[args.command](args, plugins)
     except Interrupted as stop:
         print(f"\nvaezoo: interrupted by {stop}", file=sys.stderr)

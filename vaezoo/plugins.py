@@ -16,6 +16,7 @@ import re
 import traceback
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import attrs
 import pluggy
@@ -24,6 +25,10 @@ from vaezoo import hookspecs
 from vaezoo.registry import Registry
 
 DISABLE_VARIABLE = "VAEZOO_DISABLE_PLUGINS"
+#: Entry-point group of subcommands plugins add to ``vaezoo`` (``vaezoo NAME``), e.g. the theory lab.
+COMMANDS_GROUP = f"{hookspecs.PROJECT}.commands"
+#: What a command module must provide.
+COMMAND_ATTRIBUTES = ("HELP", "add_arguments", "run")
 
 
 @attrs.frozen
@@ -161,6 +166,38 @@ def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
             registry.merge(staged)
     registry.hook = manager.hook
     return Plugins(manager, registry, failures, sorted(blocked))
+
+
+@attrs.frozen
+class Command:
+    """A subcommand a plugin adds, ``vaezoo NAME``: its module has ``HELP`` (one line), ``add_arguments(parser)``
+    (argparse) and ``run(args) -> int`` (raising UsageError for bad input)."""
+
+    name: str
+    module: Any
+
+
+def load_commands(taken: tuple[str, ...]) -> tuple[list[Command], list[PluginFailure]]:
+    """The commands of the entry-point group ``vaezoo.commands``, by name, and the ones that failed to load or
+    whose name is ``taken`` (a core command's) or already used; disabled plugins are left out."""
+    disabled = {_normalise(n) for n in _disabled_names()}
+    commands: list[Command] = []
+    failures: list[PluginFailure] = []
+    for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        name, dist = entry_point.name, _distribution_name(entry_point)
+        if _normalise(name) in disabled or _normalise(dist) in disabled:
+            continue
+        origin = f"command {name!r} (distribution {dist})"
+        if name in taken or any(command.name == name for command in commands):
+            failures.append(PluginFailure(name, origin, f"the command name {name!r} is already taken"))
+            continue
+        with _isolated(failures, name, origin):
+            module = entry_point.load()
+            missing = [attribute for attribute in COMMAND_ATTRIBUTES if not hasattr(module, attribute)]
+            if missing:
+                raise TypeError(f"a command module must define {', '.join(COMMAND_ATTRIBUTES)}; missing {missing}")
+            commands.append(Command(name, module))
+    return commands, failures
 
 
 @functools.cache

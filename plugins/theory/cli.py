@@ -1,4 +1,5 @@
-"""The ``vaezoo theory`` subcommand: options and entry point (wired into :mod:`vaezoo.cli` as a subparser).
+"""The ``vaezoo theory`` subcommand, added through the entry-point group ``vaezoo.commands``: ``HELP``,
+``add_arguments`` and ``run``.
 
 ``run`` raises :class:`vaezoo.errors.UsageError` for bad input; the main command turns it into one line and
 exit code 2.
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 
 from vaezoo.errors import UsageError
-from vaezoo.theory.lab import (
+from vaezoo_plugins.theory.lab import (
     REGULARIZERS,
     LabConfig,
     Problem,
@@ -19,7 +20,7 @@ from vaezoo.theory.lab import (
     probability_vector,
     run_lab,
 )
-from vaezoo.theory.report import FILES, to_json, to_markdown, write_outputs
+from vaezoo_plugins.theory.report import FILES, to_json, to_markdown, write_outputs
 
 DEFAULTS = LabConfig(problem=Problem.default())
 VECTOR_OPTIONS = {  # Problem field -> (option, size argument it must match)
@@ -33,6 +34,9 @@ DEFAULT_SIZE = 4
 
 def _join(values: tuple[float, ...]) -> str:
     return ",".join(f"{v:g}" for v in values)
+
+
+HELP = "exact optima of every objective on finite spaces"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from vaezoo.theory.lab import COLLAPSE_NATS, LabResult, Row
+from vaezoo_plugins.theory.lab import COLLAPSE_NATS, LabResult, Row
 
 FILES = ("theory.md", "theory.csv", "theory.png", "theory.json")
 

@@ -1,6 +1,0 @@
-"""The non-parametric theory lab: the paper's objectives on finite spaces, their exact optima, and Theorem 5's
-fixed point (``vaezoo theory``). See :mod:`vaezoo.theory.lab` and docs/theory-lab.md."""
-
-from vaezoo.theory.lab import LabConfig, LabResult, Problem, run_lab
-
-__all__ = ["LabConfig", "LabResult", "Problem", "run_lab"]

@@ -125,7 +125,11 @@ class Vocabulary:
         return len(self.tokens)
 
     def encode(self, documents: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """The ids of every word of ``documents``, concatenated, and each document's word count (int64 arrays)."""
+        """The ids of every word of ``documents``, concatenated, and each document's word count (int64 arrays).
+
+        A dictionary lookup rather than ``tokenizers``' own encoding: a WordLevel tokenizer of this vocabulary
+        (``encode_batch`` of pre-split words) gives the same ids on Yahoo and PTB but took 10 times as long (1.35 s
+        against 0.13 s for PTB's 43,753 training and test sentences), building a Python object per document."""
         lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
         words = itertools.chain.from_iterable(documents)
         flat = np.fromiter(map(self._lookup.__getitem__, words), dtype=np.int64, count=int(lengths.sum()))

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.config import (
     CALLBACKS,
     CORE_SECTIONS,
@@ -258,7 +259,7 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
             trainer = Trainer(config, plugins.registry, directory.path, data_dir, context)
             results = trainer.run(resume=args.resume is not None, overwrite=args.overwrite, changes=changes)
         except Interrupted as stop:
-            if trainer is None or not directory.file("checkpoint.pt").exists():
+            if trainer is None or not directory.file(CHECKPOINT_NAME).exists():
                 print(f"\nvaezoo: interrupted by {stop}; nothing was trained", file=sys.stderr)
             else:
                 print(

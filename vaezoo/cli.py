@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.config import (
     CALLBACKS,
@@ -33,7 +31,7 @@ from vaezoo.interfaces import ALL_KINDS, KINDS
 from vaezoo.interrupts import Interrupted, StopSignals
 from vaezoo.metrics import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
-from vaezoo.plugins import Command, Plugins, default_plugins, load_commands
+from vaezoo.plugins import Command, PluginFailure, Plugins, default_plugins, load_commands
 from vaezoo.rundir import CONFIG_NAME, RunDirectory
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -131,8 +129,8 @@ def _add_sample(sample: argparse.ArgumentParser) -> None:
     sample.add_argument("--data-dir", type=Path, help="data directory (default: $VAEZOO_DATA)")
 
 
-def _report_failures(plugins: Plugins) -> None:
-    for failure in plugins.failures:
+def _report_failures(failures: Sequence[PluginFailure]) -> None:
+    for failure in failures:
         print(f"vaezoo: warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
 
 
@@ -381,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     plugins = default_plugins()
-    _report_failures(attrs.evolve(plugins, failures=[*plugins.failures, *command_failures]))
+    _report_failures([*plugins.failures, *command_failures])
     added = {command.name: command.module.run for command in plugin_commands}
     try:
         with StopSignals():  # SIGTERM, like Ctrl-C, ends a command with a message instead of a silent kill

@@ -33,3 +33,8 @@ def kl_or_estimate(posterior: Distribution, prior: Distribution, z: Tensor) -> T
         return kl_divergence(posterior, prior)
     except NotImplementedError:
         return posterior.log_prob(z) - prior.log_prob(z)
+
+
+def refuses_invalid_parameters(error: ValueError) -> bool:
+    """Whether ``error`` is torch.distributions refusing NaN or infinite parameters (a diverged model)."""
+    return "invalid values" in str(error)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
+from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.errors import TrainingDiverged
 from vaezoo.metrics import evaluate_priors
 from vaezoo.session import Session, subnormals_flushed
@@ -71,8 +72,7 @@ def evaluate_split_priors(
                 on_progress=bar.update,
             )
     except ValueError as error:
-        # torch.distributions refuses NaN or infinite parameters: the model's outputs have diverged
-        if "invalid values" not in str(error):
+        if not refuses_invalid_parameters(error):
             raise
         raise TrainingDiverged(
             f"the model's outputs on the {split} split are not finite (NaN or infinite distribution parameters)"

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context, StepFunction
+from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.interfaces import Data, Step
 from vaezoo.model import VAE
 
@@ -53,8 +54,7 @@ class TrainingStep:
         try:
             record, loss, logged = forward(x, step, data, kl_scale)
         except ValueError as error:
-            # torch.distributions refuses NaN or inf parameters before any loss exists
-            if "invalid values" not in str(error):
+            if not refuses_invalid_parameters(error):  # before any loss exists
                 raise
             record, loss, logged = None, torch.tensor(float("nan"), device=x.device), {}
         loss_everywhere = self.context.mean_loss(loss)  # every rank sees the same mean, so all stop together

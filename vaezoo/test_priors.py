@@ -84,24 +84,27 @@ def offered_test_priors(session: Session) -> Offered:
 
 def resolve_test_prior(session: Session, choice: str) -> TestPrior:
     """The test prior ``choice`` names for ``session`` (a UsageError listing the offered names if none)."""
-    check_test_prior(choice)
-    variance = _variance(choice)
+    variance = _variance(check_test_prior(choice))
     if variance is not None:
         return TestPrior.isotropic(session, variance)
-    offered = offered_test_priors(session)
-    if choice not in offered:
-        raise UsageError(
-            f"test prior {choice!r} is not offered for regularizer {session.config.regularizer.name!r}; choose one "
-            f"of: {', '.join(offered)}, or a variance"
-        )
-    return offered[choice]()
+    return _offered(session, choice)()
 
 
 def check_test_prior_offered(session: Session, choice: str) -> None:
     """Refuse, before any training, a test prior name that nothing offers for ``session``'s model."""
-    check_test_prior(choice)
-    if _variance(choice) is None and choice not in offered_test_priors(session):
-        resolve_test_prior(session, choice)  # raises, listing the offered names
+    if _variance(check_test_prior(choice)) is None:
+        _offered(session, choice)
+
+
+def _offered(session: Session, name: str) -> Callable[[], TestPrior]:
+    """The builder of the test prior ``name`` offered for ``session`` (a UsageError listing the offered names)."""
+    offered = offered_test_priors(session)
+    if name not in offered:
+        raise UsageError(
+            f"test prior {name!r} is not offered for regularizer {session.config.regularizer.name!r}; choose one "
+            f"of: {', '.join(offered)}, or a variance"
+        )
+    return offered[name]
 
 
 def _trained(session: Session) -> TestPrior:

@@ -117,8 +117,6 @@ class Trainer:
         self.training_step = TrainingStep(self.session.model, config.train, self.context)
         self.hooks = RunHooks(config, registry)
         self.run_info = RunInfo(run_dir, config, self.session.model, self.session.data, self.total_steps)
-        self.optimizer = self.training_step.optimizer
-        self.auxiliary_optimizer = self.training_step.auxiliary_optimizer
         self.step = 0
         self.wall_time = 0.0
         # Training losses summed since the last validation line, and that line while it awaits its validation.
@@ -130,6 +128,14 @@ class Trainer:
     @property
     def run_dir(self) -> Path:
         return self.directory.path
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.training_step.optimizer
+
+    @property
+    def auxiliary_optimizer(self) -> torch.optim.Optimizer | None:
+        return self.training_step.auxiliary_optimizer
 
     @property
     def total_steps(self) -> int:

@@ -138,7 +138,7 @@ class CyclicalKLAnnealing(Callback):
     @attrs.frozen
     class Params:
         cycles: int = param(4, ge=1, le=10**6, help="cycles over the run's steps")
-        ratio: float = param(0.5, gt=0, le=1, help="fraction of each cycle over which beta rises from 0 to 1")
+        ratio: float = param(0.5, ge=1e-6, le=1, help="fraction of each cycle over which beta rises from 0 to 1")
 
     @hookimpl
     def vaezoo_kl_scale(self, run, step: int) -> float:

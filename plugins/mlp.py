@@ -121,7 +121,7 @@ class MLPDecoder(Decoder):
 
     def distribution(self, z: Tensor) -> Distribution:
         """p(x|z) over flattened features, batch shape ``z.shape[:-1]``."""
-        out = self.net(z)
+        out = self.net(z).float()  # summed over features: float32 under bf16 autocast too
         if self.likelihood == "bernoulli":
             return Independent(Bernoulli(logits=out), 1)
         return Independent(Normal(out, self.log_scale.exp()), 1)

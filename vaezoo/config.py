@@ -39,6 +39,7 @@ RESUMABLE_SETTINGS = (
     "eval.batch_size",
     "eval.iw_samples",
     "eval.iw_chunk",
+    "eval.iw_rows",
 )
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -84,6 +85,12 @@ class TrainConfig:
         help="CPU: train and evaluate with subnormal floats flushed to zero; gradients that fade through long "
         "sequences otherwise turn subnormal, which x86 processes many times slower (see the README)",
     )
+    precision: str = param(
+        "fp32",
+        choices=("fp32", "bf16"),
+        help="arithmetic of the networks in training and evaluation: fp32, or bf16 through torch.autocast (matrix "
+        "multiplies and convolutions in bfloat16; parameters, losses and metrics stay float32)",
+    )
     eval_every: int = param(250, ge=1, le=10**9, help="steps between validation evaluations (and checkpoints)")
     progress: bool = param(True, help="show a progress bar")
 
@@ -94,7 +101,14 @@ class EvalConfig:
         500, ge=2, le=10**6, help="examples per evaluation batch (also MI's aggregate-posterior batch)"
     )
     iw_samples: int = param(500, ge=0, le=10**6, help="importance samples k of IW-NLL (0 skips it)")
-    iw_chunk: int = param(100, ge=1, le=10**6, help="importance samples evaluated at once (bounds memory)")
+    iw_chunk: int = param(100, ge=1, le=10**6, help="importance samples of an example drawn and evaluated at once")
+    iw_rows: int = param(
+        5000,
+        ge=1,
+        le=10**8,
+        help="most decoder rows (examples x importance samples) in one IW-NLL forward pass: bounds memory; the "
+        "examples of a batch are taken in groups of max(1, iw_rows // iw_chunk)",
+    )
     limit: int | None = param(None, ge=1, help="evaluate at most this many examples of a split")
     au_threshold: float = param(0.01, ge=0, help="a latent dim is active when Cov_x E[z_d] exceeds this")
     test_prior: str = param(

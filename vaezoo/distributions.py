@@ -19,10 +19,14 @@ def diagonal_normal(loc: Tensor, log_scale: Tensor) -> Distribution:
     return Independent(Normal(loc, log_scale.exp()), 1)
 
 
-def diagonal_normal_from(features: Tensor) -> Distribution:
-    """An encoder head's output ``'b (2 d)'`` read as (loc, log scale) of a diagonal Gaussian over ``d``."""
-    loc, log_scale = einops.rearrange(features, "b (two d) -> two b d", two=2)
-    return diagonal_normal(loc, log_scale)
+def diagonal_normal_from(features: Tensor, log_variance: bool = False) -> Distribution:
+    """An encoder head's output ``'b (2 d)'`` read as (loc, log scale) of a diagonal Gaussian over ``d``, or as
+    (loc, log variance) with ``log_variance`` (He et al.'s encoders).
+
+    The distribution is float32 whatever the head's dtype: under bf16 autocast the networks compute in bfloat16,
+    but the KL terms and log-densities built from the posterior are summed over dims and must not be."""
+    loc, log_spread = einops.rearrange(features.float(), "b (two d) -> two b d", two=2)
+    return diagonal_normal(loc, log_spread / 2 if log_variance else log_spread)
 
 
 def kl_or_estimate(posterior: Distribution, prior: Distribution, z: Tensor) -> Tensor:

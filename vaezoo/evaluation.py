@@ -15,6 +15,7 @@ from tqdm import tqdm
 from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.errors import TrainingDiverged
 from vaezoo.metrics import evaluate_priors
+from vaezoo.precision import autocast
 from vaezoo.session import Session, subnormals_flushed
 from vaezoo.test_priors import resolve_test_prior
 
@@ -59,7 +60,12 @@ def evaluate_split_priors(
         leave=False,
     )
     try:
-        with evaluation_rng(session), subnormals_flushed(session.config.train.flush_denormal):
+        train = session.config.train
+        with (
+            evaluation_rng(session),
+            subnormals_flushed(train.flush_denormal),
+            autocast(train.precision, session.device),
+        ):
             priors = {choice: resolve_test_prior(session, choice) for choice in test_priors}
             metrics = evaluate_priors(
                 model.encoder,

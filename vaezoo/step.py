@@ -11,6 +11,7 @@ from vaezoo.distributed import Context, StepFunction
 from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.interfaces import Data, Step
 from vaezoo.model import VAE
+from vaezoo.precision import autocast
 
 
 class NonFiniteLoss(Exception):
@@ -33,7 +34,8 @@ class TrainingStep:
 
     The model's parameters (all but the regulariser's auxiliary ones) get the optimiser ``train`` configures, with
     the gradient norm clipped to ``train.grad_clip``; auxiliary parameters, if any, get the regulariser's own
-    optimiser, stepped after the model's on the detached codes of the same batch.
+    optimiser, stepped after the model's on the detached codes of the same batch. Forward passes run at
+    ``train.precision`` (:mod:`vaezoo.precision`).
     """
 
     def __init__(self, model: VAE, train: TrainConfig, context: Context | None = None) -> None:
@@ -52,7 +54,8 @@ class TrainingStep:
         every rank before anything is updated.
         """
         try:
-            record, loss, logged = forward(x, step, data, kl_scale)
+            with autocast(self.train.precision, x.device):
+                record, loss, logged = forward(x, step, data, kl_scale)
         except ValueError as error:
             if not refuses_invalid_parameters(error):  # before any loss exists
                 raise
@@ -78,6 +81,8 @@ class TrainingStep:
         detached = attrs.evolve(record, z=record.z.detach(), log_px=record.log_px.detach())
         regularizer = self.model.regularizer
         self.auxiliary_optimizer.zero_grad(set_to_none=True)
-        regularizer.auxiliary_loss(detached).backward()
+        with autocast(self.train.precision, record.z.device):
+            loss = regularizer.auxiliary_loss(detached)
+        loss.backward()
         self.context.average_gradients(regularizer.auxiliary_parameters())
         self.auxiliary_optimizer.step()

@@ -12,7 +12,7 @@ state after the last real token (EOS) is mapped linearly to the mean and log sta
 
 Decoder (teacher forcing): inputs ``x[:, :-1]`` = ``BOS w1 .. wn`` and targets ``x[:, 1:]`` = ``w1 .. wn EOS``;
 the prediction of target i sees inputs 0..i only, so token i+1 is never visible while it is predicted. z is
-concatenated to every input embedding and mapped linearly to the initial cell state, c0 = W z + b, with
+concatenated to every input embedding and mapped linearly to the initial cell state, c0 = W z (+ b), with
 h0 = tanh(c0) (as in He et al.'s code). Targets at padded positions are masked out of the log-likelihood, and the
 padding and start tokens are never predicted (their logits are -inf), so p(x|z) is a distribution over sequences
 ``BOS w* EOS``. In training only, dropout acts on the word embeddings and the LSTM outputs, and word dropout
@@ -24,12 +24,18 @@ padded after it (and leaves the batch: later steps compute only the open sequenc
 it reaches ``max_len`` tokens ends with EOS there (as data documents longer than ``max_len`` are cut), so every
 sample has the layout of the data. Samples are ``'b max_len'``.
 
+Architectures (``arch``): ``vaezoo`` has biases on every linear map and torch's default initialisation, and reads
+the encoder head as (mean, log standard deviation); ``he2019`` is the network of He et al. (2019) the paper builds
+on: no bias on the encoder head, on the map of z to the initial cell state, or on the output layer; the head read
+as (mean, log variance); every parameter drawn from U(-0.01, 0.01), then both embeddings from U(-0.1, 0.1). With
+the default sizes and a 20,000-word vocabulary it has their 53,788,672 parameters.
+
 Memory: with gradients off (evaluation, IW-NLL with many samples) the LSTM runs on chunks of sequences whose
 activations stay under ``ROW_ELEMENTS`` numbers (with gradients on, every chunk's graph would be kept anyway, so all
-rows run at once). Logits are computed at most ``LOGIT_ELEMENTS`` numbers (16 MB) at a time, in both modes: blocks
-that size are reused by the C allocator, whereas larger ones are fresh pages from the system on every step, which
-can cost more than the arithmetic (a small Yahoo run on a 2-core virtual machine: 26 s with whole-batch logits,
-18 s like this).
+rows run at once). Logits are computed for all predicted tokens at once unless they exceed ``LOGIT_ELEMENTS``
+numbers (512 MB in float32): splitting them would stream the 20k x 1024 output matrix once per piece, forward and
+backward, for nothing. The impossible tokens' -inf enters as the bias of the output layer's matrix multiply, so
+masking them costs no pass of its own.
 """
 
 from __future__ import annotations
@@ -49,8 +55,13 @@ from vaezoo.params import param
 
 #: LSTM activations held at once per chunk of sequences when gradients are off.
 ROW_ELEMENTS = 2**25
-#: Logits computed at once (under glibc's largest mmap threshold, 32 MB, so their memory is reused).
-LOGIT_ELEMENTS = 2**22
+#: Most logits computed at once (only IW-NLL with many samples reaches it).
+LOGIT_ELEMENTS = 2**27
+ARCHS = ("vaezoo", "he2019")
+ARCH_HELP = (
+    "vaezoo: biases on every linear map, torch's initialisation; he2019: He et al. (2019)'s network, no biases on "
+    "the linear maps, every weight U(-0.01, 0.01) and embeddings U(-0.1, 0.1), head read as (mean, log variance)"
+)
 State = tuple[Tensor, Tensor]
 
 
@@ -77,10 +88,19 @@ def row_chunks(rows: int, per_row: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, rows, size)]
 
 
+def initialise_he2019(module: nn.Module, embedding: nn.Embedding) -> None:
+    """He et al.'s initialisation: every parameter of ``module`` from U(-0.01, 0.01), then ``embedding``'s from
+    U(-0.1, 0.1)."""
+    for parameter in module.parameters():
+        nn.init.uniform_(parameter, -0.01, 0.01)
+    nn.init.uniform_(embedding.weight, -0.1, 0.1)
+
+
 @attrs.frozen
 class LSTMEncoderParams:
     embed_dim: int = param(512, ge=1, le=4096, help="word embedding size (He et al.: 512)")
     hidden: int = param(1024, ge=1, le=2048, help="LSTM hidden size (He et al.: 1024)")
+    arch: str = param("vaezoo", choices=ARCHS, help=ARCH_HELP)
 
 
 class LSTMEncoder(Encoder):
@@ -95,14 +115,17 @@ class LSTMEncoder(Encoder):
         vocab_size, self.pad_id, _, _ = token_ids(spec, "lstm encoder")
         self.embed = nn.Embedding(vocab_size, params.embed_dim)
         self.lstm = nn.LSTM(params.embed_dim, params.hidden, batch_first=True)
-        self.head = nn.Linear(params.hidden, 2 * latent_dim)
+        self.he2019 = params.arch == "he2019"
+        self.head = nn.Linear(params.hidden, 2 * latent_dim, bias=not self.he2019)
+        if self.he2019:
+            initialise_he2019(self, self.embed)
 
     def forward(self, x: Tensor) -> Distribution:
         lengths = sequence_lengths(x, self.pad_id)  # 'b'
         x = x[:, : int(lengths.max())]
         chunks = row_chunks(x.shape[0], x.shape[1] * 4 * self.params.hidden)
         last = torch.cat([self._last_state(x[rows], lengths[rows]) for rows in chunks])  # 'b h'
-        return diagonal_normal_from(self.head(last))
+        return diagonal_normal_from(self.head(last), log_variance=self.he2019)
 
     def _last_state(self, x: Tensor, lengths: Tensor) -> Tensor:
         """The LSTM's hidden state after each sequence's last real token: ``x 'r t' -> 'r h'``."""
@@ -127,6 +150,7 @@ class LSTMDecoderParams:
         help="sampling: logits are divided by this (1: the model's own distribution; also for noise)",
     )
     greedy: bool = param(False, help="sampling: take the most probable token at every step (also for noise)")
+    arch: str = param("vaezoo", choices=ARCHS, help=ARCH_HELP)
 
 
 class LSTMDecoder(Decoder):
@@ -145,16 +169,19 @@ class LSTMDecoder(Decoder):
         self.max_len = spec.shape[0]
         self.embed = nn.Embedding(vocab_size, params.embed_dim)
         self.lstm = nn.LSTM(params.embed_dim + latent_dim, params.hidden, batch_first=True)
-        self.initial = nn.Linear(latent_dim, params.hidden)
-        self.out = nn.Linear(params.hidden, vocab_size)
+        biased = params.arch != "he2019"
+        self.initial = nn.Linear(latent_dim, params.hidden, bias=biased)
+        self.out = nn.Linear(params.hidden, vocab_size, bias=biased)
         self.dropout = nn.Dropout(params.dropout)
         never = torch.zeros(vocab_size)
         never[[self.pad_id, self.bos_id]] = float("-inf")
         self.register_buffer("never_predicted", never, persistent=False)
+        if not biased:
+            initialise_he2019(self, self.embed)
 
     # -- the network ------------------------------------------------------------------------------
     def initial_state(self, z: Tensor) -> State:
-        """(h0, c0), each ``'1 r h'``, from ``z 'r d'``: c0 = W z + b, h0 = tanh(c0)."""
+        """(h0, c0), each ``'1 r h'``, from ``z 'r d'``: c0 = W z (+ b in the vaezoo arch), h0 = tanh(c0)."""
         cell = einops.rearrange(self.initial(z), "r h -> 1 r h")
         return torch.tanh(cell), cell
 
@@ -170,7 +197,8 @@ class LSTMDecoder(Decoder):
         """Next-token logits ``'... v'`` from LSTM outputs ``'... h'``; padding and start are impossible."""
         if regularise:
             hidden = self.dropout(hidden)
-        return self.out(hidden) + self.never_predicted
+        bias = self.never_predicted if self.out.bias is None else self.out.bias + self.never_predicted
+        return F.linear(hidden, self.out.weight, bias)
 
     # -- likelihood -------------------------------------------------------------------------------
     def teacher_forcing(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -205,7 +233,8 @@ class LSTMDecoder(Decoder):
         return torch.zeros(predicted.shape, dtype=picked.dtype, device=picked.device).masked_scatter(predicted, picked)
 
     def predicted_log_probs(self, hidden: Tensor, targets: Tensor) -> Tensor:
-        """log p(target) from LSTM outputs ``hidden 'n h'`` for ``targets 'n'``, ``LOGIT_ELEMENTS`` logits at a time."""
+        """log p(target) from LSTM outputs ``hidden 'n h'`` for ``targets 'n'``, at most ``LOGIT_ELEMENTS`` logits at
+        a time; float32 (cross-entropy runs in float32 under autocast)."""
         size = max(1, LOGIT_ELEMENTS // self.out.out_features)
         parts = [
             -F.cross_entropy(self.logits(states, regularise=self.training), wanted, reduction="none")

@@ -36,23 +36,27 @@ def test_gaussian_noise_refuses_token_ids():
     assert reason is not None and "token ids" in reason
 
 
-def decoder_noise_model(registry, refresh_every=1):
-    config = resolve(
-        merge_raw({"noise": {"name": "decoder", "refresh_every": refresh_every}, "decoder": {"hidden": [16]}}), registry
-    )
+def decoder_noise_model(registry, refresh_every=1, precision="bf16"):
+    noise = {"name": "decoder", "refresh_every": refresh_every, "precision": precision}
+    config = resolve(merge_raw({"noise": noise, "decoder": {"hidden": [16]}}), registry)
     torch.manual_seed(0)
     return build_model(config, registry, REAL)
 
 
-def test_decoder_noise_comes_from_the_current_decoder(registry):
-    model = decoder_noise_model(registry)
+@pytest.mark.parametrize("precision", ["bf16", "run"])
+def test_decoder_noise_comes_from_the_current_decoder(registry, precision):
+    model = decoder_noise_model(registry, precision=precision)
     x = torch.zeros(32, 50)
     torch.manual_seed(1)
     first = model.noise(x, model, None, step=0)
     torch.manual_seed(1)
     z = model.prior().sample((32,))
-    expected = model.decoder.sample(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        expected = model.decoder.sample(z)
     assert torch.equal(first, expected), "noise must be z ~ p(z), x ~ p(x|z) of the model's own decoder"
+    torch.manual_seed(1)
+    in_float32 = model.decoder.sample(model.prior().sample((32,)))
+    assert torch.equal(first, in_float32) == (precision == "run"), "bf16 draws must round the decoder's outputs"
     assert not first.requires_grad
     with torch.no_grad():
         for p in model.decoder.parameters():

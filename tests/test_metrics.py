@@ -20,7 +20,13 @@ from torch.distributions import Independent, MultivariateNormal, Normal, kl_dive
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Regularizer
-from vaezoo.metrics import active_units, evaluate, importance_weighted_log_likelihood, mutual_information
+from vaezoo.metrics import (
+    active_units,
+    evaluate,
+    importance_weighted_log_likelihood,
+    importance_weighted_log_likelihoods,
+    mutual_information,
+)
 from vaezoo.plugins import load_plugins
 from vaezoo.test_priors import isotropic_variance, offered_test_priors, resolve_test_prior
 from vaezoo_plugins.mlp import MLPDecoder, MLPDecoderParams, MLPEncoder, MLPParams
@@ -176,6 +182,40 @@ def test_iw_chunks_combine_to_the_log_mean_of_all_weights():
             expected = torch.logsumexp(log_w, dim=0) - math.log(samples)
         assert got.shape == (16,)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
+
+
+class RowCountingDecoder(torch.nn.Module):
+    """A decoder that records how many rows (samples times examples) each call sees."""
+
+    def __init__(self, inner) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def log_prob(self, x, z):
+        self.calls.append(z.shape[0] * z.shape[1])
+        return self.inner.log_prob(x, z)
+
+
+def test_iw_rows_split_the_examples_without_changing_the_estimate():
+    """The decoder sees at most max(rows, chunk) rows per call, every example once per chunk, and the estimate is
+    the one of whole-batch calls with the same samples."""
+    x = marginal().sample((16,))
+    prior = isotropic_normal(D, 1.0)
+    A, a, v = exact_posterior_params(1.0)
+    posterior = RecordingNormal(x @ A.T + a + 0.5, (1.5 * v.sqrt()).expand(16, D))
+    estimates = {}
+    for rows in (None, 35, 1):
+        decoder = RowCountingDecoder(linear_decoder())
+        progress = []
+        torch.manual_seed(3)
+        with torch.no_grad():
+            estimates[rows] = importance_weighted_log_likelihoods(
+                decoder, posterior, [prior], x, samples=50, chunk=10, on_chunk=progress.append, rows=rows
+            )[0]
+        assert max(decoder.calls) == {None: 160, 35: 30, 1: 10}[rows]
+        assert sum(decoder.calls) == sum(progress) == 50 * 16
+    torch.testing.assert_close(estimates[35], estimates[None])
+    torch.testing.assert_close(estimates[1], estimates[None])
 
 
 def test_iw_chunk_size_does_not_change_the_estimate_statistically():

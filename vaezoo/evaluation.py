@@ -74,6 +74,7 @@ def evaluate_split_priors(
                 session.batches(split),
                 iw_samples=iw_samples,
                 iw_chunk=cfg.iw_chunk,
+                iw_rows=cfg.iw_rows,
                 au_threshold=cfg.au_threshold,
                 on_progress=bar.update,
             )

@@ -7,8 +7,9 @@ Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent, ``t`` tokens.
   posteriors of an evaluation batch, so it is at most log(batch size) (see :func:`mutual_information`). Batches
   of one example carry no estimate and are left out of its average.
 - ``au``: the number of latent dims whose Cov_x(E_q[z_d]) exceeds the threshold (0.01).
-- ``iw_nll``: -log (1/k) sum_k p(x|z_k) p_test(z_k) / q(z_k|x), z_k ~ q(z|x), evaluated ``iw_chunk`` samples
-  at a time so memory stays bounded for k = 500.
+- ``iw_nll``: -log (1/k) sum_k p(x|z_k) p_test(z_k) / q(z_k|x), z_k ~ q(z|x), drawn ``iw_chunk`` samples at a
+  time, the decoder running on at most ``iw_rows`` (examples x samples) at once, so memory stays bounded for
+  k = 500 while each forward pass is as large as memory allows.
 - ``ppl_elbo`` and ``ppl_iw`` (token data only): perplexity per predicted token, exp(sum of NLL / number of predicted
   tokens) over the split, with the NLL bounded by -ELBO or estimated by IW-NLL (He et al. report the latter). A
   decoder predicts every token but the padding and the start token: the words and the end token of each sequence.
@@ -17,7 +18,7 @@ Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent, ``t`` tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -76,10 +77,12 @@ def importance_weighted_log_likelihoods(
     samples: int,
     chunk: int,
     on_chunk: Callable[[int], object] | None = None,
+    rows: int | None = None,
 ) -> Tensor:
     """log p(x) under each of ``priors``, ``'p b'``, estimated with the same ``samples`` importance samples from
-    q(z|x); ``chunk`` samples are evaluated at a time, which bounds memory, and ``on_chunk`` is told how many
-    (samples times examples) each chunk did.
+    q(z|x); ``chunk`` samples per example are drawn at a time, and the decoder sees at most ``rows`` (examples
+    times samples; default: all of the chunk's) at once, in groups of max(1, rows // chunk) examples: together
+    they bound memory. ``on_chunk`` is told how many (samples times examples) each group did.
 
     Only log p(z) depends on the prior, so the decoder, the costly part, runs once for all of them, and the
     estimates under different priors are paired (their differences carry no sampling noise of their own)."""
@@ -88,14 +91,26 @@ def importance_weighted_log_likelihoods(
     while remaining > 0:
         k = min(chunk, remaining)
         z = posterior.sample((k,))  # 'k b d'
-        shared = decoder.log_prob(x, z) - posterior.log_prob(z)  # 'k b'
+        log_px = torch.cat([decoder.log_prob(x[g], z[:, g]) for g in _example_groups(x.shape[0], k, rows, on_chunk)], 1)
+        shared = log_px - posterior.log_prob(z)  # 'k b'
         log_w = torch.stack([shared + prior.log_prob(z) for prior in priors])  # 'p k b'
         chunk_lse = torch.logsumexp(log_w, dim=1)  # 'p b'
         total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
         remaining -= k
-        if on_chunk is not None:
-            on_chunk(k * x.shape[0])
     return total - math.log(samples)
+
+
+def _example_groups(
+    examples: int, samples: int, rows: int | None, on_group: Callable[[int], object] | None
+) -> Iterator[slice]:
+    """Slices of ``examples`` of at most max(1, rows // samples) each (all at once without ``rows``), telling
+    ``on_group`` each one's examples times samples once it has been used."""
+    size = examples if rows is None else max(1, rows // samples)
+    for start in range(0, examples, size):
+        group = slice(start, min(start + size, examples))
+        yield group
+        if on_group is not None:
+            on_group(samples * (group.stop - group.start))
 
 
 def importance_weighted_log_likelihood(
@@ -114,14 +129,15 @@ def evaluate(
     *,
     iw_samples: int = 0,
     iw_chunk: int = 100,
+    iw_rows: int | None = None,
     au_threshold: float = 0.01,
 ) -> dict[str, float]:
-    """Every metric over ``batches`` (examples weighted equally); IW-NLL only when ``iw_samples > 0``; perplexities
-    when the decoder's data are tokens."""
+    """Every metric over ``batches`` (examples weighted equally); IW-NLL only when ``iw_samples > 0`` (memory bounded
+    by ``iw_chunk`` and ``iw_rows``, see :func:`importance_weighted_log_likelihoods`); perplexities when the
+    decoder's data are tokens."""
     only = {"": test_prior}
-    return evaluate_priors(
-        encoder, decoder, only, batches, iw_samples=iw_samples, iw_chunk=iw_chunk, au_threshold=au_threshold
-    )[""]
+    iw = {"iw_samples": iw_samples, "iw_chunk": iw_chunk, "iw_rows": iw_rows}
+    return evaluate_priors(encoder, decoder, only, batches, **iw, au_threshold=au_threshold)[""]
 
 
 @torch.no_grad()
@@ -133,6 +149,7 @@ def evaluate_priors(
     *,
     iw_samples: int = 0,
     iw_chunk: int = 100,
+    iw_rows: int | None = None,
     au_threshold: float = 0.01,
     on_progress: Callable[[int], object] | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -157,7 +174,7 @@ def evaluate_priors(
         if b > 1:
             shared["mi"] += mutual_information(posterior).item() * b
             mi_count += b
-        batch_sums = _prior_sums(decoder, posterior, priors, x, z, iw_samples, iw_chunk, on_progress)
+        batch_sums = _prior_sums(decoder, posterior, priors, x, z, (iw_samples, iw_chunk, iw_rows), on_progress)
         for name, sums in zip(names, batch_sums, strict=True):
             per_prior[name] = {metric: per_prior[name][metric] + total for metric, total in sums.items()}
         means.append(posterior.mean)
@@ -182,15 +199,18 @@ def _prior_sums(
     priors: Sequence[Distribution],
     x: Tensor,
     z: Tensor,
-    iw_samples: int,
-    iw_chunk: int,
+    iw: tuple[int, int, int | None],
     on_progress: Callable[[int], object] | None,
 ) -> list[dict[str, float]]:
-    """The batch's sums of KL (at the sample ``z``) and IW-NLL (0 when ``iw_samples`` is 0) under each prior;
-    ``on_progress`` is told the work done (importance samples times examples, else examples)."""
+    """The batch's sums of KL (at the sample ``z``) and IW-NLL (0 when the ``iw`` settings' samples are 0) under
+    each prior; ``iw`` is (samples, chunk, rows); ``on_progress`` is told the work done (importance samples times
+    examples, else examples)."""
+    iw_samples, iw_chunk, iw_rows = iw
     sums = [{"kl": kl_or_estimate(posterior, prior, z).sum().item(), "iw_nll": 0.0} for prior in priors]
     if iw_samples > 0:
-        log_px = importance_weighted_log_likelihoods(decoder, posterior, priors, x, iw_samples, iw_chunk, on_progress)
+        log_px = importance_weighted_log_likelihoods(
+            decoder, posterior, priors, x, iw_samples, iw_chunk, on_progress, rows=iw_rows
+        )
         for prior_sums, estimate in zip(sums, log_px, strict=True):
             prior_sums["iw_nll"] = -estimate.sum().item()
     elif on_progress is not None:

@@ -20,8 +20,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from vaezoo.errors import UsageError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -39,6 +37,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (temp file, fsync, rename, fsync of the directory)."""
+    import torch  # here, not at the top: the command line imports this module for its names without torch
+
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
@@ -70,6 +70,8 @@ def remove_stale_temporaries(directory: Path) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint on the CPU; a missing, truncated, altered or unsafe file is a UsageError."""
+    import torch
+
     if not path.is_file():
         raise UsageError(f"no checkpoint at {str(path)!r}")
     data = path.read_bytes()

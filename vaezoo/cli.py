@@ -27,9 +27,9 @@ from vaezoo.config import (
     resolve,
 )
 from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.interfaces import ALL_KINDS, KINDS
 from vaezoo.interrupts import Interrupted, StopSignals
-from vaezoo.metrics import METRIC_LEGEND, METRIC_NAMES
+from vaezoo.kinds import ALL_KINDS, KINDS
+from vaezoo.metric_names import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
 from vaezoo.plugins import Command, PluginFailure, Plugins, default_plugins, load_commands
 from vaezoo.rundir import CONFIG_NAME, RunDirectory

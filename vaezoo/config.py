@@ -17,10 +17,10 @@ from typing import Any
 import attrs
 
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import KINDS
+from vaezoo.kinds import KINDS
 from vaezoo.params import build_params, param, params_as_dict
 from vaezoo.registry import Registry
-from vaezoo.test_priors import check_test_prior
+from vaezoo.test_prior_names import check_test_prior
 
 OPTIONAL_KINDS = ("noise",)
 CORE_SECTIONS = ("model", "train", "eval")

@@ -21,16 +21,13 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 from vaezoo.distributions import kl_or_estimate
+from vaezoo.kinds import ALL_KINDS as ALL_KINDS  # re-exported: defined without torch for the command line
+from vaezoo.kinds import KINDS as KINDS
+from vaezoo.kinds import MULTI_KINDS as MULTI_KINDS
 from vaezoo.params import NoParams
 
 if TYPE_CHECKING:
     from vaezoo.model import VAE
-
-#: Kinds of which a run chooses exactly one (``noise``: at most one); each is a config section.
-KINDS = ("data", "encoder", "decoder", "prior", "regularizer", "noise")
-#: Kinds of which a run chooses any number, in the config section ``callbacks`` (``--callback NAME``).
-MULTI_KINDS = ("callback",)
-ALL_KINDS = (*KINDS, *MULTI_KINDS)
 
 
 @attrs.frozen
@@ -87,7 +84,10 @@ class Decoder(Component, nn.Module, ABC):
 
     @abstractmethod
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """``log p(x|z)`` summed over data dimensions: ``x 'b ...'``, ``z 'k b d'`` -> ``'k b'`` in nats."""
+        """``log p(x|z)`` summed over data dimensions: ``x 'b ...'``, ``z 'k b d'`` -> ``'k b'`` in nats, float32.
+
+        Under bf16 autocast (``train.precision``) the network may compute in bfloat16, but the per-dimension terms
+        are computed from float32 logits (or parameters) before they are summed."""
 
     @abstractmethod
     def sample(self, z: Tensor) -> Tensor:

@@ -26,32 +26,8 @@ from torch.distributions import Distribution
 
 from vaezoo.distributions import kl_or_estimate
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
-
-#: Every test metric a run reports (``results.json``, ``vaezoo eval``), in the order they are shown.
-METRIC_NAMES = (
-    "neg_elbo",
-    "recon",
-    "kl",
-    "mi",
-    "au",
-    "iw_nll",
-    "ppl_elbo",
-    "ppl_iw",
-    "separability",
-    "test_prior_variance",
-)
-#: What each metric is, for the legend under a printed table (nats per example unless said otherwise).
-METRIC_LEGEND = {
-    "neg_elbo": "neg_elbo = recon + kl",
-    "recon": "recon = -E_q log p(x|z)",
-    "kl": "kl = KL(q(z|x) || test prior)",
-    "mi": "mi = I(x; z)",
-    "au": "au = active latent dims (a count)",
-    "iw_nll": "iw_nll = -log p(x) by importance sampling",
-    "ppl_elbo": "ppl_* = perplexity per token (from neg_elbo, iw_nll)",
-    "separability": "separability = accuracy telling data codes from noise codes",
-    "test_prior_variance": "test_prior_variance = s^2 of the test prior N(0, s^2 I)",
-}
+from vaezoo.metric_names import METRIC_LEGEND as METRIC_LEGEND  # re-exported: defined without torch for the CLI
+from vaezoo.metric_names import METRIC_NAMES as METRIC_NAMES
 
 
 def mutual_information(posterior: Distribution) -> Tensor:

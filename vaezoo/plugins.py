@@ -171,7 +171,10 @@ def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
 @attrs.frozen
 class Command:
     """A subcommand a plugin adds, ``vaezoo NAME``: its module has ``HELP`` (one line), ``add_arguments(parser)``
-    (argparse) and ``run(args) -> int`` (raising UsageError for bad input)."""
+    (argparse) and ``run(args) -> int`` (raising UsageError for bad input).
+
+    Every ``vaezoo`` invocation, ``vaezoo --help`` included, imports the module and calls ``add_arguments``: keep
+    both cheap and import heavy libraries (torch, matplotlib) in ``run``."""
 
     name: str
     module: Any

@@ -7,7 +7,7 @@ import fnmatch
 import attrs
 
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import ALL_KINDS, INTERFACES
+from vaezoo.kinds import ALL_KINDS
 
 
 @attrs.frozen
@@ -73,6 +73,8 @@ class Registry:
 
 def kind_of(cls: type) -> str:
     """The kind a component class belongs to, decided by the interface it derives from."""
+    from vaezoo.interfaces import INTERFACES  # torch: imported when a component is registered, not by the CLI
+
     for kind, interface in INTERFACES.items():
         if isinstance(cls, type) and issubclass(cls, interface):
             return kind

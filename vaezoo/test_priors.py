@@ -7,7 +7,6 @@ from 1e-6 to 1e6 (N(0, s^2 I)). Plugins offer more through the hook ``vaezoo_tes
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,14 +16,13 @@ from torch.distributions import Distribution, Independent, Normal
 
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import UsageError
+from vaezoo.test_prior_names import CORE as CORE  # re-exported: checking a choice needs no torch
+from vaezoo.test_prior_names import VARIANCE_RANGE as VARIANCE_RANGE
+from vaezoo.test_prior_names import check_test_prior as check_test_prior
+from vaezoo.test_prior_names import variance_of
 
 if TYPE_CHECKING:
     from vaezoo.session import Session
-
-CORE = ("trained", "standard")
-#: Variances a test prior may take: the scale sqrt(s^2) and log-densities stay well inside float32 range.
-VARIANCE_RANGE = (1e-6, 1e6)
-NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
 @attrs.frozen
@@ -47,29 +45,6 @@ class TestPrior:
 Offered = dict[str, Callable[[], TestPrior]]
 
 
-def check_test_prior(choice: str) -> str:
-    """``choice`` if it can name a test prior (a name, or a variance in range), else a UsageError.
-
-    Whether a name is offered depends on the model; :func:`resolve_test_prior` decides that."""
-    variance = _variance(choice)
-    if variance is None and NAME.fullmatch(choice):
-        return choice
-    low, high = VARIANCE_RANGE
-    if variance is None or not low <= variance <= high:
-        raise UsageError(
-            f"test prior {choice!r} is not one of {', '.join(CORE)}, a name a plugin offers (optimal and tuned "
-            f"for NC-VAE) or a variance from {low:g} to {high:g}"
-        )
-    return choice
-
-
-def _variance(choice: str) -> float | None:
-    try:
-        return float(choice)
-    except ValueError:
-        return None
-
-
 def offered_test_priors(session: Session) -> Offered:
     """The named test priors available for ``session``'s model: the core's and every plugin's."""
     offered: Offered = {
@@ -84,7 +59,7 @@ def offered_test_priors(session: Session) -> Offered:
 
 def resolve_test_prior(session: Session, choice: str) -> TestPrior:
     """The test prior ``choice`` names for ``session`` (a UsageError listing the offered names if none)."""
-    variance = _variance(check_test_prior(choice))
+    variance = variance_of(check_test_prior(choice))
     if variance is not None:
         return TestPrior.isotropic(session, variance)
     return _offered(session, choice)()
@@ -92,7 +67,7 @@ def resolve_test_prior(session: Session, choice: str) -> TestPrior:
 
 def check_test_prior_offered(session: Session, choice: str) -> None:
     """Refuse, before any training, a test prior name that nothing offers for ``session``'s model."""
-    if _variance(check_test_prior(choice)) is None:
+    if variance_of(check_test_prior(choice)) is None:
         _offered(session, choice)
 
 

@@ -2,7 +2,8 @@
 ``add_arguments`` and ``run``.
 
 ``run`` raises :class:`vaezoo.errors.UsageError` for bad input; the main command turns it into one line and
-exit code 2.
+exit code 2. The lab (torch) and the report are imported by the functions that use them, not here: ``vaezoo
+--help`` imports this module for ``HELP`` and ``add_arguments``, which must not load torch.
 """
 
 from __future__ import annotations
@@ -10,19 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vaezoo.errors import UsageError
-from vaezoo_plugins.theory.lab import (
+from vaezoo_plugins.theory.defaults import (
+    DEFAULT_BETAS,
+    DEFAULT_DELTAS,
+    DEFAULT_LAMBDA,
+    DEFAULT_LR,
+    DEFAULT_RESTARTS,
+    DEFAULT_SEED,
+    DEFAULT_STEPS,
+    FILES,
     REGULARIZERS,
-    LabConfig,
-    Problem,
-    default_vectors,
-    probability_vector,
-    run_lab,
 )
-from vaezoo_plugins.theory.report import FILES, to_json, to_markdown, write_outputs
 
-DEFAULTS = LabConfig(problem=Problem.default())
+if TYPE_CHECKING:
+    from vaezoo_plugins.theory.lab import LabConfig, Problem
+
 VECTOR_OPTIONS = {  # Problem field -> (option, size argument it must match)
     "p_data": ("--p-data", "x_size"),
     "p_noise": ("--p-noise", "x_size"),
@@ -53,19 +59,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grid = parser.add_argument_group("grid")
     grid.add_argument(
         "--betas",
-        default=_join(DEFAULTS.betas),
+        default=_join(DEFAULT_BETAS),
         metavar="S,S,...",
         help="swept values s: beta of betavae and ncvae, alpha = 1 - s of infovae, lambda = s of aae "
         "(default %(default)s)",
     )
     grid.add_argument(
-        "--deltas", default=_join(DEFAULTS.deltas), metavar="D,D,...", help="ncvae's deltas (default %(default)s)"
+        "--deltas", default=_join(DEFAULT_DELTAS), metavar="D,D,...", help="ncvae's deltas (default %(default)s)"
     )
     grid.add_argument(
         "--lambda",
         dest="infovae_lambda",
         type=float,
-        default=DEFAULTS.infovae_lambda,
+        default=DEFAULT_LAMBDA,
         help="InfoVAE's lambda, fixed while alpha is swept (default %(default)s)",
     )
     grid.add_argument(
@@ -75,10 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="regularisers to optimise (default %(default)s)",
     )
     optimiser = parser.add_argument_group("optimiser")
-    optimiser.add_argument("--restarts", type=int, default=DEFAULTS.restarts, help="random starts per setting")
-    optimiser.add_argument("--steps", type=int, default=DEFAULTS.steps, help="Adam steps")
-    optimiser.add_argument("--lr", type=float, default=DEFAULTS.lr, help="initial Adam learning rate")
-    optimiser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the random starts")
+    optimiser.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS, help="random starts per setting")
+    optimiser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Adam steps")
+    optimiser.add_argument("--lr", type=float, default=DEFAULT_LR, help="initial Adam learning rate")
+    optimiser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the random starts")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, metavar="DIR", help=f"write {', '.join(FILES)} into DIR")
     output.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
@@ -99,6 +105,8 @@ def parse_numbers(option: str, text: str) -> list[float]:
 
 def problem_from_args(args: argparse.Namespace) -> Problem:
     """The problem given by the vector options, sizes taken from them or from --x-size/--z-size (default 4)."""
+    from vaezoo_plugins.theory.lab import Problem, default_vectors, probability_vector
+
     sizes = {"x_size": args.x_size, "z_size": args.z_size}
     given = {}
     for field, (option, size_name) in VECTOR_OPTIONS.items():
@@ -114,6 +122,8 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
 
 def config_from_args(args: argparse.Namespace) -> LabConfig:
     """The lab configuration the options describe."""
+    from vaezoo_plugins.theory.lab import LabConfig
+
     return LabConfig(
         problem=problem_from_args(args),
         betas=parse_numbers("--betas", args.betas),
@@ -129,6 +139,9 @@ def config_from_args(args: argparse.Namespace) -> LabConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run the lab, print the markdown table (or JSON with --json), write the files with --out; return 0."""
+    from vaezoo_plugins.theory.lab import run_lab
+    from vaezoo_plugins.theory.report import to_json, to_markdown, write_outputs
+
     result = run_lab(config_from_args(args))
     if args.out is not None:
         written = write_outputs(result, args.out)

@@ -32,12 +32,20 @@ from torch.distributions import Categorical, kl_divergence
 
 from vaezoo.divergences import discriminator_jsd
 from vaezoo.errors import UsageError
+from vaezoo_plugins.theory.defaults import (
+    DEFAULT_BETAS,
+    DEFAULT_DELTAS,
+    DEFAULT_LAMBDA,
+    DEFAULT_LR,
+    DEFAULT_RESTARTS,
+    DEFAULT_SEED,
+    DEFAULT_STEPS,
+    REGULARIZERS,
+)
 
 DTYPE = torch.float64
-REGULARIZERS = ("betavae", "infovae", "aae", "ncvae")
 #: I(X;Z) below this many nats counts as posterior collapse in the lab's tables.
 COLLAPSE_NATS = 1e-3
-DEFAULT_RESTARTS, DEFAULT_STEPS, DEFAULT_LR = 8, 1500, 0.2
 #: Standard deviation of the random initial logits: far enough from uniform rows that a start is not collapsed.
 INIT_SCALE = 2.0
 
@@ -456,8 +464,6 @@ def has_fixed_point(setting: Setting) -> bool:
 
 #: Restarts whose final loss is within this many nats of the best are "tied": the objective cannot tell them apart.
 TIE_NATS = 1e-6
-DEFAULT_BETAS = (0.0, 0.5, 0.8, 1.0, 1.5, 2.0, 4.0, 8.0)
-DEFAULT_DELTAS = (0.5, 1.0, 2.0)
 
 
 def _non_negative(name: str) -> Callable[[Sequence[float]], tuple[float, ...]]:
@@ -502,11 +508,11 @@ class LabConfig:
     problem: Problem = attrs.field(factory=Problem.default)
     betas: tuple[float, ...] = attrs.field(default=DEFAULT_BETAS, converter=_non_negative("--betas"))
     deltas: tuple[float, ...] = attrs.field(default=DEFAULT_DELTAS, converter=_non_negative("--deltas"))
-    infovae_lambda: float = attrs.field(default=1.0, validator=_at_least(0), metadata={"flag": "--lambda"})
+    infovae_lambda: float = attrs.field(default=DEFAULT_LAMBDA, validator=_at_least(0), metadata={"flag": "--lambda"})
     regularizers: tuple[str, ...] = attrs.field(default=REGULARIZERS, converter=_regularizer_names)
     restarts: int = attrs.field(default=DEFAULT_RESTARTS, validator=_at_least(1))
     steps: int = attrs.field(default=DEFAULT_STEPS, validator=_at_least(1))
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     lr: float = attrs.field(default=DEFAULT_LR, validator=_at_least(1e-12))
 
     def settings(self, regularizer: str) -> list[Setting]:

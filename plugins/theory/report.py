@@ -16,9 +16,8 @@ from typing import Any
 
 import attrs
 
+from vaezoo_plugins.theory.defaults import FILES
 from vaezoo_plugins.theory.lab import COLLAPSE_NATS, LabResult, Row
-
-FILES = ("theory.md", "theory.csv", "theory.png", "theory.json")
 
 
 def _number(value: Any, spec: str) -> str:

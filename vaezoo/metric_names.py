@@ -1,0 +1,30 @@
+"""The names of the test metrics and their legend. Free of torch, so that the command line and benchmark configs
+can use them without loading it; :mod:`vaezoo.metrics` computes the metrics."""
+
+from __future__ import annotations
+
+#: Every test metric a run reports (``results.json``, ``vaezoo eval``), in the order they are shown.
+METRIC_NAMES = (
+    "neg_elbo",
+    "recon",
+    "kl",
+    "mi",
+    "au",
+    "iw_nll",
+    "ppl_elbo",
+    "ppl_iw",
+    "separability",
+    "test_prior_variance",
+)
+#: What each metric is, for the legend under a printed table (nats per example unless said otherwise).
+METRIC_LEGEND = {
+    "neg_elbo": "neg_elbo = recon + kl",
+    "recon": "recon = -E_q log p(x|z)",
+    "kl": "kl = KL(q(z|x) || test prior)",
+    "mi": "mi = I(x; z)",
+    "au": "au = active latent dims (a count)",
+    "iw_nll": "iw_nll = -log p(x) by importance sampling",
+    "ppl_elbo": "ppl_* = perplexity per token (from neg_elbo, iw_nll)",
+    "separability": "separability = accuracy telling data codes from noise codes",
+    "test_prior_variance": "test_prior_variance = s^2 of the test prior N(0, s^2 I)",
+}

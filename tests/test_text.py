@@ -45,7 +45,7 @@ from vaezoo_plugins.data_text import (
     train_vocabulary,
     vocabulary_from_lines,
 )
-from vaezoo_plugins.lstm import LSTMDecoder, LSTMDecoderParams, LSTMEncoder, LSTMEncoderParams
+from vaezoo_plugins.lstm import LSTMDecoder, LSTMDecoderParams, LSTMEncoder, LSTMEncoderParams, sequence_lengths
 from vaezoo_plugins.noise import GaussianNoise, GaussianNoiseParams
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -497,6 +497,28 @@ def text_raw(**sections) -> dict:
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     return raw
+
+
+def test_he2019_text_vae_has_the_reference_parameters_and_initialisation(registry, yahoo):
+    """He et al.'s Yahoo VAE: 53,788,672 parameters (encoder 16,605,184, decoder 37,183,488), no bias on the linear
+    maps, weights in U(-0.01, 0.01) and embeddings in U(-0.1, 0.1), the head read as (mean, log variance)."""
+    he2019 = {"name": "lstm", "arch": "he2019"}
+    raw = {"encoder": he2019, "decoder": he2019, "model": {"latent_dim": 32}}
+    torch.manual_seed(0)
+    model = build_model(resolve(merge_raw(raw), registry), registry, yahoo.spec)
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert (count(model.encoder), count(model.decoder), count(model)) == (16_605_184, 37_183_488, 53_788_672)
+    encoder, decoder = model.encoder, model.decoder
+    assert encoder.head.bias is None and decoder.initial.bias is None and decoder.out.bias is None
+    for name, parameter in model.named_parameters():
+        bound = 0.1 if "embed" in name else 0.01
+        assert parameter.abs().max() <= bound and parameter.abs().max() > 0.9 * bound, name
+    x = yahoo.splits["valid"][:4]
+    features = encoder.head(encoder._last_state(x, sequence_lengths(x, PAD)))
+    torch.testing.assert_close(encoder(x).stddev, (features[:, 32:] / 2).exp())
+    vaezoo_arch = {"encoder": {"name": "lstm"}, "decoder": {"name": "lstm"}, "model": {"latent_dim": 32}}
+    default = build_model(resolve(merge_raw(vaezoo_arch), registry), registry, yahoo.spec)
+    assert count(default) - count(model) == 2 * 32 + 1024 + 20_000, "the default arch adds the three biases only"
 
 
 def test_decoder_noise_draws_documents_from_the_current_decoder(registry):

@@ -23,6 +23,7 @@ from torch import Tensor
 from vaezoo import hookimpl
 from vaezoo.divergences import discriminator_jsd
 from vaezoo.interfaces import Regularizer, Step
+from vaezoo.optim import adam
 from vaezoo.params import param
 from vaezoo_plugins.mlp import MAX_WIDTH, WIDTHS_NOTE, check_widths, perceptron
 
@@ -69,7 +70,7 @@ class AAE(Regularizer):
         return list(self.discriminator.parameters())
 
     def auxiliary_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.auxiliary_parameters(), lr=self.params.disc_lr, betas=(0.5, 0.999))
+        return adam(self.auxiliary_parameters(), lr=self.params.disc_lr, betas=(0.5, 0.999))
 
     def auxiliary_loss(self, step: Step) -> Tensor:
         """Binary cross-entropy: prior samples are 1, encoded samples are 0 (= -2 JSD estimate + 2 log 2)."""

@@ -24,6 +24,7 @@ from vaezoo.distributions import kl_or_estimate
 from vaezoo.kinds import ALL_KINDS as ALL_KINDS  # re-exported: defined without torch for the command line
 from vaezoo.kinds import KINDS as KINDS
 from vaezoo.kinds import MULTI_KINDS as MULTI_KINDS
+from vaezoo.optim import adam
 from vaezoo.params import NoParams
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ class Regularizer(Component, nn.Module, ABC):
 
     def auxiliary_optimizer(self, lr: float) -> torch.optim.Optimizer:
         """The optimiser of the auxiliary parameters; Adam at the model's learning rate unless overridden."""
-        return torch.optim.Adam(self.auxiliary_parameters(), lr=lr)
+        return adam(self.auxiliary_parameters(), lr=lr)
 
     def auxiliary_loss(self, step: Step) -> Tensor:
         """Loss for the regulariser's own parameters, called after each model step.

@@ -11,6 +11,7 @@ from vaezoo.distributed import Context, StepFunction
 from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.interfaces import Data, Step
 from vaezoo.model import VAE
+from vaezoo.optim import adam
 from vaezoo.precision import autocast
 
 
@@ -26,7 +27,7 @@ def make_optimizer(train: TrainConfig, parameters: list[torch.nn.Parameter]) -> 
     """The model's optimiser as ``train`` configures it (Adam, or SGD with momentum)."""
     if train.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum)
-    return torch.optim.Adam(parameters, lr=train.lr)
+    return adam(parameters, lr=train.lr)
 
 
 class TrainingStep:

@@ -26,6 +26,7 @@ from vaezoo.metrics import (
     importance_weighted_log_likelihood,
     importance_weighted_log_likelihoods,
     mutual_information,
+    pairwise_log_density,
 )
 from vaezoo.plugins import load_plugins
 from vaezoo.test_priors import isotropic_variance, offered_test_priors, resolve_test_prior
@@ -270,6 +271,37 @@ def test_mi_of_linear_gaussian_encoder_matches_closed_form():
     assert single == pytest.approx(analytic, abs=0.1)
     mi = evaluate(encoder, linear_decoder(), isotropic_normal(D, 1.0), batches)["mi"]
     assert mi == pytest.approx(analytic, abs=0.03)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+def test_pairwise_log_density_equals_torch_on_every_pair(scale):
+    """The expanded Gaussian cross-density is torch's log_prob of every pair, for sharp posteriors far from 0 too,
+    and a posterior that is not a diagonal Gaussian goes through its own log_prob."""
+    torch.manual_seed(12)
+    loc, spread = 5 * torch.randn(300, 32), scale * torch.rand(300, 32).add(0.5)
+    posterior = Independent(Normal(loc, spread), 1)
+    z = loc + spread * torch.randn(300, 32)
+    exact = Independent(Normal(loc.double(), spread.double()), 1).log_prob(z.double().unsqueeze(1))
+    torch.testing.assert_close(pairwise_log_density(posterior, z), exact, rtol=1e-9, atol=1e-6)
+    full = MultivariateNormal(loc[:5], scale_tril=torch.diag_embed(spread[:5]))
+    torch.testing.assert_close(pairwise_log_density(full, z[:5]), posterior.log_prob(z[:5].unsqueeze(1))[:, :5])
+
+
+def test_evaluation_is_one_pass_over_each_batch():
+    """-ELBO, MI and AU (no IW-NLL) encode each batch once and decode it once."""
+    calls = {"encoder": 0, "decoder": 0}
+    encoder, decoder = linear_encoder(torch.eye(D, F), torch.zeros(D), torch.ones(D)), linear_decoder()
+    encoder.register_forward_pre_hook(lambda *_: calls.__setitem__("encoder", calls["encoder"] + 1))
+    log_prob = decoder.log_prob
+
+    def counted(x, z):
+        calls["decoder"] += 1
+        return log_prob(x, z)
+
+    decoder.log_prob = counted
+    batches = list(torch.randn(5, 40, F))
+    result = evaluate(encoder, decoder, isotropic_normal(D, 1.0), batches)
+    assert calls == {"encoder": 5, "decoder": 5} and {"mi", "au", "neg_elbo"} <= set(result)
 
 
 def test_mi_is_bounded_by_log_batch_size():

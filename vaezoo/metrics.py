@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+import einops
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, Normal
 
 from vaezoo.distributions import kl_or_estimate
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
@@ -40,9 +41,27 @@ def mutual_information(posterior: Distribution) -> Tensor:
     """
     z = posterior.sample()  # 'b d'
     batch = z.shape[0]
-    log_q_cross = posterior.log_prob(z.unsqueeze(1))  # 'b b': [i, j] = log q(z_i | x_j)
+    log_q_cross = pairwise_log_density(posterior, z)  # 'b b': [i, j] = log q(z_i | x_j)
     log_aggregate = torch.logsumexp(log_q_cross, dim=1) - math.log(batch)
-    return (log_q_cross.diagonal() - log_aggregate).mean()
+    return (log_q_cross.diagonal() - log_aggregate).mean().to(z.dtype)
+
+
+def pairwise_log_density(posterior: Distribution, z: Tensor) -> Tensor:
+    """log q(z_i | x_j) for every pair of a batch's samples ``z 'b d'`` and posteriors: ``'b b'``, ``[i, j]``.
+
+    torch.distributions evaluates each of the b^2 pairs in each of the d dims, and on an evaluation batch of 500
+    that cost a quarter of the encoder pass of He et al.'s image encoder. For a diagonal Gaussian (every
+    built-in encoder) the sum over dims is expanded here instead, sum_d (z_id - m_jd)^2 / s_jd^2 = z_i^2 . p_j -
+    2 z_i . (m_j p_j) + m_j^2 . p_j with p = 1 / s^2, two matrix products; in float64, so that the expansion's
+    large, nearly cancelling terms (sharp posteriors far from 0) lose nothing a float32 result would keep. Any
+    other posterior goes through its own ``log_prob``."""
+    if not (isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal) and z.dim() == 2):
+        return posterior.log_prob(einops.rearrange(z, "i d -> i 1 d"))
+    loc, scale, z = (t.double() for t in (posterior.base_dist.loc, posterior.base_dist.scale, z))  # 'j d' x 2, 'i d'
+    precision = scale.pow(-2)
+    squared_distance = z.square() @ precision.T - 2 * z @ (loc * precision).T + (loc.square() * precision).sum(1)
+    log_normaliser = -scale.log().sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)  # 'j'
+    return -0.5 * squared_distance + log_normaliser  # 'i j'
 
 
 def importance_weighted_log_likelihoods(

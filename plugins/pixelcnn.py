@@ -3,19 +3,34 @@
 Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``c h w`` image (``c`` also the channels of a
 hidden layer), ``o i`` output and input channels of a convolution, ``y x`` kernel rows and columns.
 
-The network is a stack of masked convolutions, each followed by batch norm and ELU, then a 1x1 convolution to one
-logit per pixel (Bernoulli pixels). The first convolution has mask type A (a pixel does not see itself), the others
-type B (a hidden unit sees its own position), so the logit of pixel i depends on input pixels strictly before i in
-raster order only. z enters as extra input channels: a linear map of z to ``z_channels`` maps of size h x w that
-are concatenated to the image; the first convolution sees them through its whole (unmasked) kernel, since they do
-not depend on x.
+Contract: ``log_prob(x 'b 1 h w', z 'k b d') -> 'k b'`` (float32 nats, also under bf16 autocast) and
+``sample(z 'b d') -> x 'b 1 h w'``, Bernoulli pixels autoregressive in raster order. z enters as extra input
+channels: a linear map of z to ``cz`` maps of size h x w that are concatenated to the image; the first (type A)
+masked convolution sees them through its whole, unmasked kernel, since they do not depend on x. Type A hides the
+pixel itself, type B lets a unit see its own position, so the logit of pixel i depends on pixels before i only.
+
+The ``arch`` parameter chooses the network:
+
+* ``vaezoo`` (:class:`PixelCNN`): a masked convolution, batch norm and ELU per entry of ``kernels``, then a 1x1
+  convolution to one logit per pixel.
+* ``he2019`` (:class:`He2019PixelCNN`): He et al. (2019)'s PixelCNN for Omniglot (their published code's
+  PixelCNNDecoderV2 "large"): 4 z maps, a type A block,
+  12 residual bottleneck blocks with type B masked convolutions, 11 "direct connect" bottleneck blocks that carry
+  the output of block i - 3 to the input of block i, and a 1x1 conv head. 894,400 parameters for 28x28 images and
+  d = 32. Its sizes are fixed; unlike theirs it accepts any 1 x h x w binary image (4 h w z maps).
+
+One structure description serves every evaluation: each network's ``run(evaluator, x, condition)`` applies its
+layers through an evaluator, :class:`WholeMaps` (the modules themselves on whole maps ``'b c h w'``: training,
+``log_prob``, the naive sampler) or :class:`AtPosition` (one position ``(r, c)``, vectors ``'b c'``: the fast
+sampler). In eval mode batch norm is a per-channel affine map and 1x1 convolutions, ELU and additions are
+position-wise, so at position t every layer is a function of its inputs at t and, for a masked convolution, of
+its input window, which :class:`AtPosition` keeps in a cache.
 
 Sampling draws pixels in raster order. Two exact paths give the same draws for the same random numbers:
 
 * ``naive``: recompute the whole network on the partial image for every pixel (h * w full passes; the reference).
-* ``fast``: cache every layer's activations; for pixel t compute every layer at position t only. In eval mode
-  batch norm is a per-channel affine map, so each layer is a function of its input window alone, and every
-  position before t is final once pixel t is drawn: a whole sample costs the arithmetic of one forward pass
+* ``fast``: compute every layer at position t only, caching each masked convolution's input; every position
+  before t is final once pixel t is drawn, so a whole sample costs about the arithmetic of one forward pass
   (in h * w * depth small steps).
 
 Both paths sample with the normalisation in eval mode (running statistics), whatever the module's mode: train-mode
@@ -29,7 +44,8 @@ any PixelCNN trained with batch norm (the paper's setup).
 
 from __future__ import annotations
 
-from typing import Literal
+from abc import ABC, abstractmethod
+from typing import Literal, Protocol
 
 import attrs
 import einops
@@ -41,8 +57,12 @@ from vaezoo import hookimpl
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Decoder
 from vaezoo.params import param
+from vaezoo_plugins.resnet import ARCHS, refuse_sizes_fixed_by_arch
 
 PAPER_KERNELS = (7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3)
+#: Hidden channels and z maps of He et al.'s decoder (its kernels are ``PAPER_KERNELS``).
+HE2019_CHANNELS = 64
+HE2019_Z_CHANNELS = 4
 #: Largest kernel, most layers, and most convolution weights (2**26 floats: 256 MiB, 1 GiB with their gradients and
 #: Adam's moments) of the decoder's PixelCNN.
 MAX_KERNEL = 63
@@ -82,7 +102,124 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.masked_weight(), padding=self.padding)
 
 
-class PixelCNN(nn.Module):
+class Evaluator(Protocol):
+    """How a network's ``run`` applies its convolutions (see the module docstring)."""
+
+    def conv(
+        self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None = None, norm: nn.BatchNorm2d | None = None
+    ) -> Tensor:
+        """A masked or 1x1 convolution of ``h``, then ``norm`` if given. ``condition 'b cz h w'`` (whole maps,
+        for a masked convolution) are extra, unmasked input channels after the masked ones."""
+        ...
+
+
+class WholeMaps:
+    """Evaluates on whole maps ``h 'b c h w'`` with the modules themselves, in their own mode."""
+
+    def conv(
+        self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None = None, norm: nn.BatchNorm2d | None = None
+    ) -> Tensor:
+        if condition is not None:
+            h = torch.cat([h.to(condition.dtype), condition], dim=1)
+        out = conv(h)
+        return out if norm is None else norm(out)
+
+
+WHOLE_MAPS = WholeMaps()
+
+
+@attrs.frozen
+class _Folded:
+    """A convolution as :class:`AtPosition` applies it, with its eval-mode batch norm folded in.
+
+    ``weight '(y x i) o'`` over the flattened input window ``'b y x i'``: for a masked convolution of radius p its
+    rows up to the centre (the rows below are masked out on every masked channel), on the masked input channels;
+    for a 1x1 convolution ``'i o'``. ``bias``: ``'o'``, or ``'b h w o'`` when it carries the unmasked
+    (conditioning) channels' part at every position, or None. ``inputs 'b (h + 2 p) (w + 2 p) i'`` (masked
+    convolutions only): the cache of the masked input channels, zero-padded, channels last so that a window row
+    is contiguous.
+    """
+
+    weight: Tensor
+    bias: Tensor | None
+    inputs: Tensor | None
+    radius: int
+
+
+class AtPosition:
+    """Evaluates at one position ``(r, c)`` (set by :meth:`move_to`) on vectors ``h 'b c'``, eval-mode batch norm.
+
+    A masked convolution writes its input ``h`` into its cache at (r, c) and applies its kernel to the window
+    there; positions not computed yet are zero and meet masked-out weights only. Positions must be visited in
+    raster order, each once. Each convolution is prepared at its first call (the conditioning channels' part of
+    the output is computed there for every position: it does not depend on x).
+    """
+
+    def __init__(self, height: int, width: int) -> None:
+        self.height, self.width = height, width
+        self.r = self.c = 0
+        self._folded: dict[nn.Conv2d, _Folded] = {}
+
+    def move_to(self, r: int, c: int) -> None:
+        self.r, self.c = r, c
+
+    def conv(
+        self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None = None, norm: nn.BatchNorm2d | None = None
+    ) -> Tensor:
+        folded = self._folded.get(conv)
+        if folded is None:
+            folded = self._folded[conv] = self._fold(conv, h, condition, norm)
+        if folded.inputs is not None:
+            self.write(conv, h)
+            window = folded.inputs[:, self.r : self.r + folded.radius + 1, self.c : self.c + 2 * folded.radius + 1]
+            h = window.reshape(window.shape[0], -1)
+        bias = folded.bias
+        if bias is None:
+            return h @ folded.weight
+        return torch.addmm(bias if bias.dim() == 1 else bias[:, self.r, self.c], h, folded.weight)
+
+    def write(self, conv: nn.Conv2d, h: Tensor) -> None:
+        """Set the masked input ``h 'b i'`` of ``conv`` at the current position (for the sampler: a drawn pixel)."""
+        folded = self._folded[conv]
+        folded.inputs[:, self.r + folded.radius, self.c + folded.radius] = h
+
+    def _fold(self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None, norm: nn.BatchNorm2d | None) -> _Folded:
+        weight = conv.masked_weight() if isinstance(conv, MaskedConv2d) else conv.weight
+        bias = conv.bias
+        if norm is not None:
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            weight = weight * einops.rearrange(scale, "o -> o 1 1 1")
+            bias = norm.bias - norm.running_mean * scale + (0 if bias is None else bias * scale)
+        if not isinstance(conv, MaskedConv2d):
+            if conv.kernel_size != (1, 1):
+                raise TypeError(f"only masked and 1x1 convolutions can be evaluated at one position, not {conv}")
+            return _Folded(einops.rearrange(weight, "o i 1 1 -> i o").contiguous(), bias, None, 0)
+        radius = conv.kernel_size[0] // 2
+        if condition is not None:
+            maps = F.conv2d(condition, weight[:, conv.masked_in :], padding=radius)
+            bias = einops.rearrange(maps, "b o h w -> b h w o") + (0 if bias is None else bias)
+        rows = weight[:, : conv.masked_in, : radius + 1]
+        inputs = h.new_zeros(h.shape[0], self.height + 2 * radius, self.width + 2 * radius, conv.masked_in)
+        return _Folded(einops.rearrange(rows, "o i y x -> (y x i) o").contiguous(), bias, inputs, radius)
+
+
+class Network(nn.Module, ABC):
+    """A PixelCNN given by ``run``: ``forward(x 'b 1 h w', condition 'b cz h w' or None) -> logits 'b 1 h w'``."""
+
+    @property
+    @abstractmethod
+    def image_conv(self) -> MaskedConv2d:
+        """The masked convolution that reads the image (its first ``masked_in`` input channels)."""
+
+    @abstractmethod
+    def run(self, ev: Evaluator, x: Tensor, condition: Tensor | None) -> Tensor:
+        """The logits of ``x``, applying every convolution and batch norm through ``ev``."""
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        return self.run(WHOLE_MAPS, x, condition)
+
+
+class PixelCNN(Network):
     """Masked conv + batch norm + ELU per entry of ``kernels``, then a 1x1 conv to one logit per pixel.
 
     ``forward(x 'b c h w', condition 'b cz h w' or None) -> logits 'b c h w'``, where ``c = channels_in`` is
@@ -113,11 +250,75 @@ class PixelCNN(nn.Module):
             fan_in = channels
         self.out = nn.Conv2d(channels, channels_in, 1)
 
-    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
-        h = x if condition is None else torch.cat([x, condition], dim=1)
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            h = F.elu(norm(conv(h)))
-        return self.out(h)
+    @property
+    def image_conv(self) -> MaskedConv2d:
+        return self.convs[0]
+
+    def run(self, ev: Evaluator, x: Tensor, condition: Tensor | None) -> Tensor:
+        h = x
+        for layer, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            h = F.elu(ev.conv(conv, h, condition if layer == 0 else None, norm))
+        return ev.conv(self.out, h)
+
+
+class Bottleneck(nn.Module):
+    """He et al.'s residual block, ``h 'b c h w' -> 'b c h w'``: ELU(h + BN(conv1x1(ELU(BN(masked conv type B
+    (ELU(BN(conv1x1(h))))))))), the inner convolutions at half the channels, every convolution without bias."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        half = channels // 2
+        self.reduce, self.reduce_norm = nn.Conv2d(channels, half, 1, bias=False), nn.BatchNorm2d(half)
+        self.masked, self.masked_norm = MaskedConv2d(half, half, kernel, "B", half), nn.BatchNorm2d(half)
+        self.expand, self.expand_norm = nn.Conv2d(half, channels, 1, bias=False), nn.BatchNorm2d(channels)
+
+    def run(self, ev: Evaluator, h: Tensor) -> Tensor:
+        inner = F.elu(ev.conv(self.reduce, h, norm=self.reduce_norm))
+        inner = F.elu(ev.conv(self.masked, inner, norm=self.masked_norm))
+        return F.elu(h + ev.conv(self.expand, inner, norm=self.expand_norm))
+
+
+class He2019PixelCNN(Network):
+    """He et al. (2019)'s PixelCNN "large" (see the module docstring), on the image and ``condition_channels`` maps.
+
+    Block 0: masked conv type A (k 7, image channel masked, condition channels not) -> BN -> ELU. Blocks 1-12:
+    :class:`Bottleneck` with the kernels ``PAPER_KERNELS[1:]``. Before block i >= 3 the output of block i - 3
+    through direct block i - 3 is added to its input; after block 12, the output of block 10 through the last
+    direct block (kernels ``PAPER_KERNELS[1:-1]``). Head: conv1x1 -> BN -> ELU -> conv1x1 to one logit, no biases.
+    Initialisation as theirs: masked and bottleneck convolutions normal with standard deviation
+    sqrt(2 / (k * k * out)), the head's convolutions torch's default, batch norm weight 1 and bias 0.
+    """
+
+    #: Main blocks between the input of block i and the direct connection into it.
+    SKIP = 3
+
+    def __init__(self, condition_channels: int) -> None:
+        super().__init__()
+        channels, kernels = HE2019_CHANNELS, PAPER_KERNELS
+        self.first = MaskedConv2d(1 + condition_channels, channels, kernels[0], "A", masked_in=1)
+        self.first_norm = nn.BatchNorm2d(channels)
+        self.blocks = nn.ModuleList(Bottleneck(channels, kernel) for kernel in kernels[1:])
+        self.direct = nn.ModuleList(Bottleneck(channels, kernel) for kernel in kernels[1:-1])
+        self.head, self.head_norm = nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        self.out = nn.Conv2d(channels, 1, 1, bias=False)
+        for module in [self.first, *self.blocks.modules(), *self.direct.modules()]:
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    @property
+    def image_conv(self) -> MaskedConv2d:
+        return self.first
+
+    def run(self, ev: Evaluator, x: Tensor, condition: Tensor | None) -> Tensor:
+        h = F.elu(ev.conv(self.first, x, condition, self.first_norm))
+        outputs = [h]
+        for i, block in enumerate(self.blocks, start=1):
+            if i >= self.SKIP:
+                h = h + self.direct[i - self.SKIP].run(ev, outputs[i - self.SKIP])
+            h = block.run(ev, h)
+            outputs.append(h)
+        h = h + self.direct[-1].run(ev, outputs[-self.SKIP])
+        return ev.conv(self.out, F.elu(ev.conv(self.head, h, norm=self.head_norm)))
 
 
 @attrs.frozen
@@ -134,8 +335,16 @@ class PixelCNNParams:
     sampling: str = param(
         "fast", choices=("fast", "naive"), help="fast: cached one-position-per-layer updates; naive: full recompute"
     )
+    arch: str = param(
+        "vaezoo",
+        choices=ARCHS,
+        help="vaezoo: the masked-conv stack sized by kernels, channels and z_channels; he2019: He et al. (2019)'s "
+        "Omniglot PixelCNNDecoderV2 'large' (4 z maps, 13 blocks of 64 channels with residual bottlenecks and direct "
+        "connections; kernels, channels and z_channels do not apply)",
+    )
 
     def __attrs_post_init__(self) -> None:
+        refuse_sizes_fixed_by_arch(self, ("kernels", "channels", "z_channels"))
         if not 1 <= len(self.kernels) <= MAX_LAYERS:
             raise ValueError(f"'kernels' must list from 1 to {MAX_LAYERS} layers, got {len(self.kernels)}")
         even = [k for k in self.kernels if k % 2 == 0]
@@ -150,23 +359,13 @@ class PixelCNNParams:
             )
 
 
-@attrs.frozen
-class _Layer:
-    """One masked conv with its batch norm folded in (eval mode), restricted to the kernel rows up to the centre.
-
-    ``weight '(y x i) o'`` over the flattened input window ``'b y x i'`` with y = centre + 1 rows; ``bias 'o'``.
-    """
-
-    weight: Tensor
-    bias: Tensor
-    kernel: int
-
-
 class PixelCNNDecoder(Decoder):
     """p(x|z) over binary images ``'b 1 h w'``: a PixelCNN with z as extra input channels, Bernoulli pixels.
 
     ``log_prob`` uses the module's mode (batch statistics in training); ``sample`` always samples with
-    eval-mode normalisation and is exact on both paths (see the module docstring).
+    eval-mode normalisation and is exact on both paths (see the module docstring). The log-likelihood is
+    BCE-with-logits of float32 logits; He et al. compute it from sigmoid probabilities with eps 1e-12, the one
+    deliberate difference of ``arch=he2019`` from their decoder (theirs loses precision for confident pixels).
     """
 
     name = "pixelcnn"
@@ -180,8 +379,15 @@ class PixelCNNDecoder(Decoder):
                 f"pixelcnn decoder models binary images of shape (1, h, w), not {spec.kind} data of shape {spec.shape}"
             )
         _, self.height, self.width = spec.shape
-        self.z_map = nn.Linear(latent_dim, params.z_channels * self.height * self.width)
-        self.net = PixelCNN(params.kernels, params.channels, condition_channels=params.z_channels)
+        self.net: Network
+        if params.arch == "he2019":
+            self.z_map = nn.Linear(latent_dim, HE2019_Z_CHANNELS * self.height * self.width)
+            nn.init.xavier_uniform_(self.z_map.weight)
+            nn.init.zeros_(self.z_map.bias)
+            self.net = He2019PixelCNN(condition_channels=HE2019_Z_CHANNELS)
+        else:
+            self.z_map = nn.Linear(latent_dim, params.z_channels * self.height * self.width)
+            self.net = PixelCNN(params.kernels, params.channels, condition_channels=params.z_channels)
 
     def condition(self, z: Tensor) -> Tensor:
         """The conditioning maps of ``z 'b d'``, ``'b cz h w'``."""
@@ -189,12 +395,15 @@ class PixelCNNDecoder(Decoder):
 
     def logits(self, x: Tensor, z: Tensor) -> Tensor:
         """Bernoulli logits ``'b 1 h w'`` of each pixel given the pixels before it; ``x 'b 1 h w'``, ``z 'b d'``."""
-        return self.net(x.to(z.dtype), self.condition(z))
+        return self.net(x, self.condition(z))
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         k = z.shape[0]
-        xs = einops.repeat(x.to(z.dtype), "b c h w -> (k b) c h w", k=k)
+        xs = einops.repeat(x, "b c h w -> (k b) c h w", k=k)
         logits = self.logits(xs, einops.rearrange(z, "k b d -> (k b) d"))
+        # at least float32 (bf16 under autocast): the sum over pixels must not be rounded to a few digits
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        logits, xs = logits.to(dtype), xs.to(dtype)
         nll = F.binary_cross_entropy_with_logits(logits, xs, reduction="none")
         return -einops.reduce(nll, "(k b) c h w -> k b", "sum", k=k)
 
@@ -235,81 +444,26 @@ class PixelCNNDecoder(Decoder):
             x[:, 0, r, c] = (u[:, r, c] < p).to(x.dtype)
         return x, probabilities
 
+    def _sample_fast(self, z: Tensor, u: Tensor, count: int) -> tuple[Tensor, Tensor]:
+        """Cached sampler: for pixel t (of the first ``count``), the network is run at position t alone through
+        :class:`AtPosition`. ``z 'b d'``, ``u 'b h w'``."""
+        condition = self.condition(z)
+        at = AtPosition(self.height, self.width)
+        x = z.new_zeros(z.shape[0], 1, self.height, self.width)
+        probabilities = torch.zeros_like(x)
+        # the image's own pixel t is not drawn yet when its logit is computed; type A masks it out
+        undrawn = z.new_zeros(z.shape[0], 1)
+        for r, c in self._raster(count):
+            at.move_to(r, c)
+            p = torch.sigmoid(self.net.run(at, undrawn, condition)[:, 0])
+            probabilities[:, 0, r, c] = p
+            x[:, 0, r, c] = (u[:, r, c] < p).to(x.dtype)
+            at.write(self.net.image_conv, x[:, :, r, c])
+        return x, probabilities
+
     def _raster(self, count: int) -> list[tuple[int, int]]:
         """The first ``count`` positions (row, column) in raster order."""
         return [divmod(t, self.width) for t in range(count)]
-
-    def _folded_layers(self) -> list[_Layer]:
-        """Every masked conv with its eval-mode batch norm folded in, the image channel part only for the first.
-
-        Only kernel rows up to the centre are kept: the rows below are masked out on every masked channel.
-        """
-        layers = []
-        for layer, (conv, norm) in enumerate(zip(self.net.convs, self.net.norms, strict=True)):
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            weight = conv.masked_weight() * einops.rearrange(scale, "o -> o 1 1 1")
-            if layer == 0:
-                weight = weight[:, : conv.masked_in]
-            kernel = conv.kernel_size[0]
-            rows = weight[:, :, : kernel // 2 + 1]
-            flat = einops.rearrange(rows, "o i y x -> (y x i) o").contiguous()
-            layers.append(_Layer(flat, norm.bias - norm.running_mean * scale, kernel))
-        return layers
-
-    def _first_layer_condition(self, z: Tensor, first: _Layer) -> Tensor:
-        """The first layer's folded pre-activation minus its image part, at every position: ``'b h w o'``.
-
-        That is the z maps' contribution plus the folded bias; it does not depend on x, so it is computed once.
-        """
-        conv, norm = self.net.convs[0], self.net.norms[0]
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        weight = conv.masked_weight()[:, conv.masked_in :] * einops.rearrange(scale, "o -> o 1 1 1")
-        from_z = F.conv2d(self.condition(z), weight, padding=conv.padding)
-        return einops.rearrange(from_z, "b o h w -> b h w o") + first.bias
-
-    def _sample_fast(self, z: Tensor, u: Tensor, count: int) -> tuple[Tensor, Tensor]:
-        """Cached sampler: for pixel t (of the first ``count``), every layer is computed at position t alone.
-
-        ``caches[l] 'b (h + 2 pad_l) (w + 2 pad_l) i'`` (channels last, so a window row is contiguous) holds
-        layer l's input (the image for l = 0), zero-padded by layer l's kernel radius; positions not computed yet
-        stay zero and meet masked-out weights only. ``z 'b d'``, ``u 'b h w'``.
-        """
-        b = z.shape[0]
-        layers = self._folded_layers()
-        first_bias = self._first_layer_condition(z, layers[0])
-        out_weight = einops.rearrange(self.net.out.weight, "o i 1 1 -> i o")
-        widths = [self.net.convs[0].masked_in] + [layer.weight.shape[1] for layer in layers[:-1]]
-        caches = [
-            z.new_zeros(b, self.height + 2 * (layer.kernel // 2), self.width + 2 * (layer.kernel // 2), i)
-            for i, layer in zip(widths, layers, strict=True)
-        ]
-        pad = layers[0].kernel // 2
-        probabilities = z.new_zeros(b, 1, self.height, self.width)
-        for r, c in self._raster(count):
-            h = self._position(layers, caches, first_bias[:, r, c], r, c)
-            p = torch.sigmoid(torch.addmm(self.net.out.bias, h, out_weight))[:, 0]
-            probabilities[:, 0, r, c] = p
-            caches[0][:, r + pad, c + pad, 0] = (u[:, r, c] < p).to(z.dtype)
-        image = caches[0][:, pad : pad + self.height, pad : pad + self.width]
-        return einops.rearrange(image, "b h w 1 -> b 1 h w").clone(), probabilities
-
-    @staticmethod
-    def _position(layers: list[_Layer], caches: list[Tensor], first_bias: Tensor, r: int, c: int) -> Tensor:
-        """Every layer's activation at position (r, c), ``'b o'`` of the last; writes each into the next cache.
-
-        The window of layer l in padded coordinates spans rows r .. r + radius (the centre row) and columns
-        c .. c + 2 radius; ``first_bias 'b o'`` replaces the first layer's bias (it carries z's part).
-        """
-        h = first_bias
-        for index, layer in enumerate(layers):
-            radius = layer.kernel // 2
-            window = caches[index][:, r : r + radius + 1, c : c + layer.kernel]
-            flat = einops.rearrange(window, "b y x i -> b (y x i)")
-            h = F.elu(torch.addmm(first_bias if index == 0 else layer.bias, flat, layer.weight))
-            if index + 1 < len(layers):
-                pad = layers[index + 1].kernel // 2
-                caches[index + 1][:, r + pad, c + pad] = h
-        return h
 
 
 @hookimpl

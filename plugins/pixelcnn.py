@@ -57,7 +57,7 @@ from vaezoo import hookimpl
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Decoder
 from vaezoo.params import param
-from vaezoo_plugins.resnet import ARCHS, refuse_sizes_fixed_by_arch
+from vaezoo_plugins.resnet import ARCHS, channels_last, nhwc, refuse_sizes_fixed_by_arch
 
 PAPER_KERNELS = (7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3)
 #: Hidden channels and z maps of He et al.'s decoder (its kernels are ``PAPER_KERNELS``).
@@ -388,6 +388,7 @@ class PixelCNNDecoder(Decoder):
         else:
             self.z_map = nn.Linear(latent_dim, params.z_channels * self.height * self.width)
             self.net = PixelCNN(params.kernels, params.channels, condition_channels=params.z_channels)
+        channels_last(self.net)
 
     def condition(self, z: Tensor) -> Tensor:
         """The conditioning maps of ``z 'b d'``, ``'b cz h w'``."""
@@ -395,7 +396,7 @@ class PixelCNNDecoder(Decoder):
 
     def logits(self, x: Tensor, z: Tensor) -> Tensor:
         """Bernoulli logits ``'b 1 h w'`` of each pixel given the pixels before it; ``x 'b 1 h w'``, ``z 'b d'``."""
-        return self.net(x, self.condition(z))
+        return self.net(nhwc(x), nhwc(self.condition(z)))
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         k = z.shape[0]

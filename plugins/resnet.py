@@ -38,6 +38,20 @@ def _image_shape(spec: DataSpec, who: str) -> tuple[int, int, int]:
     return spec.shape  # type: ignore[return-value]
 
 
+def channels_last(module: nn.Module) -> None:
+    """Store ``module``'s 4-d weights and buffers channels-last (NHWC); its forward pass takes :func:`nhwc` input.
+
+    On the CPU oneDNN convolves NHWC tensors natively and reorders NCHW ones at every convolution: a training step
+    of He et al.'s encoder and PixelCNN on 50 images took 1.97 s NHWC against 2.40 s NCHW (one thread; 1.05 s and
+    1.37 s in bf16). cuDNN's tensor-core convolutions prefer NHWC too."""
+    module.to(memory_format=torch.channels_last)
+
+
+def nhwc(x: Tensor) -> Tensor:
+    """``x 'b c h w'`` laid out channels-last (the same tensor when it already is)."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def refuse_sizes_fixed_by_arch(params: Any, names: tuple[str, ...]) -> None:
     """ValueError naming the first of the fields ``names`` set away from its default when ``params.arch`` is not
     ``vaezoo``: such an arch fixes the network's sizes, so the parameter would be silently ignored. (A value equal
@@ -143,10 +157,11 @@ class ResNetEncoder(Encoder):
         shape = _image_shape(spec, "resnet encoder")
         build = _he2019_network if params.arch == "he2019" else _residual_stages
         self.features, self.head = build(params, shape, latent_dim)
+        channels_last(self.features)
         self.log_variance = params.arch == "he2019"
 
     def forward(self, x: Tensor) -> Distribution:
-        features = self.head(self.features(x.float()).flatten(1))
+        features = self.head(self.features(nhwc(x.float())).flatten(1))
         return diagonal_normal_from(features, log_variance=self.log_variance)
 
 
@@ -223,17 +238,19 @@ class DeconvDecoder(Decoder):
             channels = max(channels // 2, 1)
         layers += [nn.ELU(), nn.Conv2d(channels, c, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        channels_last(self.net)
 
     def logits(self, z: Tensor) -> Tensor:
         """Pixel logits for ``z '... d'``: ``'... c h w'`` (cropped to the data's size)."""
         lead = z.shape[:-1]
         features = self.project(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
         c, h, w = self.spec.shape
-        out = self.net(features)[..., :h, :w]
+        out = self.net(nhwc(features))[..., :h, :w]
         return out.reshape(*lead, c, h, w)
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        return Independent(Bernoulli(logits=self.logits(z)), 3).log_prob(x.to(z.dtype))
+        logits = self.logits(z).float()  # summed over pixels: float32 under bf16 autocast too
+        return Independent(Bernoulli(logits=logits), 3).log_prob(x.to(logits.dtype))
 
     def sample(self, z: Tensor) -> Tensor:
         return Bernoulli(logits=self.logits(z)).sample()

@@ -35,6 +35,7 @@ from vaezoo.errors import UsageError
 
 METRIC_TITLES = {
     "mi": "MI",
+    "mi_he": "MI (He et al.)",
     "neg_elbo": "-ELBO",
     "recon": "ReconE",
     "kl": "KL",

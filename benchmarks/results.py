@@ -33,7 +33,7 @@ OK, FAILED, SKIPPED, PENDING = "ok", "failed", "skipped", "pending"
 
 #: Metrics computed from the encoder alone, so the same under every test prior: the report may take them from
 #: the training run's own test metrics when an evaluation under another test prior did not report them.
-PRIOR_INDEPENDENT = ("mi", "au", "separability")
+PRIOR_INDEPENDENT = ("mi", "mi_he", "au", "separability")
 
 
 def cell_dir(results_dir: Path, cell_id: str) -> Path:

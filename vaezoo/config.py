@@ -40,6 +40,7 @@ RESUMABLE_SETTINGS = (
     "eval.iw_samples",
     "eval.iw_chunk",
     "eval.iw_rows",
+    "eval.mi_he_batch",
 )
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -111,6 +112,13 @@ class EvalConfig:
     )
     limit: int | None = param(None, ge=1, help="evaluate at most this many examples of a split")
     au_threshold: float = param(0.01, ge=0, help="a latent dim is active when Cov_x E[z_d] exceeds this")
+    mi_he_batch: int | None = param(
+        None,
+        ge=1,
+        le=10**6,
+        help="examples per aggregate posterior of He et al.'s MI estimate, mi_he (none: theirs, 32 documents of one "
+        "length for token data, 50 otherwise)",
+    )
     test_prior: str = param(
         "trained",
         help="trained (the model's prior), standard (N(0, I)), a name a plugin offers (optimal, tuned: NC-VAE's), "

@@ -75,6 +75,7 @@ def evaluate_split_priors(
                 iw_samples=iw_samples,
                 iw_chunk=cfg.iw_chunk,
                 iw_rows=cfg.iw_rows,
+                mi_he_batch=cfg.mi_he_batch,
                 au_threshold=cfg.au_threshold,
                 on_progress=bar.update,
             )

@@ -3,9 +3,12 @@
 Axis legend: ``b`` batch, ``k`` importance samples, ``d`` latent, ``t`` tokens.
 
 - ``neg_elbo = recon + kl`` with one z sample per example and the test prior p_test = N(0, s^2 I).
-- ``mi``: I_q(x; z) = E_x KL(q(z|x) || q(z)) as in He et al. (2019): q(z) is approximated by the mixture of the
-  posteriors of an evaluation batch, so it is at most log(batch size) (see :func:`mutual_information`). Batches
-  of one example carry no estimate and are left out of its average.
+- ``mi``: I_q(x; z) = E_x KL(q(z|x) || q(z)), q(z) approximated by the mixture of the posteriors of an evaluation
+  batch, so it is at most log(batch size), with both terms evaluated at the same sample (see
+  :func:`mutual_information`). Batches of one example carry no estimate and are left out of its average.
+- ``mi_he``: the same quantity by He et al. (2019)'s estimator, the one the papers report: the exact negative
+  entropy as the first term, and q(z) the mixture over their evaluation batches (32 documents of one length, or
+  50 images); see :func:`mutual_information_he`.
 - ``au``: the number of latent dims whose Cov_x(E_q[z_d]) exceeds the threshold (0.01).
 - ``iw_nll``: -log (1/k) sum_k p(x|z_k) p_test(z_k) / q(z_k|x), z_k ~ q(z|x), drawn ``iw_chunk`` samples at a
   time, the decoder running on at most ``iw_rows`` (examples x samples) at once, so memory stays bounded for
@@ -46,6 +49,10 @@ def mutual_information(posterior: Distribution) -> Tensor:
     return (log_q_cross.diagonal() - log_aggregate).mean().to(z.dtype)
 
 
+def _is_diagonal_normal(posterior: Distribution) -> bool:
+    return isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal) and posterior.mean.dim() == 2
+
+
 def pairwise_log_density(posterior: Distribution, z: Tensor) -> Tensor:
     """log q(z_i | x_j) for every pair of a batch's samples ``z 'b d'`` and posteriors: ``'b b'``, ``[i, j]``.
 
@@ -55,13 +62,41 @@ def pairwise_log_density(posterior: Distribution, z: Tensor) -> Tensor:
     2 z_i . (m_j p_j) + m_j^2 . p_j with p = 1 / s^2, two matrix products; in float64, so that the expansion's
     large, nearly cancelling terms (sharp posteriors far from 0) lose nothing a float32 result would keep. Any
     other posterior goes through its own ``log_prob``."""
-    if not (isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal) and z.dim() == 2):
+    if not (_is_diagonal_normal(posterior) and z.dim() == 2):
         return posterior.log_prob(einops.rearrange(z, "i d -> i 1 d"))
     loc, scale, z = (t.double() for t in (posterior.base_dist.loc, posterior.base_dist.scale, z))  # 'j d' x 2, 'i d'
     precision = scale.pow(-2)
     squared_distance = z.square() @ precision.T - 2 * z @ (loc * precision).T + (loc.square() * precision).sum(1)
     log_normaliser = -scale.log().sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)  # 'j'
     return -0.5 * squared_distance + log_normaliser  # 'i j'
+
+
+def mutual_information_he(loc: Tensor, scale: Tensor, groups: Sequence[Tensor]) -> float:
+    """He et al. (2019)'s MI estimate over diagonal Gaussian posteriors N(loc, diag scale^2) (``'n d'`` each).
+
+    Within each group G of example indices, z_i ~ q(z|x_i) and the estimate is mean_i [-H(q(z|x_i)) -
+    log (1/|G|) sum_{j in G} q(z_i|x_j)]; the groups' estimates are averaged weighted by their sizes, as He et al.
+    average over their test batches. The first term is exact where :func:`mutual_information` pairs it with the
+    sample, so this estimate carries the noise of the second term alone (about sqrt(d / 2|G|) nats on a collapsed
+    encoder) and is bounded by log |G| per group."""
+    total = 0.0
+    for rows in groups:
+        posterior = Independent(Normal(loc[rows], scale[rows]), 1)
+        z = posterior.sample()  # 'g d'
+        log_aggregate = torch.logsumexp(pairwise_log_density(posterior, z), dim=1) - math.log(len(rows))
+        total += (-posterior.entropy().double() - log_aggregate).sum().item()
+    return total / sum(len(rows) for rows in groups)
+
+
+def he_groups(count: int, size: int, lengths: Tensor | None = None) -> list[Tensor]:
+    """He et al.'s evaluation batches over ``count`` examples: consecutive groups of ``size``; for documents
+    (``lengths 'n'`` given), the documents of each length in their order, in groups of at most ``size``, since
+    their text batches hold documents of one length."""
+    if lengths is None:
+        return list(torch.arange(count).split(size))
+    order = torch.sort(lengths, stable=True).indices
+    ordered = lengths[order]
+    return [rows for length in torch.unique_consecutive(ordered) for rows in order[ordered == length].split(size)]
 
 
 def importance_weighted_log_likelihoods(
@@ -126,13 +161,13 @@ def evaluate(
     iw_chunk: int = 100,
     iw_rows: int | None = None,
     au_threshold: float = 0.01,
+    mi_he_batch: int | None = None,
 ) -> dict[str, float]:
     """Every metric over ``batches`` (examples weighted equally); IW-NLL only when ``iw_samples > 0`` (memory bounded
     by ``iw_chunk`` and ``iw_rows``, see :func:`importance_weighted_log_likelihoods`); perplexities when the
     decoder's data are tokens."""
-    only = {"": test_prior}
-    iw = {"iw_samples": iw_samples, "iw_chunk": iw_chunk, "iw_rows": iw_rows}
-    return evaluate_priors(encoder, decoder, only, batches, **iw, au_threshold=au_threshold)[""]
+    options = {"iw_samples": iw_samples, "iw_chunk": iw_chunk, "iw_rows": iw_rows, "au_threshold": au_threshold}
+    return evaluate_priors(encoder, decoder, {"": test_prior}, batches, **options, mi_he_batch=mi_he_batch)[""]
 
 
 @torch.no_grad()
@@ -146,21 +181,26 @@ def evaluate_priors(
     iw_chunk: int = 100,
     iw_rows: int | None = None,
     au_threshold: float = 0.01,
+    mi_he_batch: int | None = None,
     on_progress: Callable[[int], object] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The metrics of :func:`evaluate` under each of ``test_priors``, keyed alike, in one pass over ``batches``.
 
     ReconE, MI and AU do not depend on the test prior and are computed once; KL and IW-NLL come from the same
     posterior samples under every prior, so each prior's figures equal an evaluation under it alone with the same
-    random state, and the decoder runs once for all priors. ``on_progress`` is told the work done as it goes:
-    importance samples times examples with IW-NLL, else examples."""
+    random state, and the decoder runs once for all priors. ``mi_he`` (:func:`mutual_information_he`, diagonal
+    Gaussian posteriors only) aggregates over He et al.'s batches of ``mi_he_batch`` examples (default 32
+    documents of one length for token data, else 50), drawn after everything else so that it changes no other
+    figure. ``on_progress`` is told the work done as it goes: importance samples times examples with IW-NLL,
+    else examples."""
     names, priors = list(test_priors), list(test_priors.values())
     shared = {"recon": 0.0, "mi": 0.0}
     per_prior = {name: {"kl": 0.0, "iw_nll": 0.0} for name in names}
     count = mi_count = 0
     spec: DataSpec | None = getattr(decoder, "spec", None)
     tokens = 0 if spec is not None and spec.kind == "tokens" else None
-    means = []
+    means, scales, lengths = [], [], []
+    gaussian = True
     for x in batches:
         posterior = encoder(x)
         z = posterior.sample()
@@ -173,14 +213,22 @@ def evaluate_priors(
         for name, sums in zip(names, batch_sums, strict=True):
             per_prior[name] = {metric: per_prior[name][metric] + total for metric, total in sums.items()}
         means.append(posterior.mean)
+        gaussian = gaussian and _is_diagonal_normal(posterior)
+        if gaussian:
+            scales.append(posterior.stddev)
         count += b
         if tokens is not None:
-            tokens += int(predicted_tokens(x, spec).sum().item())
+            lengths.append(predicted_tokens(x, spec))
+            tokens += int(lengths[-1].sum().item())
     common = {
         "recon": shared["recon"] / count,
         "mi": shared["mi"] / mi_count if mi_count else 0.0,
         "au": active_units(torch.cat(means), au_threshold),
     }
+    if gaussian:
+        size = mi_he_batch or (32 if tokens is not None else 50)
+        groups = he_groups(count, size, torch.cat(lengths) if tokens is not None else None)
+        common["mi_he"] = mutual_information_he(torch.cat(means), torch.cat(scales), groups)
     tokens_per_example = tokens / count if tokens else None
     return {
         name: _prior_metrics(common, sums, count, iw_samples > 0, tokens_per_example)

@@ -55,10 +55,12 @@ class DecoderNoiseParams:
         "data of a fixed size ignores it",
     )
     precision: str = param(
-        "bf16",
-        choices=("bf16", "run"),
+        "auto",
+        choices=("auto", "bf16", "run"),
         help="arithmetic of the decoder while it draws: bf16 (bfloat16 matrix multiplies through torch.autocast; "
-        "drawing is bound by reading the weights, which bfloat16 halves) or run (the run's train.precision)",
+        "a token decoder's draw is bound by reading its output layer, which bfloat16 halves), run (the run's "
+        "train.precision), or auto: bf16 for token data, run otherwise (a PixelCNN draws in many small steps, "
+        "which bfloat16 slows)",
     )
 
 
@@ -76,12 +78,14 @@ class DecoderNoise(NoiseSampler):
     encoder can read off the length alone, and each draw would cost ``max_len`` decoder steps. The token decoder's
     ``sample`` takes the length as ``max_len``.
 
-    With ``precision = "bf16"`` (the default) the decoder draws under bfloat16 autocast whatever the run's
-    precision: a draw steps the decoder once per token on a few rows, so it is bound by reading the weights (the
-    20k x 1024 output layer of He et al.'s text decoder, 80 MB in float32, once per token) rather than by
-    arithmetic, and bfloat16 halves that. The draws are from the current decoder with its logits rounded to
-    bfloat16 (3 significant digits), a negligible change to a noise distribution that is itself only an
-    approximation of the data's.
+    With ``precision = "bf16"`` (the default, ``auto``, for token data) the decoder draws under bfloat16 autocast
+    whatever the run's precision: a draw steps the decoder once per token on a few rows, so it is bound by reading
+    the weights (the 20k x 1024 output layer of He et al.'s text decoder, 80 MB in float32, once per token) rather
+    than by arithmetic, and bfloat16 halves that. The draws are from the current decoder with its logits rounded
+    to bfloat16 (3 significant digits), a negligible change to a noise distribution that is itself only an
+    approximation of the data's. Images are drawn at the run's precision by default: the PixelCNN's cached
+    sampler takes many small steps, which bfloat16 slows (50 images of He et al.'s PixelCNN, one thread: 2.2 s
+    in float32, 3.4 s in bfloat16).
     """
 
     name = "decoder"
@@ -95,7 +99,8 @@ class DecoderNoise(NoiseSampler):
 
     def arithmetic(self, device: torch.device) -> AbstractContextManager[None]:
         """The precision of a draw: bfloat16 autocast, or the run's own (no context of its own)."""
-        return autocast("bf16", device) if self.params.precision == "bf16" else nullcontext()
+        bf16 = self.params.precision == "bf16" or (self.params.precision == "auto" and self.spec.kind == "tokens")
+        return autocast("bf16", device) if bf16 else nullcontext()
 
     @torch.no_grad()
     def refill(self, model: VAE, size: int, x: Tensor) -> None:

@@ -536,6 +536,17 @@ def test_decoder_noise_draws_documents_from_the_current_decoder(registry):
     assert GaussianNoise(GaussianNoiseParams(), SPEC).incompatibility(types.SimpleNamespace(spec=SPEC))
 
 
+def test_decoder_noise_on_text_is_drawn_in_bfloat16_by_default(registry):
+    model = build_model(resolve(merge_raw(text_raw(regularizer={"name": "ncvae"})), registry), registry, SPEC)
+    x = sequences([4, 5], [6])
+    torch.manual_seed(1)
+    noise = model.noise(x, model, None, step=0)
+    torch.manual_seed(1)
+    z = model.prior().sample((2,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(noise, model.decoder.sample(z, max_len=x.shape[1]))
+
+
 def test_decoder_noise_cut_at_the_batch_length(registry):
     """lengths = batch (the default): documents no wider than the data batch (which holds 4 tokens: BOS w w EOS),
     ended with EOS there when the decoder would go on; with lengths = decoder the full length."""

@@ -5,7 +5,7 @@ Each returns a batch ``'b ...'`` shaped like the data batch, without gradients.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import attrs
@@ -56,11 +56,11 @@ class DecoderNoiseParams:
     )
     precision: str = param(
         "auto",
-        choices=("auto", "bf16", "run"),
-        help="arithmetic of the decoder while it draws: bf16 (bfloat16 matrix multiplies through torch.autocast; "
-        "a token decoder's draw is bound by reading its output layer, which bfloat16 halves), run (the run's "
-        "train.precision), or auto: bf16 for token data, run otherwise (a PixelCNN draws in many small steps, "
-        "which bfloat16 slows)",
+        choices=("auto", "bf16", "fp32"),
+        help="arithmetic of the decoder while it draws, whatever the run's: bf16 (bfloat16 matrix multiplies "
+        "through torch.autocast; a token decoder's draw is bound by reading its output layer, which bfloat16 "
+        "halves), fp32, or auto: bf16 for token data, fp32 otherwise (a PixelCNN draws in many small steps, which "
+        "bfloat16 slows)",
     )
 
 
@@ -83,9 +83,9 @@ class DecoderNoise(NoiseSampler):
     the weights (the 20k x 1024 output layer of He et al.'s text decoder, 80 MB in float32, once per token) rather
     than by arithmetic, and bfloat16 halves that. The draws are from the current decoder with its logits rounded
     to bfloat16 (3 significant digits), a negligible change to a noise distribution that is itself only an
-    approximation of the data's. Images are drawn at the run's precision by default: the PixelCNN's cached
-    sampler takes many small steps, which bfloat16 slows (50 images of He et al.'s PixelCNN, one thread: 2.2 s
-    in float32, 3.4 s in bfloat16).
+    approximation of the data's. Other data is drawn in float32 by default, in bf16 runs too: the
+    PixelCNN's cached sampler takes many small steps, which bfloat16 slows (50 images of He et al.'s PixelCNN,
+    one thread: 2.2 s in float32, 3.4 s in bfloat16).
     """
 
     name = "decoder"
@@ -98,9 +98,11 @@ class DecoderNoise(NoiseSampler):
         self.pool_step = -1
 
     def arithmetic(self, device: torch.device) -> AbstractContextManager[None]:
-        """The precision of a draw: bfloat16 autocast, or the run's own (no context of its own)."""
-        bf16 = self.params.precision == "bf16" or (self.params.precision == "auto" and self.spec.kind == "tokens")
-        return autocast("bf16", device) if bf16 else nullcontext()
+        """The precision of a draw (``precision``; auto: bf16 for token data, fp32 otherwise)."""
+        precision = self.params.precision
+        if precision == "auto":
+            precision = "bf16" if self.spec.kind == "tokens" else "fp32"
+        return autocast(precision, device)
 
     @torch.no_grad()
     def refill(self, model: VAE, size: int, x: Tensor) -> None:

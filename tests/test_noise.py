@@ -43,7 +43,7 @@ def decoder_noise_model(registry, refresh_every=1, precision="bf16"):
     return build_model(config, registry, REAL)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "run", "auto"])
+@pytest.mark.parametrize("precision", ["bf16", "fp32", "auto"])
 def test_decoder_noise_comes_from_the_current_decoder(registry, precision):
     model = decoder_noise_model(registry, precision=precision)
     x = torch.zeros(32, 50)
@@ -51,18 +51,21 @@ def test_decoder_noise_comes_from_the_current_decoder(registry, precision):
     first = model.noise(x, model, None, step=0)
     torch.manual_seed(1)
     z = model.prior().sample((32,))
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):  # auto: bf16 for tokens only
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):  # auto: fp32 but for tokens
         expected = model.decoder.sample(z)
     assert torch.equal(first, expected), "noise must be z ~ p(z), x ~ p(x|z) of the model's own decoder"
     torch.manual_seed(1)
     in_float32 = model.decoder.sample(model.prior().sample((32,)))
     assert torch.equal(first, in_float32) == (precision != "bf16"), "bf16 draws must round the decoder's outputs"
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 run changes no draw: fp32 and auto stay float32
+        torch.manual_seed(1)
+        assert torch.equal(model.noise(x, model, None, step=1), first)
     assert not first.requires_grad
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.add_(0.5)
     torch.manual_seed(1)
-    changed = model.noise(x, model, None, step=1)
+    changed = model.noise(x, model, None, step=2)
     assert not torch.allclose(first, changed), "a changed decoder must give changed noise"
 
 

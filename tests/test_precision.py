@@ -45,7 +45,7 @@ def model_for(registry, network: str, precision: str):
         "decoder": decoder,
         "model": {"latent_dim": 4},
         "regularizer": {"name": "ncvae"},
-        "noise": {"name": "decoder", "precision": "run"},
+        "noise": {"name": "decoder", "precision": precision},
         "train": {"precision": precision},
     }
     config = resolve(merge_raw(raw), registry)

@@ -7,20 +7,27 @@ Files, relative to the data directory (``--data-dir`` or ``$VAEZOO_DATA``):
 - ``yahoo/yahoo.valid.txt.gz`` and ``yahoo/vocab.txt.gz`` (shipped, sha256 checked): the 10,000-document
   validation split of Yang et al.'s (2017) Yahoo Answers corpus and a 20,000-entry vocabulary built from its
   training split (``token<TAB>index`` lines; see ``yahoo/PROVENANCE.md``). ``yahoo/yahoo.train.txt`` and
-  ``yahoo/yahoo.test.txt`` (optionally gzip'd, ``.txt.gz``; the user's own copies, not checked) are the corpus's
-  other splits, 100k and 10k documents.
+  ``yahoo/yahoo.test.txt`` (optionally gzip'd, ``.txt.gz``; the user's own copies, e.g. He et al.'s, not checked)
+  are the corpus's other splits, 100k and 10k documents.
 - ``ptb/ptb.train.txt.gz`` and ``ptb/ptb.valid.txt.gz`` (shipped, sha256 checked): Mikolov's Penn Treebank, one
   sentence per line (see ``ptb/PROVENANCE.md``). ``ptb/ptb.test.txt`` (optionally ``.txt.gz``) is the user's copy
   of its test split.
 
 A document is a line; its words are its whitespace-separated tokens (the corpora are already tokenised and
-lower-cased). ``data.source`` chooses the splits: ``full`` reads the corpus's own splits (the user's files),
-``shipped`` divides what is shipped, and ``auto`` (the default) takes ``full`` when those files are present. The
-shipped Yahoo file is divided at random into train, valid and test (``valid_fraction``, ``test_fraction``); PTB
-keeps its training file and divides its validation file into valid and test (``test_fraction``). Divisions depend
-on ``split_seed``, not on the run seed, so runs that differ only in their seed share one split; valid and test
-keep file order, the training documents come in an order shuffled by ``split_seed`` (so ``limit`` keeps a random
-subset).
+lower-cased). Which file makes each split (:class:`TextSource`): the file named by ``data.train_file``,
+``data.valid_file`` or ``data.test_file`` (absolute, or relative to the data set's folder, gzip'd if named ``.gz``);
+else the corpus's own split file in that folder, which ``data.source=full`` requires and ``auto`` (the default)
+uses when present (the training file only together with the test file: the full corpus); else the shipped files.
+The shipped Yahoo file is divided at random into train, valid and test (``valid_fraction``, ``test_fraction``); PTB
+keeps its training file and divides its validation file into valid and test (``test_fraction``). A part whose split
+comes from a file goes to the first of train, valid, test that does not: with a Yahoo test file, the shipped
+documents make train and valid only (valid keeps its part, so the same documents), and with a PTB test file,
+``ptb.valid`` is all valid. When the data is loaded, a note on stderr names each split file present that ``auto``
+uses (adding one changes the data of later runs) or that is not used (``data.source=shipped``, another file named,
+or a training file without its test file), with the setting that would use it. The loaded
+:class:`TextData` records which file made each split and how (``sources``). Divisions depend on ``split_seed``, not
+on the run seed, so runs that differ only in their seed share one split; valid and test keep file order, the
+training documents come in an order shuffled by ``split_seed`` (so ``limit`` keeps a random subset).
 
 The vocabulary is the corpus's vocabulary file (Yahoo ships one) or is trained on the training documents with
 ``tokenizers`` (a WordLevel model: words seen at least ``min_freq`` times, the most frequent first, ties broken by
@@ -43,8 +50,8 @@ and batch ``index`` of ``epoch`` is a pure function of (seed, epoch, index), so 
 
 from __future__ import annotations
 
-import gzip
 import itertools
+import sys
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -59,9 +66,24 @@ from torch import Tensor
 
 from vaezoo import hookimpl
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, DataSpec, evaluation_rows
+from vaezoo.interfaces import Data, DataSource, DataSpec, SourceRecord, evaluation_rows
 from vaezoo.params import param
-from vaezoo_plugins.data_image import DataFile, derived_seed, parsing, require
+from vaezoo_plugins.data_image import (
+    AUTO,
+    DataFile,
+    auto_note,
+    derived_seed,
+    file_param,
+    given_path,
+    gunzipped,
+    limited,
+    parsing,
+    part_selection,
+    read_bytes,
+    require,
+    share_parts,
+    unused_note,
+)
 
 SPLITS = ("train", "valid", "test")
 #: Domain tag of the stream that orders each epoch's training batches (see ``data_image.derived_seed``).
@@ -205,7 +227,8 @@ class TextData(Data):
     """Token splits with length-bucketed training batches and per-batch padding (see the module docstring).
 
     ``splits[name] 'n t'`` holds each split padded to its longest sequence; ``lengths[name] 'n'`` the number of
-    non-padding tokens of each sequence (start and end included).
+    non-padding tokens of each sequence (start and end included); ``sources`` where each split comes from (see
+    :class:`~vaezoo.interfaces.Data`; empty unless a source fills it).
     """
 
     def __init__(self, splits: Mapping[str, Tensor], vocabulary: Vocabulary, max_len: int, bucket_batches: int):
@@ -294,14 +317,35 @@ def build_text_data(documents: Mapping[str, Sequence[Sequence[str]]], vocabulary
 # ---------------------------------------------------------------------------------------------------------------
 # Files
 
+DOCUMENTS_WHAT = "a UTF-8 text file of one document per line, its tokens separated by spaces (gzip'd if named .gz)"
+
+
+def decode_lines(path: Path, raw: bytes, what: str) -> list[str]:
+    """The lines of ``raw``, the bytes of the UTF-8 text file ``path`` (gunzipped when its name ends in ``.gz``),
+    a final empty line dropped; bad gzip or UTF-8 is a UsageError naming the file and ``what`` it should be."""
+    with parsing(path, what):
+        text = gunzipped(path, raw).decode("utf-8")
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
 
 def read_lines(file: DataFile, data_dir: Path, check_sha256: bool) -> list[str]:
     """The lines of a UTF-8 text file, gunzipped when its name ends in ``.gz`` (a final empty line dropped)."""
     path, raw = file.read(data_dir, check_sha256)
-    with parsing(path, file.what):
-        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8")
-    lines = text.split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
+    return decode_lines(path, raw, file.what)
+
+
+def read_documents(path: Path) -> list[str]:
+    """The documents of a split file named by a data parameter or found in the data directory: one per line, its
+    tokens separated by spaces, UTF-8, gzip'd when the name ends in ``.gz`` (as He et al.'s and Mikolov's files
+    are, gzip'd or not). A folder, a file without lines, bad gzip or UTF-8, or a tab (a ``label<TAB>text`` file,
+    such as Yelp's, is another format) is a UsageError naming the file and the problem."""
+    require(path.is_file(), path, DOCUMENTS_WHAT, "it is a folder")
+    lines = decode_lines(path, read_bytes(path), DOCUMENTS_WHAT)
+    require(bool(lines), path, DOCUMENTS_WHAT, "it holds no lines")
+    tabbed = next((number for number, line in enumerate(lines, 1) if "\t" in line), 0)
+    require(not tabbed, path, DOCUMENTS_WHAT, f"line {tabbed} holds a tab (a label<TAB>text file is another format)")
+    return lines
 
 
 def user_file(stem: str, what: str, origin: str) -> tuple[DataFile, DataFile]:
@@ -310,19 +354,8 @@ def user_file(stem: str, what: str, origin: str) -> tuple[DataFile, DataFile]:
 
 
 def present(data_dir: Path, candidates: tuple[DataFile, DataFile]) -> DataFile | None:
+    """The first of ``candidates`` present in ``data_dir``."""
     return next((file for file in candidates if file.path(data_dir).is_file()), None)
-
-
-def read_user_file(data_dir: Path, candidates: tuple[DataFile, DataFile]) -> list[str]:
-    """Lines of the first of ``candidates`` present; none present is a UsageError naming both spellings."""
-    file = present(data_dir, candidates)
-    if file is None:
-        first = candidates[0]
-        raise UsageError(
-            f"data file '{data_dir / first.relative}' (or '{candidates[1].relative}') is missing; expected "
-            f"{first.what}, from {first.origin}"
-        )
-    return read_lines(file, data_dir, check_sha256=False)
 
 
 def random_parts(n: int, held_out: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -338,6 +371,17 @@ def random_parts(n: int, held_out: Sequence[float], seed: int) -> list[np.ndarra
 
 def pick(lines: Sequence[str], rows: np.ndarray) -> list[str]:
     return [lines[i] for i in rows]
+
+
+@attrs.frozen
+class Division:
+    """A shipped file and the splits it makes: the rest of its lines goes to ``splits[0]``, a part of each
+    fraction of ``held_out`` (:func:`random_parts`) to each further split; ``text`` describes it."""
+
+    file: DataFile
+    splits: tuple[str, ...]
+    held_out: tuple[float, ...] = ()
+    text: str = ""
 
 
 YAHOO_VALID = DataFile(
@@ -390,8 +434,10 @@ class TextParams(SequenceParams):
     source: str = param(
         "auto",
         choices=("auto", "shipped", "full"),
-        help="full: the corpus's own splits (the user's files); shipped: divide the shipped files; auto: full "
-        "when its files are present",
+        help="auto: the corpus's own test file (yahoo.test.txt, ptb.test.txt; gzip'd or not) in its folder of "
+        "DATA_DIR makes the test split when present, its training file (yahoo.train.txt) too when both are present, "
+        "the shipped files the rest; full: the corpus's own split files, which must be present; shipped: the "
+        "shipped files only (a split file present is noted, not used); data.*_file overrides these per split",
     )
     vocab: str = param(
         "auto",
@@ -412,10 +458,28 @@ class TextParams(SequenceParams):
     check_sha256: bool = param(True, help="verify the sha256 of the shipped files")
 
 
+#: The format a split file of a text source must have, for the parameters' help.
+DOCUMENTS = "one document per line, gzip'd if named .gz"
+
+
 @attrs.frozen
 class YahooParams(TextParams):
     valid_fraction: float = param(0.1, gt=0, lt=1, help="shipped: fraction of the shipped documents for valid")
     test_fraction: float = param(0.1, gt=0, lt=1, help="shipped: fraction of the shipped documents for test")
+    train_file: str = file_param(
+        "yahoo",
+        f"train from this file ({DOCUMENTS}), e.g. the corpus's 100k-document yahoo.train.txt; the shipped 10k "
+        "documents then make valid and test only (test keeps its test_fraction part, valid takes the rest)",
+    )
+    valid_file: str = file_param(
+        "yahoo", f"valid from this file ({DOCUMENTS}); the shipped documents' valid part then joins train"
+    )
+    test_file: str = file_param(
+        "yahoo",
+        f"test from this file ({DOCUMENTS}), e.g. He et al.'s 10k-document yahoo.test.txt; the shipped 10k "
+        "documents then make train and valid only (valid keeps its valid_fraction part, the same documents as "
+        "without a test file; train takes the rest)",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.valid_fraction + self.test_fraction >= 1:
@@ -429,10 +493,26 @@ class PTBParams(TextParams):
     test_fraction: float = param(
         0.5, gt=0, lt=1, help="shipped: fraction of ptb.valid held out as the test split (ptb.test is not shipped)"
     )
+    train_file: str = file_param("ptb", f"train from this file ({DOCUMENTS}) instead of the shipped ptb.train.txt")
+    valid_file: str = file_param(
+        "ptb", f"valid from this file ({DOCUMENTS}); the shipped ptb.valid then goes to test (unless test_file is set)"
+    )
+    test_file: str = file_param(
+        "ptb",
+        f"test from this file ({DOCUMENTS}), e.g. Mikolov's ptb.test.txt; the shipped ptb.valid is then all valid",
+    )
 
 
 class TextSource(DataSource):
-    """A corpus of one document per line: subclasses read the splits' lines; vocabulary and batching are shared."""
+    """A corpus of one document per line: subclasses name its files; choosing them, the vocabulary and batching
+    are shared.
+
+    Each split comes from the first of: its ``data.SPLIT_file``; the corpus's own split file in the data set's
+    folder (``standard_files``: ``data.source=full`` requires them; ``auto`` uses the test file when present, the
+    others only when all are present); the shipped files,
+    each divided at random (``divisions``) among the splits no file gives, a part whose split comes from a file
+    going to the first of train, valid, test that does not (:func:`share_parts`).
+    """
 
     Params = TextParams
     #: Decoder noise is the only contrastive noise that makes sense for token ids.
@@ -440,33 +520,106 @@ class TextSource(DataSource):
     specials: ClassVar[Specials] = Specials()
     #: The corpus's vocabulary file, if it has one.
     vocab_file: ClassVar[DataFile | None] = None
-    #: The user's files that make up the ``full`` source.
-    full_files: ClassVar[tuple[tuple[DataFile, DataFile], ...]] = ()
+    #: The data set's folder in the data directory.
+    folder: ClassVar[str]
+    #: The corpus's own split files that are not shipped (the user's copies), by split.
+    standard_files: ClassVar[dict[str, tuple[DataFile, DataFile]]] = {}
+    #: Data parameters ``vaezoo eval`` may change: they choose evaluation data only, never the vocabulary.
+    evaluation_params: ClassVar[tuple[str, ...]] = ("test_file", "check_sha256")
 
     def load(self, data_dir: Path | None, seed: int) -> TextData:
-        """The splits as :class:`TextData`; they do not depend on ``seed`` (only the batch order does)."""
+        """The splits as :class:`TextData` with their ``sources``; they do not depend on ``seed`` (only the batch
+        order does). Notes on unused standard files go to stderr."""
         if data_dir is None:
             raise UsageError(f"data {self.name!r} reads files: pass --data-dir or set VAEZOO_DATA")
         p = self.params
+        notes: list[str] = []
         try:
-            lines = self.read(Path(data_dir), self.uses_full(Path(data_dir)))
+            lines, sources = self.collect(Path(data_dir), notes)
             train = pick(lines["train"], np.random.RandomState(p.split_seed).permutation(len(lines["train"])))
             lines["train"] = train[: p.limit or None]
+            if len(lines["train"]) < len(train):
+                sources["train"]["examples"] = len(lines["train"])
+                sources["train"]["selection"] = limited(sources["train"]["selection"], p.limit)
             vocabulary = self.vocabulary(Path(data_dir), lines["train"])
             documents = {split: [line.split() for line in lines[split]] for split in SPLITS}
-            return build_text_data(documents, vocabulary, p)
+            data = build_text_data(documents, vocabulary, p)
         except UsageError as error:
             raise UsageError(f"data {self.name!r}: {error}") from None
+        for note in notes:
+            print(note, file=sys.stderr)
+        data.sources, data.notes = sources, notes
+        return data
+
+    def collect(self, data_dir: Path, notes: list[str]) -> tuple[dict[str, list[str]], dict[str, SourceRecord]]:
+        """The lines of each split, in file order, and where they come from (see the class docstring); adds to
+        ``notes`` the standard files that ``auto`` uses or that are left unused. Bad files raise UsageError."""
+        p = self.params
+        files = self.split_files(data_dir, notes)
+        lines: dict[str, list[str]] = {}
+        sources: dict[str, SourceRecord] = {}
+        for split, (path, why) in files.items():
+            lines[split] = read_documents(path)
+            selection = f"all its {len(lines[split])} examples; {why}"
+            sources[split] = {"file": str(path), "examples": len(lines[split]), "selection": selection}
+        for division in self.divisions():
+            if all(split in files for split in division.splits):
+                continue
+            shipped = read_lines(division.file, data_dir, p.check_sha256)
+            parts = random_parts(len(shipped), division.held_out, p.split_seed)
+            for split, (rows, names) in share_parts(dict(zip(division.splits, parts, strict=True)), files).items():
+                lines[split] = pick(shipped, rows)
+                selection = f"{part_selection(names, len(rows), len(shipped), division.text)}; shipped"
+                sources[split] = {
+                    "file": str(division.file.path(data_dir)),
+                    "examples": len(rows),
+                    "selection": selection,
+                }
+        return lines, {split: sources[split] for split in SPLITS}
+
+    def split_files(self, data_dir: Path, notes: list[str]) -> dict[str, tuple[Path, str]]:
+        """The splits read from a file of their own: that file and the setting that chose it (see the class
+        docstring); adds to ``notes`` each standard file that ``auto`` chose or that is present but not chosen."""
+        p = self.params
+        standard = {split: present(data_dir, candidates) for split, candidates in self.standard_files.items()}
+        complete = all(standard.values())
+        chosen: dict[str, tuple[Path, str]] = {}
+        for split in SPLITS:
+            value = getattr(p, f"{split}_file")
+            candidates = self.standard_files.get(split)
+            found = standard[split].path(data_dir) if standard.get(split) else None
+            if value:
+                chosen[split] = (given_path(data_dir, self.folder, f"{split}_file", value), f"data.{split}_file")
+            elif found is not None and p.source == "full":
+                chosen[split] = (found, "data.source=full")
+            elif found is not None and p.source == "auto" and (split == "test" or complete):
+                chosen[split] = (found, AUTO)
+                notes.append(auto_note(self.name, found, f"as the {split} split", "shipped"))
+            elif candidates and p.source == "full":
+                first = candidates[0]
+                raise UsageError(
+                    f"data file '{data_dir / first.relative}' (or '{candidates[1].relative}') is missing; expected "
+                    f"{first.what}, from {first.origin}"
+                )
+            if found is not None and (split not in chosen or chosen[split][0].resolve() != found.resolve()):
+                notes.append(unused_note(self.name, found, f"--set data.{split}_file={found.name} uses it"))
+        return chosen
 
     def uses_full(self, data_dir: Path) -> bool:
-        """Whether to read the corpus's own splits: ``data.source``, with ``auto`` resolved by what is present."""
+        """Whether ``data.source`` reads all of the corpus's own split files (``auto``: when all are present)."""
         if self.params.source == "auto":
-            return all(present(data_dir, candidates) for candidates in self.full_files)
+            return all(present(data_dir, candidates) for candidates in self.standard_files.values())
         return self.params.source == "full"
 
+    def read(self, data_dir: Path, full: bool | None = None) -> dict[str, list[str]]:
+        """The lines of each split in file order, as :meth:`load` reads them (before shuffling and ``limit``):
+        ``full`` True or False reads them as ``data.source`` full or shipped would, None as configured."""
+        source = self if full is None else type(self)(attrs.evolve(self.params, source="full" if full else "shipped"))
+        return source.collect(data_dir, [])[0]
+
     @abstractmethod
-    def read(self, data_dir: Path, full: bool) -> dict[str, list[str]]:
-        """The lines of each split (``full``: the corpus's own splits); bad files raise UsageError."""
+    def divisions(self) -> list[Division]:
+        """The shipped files and how each is divided among the splits."""
 
     def vocabulary(self, data_dir: Path, train_lines: list[str]) -> Vocabulary:
         p = self.params
@@ -485,44 +638,42 @@ class TextSource(DataSource):
 
 class Yahoo(TextSource):
     """Yahoo Answers documents of Yang et al. (2017): the shipped validation split, divided by ``split_seed``,
-    or the full corpus (100k / 10k / 10k) when the user adds its training and test files."""
+    and the corpus's other splits (100k / 10k) from the user's files when present or named."""
 
     name = "yahoo"
-    description = "Yahoo Answers documents (Yang et al. 2017): the shipped 10k split divided, or the full corpus"
+    description = (
+        "Yahoo Answers documents (Yang et al. 2017): the shipped 10k split divided, with the corpus's own train "
+        "and test files when present or named"
+    )
     Params = YahooParams
     specials = Specials(unk="_UNK")
     vocab_file = YAHOO_VOCAB
-    full_files = (YAHOO_TRAIN, YAHOO_TEST)
+    folder = "yahoo"
+    standard_files: ClassVar[dict[str, tuple[DataFile, DataFile]]] = {"train": YAHOO_TRAIN, "test": YAHOO_TEST}
 
-    def read(self, data_dir: Path, full: bool) -> dict[str, list[str]]:
+    def divisions(self) -> list[Division]:
         p = self.params
-        valid = read_lines(YAHOO_VALID, data_dir, p.check_sha256)
-        if full:
-            return {
-                "train": read_user_file(data_dir, YAHOO_TRAIN),
-                "valid": valid,
-                "test": read_user_file(data_dir, YAHOO_TEST),
-            }
-        parts = random_parts(len(valid), (p.valid_fraction, p.test_fraction), p.split_seed)
-        return {split: pick(valid, rows) for split, rows in zip(SPLITS, parts, strict=True)}
+        text = (
+            f"divided at random: valid_fraction {p.valid_fraction}, test_fraction {p.test_fraction}, "
+            f"split_seed {p.split_seed}"
+        )
+        return [Division(YAHOO_VALID, SPLITS, (p.valid_fraction, p.test_fraction), text)]
 
 
 class PTB(TextSource):
     """Penn Treebank sentences (Mikolov's LM version): the shipped training file, and the shipped validation file
-    divided into valid and test by ``split_seed`` unless the user adds ``ptb.test.txt``."""
+    divided into valid and test by ``split_seed`` unless the test split comes from ``ptb.test.txt``."""
 
     name = "ptb"
     description = "Penn Treebank sentences (Mikolov's LM version), vocabulary trained with tokenizers"
     Params = PTBParams
-    full_files = (PTB_TEST,)
+    folder = "ptb"
+    standard_files: ClassVar[dict[str, tuple[DataFile, DataFile]]] = {"test": PTB_TEST}
 
-    def read(self, data_dir: Path, full: bool) -> dict[str, list[str]]:
+    def divisions(self) -> list[Division]:
         p = self.params
-        train, valid = (read_lines(file, data_dir, p.check_sha256) for file in (PTB_TRAIN, PTB_VALID))
-        if full:
-            return {"train": train, "valid": valid, "test": read_user_file(data_dir, PTB_TEST)}
-        kept, held_out = random_parts(len(valid), (p.test_fraction,), p.split_seed)
-        return {"train": train, "valid": pick(valid, kept), "test": pick(valid, held_out)}
+        text = f"divided at random: test_fraction {p.test_fraction}, split_seed {p.split_seed}"
+        return [Division(PTB_TRAIN, ("train",)), Division(PTB_VALID, ("valid", "test"), (p.test_fraction,), text)]
 
 
 @hookimpl

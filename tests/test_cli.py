@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -104,3 +106,55 @@ def test_runs_without_out_never_overwrite_each_other(tmp_path):
     made = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert made == ["synthetic-betavae-s0", "synthetic-betavae-s0-2"]
     assert all((tmp_path / "runs" / name / "results.json").exists() for name in made)
+
+
+TINY_PTB = [
+    "--data", "ptb", "--encoder", "lstm", "--decoder", "lstm", "--latent-dim", "4",
+    "--set", "encoder.embed_dim=16", "--set", "encoder.hidden=16", "--set", "decoder.embed_dim=16",
+    "--set", "decoder.hidden=16", "--set", "decoder.dropout=0", "--set", "data.limit=48", "--set", "data.max_len=20",
+    "--steps", "4", "--batch-size", "16", "--set", "train.eval_every=4", "--set", "eval.iw_samples=2",
+    "--set", "eval.limit=32", "--no-progress",
+]  # fmt: skip
+
+
+def test_eval_on_a_test_file_named_or_added_after_training(data_dir, tmp_path):
+    """A run trained without PTB's test file is evaluated on one with one command: named by --set data.test_file,
+    or found in the run's data directory (its data.source=auto); both say which file made each split."""
+    folder = tmp_path / "data" / "ptb"
+    folder.mkdir(parents=True)
+    for name in ("ptb.train.txt.gz", "ptb.valid.txt.gz"):
+        (folder / name).symlink_to(data_dir / "ptb" / name)
+    out = tmp_path / "run"
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    trained = run_cli("run", *TINY_PTB, "--data-dir", str(tmp_path / "data"), "--out", str(out), env=one_thread)
+    assert trained.returncode == 0, trained.stderr
+    train_file = folder / "ptb.train.txt.gz"
+    assert f"vaezoo: data train: 48 examples from '{train_file}'" in trained.stderr  # data.limit = 48
+    recorded = json.loads((out / "results.json").read_text())["data_sources"]
+    assert recorded["train"]["file"] == str(train_file) and recorded["test"]["examples"] > 0
+    started = json.loads((out / "history.jsonl").read_text().splitlines()[0])
+    assert started["data_sources"] == recorded, "the history records the files the run started from"
+    with gzip.open(folder / "ptb.valid.txt.gz", "rt") as handle:
+        sentences = handle.read().splitlines()[:40]  # real PTB sentences, in Mikolov's format
+    test_file = tmp_path / "ptb.test.txt"
+    test_file.write_text("\n".join(sentences) + "\n")
+    quick = ["--iw-samples", "2", "--no-progress", "--json"]
+
+    named = run_cli("eval", str(out), "--set", f"data.test_file={test_file}", *quick, env=one_thread)
+    assert named.returncode == 0, named.stderr
+    assert f"data test: 40 examples from '{test_file}' (all its 40 examples; data.test_file)" in named.stderr
+    assert f"data valid: 3370 examples from '{folder / 'ptb.valid.txt.gz'}' (all its 3370 examples" in named.stderr
+    metrics = json.loads(named.stdout)
+    assert metrics["split"] == "test" and math.isfinite(metrics["iw_nll"])
+    assert metrics["neg_elbo"] != json.loads((out / "results.json").read_text())["metrics"]["neg_elbo"]
+
+    shutil.copy(test_file, folder / "ptb.test.txt")
+    found = run_cli("eval", str(out), *quick, env=one_thread)
+    assert found.returncode == 0, found.stderr
+    assert "(all its 40 examples; data.source=auto, as it is present)" in found.stderr
+    assert json.loads(found.stdout) == metrics, "the same sentences give the same metrics"
+    table = run_cli("eval", str(out), "--iw-samples", "2", "--no-progress", env=one_thread)
+    assert f"test split (40 examples from '{folder / 'ptb.test.txt'}') of {out}, by test prior:" in table.stdout
+
+    refused = run_cli("eval", str(out), "--set", "data.max_vocab=10")
+    assert_usage_error(refused, "'data.max_vocab=10'", "for data 'ptb': data.test_file, data.check_sha256")

@@ -191,6 +191,20 @@ def test_fractions_that_leave_no_training_data_are_refused(data_dir):
         load(Omniglot, data_dir, valid_fraction=0.001)
 
 
+def test_each_split_records_the_file_it_comes_from(data_dir, omniglot, mnist, capsys):
+    division = "divided at random by {}: valid_fraction 0.1, test_fraction 0.2, split_seed 123; shipped"
+    for data, file, group in ((omniglot, OMNIGLOT_NPZ, "character"), (mnist, MNIST_CSV, "image")):
+        assert list(data.sources) == ["train", "valid", "test"] and data.notes == []
+        for split, record in data.sources.items():
+            assert record["file"] == str(file.path(data_dir)) and record["examples"] == data.size(split)
+            total = 4840 if file is OMNIGLOT_NPZ else 5000
+            assert record["selection"] == f"the {split} part of its {total} examples, {division.format(group)}"
+    assert mnist.source_lines()[0] == (
+        f"data train: 3500 examples from '{MNIST_CSV.path(data_dir)}' ({mnist.sources['train']['selection']})"
+    )
+    assert capsys.readouterr().err == "", "the shipped files alone: nothing to note"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Errors for missing and broken files
 
@@ -277,6 +291,9 @@ def test_chardata_is_read_upright_with_the_papers_split(tmp_path, data_dir):
     copy_into(tmp_path, data_dir, OMNIGLOT_NPZ)  # auto prefers chardata.mat over the npz
     loaded = load(Omniglot, tmp_path, chardata_valid=5, split_seed=123)
     assert [loaded.size(s) for s in ("train", "valid", "test")] == [25, 5, 7]
+    assert {record["file"] for record in loaded.sources.values()} == {str(CHARDATA.path(tmp_path))}
+    assert loaded.sources["test"]["selection"].startswith("the test part of its 37 examples, Burda's: 'data' (30)")
+    assert loaded.sources["test"]["selection"].endswith("data.source=auto, as it is present")
     order = np.random.RandomState(123).permutation(30)
     as_tensor = lambda images: torch.from_numpy(images.astype(np.float32)).unsqueeze(1)  # noqa: E731
     assert torch.equal(loaded.splits["train"], as_tensor(data[order[:-5]]))

@@ -44,3 +44,21 @@ def test_sample_refuses_data_without_a_picture_form(tmp_path):
     assert run_cli("run", *small, "--no-progress", "--out", str(out)).returncode == 0
     result = run_cli("sample", str(out))
     assert result.returncode == 2 and "image data" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_eval_reads_lake_et_al_png_zips_as_the_test_split(data_dir, tmp_path):
+    """A run on the shipped npz, evaluated with one command on Omniglot PNGs (a zip of the standard layout; here a
+    shipped "background small" zip, whose images the npz also holds: this checks the path, not a held-out score)."""
+    out = tmp_path / "run"
+    small = ["--encoder", "mlp", "--decoder", "mlp", "--steps", "4", "--batch-size", "32", "--set", "eval.limit=64"]
+    trained = run_cli(
+        "run", "--data", "omniglot", *small, "--set", "eval.iw_samples=0", "--no-progress", "--out", str(out)
+    )
+    assert trained.returncode == 0, trained.stderr
+    zipped = data_dir / "omniglot" / "images_background_small2.zip"
+    result = run_cli("eval", str(out), "--set", f"data.test_file={zipped}", "--iw-samples", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"data test: 3120 examples from '{zipped}' (all its 3120 examples; data.test_file)" in result.stderr
+    assert "data valid: 480 examples from" in result.stderr, "valid keeps its characters"
+    assert json.loads(result.stdout)["neg_elbo"] > 0

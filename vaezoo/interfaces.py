@@ -228,17 +228,34 @@ class NoiseSampler(Component, nn.Module, ABC):
         """Contrastive batch for ``x``; never carries gradients."""
 
 
+#: Where the examples of one split come from: ``{"file": absolute path, "examples": how many, "selection": how they
+#: were chosen from the file and by which setting}``.
+SourceRecord = dict[str, Any]
+
+
 class Data:
     """Splits of one data set as tensors, with seeded, resumable batching.
 
     Subclasses may override ``prepare_train_batch`` (e.g. to binarise afresh) and hold more, such as the
-    examples of a noise distribution of the data set's own.
+    examples of a noise distribution of the data set's own. ``sources[split]`` records where each split's
+    examples were read from (a :data:`SourceRecord`; empty for data made in memory), and ``notes`` are lines about
+    the standard files of the data directory a source used or left unused; a run prints both and records the
+    sources in its history and results.
     """
 
     def __init__(self, spec: DataSpec, train: Tensor, valid: Tensor, test: Tensor) -> None:
         self.spec = spec
         self.splits = {"train": train, "valid": valid, "test": test}
         self._epoch_order: tuple[int, int, Tensor] | None = None
+        self.sources: dict[str, SourceRecord] = {}
+        self.notes: list[str] = []
+
+    def source_lines(self) -> list[str]:
+        """One line per split read from a file, for people: ``data SPLIT: N examples from 'FILE' (SELECTION)``."""
+        return [
+            f"data {split}: {record['examples']} examples from '{record['file']}' ({record['selection']})"
+            for split, record in self.sources.items()
+        ]
 
     def size(self, split: str) -> int:
         return len(self.splits[split])

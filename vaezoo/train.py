@@ -253,7 +253,11 @@ class Trainer:
             directory.write_config(self.config.as_dict())
             data_dir = str(self.data_dir.resolve()) if self.data_dir is not None else None
             event = "resumed" if resume else "started"
-            directory.record(event, self.step, argv=sys.argv[1:], data_dir=data_dir, changed=changes or {})
+            data = self.session.data
+            sources = {"data_sources": data.sources} if data.sources else {}
+            directory.record(event, self.step, argv=sys.argv[1:], data_dir=data_dir, changed=changes or {}, **sources)
+            for line in data.source_lines():
+                print(f"vaezoo: {line}", file=sys.stderr)
         if not resume:
             self.save()
         self.run_info = attrs.evolve(self.run_info, start_step=self.step)
@@ -366,6 +370,7 @@ class Trainer:
             "wall_time_s": round(self.wall_time, 3),
             "versions": _versions(),
             "config": cfg.as_dict(),
+            "data_sources": session.data.sources,
         }
         write_json(self.directory.file(RESULTS_NAME), results)
         self.hooks.evaluated(self.run_info, self.step, "test", test)

@@ -1,7 +1,9 @@
-"""The report's figures (matplotlib, Agg backend): a metric against the x axis (beta) and the Fig. 2 panel.
+"""The report's figures (matplotlib, Agg backend): a metric against the x axis (beta), the Fig. 2 panel, and the
+trade-off figure.
 
-Both draw one *series* per combination of the row axes other than the x axis (one line per method, say), and
-one subplot per value of the column axis when the suite has one.
+The first two draw one *series* per combination of the row axes other than the x axis (one line per method, say),
+and one subplot per value of the column axis when the suite has one. The trade-off figure draws the points of
+:func:`benchmarks.aggregate.tradeoff_points`: one row of subplots per value of the column axis (data set).
 """
 
 from __future__ import annotations
@@ -15,12 +17,25 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.image
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
-from benchmarks.aggregate import Group, Matrix, canonical, format_value, mean_std
+from benchmarks.aggregate import (
+    METRIC_TITLES as TABLE_TITLES,
+)
+from benchmarks.aggregate import (
+    Group,
+    Matrix,
+    canonical,
+    format_value,
+    mean_std,
+    prior_label,
+    tradeoff_points,
+)
 from benchmarks.results import cell_dir
 
-METRIC_TITLES = {"mi": "MI (nats)", "au": "active units"}
+METRIC_TITLES = {"mi": "MI (nats)", "mi_he": "MI, He et al. (nats)", "au": "active units"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
 def _series_name(matrix: Matrix, axes: dict[str, Any], skip: Sequence[str]) -> str:
@@ -120,3 +135,98 @@ def scatter_panel(matrix: Matrix, rows: Sequence[Group], path: Path) -> bool:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def tradeoff_figure(
+    matrix: Matrix, path: Path, mi_metric: str = "mi_he", prior: str = "optimal"
+) -> list[dict[str, Any]]:
+    """MI (``mi_metric``) and AU against -ELBO and, where some cell computed it, IW-NLL (under ``prior``, see
+    :func:`benchmarks.aggregate.tradeoff_points`): one row of subplots per column-axis value (data set), every
+    point with error bars of one standard deviation over seeds in x and y, one colour and marker per series
+    (method); hollow markers for swept values that were not chosen, each point annotated with its parameters.
+
+    Returns what was drawn, read back from the figure's error-bar artists: one entry per artist, ``{"panel",
+    "x", "y", "series", "chosen", "points": [(x, y), ...], "xerr": [...], "yerr": [...]}``; nothing is written (and
+    the list is empty) when no point has both coordinates."""
+    points = tradeoff_points(matrix, mi_metric, prior)
+    panels = list(dict.fromkeys(canonical(p.panel) for p in points))
+    series = list(dict.fromkeys(p.series for p in points))
+    xs = ["neg_elbo"] + (["iw_nll"] if any("iw_nll" in p.stats for p in points) else [])
+    ys = [mi_metric, "au"]
+    fig, grid = plt.subplots(
+        len(panels) or 1, len(xs) * len(ys), figsize=(4.2 * len(xs) * len(ys), 3.8 * max(len(panels), 1)), squeeze=False
+    )
+    drawn: list[dict[str, Any]] = []
+    for row, panel in enumerate(panels):
+        mine = [p for p in points if canonical(p.panel) == panel]
+        for column, (x, y) in enumerate((x, y) for x in xs for y in ys):
+            ax = grid[row][column]
+            usable = [p for p in mine if x in p.stats and y in p.stats]
+            if not usable:
+                ax.axis("off")
+                continue
+            for index, name in enumerate(series):
+                for chosen in (True, False):
+                    subset = [p for p in usable if p.series == name and p.chosen is chosen]
+                    if not subset:
+                        continue
+                    colour = f"C{index % 10}"
+                    container = ax.errorbar(
+                        [p.stats[x][0] for p in subset],
+                        [p.stats[y][0] for p in subset],
+                        xerr=[p.stats[x][1] or 0.0 for p in subset],
+                        yerr=[p.stats[y][1] or 0.0 for p in subset],
+                        fmt=MARKERS[index % len(MARKERS)],
+                        color=colour,
+                        markerfacecolor=colour if chosen else "none",
+                        capsize=2,
+                        label=name if chosen or not any(p.chosen for p in usable if p.series == name) else None,
+                    )
+                    for p in subset:
+                        ax.annotate(
+                            p.label,
+                            (p.stats[x][0], p.stats[y][0]),
+                            fontsize=5,
+                            alpha=0.7,
+                            xytext=(3, 3),
+                            textcoords="offset points",
+                        )
+                    drawn.append(_read_back(container, subset[0].panel, x, y, name, chosen))
+            prior_text = f"test prior {prior_label(prior)}"
+            ax.set_xlabel(f"{TABLE_TITLES[x]} (nats, {prior_text})")
+            ax.set_ylabel(METRIC_TITLES.get(y, y))
+            if mine[0].panel is not None:
+                ax.set_title(
+                    f"{format_value(mine[0].panel)}: {TABLE_TITLES[y]} against {TABLE_TITLES[x]}", fontsize="small"
+                )
+            if column == 0:
+                handles, _ = ax.get_legend_handles_labels()
+                if not all(p.chosen for p in usable):
+                    hollow = Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="none")
+                    handles.append(hollow)
+                    hollow.set_label("hollow: swept, not chosen")
+                ax.legend(handles=handles, fontsize="x-small")
+    fig.tight_layout()
+    if drawn:
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def _read_back(container: Any, panel: Any, x: str, y: str, series: str, chosen: bool) -> dict[str, Any]:
+    """An error-bar artist's data: its marker positions and the half-lengths of its horizontal and vertical bars."""
+    data, _, bars = container.lines
+    positions = [tuple(float(v) for v in xy) for xy in data.get_xydata()]
+    horizontal, vertical = bars  # xerr first, then yerr, as errorbar() draws them
+    xerr = [float(abs(seg[1][0] - seg[0][0]) / 2) for seg in horizontal.get_segments()]
+    yerr = [float(abs(seg[1][1] - seg[0][1]) / 2) for seg in vertical.get_segments()]
+    return {
+        "panel": panel,
+        "x": x,
+        "y": y,
+        "series": series,
+        "chosen": chosen,
+        "points": positions,
+        "xerr": xerr,
+        "yerr": yerr,
+    }

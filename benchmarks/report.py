@@ -13,14 +13,20 @@ Writes into ``--out`` (default ``RESULTS_DIR/report``):
   ``skipped`` or ``pending``, and the cells behind them are listed with their reason or error;
 - ``table.csv``: one line per row and column group, with separate ``METRIC_mean`` and ``METRIC_std`` columns;
 - ``mi_vs_beta.png`` and ``au_vs_beta.png``: MI and AU against the x axis (β), one line per method;
-- ``fig2_scatter.png``: the latent scatter of each method's first finished seed, as in the paper's Fig. 2.
+- ``fig2_scatter.png``: the latent scatter of each method's first finished seed, as in the paper's Fig. 2;
+- ``tradeoff.png`` (suites with ``[suite] tradeoff``, or ``--tradeoff-mi`` / ``--tradeoff-prior``): for each
+  value of the column axis (data set), MI (``mi_he`` by default, or ``mi``) and AU against -ELBO and, where
+  computed, IW-NLL; every cell but the seed a point with error bars over seeds, one colour and marker per method.
+
+With ``[select]``, each tuned row shows its chosen value beside it, a section lists every selection group's choice
+and why, and an appendix lists every swept value's validation and test metrics. With ``[suite] reference``, an MI
+that differs from its reference row's by less than the estimator can resolve is marked "(n.d.)".
 
 The markdown depends only on the results (no dates or absolute paths), so it can be compared byte for byte.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys
@@ -29,23 +35,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.aggregate import Group, Matrix, canonical, format_value, groups, load_matrix, mean_std, prior_label
+from benchmarks.aggregate import (
+    CHOSEN,
+    METRIC_TITLES,
+    MI_METRICS,
+    NO_CHOICE,
+    WAITING,
+    Candidate,
+    Choice,
+    Comparison,
+    Group,
+    Matrix,
+    canonical,
+    compare_mi,
+    format_value,
+    groups,
+    load_matrix,
+    mean_std,
+    nats,
+    prior_label,
+    reference_group,
+)
+from benchmarks.args import Parser
 from benchmarks.results import OK, PENDING
 from vaezoo.errors import UsageError
+from vaezoo.test_prior_names import check_test_prior
 
-METRIC_TITLES = {
-    "mi": "MI",
-    "mi_he": "MI (He et al.)",
-    "neg_elbo": "-ELBO",
-    "recon": "ReconE",
-    "kl": "KL",
-    "au": "AU",
-    "iw_nll": "IW-NLL",
-    "ppl_elbo": "PPL",
-    "ppl_iw": "PPL (IW)",
-    "separability": "separability",
-    "test_prior_variance": "s²",
-}
 DIGITS = {"au": 1}
 #: Metrics that count things: a single seed's value is printed as the whole number it is.
 COUNTS = {"au"}
@@ -56,6 +71,10 @@ LAYOUT_TITLES = {
 }
 FIGURES = (("mi", "mi_vs_beta.png", "MI"), ("au", "au_vs_beta.png", "AU"))
 SCATTER_FIGURE = "fig2_scatter.png"
+TRADEOFF_FIGURE = "tradeoff.png"
+TRADEOFF_DEFAULTS = {"mi": "mi_he", "prior": "optimal"}
+#: A figure of the report: its title, file name and a caption printed under it (or None).
+Figure = tuple[str, str, str | None]
 
 
 def _rows(matrix: Matrix, table: Sequence[Group]) -> list[tuple[Group, dict[str, Group]]]:
@@ -66,6 +85,19 @@ def _rows(matrix: Matrix, table: Sequence[Group]) -> list[tuple[Group, dict[str,
         key = (*(canonical(group.axes[a]) for a in matrix.table["rows"]), group.prior)
         rows.setdefault(key, {})[canonical(group.axes[column]) if column else ""] = group
     return [(next(iter(by_column.values())), by_column) for by_column in rows.values()]
+
+
+def chosen_entry(group: Group | None, axis: str) -> str:
+    """A row's chosen value of a tuned axis: "–" when the row is not tuned along it, "?" while its group waits for
+    its sweep, "none" when no value qualified."""
+    if group is None:
+        return "n/a"
+    choice = group.choice
+    if choice is None or (choice.values is not None and axis not in choice.values):
+        return "–"
+    if choice.values is not None:
+        return format_value(choice.values[axis])
+    return "?" if choice.state == WAITING else "none"
 
 
 def _columns(matrix: Matrix) -> list[tuple[str, str]]:
@@ -103,13 +135,15 @@ def _markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
     return [row(header), "|" + "---|" * len(header), *(row(line) for line in lines)]
 
 
-def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[tuple[str, str]]) -> str:
-    """The report as markdown; ``figures`` are (title, file name) of the figures that were drawn."""
+def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Figure]) -> str:
+    """The report as markdown; ``figures`` are (title, file name, caption) of the figures that were drawn."""
     doc, spec = matrix.document, matrix.table
-    records = list(matrix.records.values())
+    planned = matrix.planned_cells()
+    records = [matrix.records[cell["id"]] for cell in planned]
     statuses = Counter(r["status"] if r else PENDING for r in records)
     layout = LAYOUT_TITLES[spec["layout"]]
     seed = f" (`{spec['seed_axis']}`)" if spec["seed_axis"] else ""
+    tuned = matrix.tuned_axes
     out = [
         f"# {doc['suite']}" + (f": results {layout}" if layout else ""),
         "",
@@ -122,52 +156,213 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[tu
         "variance) or tuned (the s² in [1, f] that maximises the validation ELBO).",
         "",
     ]
+    if tuned:
+        states = Counter(choice.state for choice in matrix.choices.values())
+        names = ", ".join(matrix.header(a) for a in tuned)
+        out[-1:-1] = [
+            "",
+            f"{names} (chosen): the value chosen for the row on the validation split, then run on every seed "
+            f"(section Selection; every swept value's figures are in the appendix). Selection groups: "
+            f"{len(matrix.choices)}, {states[CHOSEN]} chosen, {states[WAITING]} waiting for their sweep, "
+            f"{len(matrix.choices) - states[CHOSEN] - states[WAITING]} without a choice.",
+        ]
     header = [matrix.header(a) for a in spec["rows"]] + ["Test prior"]
-    header += [f"{prefix}{METRIC_TITLES.get(m, m)}" for _, prefix in _columns(matrix) for m in spec["columns"]]
+    chosen_titles = [f"{matrix.header(a)} (chosen)" for a in tuned]
+    header += [f"{prefix}{t}" for _, prefix in _columns(matrix) for t in chosen_titles + _titles(spec["columns"])]
     lines, previous = [], []
+    comparisons = []
     for first, by_column in _rows(matrix, table):
         labels = [format_value(first.axes[a]) for a in spec["rows"]]
         # Like the paper, an outer label is printed once for the rows it spans.
         shown = ["" if labels[: i + 1] == previous[: i + 1] else label for i, label in enumerate(labels)]
         previous = labels
-        entries = [format_entry(by_column.get(key), m) for key, _ in _columns(matrix) for m in spec["columns"]]
+        entries = []
+        for key, _ in _columns(matrix):
+            group = by_column.get(key)
+            entries += [chosen_entry(group, a) for a in tuned]
+            for metric in spec["columns"]:
+                entry = format_entry(group, metric)
+                reference = reference_group(matrix, table, group) if group and metric in MI_METRICS else None
+                comparison = compare_mi(group, reference, metric) if group and reference else None
+                if comparison is not None and group.status() == OK:
+                    comparisons.append(comparison)
+                    entry += "" if comparison.distinguishable else " (n.d.)"
+                entries.append(entry)
         lines.append([*shown, prior_label(first.prior), *entries])
     out += _markdown_table(header, lines)
     columns = spec["columns"]
     notes = []
     if any(g.status() == OK and any(0 < len(g.values(m)) < g.planned for m in columns) for g in table):
         notes.append("- (k/n): only k of the row's n seeds finished; the others are listed below.")
-    if any(g.status() != OK for g in table):
+    if any(g.status() not in (OK, NO_CHOICE) for g in table):
         notes.append("- failed, skipped, pending: no seed of the row finished; the cells are listed below.")
+    if any(g.status() == NO_CHOICE for g in table):
+        notes.append("- no choice: no swept value of the row qualified under the selection rule (section Selection).")
+    reference = spec.get("reference")
+    if reference and any(m in MI_METRICS for m in columns):
+        notes.append(_distinguishable_note(matrix, comparisons))
     if notes:
         out += ["", *notes]
     if figures:
         out += ["", "## Figures", ""]
-        out += [f"![{title}]({name})" for title, name in figures]
-    unfinished = [r for r in records if r is None or r["status"] != OK]
+        for title, name, caption in figures:
+            out += [f"![{title}]({name})"] + (["", caption, ""] if caption else [])
+        while out[-1] == "":
+            out.pop()
+    if matrix.choices:
+        out += ["", "## Selection", "", *_selection_lines(matrix)]
+    unfinished = [(c, r) for c, r in zip(planned, records, strict=True) if r is None or r["status"] != OK]
     if unfinished:
         out += ["", "## Cells that did not finish", ""]
         rows = []
-        for cell, record in zip(doc["cells"], records, strict=True):
-            if record is not None and record["status"] == OK:
-                continue
+        for cell, record in unfinished:
             if record is None:
                 rows.append([cell["id"], PENDING, "", "not run yet"])
             else:
                 why = record["reason"] or _last_line(record["error"])
                 rows.append([cell["id"], record["status"], record["stage"] or "", why])
         out += _markdown_table(["cell", "status", "stage", "reason or last line of the error"], rows)
+    if matrix.choices:
+        out += ["", "## Appendix: every swept value", "", *_sweep_tables(matrix)]
     return "\n".join(out) + "\n"
 
 
+def _titles(metrics: Sequence[str]) -> list[str]:
+    return [METRIC_TITLES.get(m, m) for m in metrics]
+
+
+def _distinguishable_note(matrix: Matrix, comparisons: Sequence[Comparison]) -> str:
+    """The note that explains "(n.d.)": the reference row and the threshold of each MI column, as used."""
+    reference = matrix.describe_all(matrix.table["reference"])
+    marked = sum(not c.distinguishable for c in comparisons)
+    text = (
+        f"- (n.d.): not distinguishable: the row's MI differs from that of its reference row ({reference}, every other "
+        f"value the same) by less than the estimator can resolve ({marked} entries)."
+    )
+    if "mi_he" in matrix.table["columns"]:
+        bases = list(dict.fromkeys(c.basis for c in comparisons if c.metric == "mi_he"))
+        he = f": {'; '.join(bases)}" if bases else " (D and n not recorded by these cells: no mark)"
+        text += (
+            " MI (He et al.): less than its standard deviation on a collapsed encoder, √(D/2n) for D latent "
+            f"dimensions and n test examples{he}."
+        )
+    if "mi" in matrix.table["columns"]:
+        text += (
+            " MI: that estimator is exactly 0 on a collapsed encoder, so it has no such floor; the threshold is the "
+            "spread over seeds of a difference of two runs, √(s_row² + s_ref²), and rows with fewer than two finished "
+            "seeds (or their reference) are not marked."
+        )
+    return text
+
+
+def _rule_text(matrix: Matrix, index: int, rule: dict[str, Any]) -> str:
+    """A selection rule in a sentence, with the test priors its cells' validation lines were evaluated under."""
+    ids = [i for c in matrix.choices.values() if c.group["select"] == index for i in _sweep_and_reference(c)]
+    valid = [(matrix.records.get(i) or {}).get("valid") for i in ids]
+    priors = list(dict.fromkeys(prior_label(v["test_prior"]) for v in valid if v))
+    tuned = ", ".join(matrix.header(a) for a in rule["axes"])
+    where = "; ".join(f"{matrix.header(a)} in {{{', '.join(ids)}}}" for a, ids in rule["where"].items())
+    superlative = "largest" if rule["rule"] == "max" else "smallest"
+    text = (
+        f"{tuned}, tuned for the cells with {where or 'any values'}: every value runs on the first "
+        f"{rule['sweep_seeds']} seed(s) (phase 1); each row takes the value with the {superlative} validation "
+        f"{METRIC_TITLES.get(rule['metric'], rule['metric'])} (the last validation line of the run, mean over those "
+        "seeds)"
+    )
+    within = rule.get("within")
+    if within:
+        text += (
+            f", among the values whose validation {METRIC_TITLES.get(within['metric'], within['metric'])} is at most "
+            f"{nats(within['nats'])} above that of the row's {matrix.describe_all(within['of'])} cell(s) on the same "
+            "seeds"
+        )
+    text += ", ties going to the value listed first; the chosen value then runs on the other seeds (phase 2)."
+    if within:
+        text += f" Validation {METRIC_TITLES.get(within['metric'], within['metric'])} is under each run's own test "
+        text += f"prior (eval.test_prior: {', '.join(priors) or 'not recorded'})."
+    return text
+
+
+def _selection_lines(matrix: Matrix) -> list[str]:
+    rules = matrix.selection["rules"]
+    lines = [f"Rule {i + 1}: {_rule_text(matrix, i, rule)}" for i, rule in enumerate(rules)]
+    for choice in matrix.choices.values():
+        prefix = f"rule {choice.group['select'] + 1}, " if len(rules) > 1 else ""
+        lines.append(
+            f"- {matrix.describe_all(choice.group['axes'])} ({prefix}{choice.state}): {matrix.explain(choice)}"
+        )
+    return [lines[0], "", *lines[1:]] if len(rules) == 1 else [*lines[: len(rules)], "", *lines[len(rules) :]]
+
+
+def _sweep_and_reference(choice: Choice) -> list[str]:
+    return [*(i for spec in choice.group["candidates"] for i in spec["sweep"]), *choice.group["reference"]]
+
+
+def _sweep_tables(matrix: Matrix) -> list[str]:
+    """One table per rule: each group's swept values, their validation metrics and their test metrics under each
+    test prior (mean ± std over the sweep seeds)."""
+    columns = matrix.table["columns"]
+    cells = {cell["id"]: cell for cell in matrix.document["cells"]}
+    out: list[str] = []
+    for index, rule in enumerate(matrix.selection["rules"]):
+        choices = [c for c in matrix.choices.values() if c.group["select"] == index]
+        if not choices:
+            continue
+        axes = list(choices[0].group["axes"])
+        within = rule.get("within")
+        header = [matrix.header(a) for a in axes] + [matrix.header(a) for a in rule["axes"]]
+        header += ["seeds", f"valid {METRIC_TITLES.get(rule['metric'], rule['metric'])}"]
+        if within:
+            title = METRIC_TITLES.get(within["metric"], within["metric"])
+            header += [f"valid {title}", f"Δ {title} vs {matrix.describe_all(within['of'])}"]
+        header += ["chosen", "Test prior", *_titles(columns)]
+        lines, previous = [], []
+        for choice in choices:
+            for position, (spec, candidate) in enumerate(zip(choice.group["candidates"], _scored(choice), strict=True)):
+                records = tuple(matrix.records[i] for i in spec["sweep"])
+                for prior in cells[spec["sweep"][0]]["test_priors"]:
+                    labels = [format_value(choice.group["axes"][a]) for a in axes]
+                    labels += [format_value(spec["values"][a]) for a in rule["axes"]]
+                    shown = ["" if labels[: i + 1] == previous[: i + 1] else x for i, x in enumerate(labels)]
+                    previous = labels
+                    # The validation figures do not depend on the test prior: printed on the value's first line.
+                    validation = [str(len(spec["sweep"])), _number(candidate and candidate.score, 3, candidate)]
+                    if within:
+                        validation += [_number(candidate and candidate.constraint, 2, candidate)]
+                        validation += [_number(candidate and candidate.excess, 2, candidate, sign=True)]
+                    validation += ["✓" if choice.chosen == position else ""]
+                    if shown == [""] * len(shown):
+                        validation = [""] * len(validation)
+                    group = Group({}, prior, records)
+                    lines.append([*shown, *validation, prior_label(prior), *(format_entry(group, m) for m in columns)])
+        if len(matrix.selection["rules"]) > 1:
+            out += [f"Rule {index + 1}:", ""]
+        out += [*_markdown_table(header, lines), ""]
+    return out[:-1]
+
+
+def _scored(choice: Choice) -> list[Candidate | None]:
+    """The group's candidates as scored (every one, also while the group waits)."""
+    return list(choice.candidates) or [None] * len(choice.group["candidates"])
+
+
+def _number(value: float | None, digits: int, candidate: Candidate | None, sign: bool = False) -> str:
+    """A validation figure of the appendix, or why the value has none (its status)."""
+    if value is not None:
+        return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+    return candidate.status if candidate is not None and candidate.status != OK else ""
+
+
 def render_csv(matrix: Matrix, table: Sequence[Group]) -> str:
-    """One line per group: axis values, test prior, seed counts, status, then METRIC_mean and METRIC_std."""
+    """One line per group: axis values, the chosen values of tuned axes (``chosen_AXIS``, with ``[select]``), test
+    prior, seed counts, status, then METRIC_mean and METRIC_std."""
     spec = matrix.table
     keys = [*spec["rows"], *([spec["column_axis"]] if spec["column_axis"] else [])]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    tuned = matrix.tuned_axes
     writer.writerow(
-        [*keys, "test_prior", "seeds_planned", "seeds_ok", "status"]
+        [*keys, *(f"chosen_{a}" for a in tuned), "test_prior", "seeds_planned", "seeds_ok", "status"]
         + [f"{m}_{stat}" for m in spec["columns"] for stat in ("mean", "std")]
     )
     for group in table:
@@ -177,39 +372,76 @@ def render_csv(matrix: Matrix, table: Sequence[Group]) -> str:
             mean, std = mean_std(values) if values else (None, None)
             stats += ["" if mean is None else f"{mean:.6g}", "" if std is None else f"{std:.6g}"]
         labels = [format_value(group.axes[k]) for k in keys]
-        writer.writerow([*labels, group.prior, group.planned, len(group.ok()), group.status(), *stats])
+        chosen = [chosen_entry(group, a) for a in tuned]
+        writer.writerow([*labels, *chosen, group.prior, group.planned, len(group.ok()), group.status(), *stats])
     return buffer.getvalue()
 
 
-def write_report(results_dir: Path, out: Path, plots: bool = True) -> list[Path]:
-    """Write report.md, table.csv and (with ``plots``) the figures into ``out``; the paths written."""
+def write_report(
+    results_dir: Path, out: Path, plots: bool = True, tradeoff: dict[str, str] | None = None
+) -> list[Path]:
+    """Write report.md, table.csv and (with ``plots``) the figures into ``out``; the paths written.
+
+    The trade-off figure is drawn when the suite asks for it (``[suite] tradeoff``) or ``tradeoff`` gives settings
+    (``mi``: mi_he or mi; ``prior``: the test prior of -ELBO and IW-NLL), which override the suite's."""
     matrix = load_matrix(results_dir)
     table = groups(matrix)
     out.mkdir(parents=True, exist_ok=True)
     written, figures = [], []
     if plots:
-        from benchmarks.plots import metric_against_x, scatter_panel
+        from benchmarks.plots import metric_against_x, scatter_panel, tradeoff_figure
 
         x_title = matrix.header(matrix.table["x_axis"]) if matrix.table["x_axis"] else ""
         for metric, name, title in FIGURES:
             if metric_against_x(matrix, table, metric, out / name):
-                figures.append((f"{title} against {x_title}", name))
+                figures.append((f"{title} against {x_title}", name, None))
         if scatter_panel(matrix, table, out / SCATTER_FIGURE):
-            figures.append(("Latent codes of data (blue) and noise (red), as in Fig. 2", SCATTER_FIGURE))
-        written += [out / name for _, name in figures]
+            figures.append(("Latent codes of data (blue) and noise (red), as in Fig. 2", SCATTER_FIGURE, None))
+        if matrix.table.get("tradeoff") is not None or tradeoff:
+            settings = {**TRADEOFF_DEFAULTS, **(matrix.table.get("tradeoff") or {}), **(tradeoff or {})}
+            drawn = tradeoff_figure(matrix, out / TRADEOFF_FIGURE, settings["mi"], settings["prior"])
+            if drawn:
+                figures.append(_tradeoff_caption(settings, drawn))
+        written += [out / name for _, name, _ in figures]
     (out / "report.md").write_text(render_markdown(matrix, table, figures))
     (out / "table.csv").write_text(render_csv(matrix, table))
     return [out / "report.md", out / "table.csv", *written]
 
 
+def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]]) -> Figure:
+    mi = METRIC_TITLES[settings["mi"]]
+    points = sum(len(d["points"]) for d in drawn if d["x"] == "neg_elbo" and d["y"] == settings["mi"])
+    caption = (
+        f"Trade-off: {mi} and AU against -ELBO (and IW-NLL where computed), one point per cell but the seed "
+        f"({points} points), mean ± std over seeds in both directions, one colour and marker per method; hollow "
+        f"markers are swept values that were not chosen. -ELBO and IW-NLL under the test prior "
+        f"{prior_label(settings['prior'])}, or the cell's first test prior where it was not evaluated under it "
+        "(β-VAE, whose f(K,β,0) is 1)."
+    )
+    return (f"{mi} and AU against -ELBO", TRADEOFF_FIGURE, caption)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description="Tables and plots of a matrix.")
+    parser = Parser(prog="python -m benchmarks.report", description="Tables and plots of a matrix.")
     parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of benchmarks.run")
     parser.add_argument("--out", type=Path, help="where to write the report (default: RESULTS_DIR/report)")
     parser.add_argument("--no-plots", action="store_true", help="write only report.md and table.csv")
+    parser.add_argument(
+        "--tradeoff-mi",
+        choices=MI_METRICS,
+        help="draw tradeoff.png with this MI estimator (default: the suite's, else mi_he)",
+    )
+    parser.add_argument(
+        "--tradeoff-prior",
+        metavar="PRIOR",
+        help="draw tradeoff.png with -ELBO and IW-NLL under this test prior (default: the suite's, else optimal)",
+    )
     args = parser.parse_args(argv)
+    tradeoff = {k: v for k, v in (("mi", args.tradeoff_mi), ("prior", args.tradeoff_prior)) if v is not None}
     try:
-        for path in write_report(args.results, args.out or args.results / "report", plots=not args.no_plots):
+        if args.tradeoff_prior is not None:
+            check_test_prior(args.tradeoff_prior)
+        for path in write_report(args.results, args.out or args.results / "report", not args.no_plots, tradeoff):
             print(path)
     except UsageError as error:
         print(f"benchmarks.report: error: {error}", file=sys.stderr)

@@ -77,6 +77,9 @@ def cell_record(
     train: dict[str, Any] | None = None,
     test_priors: dict[str, dict[str, Any]] | None = None,
     scatter: str | None = None,
+    valid: dict[str, Any] | None = None,
+    latent_dim: int | None = None,
+    examples: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The contents of ``cell.json``.
 
@@ -87,6 +90,12 @@ def cell_record(
     (``train.metrics``, from results.json); ``test_priors`` maps each requested test prior to the metrics of
     ``vaezoo eval`` (mi, neg_elbo, recon, kl, au, iw_nll, test_prior_variance, ...); ``scatter`` is the path of
     the run's latent scatter relative to the cell directory; ``attempts`` counts the runner's attempts.
+
+    What selection and the report's uncertainty need: ``valid`` is the run's last validation line (metrics.jsonl:
+    ``step``, ``test_prior`` = the run's ``eval.test_prior``, ``metrics``: mi, mi_he, neg_elbo, recon, kl, au, ...,
+    no IW-NLL), ``latent_dim`` the dimension D of z, and ``examples`` the examples each split's metrics averaged
+    over (``{"valid": n, "test": n}``: the split's size capped by ``eval.limit``; None when the runner could not
+    load the data to count them).
     """
     return {
         "id": cell_id,
@@ -100,4 +109,7 @@ def cell_record(
         "train": train,
         "test_priors": test_priors or {},
         "scatter": scatter,
+        "valid": valid,
+        "latent_dim": latent_dim,
+        "examples": examples,
     }

@@ -16,6 +16,13 @@ pass (the run's own test prior is read from its results.json), up to ``--jobs`` 
 ``OMP_NUM_THREADS`` = ``--threads`` (default: the usable cores divided by the jobs, at least 1). Results land in
 the layout of :mod:`benchmarks.results`.
 
+Selection (a suite's ``[select]``, two phases): the runner runs every tuned value's sweep cells (phase 1) with
+the other cells; once a selection group's sweep cells (and the reference cells of its constraint) have all ended,
+in this run or an earlier one, it chooses the group's value with :func:`benchmarks.aggregate.choose` (a pure
+function of their cell.json files) and runs that value on the other seeds (phase 2), skip checks first. A
+sweep cell this run is about to run again (failed, interrupted) counts as unfinished until it ends, so a choice
+is always made from the whole sweep as it now stands. Rerunning resumes either phase.
+
 Resuming: rerunning the same command on the same ``--out`` continues the matrix. A cell whose status is ``ok``
 (and which has every requested test prior) is never touched. A failed or pending cell is run again from where
 it stopped: a run with results.json is only evaluated again, a run with a checkpoint but no results.json is
@@ -41,12 +48,13 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from benchmarks.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, selection_records
 from benchmarks.args import Parser
 from benchmarks.results import (
     CELL_NAME,
@@ -71,27 +79,32 @@ from benchmarks.suite import (
     matrix_document,
     parse_selection,
     select,
+    short_names,
 )
 from benchmarks.validate import Validator
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
-from vaezoo.rundir import RESULTS_NAME, SCATTER_NAME
+from vaezoo.rundir import METRICS_NAME, RESULTS_NAME, SCATTER_NAME, read_json_lines
 
 # What the runner does with a cell: nothing (finished), record it as invalid, evaluate a finished run again,
 # continue a run from its checkpoint, or train from scratch.
 DONE, SKIP, EVALUATE, RESUME, TRAIN = "done", "skip", "evaluate", "resume", "train"
+# A phase-2 cell whose selection group has no choice yet (dry runs print it).
+WAIT = "wait"
 ERROR_TAIL_LINES = 20
 INTERRUPTED_CODES = (130, -signal.SIGINT)
 
 
 @attrs.frozen
 class Planned:
-    """A cell, what the runner will do with it, why it is skipped (if so), and its previous cell.json."""
+    """A cell, what the runner will do with it, why it is skipped (if so), its previous cell.json, and the examples
+    its evaluations will average over (``{"valid": n, "test": n}``, recorded in its cell.json)."""
 
     cell: Cell
     action: str
     reason: str | None
     previous: dict[str, Any] | None
+    examples: dict[str, int] | None = None
 
 
 class Interrupted(Exception):
@@ -110,37 +123,79 @@ def _comparable(raw: dict[str, Any]) -> Any:
     return json.loads(json.dumps(raw))
 
 
-def plan(cells: Sequence[Cell], out: Path, validator: Validator) -> list[Planned]:
-    """Decide each cell's action from what ``out`` already holds; refuse cells whose config has changed."""
-    planned, changed = [], []
+def check_unchanged(cells: Sequence[Cell], out: Path) -> None:
+    """Refuse (UsageError) when a started cell of ``cells`` was started with another configuration."""
+    changed = []
     for cell in cells:
         directory = cell_dir(out, cell.id)
-        previous = read_json(directory / CELL_NAME)
         stored = read_json(directory / CONFIG_IN_NAME)
         if stored is not None and stored != _comparable(cell.raw) and (directory / RUN_DIR).exists():
             changed.append(cell.id)
-            continue
-        have = previous["test_priors"] if previous else {}
-        if previous is not None and previous["status"] == OK and all(p in have for p in cell.test_priors):
-            planned.append(Planned(cell, DONE, None, previous))
-            continue
-        # A run that has started passed these checks before; only fresh cells are validated.
-        run, reason = directory / RUN_DIR, None
-        if (run / RESULTS_NAME).exists():
-            action = EVALUATE
-        elif (run / CHECKPOINT_NAME).exists():
-            action = RESUME
-        else:
-            reason = validator.skip_reason(cell.raw)
-            action = TRAIN if reason is None else SKIP
-        planned.append(Planned(cell, action, reason, previous))
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         raise UsageError(
             f"{len(changed)} cell(s) in {str(out)!r} were started with a different configuration (the suite or "
             f"profile changed): {shown}; choose another --out or delete those cell directories"
         )
-    return planned
+
+
+def plan_cell(cell: Cell, out: Path, validator: Validator) -> Planned:
+    """Decide a cell's action from what ``out`` already holds (its configuration is known to be unchanged)."""
+    directory = cell_dir(out, cell.id)
+    previous = read_json(directory / CELL_NAME)
+    have = previous["test_priors"] if previous else {}
+    if previous is not None and previous["status"] == OK and all(p in have for p in cell.test_priors):
+        return Planned(cell, DONE, None, previous)
+    # A run that has started passed these checks before; only fresh cells are validated.
+    run, reason = directory / RUN_DIR, None
+    if (run / RESULTS_NAME).exists():
+        action = EVALUATE
+    elif (run / CHECKPOINT_NAME).exists():
+        action = RESUME
+    else:
+        reason = validator.skip_reason(cell.raw)
+        action = TRAIN if reason is None else SKIP
+    examples = None if action == SKIP else validator.evaluated_examples(cell.raw)
+    return Planned(cell, action, reason, previous, examples)
+
+
+class PhaseTwo:
+    """The phase-2 cells of a run: each selection group's chosen value on the other seeds, decided by
+    :func:`benchmarks.aggregate.choose` from the cell.json files in ``out`` once its sweep has ended.
+
+    Only groups with a phase-2 cell among ``cells`` (the cells of this run, after ``--only``) are decided."""
+
+    def __init__(self, document: dict[str, Any], cells: Sequence[Cell], out: Path) -> None:
+        self.out = out
+        self.matrix = Matrix(out, document, {})
+        selection = document.get("selection") or {"rules": [], "groups": []}
+        self.rules = selection["rules"]
+        self.cells = {c.id: c for c in cells}
+        phase2 = {c.group for c in cells if c.phase == 2}
+        self.open = [g for g in selection["groups"] if g["id"] in phase2]
+        self.choices: dict[str, Choice] = {}
+
+    def decide(self, unsettled: frozenset[str]) -> list[tuple[Choice, list[Cell]]]:
+        """Decide every open group whose sweep and reference cells have all ended (``unsettled``: cells this run
+        has yet to finish); each newly decided group's choice and the phase-2 cells of this run it brings."""
+        decided = []
+        for group in list(self.open):
+            choice = choose(group, self.rules[group["select"]], selection_records(self.out, group, unsettled))
+            self.choices[group["id"]] = choice
+            if choice.state == WAITING:
+                continue
+            self.open.remove(group)
+            decided.append((choice, [self.cells[i] for i in choice.phase2_cells() if i in self.cells]))
+        return decided
+
+    def waiting(self) -> list[Choice]:
+        return [self.choices[g["id"]] for g in self.open if g["id"] in self.choices]
+
+    def announce(self, choice: Choice, cells: Sequence[Cell]) -> str:
+        """One line for a decided group: its choice (and how many phase-2 cells follow) or why there is none."""
+        text = f"{'selected' if choice.state == CHOSEN else 'no choice':<9} {choice.group['id']}: "
+        text += self.matrix.explain(choice).removeprefix("no choice: ")
+        return text + (f" -> {len(cells)} phase-2 cell(s)" if choice.state == CHOSEN else "")
 
 
 def _failure(headline: str, output: str) -> str:
@@ -209,6 +264,8 @@ class CellRunner:
         # Evaluations of a run that is not retrained stay valid; a retrained run is evaluated afresh.
         metrics: dict[str, dict[str, Any]] = dict(previous.get("test_priors", {})) if planned.action == EVALUATE else {}
         train: dict[str, Any] | None = None
+        valid: dict[str, Any] | None = None
+        latent_dim: int | None = None
         status, stage, error = OK, None, None
         try:
             if planned.action == TRAIN:
@@ -221,6 +278,8 @@ class CellRunner:
             if results is None:
                 raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
             train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}
+            valid = last_validation(run, results)
+            latent_dim = results["config"]["model"]["latent_dim"]
             if results["test_prior"] in cell.test_priors and results["test_prior"] not in metrics:
                 metrics[results["test_prior"]] = results["metrics"]
             missing = ",".join(prior for prior in cell.test_priors if prior not in metrics)
@@ -253,9 +312,22 @@ class CellRunner:
             train=train,
             test_priors=metrics,
             scatter=str(scatter.relative_to(directory)) if scatter.exists() else None,
+            valid=valid,
+            latent_dim=latent_dim,
+            examples=planned.examples,
         )
         write_json(directory / CELL_NAME, record)
         return record
+
+
+def last_validation(run: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's last validation line (metrics.jsonl; the final model's, at the last step): its step, the test
+    prior its -ELBO and KL are under (the run's ``eval.test_prior``) and its metrics; None without one."""
+    lines = [line for line in read_json_lines(run / METRICS_NAME) if "valid" in line]
+    if not lines:
+        return None
+    last = max(lines, key=lambda line: line["step"])
+    return {"step": last["step"], "test_prior": results["config"]["eval"]["test_prior"], "metrics": last["valid"]}
 
 
 def record_skip(out: Path, planned: Planned) -> dict[str, Any]:
@@ -292,10 +364,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_plan(planned: Sequence[Planned]) -> None:
-    width = max((len(p.cell.id) for p in planned), default=0)
+def _print_plan(planned: Sequence[Planned], waiting: Sequence[tuple[str, str]]) -> None:
+    """Each cell's action (and a skip's reason), then each selection group still waiting for its sweep."""
+    width = max([len(p.cell.id) for p in planned] + [len(group) for group, _ in waiting], default=0)
     for p in planned:
         print(f"{p.action:<8}  {p.cell.id:<{width}}" + (f"  {p.reason}" if p.reason else ""))
+    for group, text in waiting:
+        print(f"{WAIT:<8}  {group:<{width}}  {text}")
+
+
+def _phase_two_cells(group: dict[str, Any], cells: Sequence[Cell]) -> int:
+    """How many phase-2 cells of this run a selection group brings once it has chosen (its seeds after the sweep)."""
+    return max(sum(i in {c.id for c in cells} for i in spec["phase2"]) for spec in group["candidates"])
 
 
 def run_suite(args: argparse.Namespace) -> int:
@@ -316,45 +396,83 @@ def run_suite(args: argparse.Namespace) -> int:
     for failure in plugins.failures:
         print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     cells = expand(suite, profile)
+    document = matrix_document(suite, profile, cells)
     chosen = select(cells, allowed)
+    check_unchanged(chosen, out)
     validator = Validator(plugins.registry, data_dir)
-    planned = plan(chosen, out, validator)
+    planned = [plan_cell(cell, out, validator) for cell in chosen if cell.phase != 2]
+    phase_two = PhaseTwo(document, chosen, out)
+    decided = phase_two.decide(frozenset(p.cell.id for p in planned if p.action not in (DONE, SKIP)))
+    planned += [plan_cell(cell, out, validator) for _, more in decided for cell in more]
     for problem in validator.data_problems.values():
         print(f"warning: {problem}; its cells run and report their own errors", file=sys.stderr)
     actions = Counter(p.action for p in planned)
+    groups = {g["id"]: g for g in (document.get("selection") or {}).get("groups", [])}
+    waiting = [(c.group["id"], _phase_two_cells(c.group, chosen)) for c in phase_two.waiting()]
+    actions[WAIT] = sum(n for _, n in waiting)
+    size = sum(c.phase != 2 for c in cells) + sum(len(g["candidates"][0]["phase2"]) for g in groups.values())
+    count = len(planned) + actions[WAIT]
     profile_text = profile.name if profile else "none"
-    selected = f"{len(planned)} of {len(cells)} cells (--only)" if allowed else f"{len(planned)} cells"
+    selected = f"{count} of {size} cells (--only)" if allowed else f"{count} cells"
     print(f"suite {suite.name} (profile {profile_text}): {selected}; " + _counts(actions))
+    for choice, more in decided:
+        print(phase_two.announce(choice, more))
+    tuned = ", ".join(short_names(effective_axes(suite, profile))[a] for s in suite.selections for a in s.axes)
+    wait_lines = [
+        (group, f"phase 2: {n} cell(s) of the chosen {tuned}; {phase_two.matrix.explain(phase_two.choices[group])}")
+        for group, n in waiting
+    ]
     if args.dry_run:
-        _print_plan(planned)
+        _print_plan(planned, wait_lines)
         return 0
-    write_json(out / MATRIX_NAME, matrix_document(suite, profile, cells))
-    for p in planned:
-        if p.action == SKIP:
-            record_skip(out, p)
-            print(f"skipped  {p.cell.id}: {p.reason}")
-    todo = [p for p in planned if p.action not in (DONE, SKIP)]
+    write_json(out / MATRIX_NAME, document)
     threads = args.threads or max(1, usable_cores() // args.jobs)
     # Children find the data directory as this process did: from --data-dir when given, else $VAEZOO_DATA.
     runner = CellRunner(out, data_dir if args.data_dir is not None else None, threads, args.timeout)
     outcomes: Counter[str] = Counter()
+    running: dict[Future, str] = {}
+    interrupted: set[str] = set()  # cells whose child was interrupted: unfinished, whatever cell.json they had
+    total = finished = 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(runner.run, p) for p in todo]
+
+        def start(new: Sequence[Planned]) -> None:
+            nonlocal total
+            for p in new:
+                if p.action == SKIP:
+                    record_skip(out, p)
+                    print(f"skipped  {p.cell.id}: {p.reason}")
+                elif p.action != DONE:
+                    running[pool.submit(runner.run, p)] = p.cell.id
+                    total += 1
+
+        start(planned)
         try:
-            for finished, future in enumerate(as_completed(futures), start=1):
-                record = future.result()
-                if record is None:
-                    continue
-                outcomes[record["status"]] += 1
-                line = f"[{finished}/{len(todo)}] {record['status']:<7} {record['id']} ({record['wall_time_s']:.1f} s)"
-                if record["error"]:
-                    line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
-                print(line, flush=True)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                running_ids = {future: running.pop(future) for future in done}
+                for future in done:
+                    finished += 1
+                    record = future.result()
+                    if record is None:
+                        interrupted.add(running_ids[future])
+                        continue
+                    outcomes[record["status"]] += 1
+                    line = f"[{finished}/{total}] {record['status']:<7} {record['id']} ({record['wall_time_s']:.1f} s)"
+                    if record["error"]:
+                        line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
+                    print(line, flush=True)
+                for choice, more in phase_two.decide(frozenset([*running.values(), *interrupted])):
+                    new = [plan_cell(cell, out, validator) for cell in more]
+                    actions.update(p.action for p in new)
+                    print(phase_two.announce(choice, more), flush=True)
+                    start(new)
         except KeyboardInterrupt:
             runner.stop()
             pool.shutdown(wait=True, cancel_futures=True)
             print(f"interrupted; rerun the same command to resume the matrix in {out}", file=sys.stderr)
             return 130
+    for choice in phase_two.waiting():  # its sweep has cells this run did not run (--only) or could not finish
+        print(f"{WAIT:<9} {choice.group['id']}: {phase_two.matrix.explain(choice)}")
     print(
         f"done: {outcomes[OK]} ok, {outcomes[FAILED]} failed this time; {actions[DONE]} were already finished, "
         f"{actions[SKIP]} skipped. Results in {out}; report: python -m benchmarks.report {out}"
@@ -363,7 +481,7 @@ def run_suite(args: argparse.Namespace) -> int:
 
 
 def _counts(actions: Counter[str]) -> str:
-    order = (TRAIN, RESUME, EVALUATE, DONE, SKIP)
+    order = (TRAIN, RESUME, EVALUATE, DONE, SKIP, WAIT)
     return ", ".join(f"{actions[a]} {a}" for a in order if actions[a])
 
 

@@ -53,6 +53,22 @@ class Validator:
             return None
         return None
 
+    def evaluated_examples(self, raw: Mapping[str, Any]) -> dict[str, int] | None:
+        """How many examples a run of this config evaluates on its validation and test splits (each split's size
+        capped by ``eval.limit``, as the run's evaluation takes them), or None when the config or the data cannot
+        be loaded here."""
+        try:
+            config = resolve(raw, self.registry)
+        except UsageError:
+            return None
+        data = self._load(config)
+        if data is None:
+            return None
+        limit = config.eval.limit
+        return {
+            split: data.size(split) if limit is None else min(data.size(split), limit) for split in ("valid", "test")
+        }
+
     def _load(self, config: RunConfig) -> Data | None:
         key = json.dumps(config.data.as_dict(), sort_keys=True)
         if key not in self._data:

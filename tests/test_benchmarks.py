@@ -23,7 +23,16 @@ import torch
 
 from benchmarks.report import write_report
 from benchmarks.results import CELL_NAME, read_json
-from benchmarks.suite import Cell, choose_profile, effective_axes, expand, load_suite, parse_selection, select
+from benchmarks.suite import (
+    Cell,
+    choose_profile,
+    effective_axes,
+    expand,
+    load_suite,
+    matrix_document,
+    parse_selection,
+    select,
+)
 from benchmarks.validate import Validator
 from tests.conftest import REPO
 from vaezoo import hookimpl
@@ -434,6 +443,70 @@ def test_a_third_party_plugin_s_regulariser_is_a_cell_of_the_zoo_and_runs(tmp_pa
     # matrix.json holds the whole matrix, so the report shows the cells other runs left pending
     matrix = json.loads((out / "matrix.json").read_text())
     assert len(matrix["cells"]) == 15
+
+
+# -- the paper's suites: δ tuned on validation MI, β-VAE below β 1, three seeds ---------------------------------
+
+SUITES = REPO / "benchmarks" / "suites"
+
+
+@pytest.mark.parametrize("name", ["table1", "table2"])
+def test_the_table_suites_tune_delta_on_validation_mi_as_the_paper_did(name):
+    suite = load_suite(SUITES / f"{name}.toml")
+    (selection,) = suite.selections
+    assert (selection.axes, selection.rule, selection.metric, selection.split) == (
+        ("regularizer.delta",),
+        "max",
+        "mi_he",
+        "valid",
+    )
+    assert selection.within is None and selection.sweep_seeds == 1
+    assert suite.table.reference == {"method": "vae"} and suite.table.tradeoff == {"mi": "mi_he", "prior": "optimal"}
+    for profile in ("cpu", "paper"):
+        chosen = choose_profile(suite, profile)
+        cells = expand(suite, chosen)
+        deltas = {c.axes["regularizer.delta"] for c in cells if "regularizer.delta" in c.axes}
+        assert {0.1, 0.3, 1.0, 3.0} <= deltas
+        assert {c.axes["train.seed"] for c in cells} == {0, 1, 2}, f"{profile}: three seeds"
+        vae = {c.axes["regularizer.beta"] for c in cells if c.axes["method"] == "β-VAE"}
+        nc = {c.axes["regularizer.beta"] for c in cells if c.axes["method"].startswith("NC-VAE")}
+        assert {0.2, 0.5} <= vae and not {0.2, 0.5} & nc, "β < 1 for β-VAE only"
+        for cell in cells:
+            tuned = "regularizer.delta" in cell.axes
+            assert tuned == cell.axes["method"].startswith("NC-VAE")
+            assert ("delta" in cell.raw["regularizer"]) == tuned, "δ is set only where it is tuned"
+            assert cell.phase == (None if not tuned else 1 if cell.axes["train.seed"] == 0 else 2)
+        document = matrix_document(suite, chosen, cells)
+        groups = document["selection"]["groups"]
+        assert all(len(g["candidates"]) == len(deltas) and not g["reference"] for g in groups)
+        assert all(len(c["phase2"]) == 2 for g in groups for c in g["candidates"]), "the chosen δ on seeds 1 and 2"
+
+
+@pytest.mark.parametrize(("name", "cells"), [("table1", 10), ("table2", 14)])
+def test_the_smoke_profiles_exercise_selection_in_a_few_steps(name, cells):
+    suite = load_suite(SUITES / f"{name}.toml")
+    profile = choose_profile(suite, "smoke")
+    expanded = expand(suite, profile)
+    groups = matrix_document(suite, profile, expanded)["selection"]["groups"]
+    phase2 = {len(c["phase2"]) for g in groups for c in g["candidates"]}
+    assert groups and phase2 == {1} and all(len(g["candidates"]) == 2 for g in groups)
+    chosen_seeds = len(next(iter(groups))["candidates"][0]["sweep"]) + 1
+    # the runner counts a group's phase 2 once (the chosen value's), not once per swept value
+    assert len([c for c in expanded if c.phase != 2]) + len(groups) * (chosen_seeds - 1) == cells
+    assert profile.config["train"]["steps"] <= 20
+
+
+def test_the_smoke_and_synthetic_suites_mark_mi_against_beta_vae_and_draw_the_tradeoff():
+    smoke = load_suite(SUITES / "smoke.toml")
+    (selection,) = smoke.selections
+    assert selection.within is not None and selection.within.of == {"method": "betavae"}
+    assert smoke.base["eval"]["test_prior"] == "optimal", "the constraint compares -ELBO under each fitted prior"
+    document = matrix_document(smoke, None, expand(smoke, None))
+    (group,) = document["selection"]["groups"]
+    assert group["reference"] == ["method=betavae_seed=0"] and len(group["candidates"]) == 3
+    synthetic = load_suite(SUITES / "synthetic.toml")
+    assert synthetic.table.reference == {"method": "betavae"} and synthetic.table.tradeoff is not None
+    assert not synthetic.selections
 
 
 # -- the speed benchmarks' entry point -------------------------------------------------------------------------

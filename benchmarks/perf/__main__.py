@@ -9,6 +9,16 @@ Parts (``--parts``, default all):
 - ``iwnll``: IW-NLL evaluation throughput and peak memory for each ``--chunks`` size (:mod:`benchmarks.perf.iwnll`).
 - ``subnormals``: a backward pass of He et al.'s LSTM encoder over 200 tokens with subnormal floats kept and
   flushed to zero, as runs do (:mod:`benchmarks.perf.subnormals`; 32 sequences, quick 8).
+- ``yardstick``: vaezoo's training step against a plain PyTorch step of the same networks, batch and optimiser,
+  timed interleaved in one process per network (``--yardstick-networks``: He et al.'s Yahoo LSTM VAE ``text``,
+  their Omniglot ResNet and PixelCNN ``omniglot``, and ``mlp``; ``--arch``), at each of ``--precisions``
+  (:mod:`benchmarks.perf.yardstick`): vaezoo's speed relative to the yardstick, bf16's speed-up over fp32, the
+  achieved GFLOP/s and their fraction of the matmul peak, against the project's targets.
+
+Whenever steps, iwnll or yardstick run, the machine's matmul peak in fp32 and bf16 is measured first with the
+same thread count (``--peak-size``, ``--peak-repeats``; :mod:`benchmarks.perf.peak`, best of the repeats), and
+every workload whose FLOPs can be counted (:mod:`benchmarks.perf.flops`) is set against the peak of its precision:
+achieved GFLOP/s, and the fraction of the peak, i.e. the workload's FLOP floor (FLOPs / peak) over its time.
 
 Each measurement runs in a process of its own (``python -m benchmarks.perf.MODULE``), so peak memory is per
 measurement and one network's allocations do not slow the next. ``--quick`` takes fewer repeats and fewer
@@ -30,9 +40,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.args import Parser
-from benchmarks.perf.configs import NETWORKS, TEXT_NETWORKS, VARIANTS
+from benchmarks.perf.configs import (
+    BF16_TARGETS,
+    IWNLL_TARGET,
+    NETWORKS,
+    PRECISIONS,
+    SPEED_TARGETS,
+    TEXT_NETWORKS,
+    VARIANTS,
+    YARDSTICK_ARCHS,
+    YARDSTICK_NETWORKS,
+    YARDSTICK_QUICK_REPEATS,
+    YARDSTICK_REPEATS,
+)
 
-PARTS = ("steps", "sampling", "iwnll", "subnormals")
+PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick")
+#: Parts whose FLOPs are counted: the peak is measured when one of them runs.
+COUNTED_PARTS = ("steps", "iwnll", "yardstick")
 ERROR_TAIL_LINES = 5
 
 
@@ -87,7 +111,9 @@ def parser() -> argparse.ArgumentParser:
         default=[(64, 64)],
         help="EMBEDxHIDDEN of the LSTMs, comma-separated (default 64x64; He et al.: 512x1024)",
     )
-    steps.add_argument("--data-dir", help="the data directory of the LSTM's Yahoo batch (default: $VAEZOO_DATA)")
+    steps.add_argument(
+        "--data-dir", help="the data directory of the Yahoo batches (lstm steps, text yardstick; default: $VAEZOO_DATA)"
+    )
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--images", type=_positive, help="images sampled (default 64, quick 16)")
     sampling.add_argument("--full-naive", action="store_true", help="time the naive sampler on every pixel")
@@ -95,6 +121,28 @@ def parser() -> argparse.ArgumentParser:
     iwnll.add_argument("--chunks", type=_chunks, default=[10, 100, 500], help="chunk sizes (default 10,100,500)")
     iwnll.add_argument("--iw-k", type=_positive, default=500, help="importance samples (default 500)")
     iwnll.add_argument("--iw-batch", type=_positive, default=100, help="examples evaluated (default 100)")
+    yardstick = parser.add_argument_group("yardstick")
+    yardstick.add_argument(
+        "--yardstick-networks",
+        type=_choices(tuple(YARDSTICK_NETWORKS), "network"),
+        default=list(YARDSTICK_NETWORKS),
+        help=f"comma-separated, from {', '.join(YARDSTICK_NETWORKS)} (default all)",
+    )
+    yardstick.add_argument(
+        "--precisions", type=_choices(PRECISIONS, "precision"), default=list(PRECISIONS), help="default fp32,bf16"
+    )
+    yardstick.add_argument(
+        "--arch", choices=YARDSTICK_ARCHS, default="he2019", help="text and omniglot networks (default he2019)"
+    )
+    yardstick.add_argument(
+        "--yardstick-repeats",
+        type=_positive,
+        help="timed rounds per network (default text and omniglot 10, mlp 100; quick 3, 3, 30)",
+    )
+    yardstick.add_argument("--yardstick-batch", type=_positive, help="examples per step (default 32, 50, 64)")
+    peak = parser.add_argument_group("peak")
+    peak.add_argument("--peak-size", type=_positive, default=2048, help="matrix size of the peak (default 2048)")
+    peak.add_argument("--peak-repeats", type=_positive, help="products per precision (default 20, quick 10)")
     parser.add_argument("--json-only", action="store_true", help="print the JSON only")
     return parser
 
@@ -119,6 +167,9 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         "quick": args.quick,
     }
     started = time.perf_counter()
+    if any(part in args.parts for part in COUNTED_PARTS):
+        peak_repeats = args.peak_repeats or (10 if args.quick else 20)
+        document["machine"]["peak"] = measure("peak", "--size", args.peak_size, "--repeats", peak_repeats, *threads)
     if "steps" in args.parts:
         document["steps"] = []
         common = ["--repeats", repeats, "--batch", args.batch, *threads]
@@ -155,6 +206,15 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         ]
     if "subnormals" in args.parts:
         document["subnormals"] = measure("subnormals", "--batch", 8 if args.quick else 32, *threads)
+    if "yardstick" in args.parts:
+        document["yardstick"] = []
+        for network in args.yardstick_networks:
+            repeats = args.yardstick_repeats or (YARDSTICK_QUICK_REPEATS if args.quick else YARDSTICK_REPEATS)[network]
+            options = ["--network", network, "--precisions", ",".join(args.precisions), "--arch", args.arch]
+            options += ["--repeats", repeats, "--peak-size", args.peak_size, *threads]
+            options += ["--batch", args.yardstick_batch] if args.yardstick_batch else []
+            options += ["--data-dir", args.data_dir] if args.data_dir and network == "text" else []
+            document["yardstick"].append(measure("yardstick", *options))
     document["machine"]["load_average_after"] = os.getloadavg()
     document["wall_time_s"] = time.perf_counter() - started
     return document
@@ -184,6 +244,14 @@ def markdown(document: dict[str, Any]) -> str:
         + ("; --quick" if document["quick"] else "")
         + ".",
     ]
+    peak = _peak(document)
+    if peak:
+        measured = machine["peak"]
+        medians = ", ".join(f"{p} {v['median']:.0f}" for p, v in measured["gflops_per_s"].items())
+        lines[0] += (
+            f" Matmul peak (best of {measured['repeats']} products of {measured['size']}x{measured['size']} "
+            f"matrices): {', '.join(f'{p} {v:.0f}' for p, v in peak.items())} GFLOP/s (median {medians})."
+        )
     failed = [r for r in _results(document) if "error" in r]
     steps = [r for r in document.get("steps", []) if "error" not in r]
     if steps:
@@ -217,6 +285,23 @@ def markdown(document: dict[str, Any]) -> str:
                     for v in variants
                 ],
             )
+        counted = [r for r in steps if "flops_per_step" in r]
+        if counted:
+            lines += ["", "### Step FLOPs against the fp32 matmul peak", ""]
+            lines += _table(
+                ["network", "variant", "GFLOP per step", "step (ms)", "GFLOP/s", "FLOP floor (ms)", "fraction of peak"],
+                [
+                    [
+                        _network_name(r),
+                        v,
+                        f"{flops / 1e9:.2f}",
+                        _ms(r["seconds_per_step"][v]),
+                        *_against_peak(flops, r["seconds_per_step"][v], peak and peak.get("fp32")),
+                    ]
+                    for r in counted
+                    for v, flops in r["flops_per_step"].items()
+                ],
+            )
     sampling = document.get("sampling")
     if sampling and "error" not in sampling:
         naive = (
@@ -240,9 +325,14 @@ def markdown(document: dict[str, Any]) -> str:
     iwnll = [r for r in document.get("iwnll", []) if "error" not in r]
     if iwnll:
         lines += ["", f"### IW-NLL evaluation by chunk size ({iwnll[0]['model']})", ""]
-        lines += _table(
-            ["batch", "k", "chunk", "seconds", "examples/s", "peak RSS (MB)", "extra RSS (MB)"],
-            [
+        header = ["batch", "k", "chunk", "seconds", "examples/s", "peak RSS (MB)", "extra RSS (MB)"]
+        header += ["GFLOP", "GFLOP/s", "FLOP floor (s)", "fraction of fp32 peak", "target (k = 500)"]
+        rows = []
+        for r in iwnll:
+            against = _against_peak(r["flops"], r["seconds"], peak and peak.get("fp32"), seconds_floor=True)
+            fraction = r["flops"] / 1e9 / r["seconds"] / peak["fp32"] if peak and "fp32" in peak else None
+            target = _target(fraction, IWNLL_TARGET) if r["k"] == 500 else ""
+            rows.append(
                 [
                     r["batch"],
                     r["k"],
@@ -251,10 +341,12 @@ def markdown(document: dict[str, Any]) -> str:
                     f"{r['examples_per_s']:.0f}",
                     f"{r['peak_rss_mb']:.0f}",
                     f"{r['extra_rss_mb']:.0f}",
+                    f"{r['flops'] / 1e9:.1f}",
+                    *against,
+                    target,
                 ]
-                for r in iwnll
-            ],
-        )
+            )
+        lines += _table(header, rows)
     subnormals = document.get("subnormals")
     if subnormals and "error" not in subnormals:
         lines += ["", "### LSTM encoder backward pass, subnormal floats kept against flushed", ""]
@@ -271,15 +363,102 @@ def markdown(document: dict[str, Any]) -> str:
                 ]
             ],
         )
+    lines += _yardstick_markdown([r for r in document.get("yardstick", []) if "error" not in r], peak)
     if failed:
         lines += ["", "### Failed measurements", ""]
         lines += [f"- `{' '.join(r['command'])}`: {r['error'].splitlines()[-1]}" for r in failed]
     return "\n".join(lines)
 
 
+def _peak(document: dict[str, Any]) -> dict[str, float] | None:
+    """The run's matmul peak (best GFLOP/s) of each precision, or None if it was not measured."""
+    measured = document["machine"].get("peak")
+    if not measured or "error" in measured:
+        return None
+    return {precision: values["best"] for precision, values in measured["gflops_per_s"].items()}
+
+
+def _against_peak(flops: float, seconds: float, peak: float | None, *, seconds_floor: bool = False) -> list[str]:
+    """Cells of a workload of ``flops`` in ``seconds`` against ``peak`` GFLOP/s: achieved GFLOP/s, the FLOP floor
+    (ms, or s with ``seconds_floor``) and the fraction of the peak (the last two empty without a peak)."""
+    achieved = flops / seconds / 1e9
+    if not peak:
+        return [f"{achieved:.0f}", "", ""]
+    floor = flops / 1e9 / peak
+    return [f"{achieved:.0f}", f"{floor:.3f}" if seconds_floor else _ms(floor), f"{achieved / peak:.2f}"]
+
+
+def _ms(seconds: float) -> str:
+    """``seconds`` in milliseconds, to three significant figures below 100 ms, else whole."""
+    ms = 1000 * seconds
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+def _target(value: float | None, target: float | None) -> str:
+    """``≥ TARGET: met`` or ``not met`` for ``value`` (empty when either is missing)."""
+    if value is None or target is None:
+        return ""
+    return f"≥ {target}: {'met' if value >= target else 'NOT met'}"
+
+
+def _yardstick_markdown(results: list[dict[str, Any]], peak: dict[str, float] | None) -> list[str]:
+    """The tables of the yardstick part's ``results`` (see :mod:`benchmarks.perf.yardstick`)."""
+    if not results:
+        return []
+    lines = ["", "### vaezoo's training step against plain PyTorch (yardstick), interleaved in one process", ""]
+    rows = []
+    for r in results:
+        for precision, entry in r["precisions"].items():
+            vaezoo, yardstick = entry["vaezoo"], entry["yardstick"]
+            peak_of = peak.get(precision) if peak else None
+            ratio = entry["speed_vs_yardstick"]
+            rows.append(
+                [
+                    f"{r['network']} ({r['arch']}, batch {r['batch']})",
+                    precision + ("" if vaezoo["autocast"] == (precision == "bf16") else " (vaezoo ignored it)"),
+                    _ms(vaezoo["seconds"]),
+                    _ms(yardstick["seconds"]),
+                    f"{ratio:.2f}",
+                    _target(ratio, SPEED_TARGETS.get((r["network"], precision))),
+                    f"{vaezoo['flops'] / 1e9:.1f}" + ("" if vaezoo["flops"] == yardstick["flops"] else " (differ)"),
+                    *_against_peak(vaezoo["flops"], vaezoo["seconds"], peak_of),
+                    _against_peak(yardstick["flops"], yardstick["seconds"], peak_of)[2],
+                    f"{vaezoo['fraction_of_matmul']:.2f}",
+                ]
+            )
+    header = ["network", "precision", "vaezoo (ms)", "yardstick (ms)", "vaezoo speed / yardstick", "target"]
+    header += ["GFLOP per step", "vaezoo GFLOP/s", "FLOP floor (ms)", "vaezoo / peak", "yardstick / peak"]
+    lines += _table([*header, "vaezoo / interleaved matmul"], rows)
+    speedups = [r for r in results if "bf16_speedup" in r]
+    if speedups:
+        lines += ["", "### bf16 speed-up over fp32", ""]
+        lines += _table(
+            ["network", "vaezoo bf16 / fp32", "yardstick bf16 / fp32", "vaezoo bf16 / yardstick fp32", "target"],
+            [
+                [
+                    r["network"],
+                    f"{r['bf16_speedup']['vaezoo']:.2f}",
+                    f"{r['bf16_speedup']['yardstick']:.2f}",
+                    f"{r['bf16_speedup']['vaezoo_bf16_vs_yardstick_fp32']:.2f}",
+                    _target(r["bf16_speedup"]["vaezoo_bf16_vs_yardstick_fp32"], BF16_TARGETS.get(r["network"])),
+                ]
+                for r in speedups
+            ],
+        )
+    counts = "; ".join(f"{r['network']} {r['parameters']['vaezoo']:,}" for r in results)
+    lines += [
+        "",
+        f"Parameters, equal in vaezoo's model and the yardstick: {counts}. Speeds are yardstick time / vaezoo time "
+        "(above 1: vaezoo is faster); peak fractions use the run's matmul peak of the row's precision, the last "
+        "column the median of matrix products timed between the steps.",
+    ]
+    return lines
+
+
 def _results(document: dict[str, Any]) -> list[dict[str, Any]]:
     single = [document[part] for part in ("sampling", "subnormals") if part in document]
-    return [*document.get("steps", []), *single, *document.get("iwnll", [])]
+    peak = [document["machine"]["peak"]] if "peak" in document["machine"] else []
+    return [*peak, *document.get("steps", []), *single, *document.get("iwnll", []), *document.get("yardstick", [])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,3 +25,28 @@ NETWORKS = {
 }
 TEXT_NETWORKS = ("lstm",)
 TEXT_DATA = {"name": "yahoo", "source": "shipped"}
+
+#: Arithmetic precisions of the training step (``train.precision``): float32, or bfloat16 through torch.autocast.
+PRECISIONS = ("fp32", "bf16")
+
+#: The networks the yardstick part sets against plain PyTorch (:mod:`benchmarks.perf.yardstick`): vaezoo's encoder
+#: and decoder, and the training settings of the paper's runs (He et al. 2019: SGD at lr 1 for text, Adam at 1e-3
+#: for Omniglot, the gradient norm clipped to 5; vaezoo's defaults for the MLP).
+YARDSTICK_NETWORKS = {
+    "text": {"networks": ("lstm", "lstm"), "train": {"optimizer": "sgd", "lr": 1.0, "grad_clip": 5.0}},
+    "omniglot": {"networks": ("resnet", "pixelcnn"), "train": {"optimizer": "adam", "lr": 1e-3, "grad_clip": 5.0}},
+    "mlp": {"networks": ("mlp", "mlp"), "train": {}},
+}
+#: Examples per step of each yardstick network (He et al.'s batches for text and Omniglot; vaezoo's default).
+YARDSTICK_BATCH = {"text": 32, "omniglot": 50, "mlp": 64}
+#: The ``arch`` of the text and Omniglot networks: He et al.'s reference networks, or vaezoo's own (text only).
+YARDSTICK_ARCHS = ("he2019", "vaezoo")
+#: Timed rounds of each yardstick network, and with ``--quick`` (an MLP step takes milliseconds, the others seconds).
+YARDSTICK_REPEATS = {"text": 10, "omniglot": 10, "mlp": 100}
+YARDSTICK_QUICK_REPEATS = {"text": 3, "omniglot": 3, "mlp": 30}
+#: The speeds the project must reach on an idle machine (2 threads, side by side in one run). ``SPEED_TARGETS``:
+#: vaezoo's speed relative to the yardstick at the same precision; ``BF16_TARGETS``: vaezoo's bf16 speed relative
+#: to the fp32 yardstick; ``IWNLL_TARGET``: the fraction of the fp32 FLOP floor IW-NLL reaches with k = 500.
+SPEED_TARGETS = {("text", "fp32"): 0.95, ("omniglot", "fp32"): 0.95, ("mlp", "fp32"): 0.9}
+BF16_TARGETS = {"text": 1.6, "omniglot": 1.5}
+IWNLL_TARGET = 0.9

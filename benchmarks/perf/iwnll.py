@@ -6,6 +6,9 @@ evaluated ``chunk`` at a time (after one warm-up). Peak memory is the process's 
 (``ru_maxrss``), so only a fresh process measures one chunk size: ``python -m benchmarks.perf`` starts one per
 chunk size.
 
+The FLOPs of one evaluation (matrix products, :mod:`benchmarks.perf.flops`) are counted on an untimed evaluation
+after the warm-up, for the comparison with the machine's matmul peak.
+
 Usage: ``python -m benchmarks.perf.iwnll [--batch 100] [--k 500] [--chunk 100] [--repeats 2] [--threads 2]``;
 prints one JSON object.
 """
@@ -20,6 +23,7 @@ import time
 import torch
 
 from benchmarks.args import Parser
+from benchmarks.perf.flops import count_flops
 from vaezoo.config import merge_raw, resolve
 from vaezoo.interfaces import DataSpec
 from vaezoo.metrics import importance_weighted_log_likelihood
@@ -37,7 +41,7 @@ def _rss_mb() -> float:
 def measure_iwnll(
     batch: int = 100, k: int = 500, chunk: int = 100, repeats: int = 2, threads: int = 2
 ) -> dict[str, float | int | str]:
-    """Seconds per IW-NLL evaluation of ``batch`` examples, examples per second, and peak memory in MB:
+    """Seconds per IW-NLL evaluation of ``batch`` examples, examples per second, its FLOPs, and peak memory in MB:
     ``peak_rss_mb`` of the whole process, ``extra_rss_mb`` above what it held before the first evaluation."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -54,6 +58,7 @@ def measure_iwnll(
             importance_weighted_log_likelihood(model.decoder, model.encoder(x), prior, x, k, chunk)
 
     once()
+    flops = count_flops(once)
     start = time.perf_counter()
     for _ in range(repeats):
         once()
@@ -68,6 +73,7 @@ def measure_iwnll(
         "threads": threads,
         "seconds": seconds,
         "examples_per_s": batch / seconds,
+        "flops": flops,
         "peak_rss_mb": peak,
         "extra_rss_mb": peak - baseline,
     }

@@ -14,6 +14,10 @@ padding nor the start token, per second of training step).
 A variant that cannot apply to a network (Gaussian noise on token ids) is not built: it is listed under
 ``skipped`` with vaezoo's reason.
 
+Each variant's FLOPs per step (matrix products and convolutions, forward and backward; :mod:`benchmarks.perf.flops`)
+are counted on one untimed step at index 1, a step like the timed ones (``ncvae+decoder/10`` draws no noise in it),
+so that ``python -m benchmarks.perf`` can set the step time against the machine's matmul peak.
+
 Usage: ``python -m benchmarks.perf.steps [--network pixelcnn|deconv|mlp|lstm] [--batch 32] [--repeats 10]
 [--threads 2] [--variants betavae,ncvae+decoder] [--embed-dim 64] [--hidden 64] [--data-dir DIR]``; prints one
 JSON object.
@@ -34,6 +38,7 @@ import torch
 
 from benchmarks.args import Parser
 from benchmarks.perf.configs import NETWORKS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
+from benchmarks.perf.flops import count_flops
 from vaezoo.config import TrainConfig, merge_raw, resolve
 from vaezoo.distributed import Context
 from vaezoo.errors import UsageError
@@ -44,34 +49,55 @@ from vaezoo.plugins import load_plugins
 from vaezoo.registry import Registry
 from vaezoo.session import configure_cpu, subnormals_flushed
 from vaezoo.step import TrainingStep
+from vaezoo_plugins.data_text import TextData
 
 IMAGE = DataSpec((1, 28, 28), "binary")
 #: Training batches of the first epoch among which the text batch of median length is chosen.
 TEXT_CANDIDATES = 25
 
 
-def _stepper(model: VAE, data: Data, x: torch.Tensor, train: TrainConfig) -> Callable[[int], None]:
-    """The trainer's own training step of ``model`` on ``x`` (optimisers, clipping, auxiliary step, logging)."""
+def stepper(model: VAE, data: Data, x: torch.Tensor, train: TrainConfig) -> Callable[[int], object]:
+    """The trainer's own training step of ``model`` on ``x`` (optimisers, clipping, auxiliary step, logging,
+    ``train.precision``), called with the step's index."""
     step = TrainingStep(model, train)
     forward = Context().wrap(model)
     return lambda index: step(forward, x, index, data)
 
 
-def _image_batch(batch: int) -> tuple[Data, torch.Tensor]:
+def image_batch(batch: int) -> tuple[Data, torch.Tensor]:
+    """Data of 1x28x28 binary images and a batch of ``batch`` random ones (each pixel 1 with probability 0.1)."""
     x = torch.bernoulli(torch.full((batch, *IMAGE.shape), 0.1))
     return Data(IMAGE, x, x, x), x
 
 
-def _text_batch(registry: Registry, data_dir: Path | None, batch: int) -> tuple[Data, torch.Tensor]:
-    """The Yahoo data and a training batch of it of median length (see the module docstring)."""
+def text_data(registry: Registry, data_dir: Path | None, who: str) -> TextData:
+    """The Yahoo documents through the ``yahoo`` data plugin (``TEXT_DATA``); ``who`` names the option that
+    needs them in the UsageError raised without a data directory."""
     if data_dir is None:
-        raise UsageError("--network lstm reads the Yahoo documents: pass --data-dir or set VAEZOO_DATA")
+        raise UsageError(f"{who} reads the Yahoo documents: pass --data-dir or set VAEZOO_DATA")
     config = resolve(merge_raw({"data": TEXT_DATA}), registry)
-    data = registry.get("data", config.data.name).cls(config.data.params).load(data_dir, 0)
+    return registry.get("data", config.data.name).cls(config.data.params).load(data_dir, 0)
+
+
+def median_batch(data: Data, batch: int) -> torch.Tensor:
+    """The training batch of median length among the first epoch's first ``TEXT_CANDIDATES`` (as a run draws
+    them: bucketed by length, padded to the longest)."""
     candidates = [data.train_batch(0, i, batch, 0) for i in range(min(TEXT_CANDIDATES, data.steps_per_epoch(batch)))]
     candidates = [x for x in candidates if len(x) == batch] or candidates
     candidates.sort(key=lambda x: int(predicted_tokens(x, data.spec).sum()))
-    return data, candidates[len(candidates) // 2]
+    return candidates[len(candidates) // 2]
+
+
+def equal_length_batch(data: TextData, batch: int) -> torch.Tensor:
+    """``batch`` training documents of one length, ``'b t'`` without padding, as He et al.'s batches are (they
+    bucket documents by exact length): the length nearest the training split's median that at least ``batch``
+    documents share, and the first such documents in the split's order. UsageError if no length is that common."""
+    lengths = data.lengths["train"]  # 'n'
+    common = (torch.bincount(lengths) >= batch).nonzero().flatten()
+    if not len(common):
+        raise UsageError(f"no {batch} training documents share a length; choose a smaller batch")
+    length = common[(common - lengths.median()).abs().argmin()]
+    return data.rows("train", (lengths == length).nonzero().flatten()[:batch])
 
 
 def measure_step_ratios(
@@ -86,8 +112,9 @@ def measure_step_ratios(
 ) -> dict[str, Any]:
     """Median seconds per training step of each variant (default: all of ``VARIANTS``) on ``network``, and each
     one's ratio to betavae (always measured). ``text_sizes`` are the LSTMs' (embedding, hidden) sizes. Variants
-    that cannot apply are listed under ``skipped`` with the reason; for text, ``tokens_per_step`` and
-    ``tokens_per_s`` give the training throughput in predicted tokens."""
+    that cannot apply are listed under ``skipped`` with the reason; ``flops_per_step`` counts each variant's FLOPs
+    (module docstring); for text, ``tokens_per_step`` and ``tokens_per_s`` give the training throughput in
+    predicted tokens."""
     if network not in NETWORKS:
         raise UsageError(f"unknown network {network!r}; choose one of: {', '.join(NETWORKS)}")
     chosen = ["betavae", *(v for v in (variants or VARIANTS) if v != "betavae")]
@@ -107,9 +134,10 @@ def measure_step_ratios(
         embed_dim, hidden = text_sizes
         sizes = {"embed_dim": embed_dim, "hidden": hidden}
         layers.append({"data": TEXT_DATA, "encoder": sizes, "decoder": sizes})
-        data, x = _text_batch(registry, data_dir, batch)
+        data = text_data(registry, data_dir, "--network lstm")
+        x = median_batch(data, batch)
     else:
-        data, x = _image_batch(batch)
+        data, x = image_batch(batch)
     with subnormals_flushed(train.flush_denormal):  # as a run would
         steppers, skipped = {}, {}
         for name in chosen:
@@ -118,10 +146,11 @@ def measure_step_ratios(
             except UsageError as error:
                 skipped[name] = str(error)
                 continue
-            steppers[name] = _stepper(model, data, x, train)
+            steppers[name] = stepper(model, data, x, train)
             steppers[name](0)  # warm-up
         if "betavae" not in steppers:
             raise UsageError(f"betavae cannot be built on {network}: {skipped['betavae']}")
+        flops = {name: count_flops(lambda step=step: step(1)) for name, step in steppers.items()}
         times: dict[str, list[float]] = {name: [] for name in steppers}
         for index in range(1, repeats + 1):
             for name, step in steppers.items():
@@ -137,6 +166,7 @@ def measure_step_ratios(
         "latent_dim": latent_dim,
         "seconds_per_step": medians,
         "ratio_to_betavae": {name: medians[name] / medians["betavae"] for name in medians},
+        "flops_per_step": flops,
         "skipped": skipped,
     }
     if text:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from vaezoo import hookimpl
-from vaezoo.distributions import diagonal_normal_from
+from vaezoo.distributions import UNCHECKED, diagonal_normal_from
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
 from vaezoo.params import param
@@ -123,8 +123,8 @@ class MLPDecoder(Decoder):
         """p(x|z) over flattened features, batch shape ``z.shape[:-1]``."""
         out = self.net(z).float()  # summed over features: float32 under bf16 autocast too
         if self.likelihood == "bernoulli":
-            return Independent(Bernoulli(logits=out), 1)
-        return Independent(Normal(out, self.log_scale.exp()), 1)
+            return Independent(Bernoulli(logits=out, **UNCHECKED), 1, **UNCHECKED)
+        return Independent(Normal(out, self.log_scale.exp(), **UNCHECKED), 1, **UNCHECKED)
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         flat = einops.rearrange(x, "b ... -> b (...)").to(z.dtype)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent
 
 from vaezoo import hookimpl
-from vaezoo.distributions import diagonal_normal_from
+from vaezoo.distributions import UNCHECKED, diagonal_normal_from
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
 from vaezoo.params import param
@@ -250,7 +250,7 @@ class DeconvDecoder(Decoder):
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         logits = self.logits(z).float()  # summed over pixels: float32 under bf16 autocast too
-        return Independent(Bernoulli(logits=logits), 3).log_prob(x.to(logits.dtype))
+        return Independent(Bernoulli(logits=logits, **UNCHECKED), 3, **UNCHECKED).log_prob(x.to(logits.dtype))
 
     def sample(self, z: Tensor) -> Tensor:
         return Bernoulli(logits=self.logits(z)).sample()

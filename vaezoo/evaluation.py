@@ -6,6 +6,7 @@ perturbs training and the same model always gets the same figures.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -88,6 +89,8 @@ def evaluate_split_priors(
     finally:
         bar.close()
         model.train(was_training)
+    if any(math.isnan(value) for figures in metrics.values() for value in figures.values()):
+        raise TrainingDiverged(f"the model's outputs on the {split} split are not finite (a metric is NaN)")
     for choice, prior in priors.items():
         if prior.variance is not None:
             metrics[choice]["test_prior_variance"] = prior.variance

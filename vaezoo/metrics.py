@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
-from vaezoo.distributions import kl_or_estimate
+from vaezoo.distributions import diagonal_normal, kl_or_estimate
 from vaezoo.interfaces import DataSpec, Decoder, Encoder
 from vaezoo.metric_names import METRIC_LEGEND as METRIC_LEGEND  # re-exported: defined without torch for the CLI
 from vaezoo.metric_names import METRIC_NAMES as METRIC_NAMES
@@ -81,7 +81,7 @@ def mutual_information_he(loc: Tensor, scale: Tensor, groups: Sequence[Tensor]) 
     encoder) and is bounded by log |G| per group."""
     total = 0.0
     for rows in groups:
-        posterior = Independent(Normal(loc[rows], scale[rows]), 1)
+        posterior = diagonal_normal(loc[rows], scale[rows].log())
         z = posterior.sample()  # 'g d'
         log_aggregate = torch.logsumexp(pairwise_log_density(posterior, z), dim=1) - math.log(len(rows))
         total += (-posterior.entropy().double() - log_aggregate).sum().item()

@@ -66,7 +66,9 @@ class VAE(nn.Module):
         recon = -record.log_px.mean()
         terms = self.regularizer(record)
         loss = recon + sum(terms.values())
-        logged = {"loss": loss, "recon": recon, "kl": record.kl().mean(), **terms}
+        with torch.no_grad():  # logged only: no graph for it
+            kl = record.kl().mean()
+        logged = {"loss": loss, "recon": recon, "kl": kl, **terms}
         return loss, logged
 
     def main_parameters(self) -> list[nn.Parameter]:

@@ -9,6 +9,8 @@ Parts (``--parts``, default all):
 - ``iwnll``: IW-NLL evaluation throughput and peak memory for each ``--chunks`` size (:mod:`benchmarks.perf.iwnll`).
 - ``subnormals``: a backward pass of He et al.'s LSTM encoder over 200 tokens with subnormal floats kept and
   flushed to zero, as runs do (:mod:`benchmarks.perf.subnormals`; 32 sequences, quick 8).
+- ``evaluation``: what MI and AU add to an evaluation pass over 1,000 test examples, as a fraction of one encoder
+  pass, for He et al.'s Omniglot and Yahoo networks (:mod:`benchmarks.perf.evaluation`; ``--eval-networks``).
 - ``yardstick``: vaezoo's training step against a plain PyTorch step of the same networks, batch and optimiser,
   timed interleaved in one process per network (``--yardstick-networks``: He et al.'s Yahoo LSTM VAE ``text``,
   their Omniglot ResNet and PixelCNN ``omniglot``, and ``mlp``; ``--arch``), at each of ``--precisions``
@@ -54,7 +56,7 @@ from benchmarks.perf.configs import (
     YARDSTICK_REPEATS,
 )
 
-PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick")
+PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick", "evaluation")
 #: Parts whose FLOPs are counted: the peak is measured when one of them runs.
 COUNTED_PARTS = ("steps", "iwnll", "yardstick")
 ERROR_TAIL_LINES = 5
@@ -121,6 +123,14 @@ def parser() -> argparse.ArgumentParser:
     iwnll.add_argument("--chunks", type=_chunks, default=[10, 100, 500], help="chunk sizes (default 10,100,500)")
     iwnll.add_argument("--iw-k", type=_positive, default=500, help="importance samples (default 500)")
     iwnll.add_argument("--iw-batch", type=_positive, default=100, help="examples evaluated (default 100)")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument(
+        "--eval-networks",
+        type=_choices(("omniglot", "yahoo"), "network"),
+        default=["omniglot", "yahoo"],
+        help="comma-separated, from omniglot, yahoo",
+    )
+    evaluation.add_argument("--eval-examples", type=_positive, default=1000, help="test examples (default 1000)")
     yardstick = parser.add_argument_group("yardstick")
     yardstick.add_argument(
         "--yardstick-networks",
@@ -206,6 +216,12 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         ]
     if "subnormals" in args.parts:
         document["subnormals"] = measure("subnormals", "--batch", 8 if args.quick else 32, *threads)
+    if "evaluation" in args.parts:
+        data = ["--data-dir", args.data_dir] if args.data_dir else []
+        options = ["--examples", args.eval_examples, "--repeats", 1 if args.quick else 3, *threads, *data]
+        document["evaluation"] = [
+            measure("evaluation", "--network", network, *options) for network in args.eval_networks
+        ]
     if "yardstick" in args.parts:
         document["yardstick"] = []
         for network in args.yardstick_networks:
@@ -363,6 +379,23 @@ def markdown(document: dict[str, Any]) -> str:
                 ]
             ],
         )
+    evaluations = [r for r in document.get("evaluation", []) if "error" not in r]
+    if evaluations:
+        lines += ["", "### What MI and AU add to an evaluation pass (He et al.'s networks)", ""]
+        lines += _table(
+            ["network", "examples", "encoder pass (s)", "MI + AU (s)", "MI + AU / encoder pass", "-ELBO pass (s)"],
+            [
+                [
+                    r["network"],
+                    r["examples"],
+                    f"{r['seconds']['encoder']:.3f}",
+                    f"{r['seconds']['mi_au']:.3f}",
+                    f"{r['mi_au_per_encoder_pass']:.3f}",
+                    f"{r['seconds']['elbo']:.2f}",
+                ]
+                for r in evaluations
+            ],
+        )
     lines += _yardstick_markdown([r for r in document.get("yardstick", []) if "error" not in r], peak)
     if failed:
         lines += ["", "### Failed measurements", ""]
@@ -458,7 +491,8 @@ def _yardstick_markdown(results: list[dict[str, Any]], peak: dict[str, float] | 
 def _results(document: dict[str, Any]) -> list[dict[str, Any]]:
     single = [document[part] for part in ("sampling", "subnormals") if part in document]
     peak = [document["machine"]["peak"]] if "peak" in document["machine"] else []
-    return [*peak, *document.get("steps", []), *single, *document.get("iwnll", []), *document.get("yardstick", [])]
+    lists = ("steps", "iwnll", "yardstick", "evaluation")
+    return [*peak, *single, *(result for part in lists for result in document.get(part, []))]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

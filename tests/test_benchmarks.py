@@ -517,7 +517,7 @@ def test_perf_entry_point_prints_every_chosen_figure_as_json_then_markdown():
     # A tiny configuration: no timing is checked, only that each part runs in its own process and reports.
     command = [sys.executable, "-m", "benchmarks.perf", "--parts", "steps,iwnll", "--networks", "mlp", "--quick"]
     command += ["--variants", "betavae,ncvae+gaussian", "--repeats", "1", "--batch", "4", "--threads", "1"]
-    command += ["--chunks", "5", "--iw-k", "10", "--iw-batch", "4"]
+    command += ["--chunks", "5", "--iw-k", "10", "--iw-batch", "4", "--precisions", "fp32"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     text, _, markdown = result.stdout.partition("\n\n")
@@ -525,6 +525,7 @@ def test_perf_entry_point_prints_every_chosen_figure_as_json_then_markdown():
     assert set(document) == {"machine", "quick", "steps", "iwnll", "wall_time_s"}
     (mlp,) = document["steps"]
     assert mlp["network"] == "mlp" and set(mlp["ratio_to_betavae"]) == {"betavae", "ncvae+gaussian"}
+    assert (mlp["arch"], mlp["precision"]) == ("he2019", "fp32"), "the steps part takes --arch and --precisions"
     assert mlp["ratio_to_betavae"]["betavae"] == 1.0 and mlp["skipped"] == {}
     (iwnll,) = document["iwnll"]
     assert (iwnll["chunk"], iwnll["k"], iwnll["batch"]) == (5, 10, 4) and iwnll["examples_per_s"] > 0

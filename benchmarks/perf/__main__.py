@@ -142,7 +142,7 @@ def parser() -> argparse.ArgumentParser:
         "--precisions", type=_choices(PRECISIONS, "precision"), default=list(PRECISIONS), help="default fp32,bf16"
     )
     yardstick.add_argument(
-        "--arch", choices=YARDSTICK_ARCHS, default="he2019", help="text and omniglot networks (default he2019)"
+        "--arch", choices=YARDSTICK_ARCHS, default="he2019", help="steps and yardstick networks (default he2019)"
     )
     yardstick.add_argument(
         "--yardstick-repeats",
@@ -182,17 +182,17 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
         document["machine"]["peak"] = measure("peak", "--size", args.peak_size, "--repeats", peak_repeats, *threads)
     if "steps" in args.parts:
         document["steps"] = []
-        common = ["--repeats", repeats, "--batch", args.batch, *threads]
-        if args.variants:
-            common += ["--variants", ",".join(args.variants)]
-        for network in args.networks:
-            if network not in TEXT_NETWORKS:
-                document["steps"].append(measure("steps", "--network", network, *common))
-                continue
-            data = ["--data-dir", args.data_dir] if args.data_dir else []
-            for embed, hidden in args.lstm_sizes:
-                sizes = ["--embed-dim", embed, "--hidden", hidden]
-                document["steps"].append(measure("steps", "--network", network, *common, *sizes, *data))
+        for precision in args.precisions:
+            common = ["--repeats", repeats, "--batch", args.batch, "--arch", args.arch, "--precision", precision]
+            common += [*threads, *(["--variants", ",".join(args.variants)] if args.variants else [])]
+            for network in args.networks:
+                if network not in TEXT_NETWORKS:
+                    document["steps"].append(measure("steps", "--network", network, *common))
+                    continue
+                data = ["--data-dir", args.data_dir] if args.data_dir else []
+                for embed, hidden in args.lstm_sizes:
+                    sizes = ["--embed-dim", embed, "--hidden", hidden]
+                    document["steps"].append(measure("steps", "--network", network, *common, *sizes, *data))
     if "sampling" in args.parts:
         images = args.images or (16 if args.quick else 64)
         repeats_sampling = 1 if args.quick else 3
@@ -245,9 +245,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def _network_name(result: dict[str, Any]) -> str:
-    if "embed_dim" in result:
-        return f"{result['network']} {result['embed_dim']}/{result['hidden']}"
-    return result["network"]
+    sizes = f" {result['embed_dim']}/{result['hidden']}" if "embed_dim" in result else ""
+    setting = ", ".join(result[key] for key in ("arch", "precision") if key in result)
+    return f"{result['network']}{sizes}" + (f" ({setting})" if setting else "")
 
 
 def markdown(document: dict[str, Any]) -> str:

@@ -12,8 +12,12 @@ VARIANTS = {
     # warm-up step, so fewer than 10 timed steps never draw it: they time NC-VAE without sampling, and the
     # difference to ncvae+decoder is what drawing the noise costs per step.
     "ncvae+decoder/10": {"regularizer": {"name": "ncvae"}, "noise": {"name": "decoder", "refresh_every": 10}},
-    # token data only: noise documents cut at the data batch's width (noise.lengths = batch)
-    "ncvae+decoder/batch": {"regularizer": {"name": "ncvae"}, "noise": {"name": "decoder", "lengths": "batch"}},
+    # the decoder noise of earlier versions: documents end only where the decoder ends them (an untrained one runs
+    # to max_len), drawn in float32; the defaults cut them at the batch's width and draw text in bfloat16
+    "ncvae+decoder/uncut": {
+        "regularizer": {"name": "ncvae"},
+        "noise": {"name": "decoder", "lengths": "decoder", "precision": "fp32"},
+    },
     "infovae": {"regularizer": {"name": "infovae"}},
     "aae": {"regularizer": {"name": "aae"}},
 }
@@ -24,6 +28,13 @@ NETWORKS = {
     "lstm": {"encoder": {"name": "lstm"}, "decoder": {"name": "lstm"}},
 }
 TEXT_NETWORKS = ("lstm",)
+#: The components of each network that take an ``arch`` (he2019: He et al.'s networks).
+ARCH_COMPONENTS = {
+    "pixelcnn": ("encoder", "decoder"),
+    "deconv": ("encoder",),
+    "mlp": (),
+    "lstm": ("encoder", "decoder"),
+}
 TEXT_DATA = {"name": "yahoo", "source": "shipped"}
 
 #: Arithmetic precisions of the training step (``train.precision``): float32, or bfloat16 through torch.autocast.

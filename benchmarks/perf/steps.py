@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from benchmarks.args import Parser
-from benchmarks.perf.configs import NETWORKS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
+from benchmarks.perf.configs import ARCH_COMPONENTS, NETWORKS, PRECISIONS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
 from benchmarks.perf.flops import count_flops
 from vaezoo.config import TrainConfig, merge_raw, resolve
 from vaezoo.distributed import Context
@@ -109,12 +109,15 @@ def measure_step_ratios(
     variants: Sequence[str] | None = None,
     text_sizes: tuple[int, int] = (64, 64),
     data_dir: Path | None = None,
+    arch: str = "vaezoo",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Median seconds per training step of each variant (default: all of ``VARIANTS``) on ``network``, and each
-    one's ratio to betavae (always measured). ``text_sizes`` are the LSTMs' (embedding, hidden) sizes. Variants
-    that cannot apply are listed under ``skipped`` with the reason; ``flops_per_step`` counts each variant's FLOPs
-    (module docstring); for text, ``tokens_per_step`` and ``tokens_per_s`` give the training throughput in
-    predicted tokens."""
+    one's ratio to betavae (always measured). ``text_sizes`` are the LSTMs' (embedding, hidden) sizes, ``arch``
+    the ``arch`` of the network's components that take one (he2019: He et al.'s), ``precision`` the run's
+    ``train.precision``. Variants that cannot apply are listed under ``skipped`` with the reason;
+    ``flops_per_step`` counts each variant's FLOPs (module docstring); for text, ``tokens_per_step`` and
+    ``tokens_per_s`` give the training throughput in predicted tokens."""
     if network not in NETWORKS:
         raise UsageError(f"unknown network {network!r}; choose one of: {', '.join(NETWORKS)}")
     chosen = ["betavae", *(v for v in (variants or VARIANTS) if v != "betavae")]
@@ -126,7 +129,8 @@ def measure_step_ratios(
     text = network in TEXT_NETWORKS
     layers: list[dict[str, Any]] = [
         NETWORKS[network],
-        {"model": {"latent_dim": latent_dim}, "train": {"threads": threads}},
+        {"model": {"latent_dim": latent_dim}, "train": {"threads": threads, "precision": precision}},
+        {kind: {"arch": arch} for kind in ARCH_COMPONENTS[network]},
     ]
     train = resolve(merge_raw(*layers), registry).train
     configure_cpu(train)
@@ -164,6 +168,8 @@ def measure_step_ratios(
         "repeats": repeats,
         "threads": threads,
         "latent_dim": latent_dim,
+        "arch": arch,
+        "precision": precision,
         "seconds_per_step": medians,
         "ratio_to_betavae": {name: medians[name] / medians["betavae"] for name in medians},
         "flops_per_step": flops,
@@ -198,6 +204,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--embed-dim", type=int, default=64, help="lstm: word embedding size of both networks")
     parser.add_argument("--hidden", type=int, default=64, help="lstm: hidden size of both networks")
     parser.add_argument("--data-dir", type=Path, help="lstm: the data directory (default: $VAEZOO_DATA)")
+    parser.add_argument("--arch", choices=("vaezoo", "he2019"), default="vaezoo", help="the networks' arch")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="train.precision")
     return parser
 
 
@@ -215,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.variants.split(",") if args.variants else None,
             (args.embed_dim, args.hidden),
             resolve_data_dir(args.data_dir),
+            args.arch,
+            args.precision,
         )
     except UsageError as error:
         print(f"benchmarks.perf.steps: error: {error}", file=sys.stderr)

@@ -202,11 +202,8 @@ def test_problems_of_the_machine_are_not_skip_reasons(validator):
 
 # -- running, failing and resuming a real matrix ---------------------------------------------------------------
 
-TINY = """
-[suite]
-name = "tiny"
-test_priors = ["standard", "optimal"]
-
+#: The base of the small test suites: a few steps of an MLP VAE on the synthetic task.
+TINY_BASE = """
 [base.data]
 name = "synthetic"
 dim = 10
@@ -229,7 +226,14 @@ eval_every = 10
 [base.eval]
 iw_samples = 10
 batch_size = 128
-
+"""
+TINY = """
+[suite]
+name = "tiny"
+test_priors = ["standard", "optimal"]
+"""
+TINY += TINY_BASE
+TINY += """
 [axes]
 case = [
     { label = "seed 0", id = "s0", train = { seed = 0 } },

@@ -20,13 +20,8 @@ SMALL = PixelCNNParams(kernels=(5, 3, 3), channels=8, z_channels=2)
 LATENT = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Sampling is thousands of small ops; one thread keeps them fast on a busy machine (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: Sampling is thousands of small ops: one thread keeps them fast on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def window_pattern(h: int, w: int, kernel: int, mask_type: str) -> torch.Tensor:

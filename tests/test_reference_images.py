@@ -29,13 +29,8 @@ OMNIGLOT = ["data.name=omniglot", "encoder.name=resnet", "decoder.name=pixelcnn"
 HE2019 = ["encoder.arch=he2019", "decoder.arch=he2019"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Sampling is thousands of small ops, and sessions set the thread count: one thread, restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: Sampling is thousands of small ops: one thread keeps them fast on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(registry, *settings: str) -> RunConfig:

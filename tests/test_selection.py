@@ -38,6 +38,7 @@ from benchmarks.suite import (
     select,
 )
 from tests.conftest import REPO
+from tests.test_benchmarks import TINY_BASE
 from vaezoo.errors import UsageError
 
 SUITE = """
@@ -58,29 +59,9 @@ metric = "mi_he"
 split = "valid"
 within = { metric = "neg_elbo", nats = 2.0, of = { method = "vae" } }
 
-[base.data]
-name = "synthetic"
-dim = 10
-n_train = 256
-n_valid = 128
-n_test = 128
-
-[base.encoder]
-name = "mlp"
-hidden = [16]
-
-[base.decoder]
-name = "mlp"
-hidden = [16]
-
-[base.train]
-steps = 20
-eval_every = 10
-
-[base.eval]
-iw_samples = 10
-batch_size = 128
-
+"""
+SUITE += TINY_BASE
+SUITE += """
 [profile.short]
 axes = { "regularizer.delta" = [0.3, 3.0], "train.seed" = [0] }
 

@@ -385,7 +385,7 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
             _check_same_model_input(config, changed, plugins, data_dir)
         session = load_trained(args.run_dir, plugins.registry, data_dir, overrides)
         for line in session.data.source_lines():
-            print(line, file=sys.stderr)
+            print(f"vaezoo: {line}", file=sys.stderr)
         choices = choices or [session.config.eval.test_prior]
         iw_samples = args.iw_samples if args.iw_samples is not None else session.config.eval.iw_samples
         evaluated = evaluate_split_priors(session, args.split, choices, iw_samples, progress=not args.no_progress)
@@ -393,7 +393,7 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
         for choice, metrics in evaluated.items():
             print(json.dumps({"split": args.split, "test_prior": choice, **metrics}))
     else:
-        record = getattr(session.data, "sources", {}).get(args.split)
+        record = session.data.sources.get(args.split)
         origin = f" ({record['examples']} examples from '{record['file']}')" if record else ""
         print(f"{args.split} split{origin} of {args.run_dir}, by test prior:")
         print(format_metrics(evaluated))

@@ -43,7 +43,7 @@ def channels_last(module: nn.Module) -> None:
 
     On the CPU oneDNN convolves NHWC tensors natively and reorders NCHW ones at every convolution: a training step
     of He et al.'s encoder and PixelCNN on 50 images took 1.97 s NHWC against 2.40 s NCHW (one thread; 1.05 s and
-    1.37 s in bf16). cuDNN's tensor-core convolutions prefer NHWC too."""
+    1.37 s in bf16)."""
     module.to(memory_format=torch.channels_last)
 
 

@@ -14,10 +14,12 @@ from typing import Any
 import attrs
 
 from vaezoo import hookimpl
+from vaezoo.best import BestSoFar
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Callback
 from vaezoo.metrics import METRIC_NAMES
 from vaezoo.params import param
+from vaezoo.rundir import METRICS_NAME, read_json_lines
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:
@@ -154,7 +156,9 @@ def cyclical_factor(step: int, total_steps: int, cycles: int, ratio: float) -> f
 
 
 class EarlyStopping(Callback):
-    """Stops training when a validation metric has not improved for ``patience`` evaluations in a row."""
+    """Stops training when a validation metric has not improved for ``patience`` evaluations in a row. A resumed run
+    counts from its validation lines, so it stops where the run straight through would have. With
+    ``train.test_model = "best"`` the test metrics are those of the best validation -ELBO's model."""
 
     name = "early_stop"
     description = "stop training when a validation metric stops improving"
@@ -174,8 +178,12 @@ class EarlyStopping(Callback):
                 f"callback 'early_stop': metric {params.metric!r} is not a metric vaezoo reports; choose one of: "
                 f"{', '.join(METRIC_NAMES)}"
             )
-        self.best: float | None = None
-        self.waited = 0
+        self.best = BestSoFar(params.metric, params.mode, params.min_delta)
+
+    @hookimpl
+    def vaezoo_run_started(self, run) -> None:
+        self.best = BestSoFar(self.params.metric, self.params.mode, self.params.min_delta)
+        self.best.replay(read_json_lines(run.run_dir / METRICS_NAME), run.start_step)
 
     @hookimpl
     def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> bool:
@@ -186,12 +194,8 @@ class EarlyStopping(Callback):
                 f"callback 'early_stop': metric {self.params.metric!r} is not reported; choose one of: "
                 f"{', '.join(sorted(_numbers(metrics)))}"
             )
-        value = float(metrics[self.params.metric]) * (1 if self.params.mode == "min" else -1)
-        if self.best is None or value < self.best - self.params.min_delta:
-            self.best, self.waited = value, 0
-            return False
-        self.waited += 1
-        return self.waited >= self.params.patience
+        self.best.offer(step, metrics)
+        return self.best.waited >= self.params.patience
 
 
 @hookimpl

@@ -10,9 +10,13 @@ import pytest
 
 from tests.conftest import run_cli, small_config
 from vaezoo import hookimpl
+from vaezoo.best import BestSoFar
 from vaezoo.callbacks import RunHooks
+from vaezoo.checkpoint import load_checkpoint
+from vaezoo.evaluation import evaluate_split
 from vaezoo.interfaces import Callback
 from vaezoo.plugins import load_plugins
+from vaezoo.session import load_trained
 from vaezoo.train import Trainer
 from vaezoo_plugins.callbacks import cyclical_factor
 
@@ -136,3 +140,52 @@ def test_a_resume_may_add_a_logger_but_not_a_schedule(tmp_path):
     logged = run_cli("run", "--resume", str(out), "--steps", "20", "--callback", "csv", "--no-progress")
     assert logged.returncode == 0, logged.stderr
     assert [int(row["step"]) for row in read_csv(out / "train.csv")] == [20]
+
+
+def test_best_so_far_takes_only_real_improvements_and_replays_lines_in_step_order():
+    lowest = BestSoFar("neg_elbo", "min", min_delta=0.5)
+    assert lowest.offer(10, {"neg_elbo": 100.0}) and (lowest.value, lowest.step, lowest.waited) == (100.0, 10, 0)
+    assert not lowest.offer(20, {"neg_elbo": 99.6})  # better, but not by more than min_delta
+    assert not lowest.offer(30, {"neg_elbo": float("nan")}) and not lowest.offer(40, {})  # never an improvement
+    assert lowest.waited == 3 and lowest.offer(50, {"neg_elbo": 99.0}) and (lowest.step, lowest.waited) == (50, 0)
+    highest = BestSoFar("mi", "max")
+    assert highest.offer(1, {"mi": 0.1}) and not highest.offer(2, {"mi": 0.05}) and highest.offer(3, {"mi": 0.2})
+    lines = [{"step": 30, "valid": {"mi": 0.3}}, {"step": 10, "valid": {"mi": 0.2}}, {"step": 20, "valid": {"mi": 0.1}}]
+    lines.append({"step": 40, "valid": {"mi": 9.0}})  # after the checkpoint resumed from: not replayed
+    replayed = BestSoFar("mi", "max").replay([*lines, {"step": 5, "train": {}}], up_to_step=30)
+    assert (replayed.value, replayed.step, replayed.waited) == (-0.3, 30, 0)
+    assert BestSoFar("mi", "max").replay(lines[1:3], up_to_step=30).waited == 1  # 10 was best, 20 did not improve
+
+
+def _valid_lines(run_dir) -> list[dict]:
+    return [line for line in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "valid" in line]
+
+
+@pytest.mark.slow
+def test_the_best_validation_model_is_tested_and_kept_and_eval_reads_it(registry, tmp_path):
+    # 64 training examples at a high learning rate: the validation -ELBO turns up again before the last step
+    overfitting = {"data": {"n_train": 64}, "train": {"steps": 60, "eval_every": 10, "lr": 3e-2, "test_model": "best"}}
+    results = Trainer(small_config(registry, **overfitting), registry, tmp_path, None).run()
+    lowest = min(_valid_lines(tmp_path), key=lambda line: line["valid"]["neg_elbo"])
+    assert results["tested_step"] == lowest["step"] == load_checkpoint(tmp_path / "best.pt")["step"]
+    assert results["tested_step"] < results["steps"] == load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 60
+    session = load_trained(tmp_path, registry, None)  # what vaezoo eval evaluates
+    again = evaluate_split(session, "test", "trained", iw_samples=session.config.eval.iw_samples)
+    assert again["neg_elbo"] == pytest.approx(results["metrics"]["neg_elbo"], rel=1e-6)
+    last = load_trained(tmp_path, registry, None, {"train": {"test_model": "last"}})
+    assert evaluate_split(last, "test", "trained", iw_samples=0)["neg_elbo"] != pytest.approx(again["neg_elbo"])
+
+
+@pytest.mark.slow
+def test_a_resumed_run_stops_early_and_keeps_the_best_model_as_the_straight_run_does(registry, tmp_path):
+    # min_delta 1e6: no line counts as an improvement on the first, so training stops at the third (step 30)
+    stop = {"early_stop": {"patience": 2, "min_delta": 1e6}}
+
+    def config(steps: int):
+        return small_config(registry, train={"steps": steps, "eval_every": 10, "test_model": "best"}, callbacks=stop)
+
+    straight = Trainer(config(60), registry, tmp_path / "straight", None).run()
+    Trainer(config(20), registry, tmp_path / "resumed", None).run()  # one evaluation without improvement so far
+    resumed = Trainer(config(60), registry, tmp_path / "resumed", None).run(resume=True)
+    assert resumed["steps"] == straight["steps"] == 30
+    assert resumed["tested_step"] == straight["tested_step"] and resumed["metrics"] == straight["metrics"]

@@ -23,6 +23,8 @@ from typing import Any
 from vaezoo.errors import UsageError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: The weights of the validation line with the lowest -ELBO (``train.test_model = "best"``).
+BEST_MODEL_NAME = "best.pt"
 MAGIC = b"vaezoo-checkpoint"
 HEADER = re.compile(rb"vaezoo-checkpoint sha256=([0-9a-f]{64})\n")
 CHUNK = 1 << 20
@@ -64,8 +66,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def remove_stale_temporaries(directory: Path) -> None:
     """Delete temporary files left by a process killed while writing a checkpoint."""
-    for leftover in directory.glob(f".{CHECKPOINT_NAME}.*.tmp"):
-        leftover.unlink(missing_ok=True)
+    for name in (CHECKPOINT_NAME, BEST_MODEL_NAME):
+        for leftover in directory.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

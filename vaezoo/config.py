@@ -40,6 +40,7 @@ RESUMABLE_SETTINGS = (
     "eval.iw_samples",
     "eval.iw_chunk",
     "eval.iw_rows",
+    "eval.iw_limit",
     "eval.mi_he_batch",
 )
 
@@ -93,6 +94,12 @@ class TrainConfig:
         "multiplies and convolutions in bfloat16; parameters, losses and metrics stay float32)",
     )
     eval_every: int = param(250, ge=1, le=10**9, help="steps between validation evaluations (and checkpoints)")
+    test_model: str = param(
+        "last",
+        choices=("last", "best"),
+        help="the model evaluated on the test split: last (the final step's) or best (the validation line with the "
+        "lowest -ELBO, kept in best.pt; with the early_stop callback, training until it stopped improving)",
+    )
     progress: bool = param(True, help="show a progress bar")
 
 
@@ -111,6 +118,12 @@ class EvalConfig:
         "examples of a batch are taken in groups of max(1, iw_rows // iw_chunk)",
     )
     limit: int | None = param(None, ge=1, help="evaluate at most this many examples of a split")
+    iw_limit: int | None = param(
+        None,
+        ge=2,
+        help="IW-NLL on at most this many of the evaluated examples, spread evenly over them (none: all); the "
+        "metrics then hold its standard error over examples, iw_nll_se, and their number, iw_examples",
+    )
     au_threshold: float = param(0.01, ge=0, help="a latent dim is active when Cov_x E[z_d] exceeds this")
     mi_he_batch: int | None = param(
         None,

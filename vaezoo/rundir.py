@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vaezoo.checkpoint import CHECKPOINT_NAME, remove_stale_temporaries
+from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
 from vaezoo.errors import UsageError
 
 CONFIG_NAME = "config.json"
@@ -33,7 +33,7 @@ METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
 SCATTER_NAME = "latent_scatter.png"
 LOCK_NAME = ".lock"
-RUN_FILES = (CONFIG_NAME, HISTORY_NAME, METRICS_NAME, CHECKPOINT_NAME, RESULTS_NAME, SCATTER_NAME)
+RUN_FILES = (CONFIG_NAME, HISTORY_NAME, METRICS_NAME, CHECKPOINT_NAME, BEST_MODEL_NAME, RESULTS_NAME, SCATTER_NAME)
 
 
 def _now() -> str:

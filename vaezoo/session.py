@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import torch
 
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint
 from vaezoo.config import RunConfig, TrainConfig, merge_raw, resolve
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data
@@ -140,12 +140,24 @@ def open_session(
 def load_trained(
     run_dir: Path, registry: Registry, data_dir: Path | None, overrides: dict[str, Any] | None = None
 ) -> Session:
-    """A finished or interrupted run's session with the weights of its latest checkpoint, under the settings in
-    force (``config.json`` and the changes of its resumes) and ``overrides``."""
+    """A finished or interrupted run's session with the weights its ``train.test_model`` names (the latest
+    checkpoint's, or best.pt's), under the settings in force (``config.json`` and the changes of its resumes) and
+    ``overrides``."""
     directory = RunDirectory(run_dir)
     if not directory.file(CONFIG_NAME).is_file():
         raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_NAME})")
     config = resolve(merge_raw(directory.current_raw(), overrides or {}), registry)
     session = open_session(config, registry, data_dir)
     session.model.load_state_dict(load_checkpoint(directory.file(CHECKPOINT_NAME))["model"])
+    load_tested_model(session.model, directory, config)
     return session
+
+
+def load_tested_model(model: torch.nn.Module, directory: RunDirectory, config: RunConfig) -> int | None:
+    """Load best.pt's weights into ``model`` when ``train.test_model`` is "best" and return its step; None (and
+    ``model`` untouched) for "last", or for "best" before the first validation line wrote best.pt."""
+    if config.train.test_model != "best" or not directory.file(BEST_MODEL_NAME).is_file():
+        return None
+    state = load_checkpoint(directory.file(BEST_MODEL_NAME))
+    model.load_state_dict(state["model"])
+    return int(state["step"])

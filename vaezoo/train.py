@@ -35,8 +35,15 @@ import torch
 from tqdm import tqdm
 
 import vaezoo
+from vaezoo.best import BestSoFar
 from vaezoo.callbacks import RunHooks, RunInfo
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from vaezoo.checkpoint import (
+    BEST_MODEL_NAME,
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from vaezoo.config import RunConfig
 from vaezoo.distributed import Context, StepFunction
 from vaezoo.errors import TrainingDiverged, UsageError
@@ -52,7 +59,7 @@ from vaezoo.rundir import (
     read_json_lines,
     write_json,
 )
-from vaezoo.session import open_session, resolve_device, subnormals_flushed
+from vaezoo.session import load_tested_model, open_session, resolve_device, subnormals_flushed
 from vaezoo.step import NonFiniteLoss, TrainingStep
 
 DEFAULT_STEPS = 3000
@@ -123,6 +130,8 @@ class Trainer:
         self.sums: dict[str, float] = defaultdict(float)
         self.since_eval = 0
         self.pending: dict[str, Any] | None = None
+        # The lowest validation -ELBO so far, whose model best.pt holds (train.test_model = "best").
+        self.best = BestSoFar("neg_elbo")
         self._seed_rank(step=0)
 
     @property
@@ -250,6 +259,7 @@ class Trainer:
             self.restore(load_checkpoint(directory.file(CHECKPOINT_NAME)))
         if main:
             _keep_metric_lines_up_to(directory.file(METRICS_NAME), self.step if resume else -1)
+            self.best.replay(read_json_lines(directory.file(METRICS_NAME)), self.step)
             directory.write_config(self.config.as_dict())
             data_dir = str(self.data_dir.resolve()) if self.data_dir is not None else None
             event = "resumed" if resume else "started"
@@ -348,6 +358,11 @@ class Trainer:
         Rank 0 evaluates alone, exactly as one process would (same batches and seeded RNG, so MI's aggregate
         posterior is the same evaluation batch); the other ranks wait in their next collective."""
         valid = evaluate_split(self.session, "valid", self.config.eval.test_prior, iw_samples=0)
+        # best.pt before the line: a line on disk always has its model kept when it is the best
+        if self.best.offer(line["step"], valid) and self.config.train.test_model == "best":
+            save_checkpoint(
+                self.directory.file(BEST_MODEL_NAME), {"step": line["step"], "model": self.session.model.state_dict()}
+            )
         append_json_line(self.directory.file(METRICS_NAME), {**line, "valid": valid})
         return self.hooks.evaluated(self.run_info, line["step"], "valid", valid)
 
@@ -355,8 +370,12 @@ class Trainer:
         return any(record.get("step") == step for record in read_json_lines(self.directory.file(METRICS_NAME)))
 
     def finish(self) -> dict[str, Any]:
-        """Test metrics (with IW-NLL and what evaluation plugins add) and results.json (rank 0's work)."""
+        """Test metrics (with IW-NLL and what evaluation plugins add) and results.json (rank 0's work).
+
+        With ``train.test_model = "best"`` the model of the best validation line is tested (its step is
+        ``tested_step`` in the results) and left in the session; the checkpoint keeps the last step's."""
         session, cfg = self.session, self.config
+        tested_step = load_tested_model(session.model, self.directory, cfg)
         test = evaluate_split(
             session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples, progress=cfg.train.progress
         )
@@ -366,6 +385,7 @@ class Trainer:
             "metrics": test,
             "test_prior": cfg.eval.test_prior,
             "steps": self.step,
+            "tested_step": self.step if tested_step is None else tested_step,
             "seed": cfg.train.seed,
             "wall_time_s": round(self.wall_time, 3),
             "versions": _versions(),

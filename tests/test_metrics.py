@@ -19,7 +19,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal, kl_dive
 
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Regularizer
+from vaezoo.interfaces import DataSpec, Regularizer, evaluation_rows
 from vaezoo.metrics import (
     active_units,
     evaluate,
@@ -131,6 +131,27 @@ def test_iw_nll_of_exact_posterior_is_exact_with_one_sample(prior_variance):
     # The ELBO of the exact posterior is tight too: E[recon] + KL = -log p(x), up to one-sample noise
     # (standard error about 0.03 here).
     assert result["neg_elbo"] == pytest.approx(exact.mean().item(), abs=0.12)
+
+
+def test_iw_nll_on_a_subset_is_the_mean_over_its_examples_with_their_standard_error():
+    """With q = p(z|x) each example's estimate is exact, so the subset's figures are those of the exact values."""
+    torch.manual_seed(0)
+    x = marginal().sample((1000,))
+    encoder, decoder, prior = exact_encoder(), linear_decoder(), isotropic_normal(D, 1.0)
+    exact = -marginal().log_prob(x)
+    rows = evaluation_rows(1000, 100)
+    mask = torch.zeros(1000, dtype=torch.bool)
+    mask[rows] = True
+    batches = [x[:300], x[300:310], x[310:]]  # subsets of every size within a batch, the middle one maybe empty
+    subset = evaluate(encoder, decoder, prior, batches, iw_samples=1, iw_chunk=1, iw_mask=mask)
+    assert subset["iw_examples"] == 100
+    assert subset["iw_nll"] == pytest.approx(exact[rows].mean().item(), abs=1e-4)
+    assert subset["iw_nll_se"] == pytest.approx(exact[rows].std().item() / 10, rel=1e-3)
+    assert subset["neg_elbo"] == pytest.approx(exact.mean().item(), abs=0.12), "-ELBO still over all 1000"
+    whole = evaluate(encoder, decoder, prior, batches, iw_samples=1, iw_chunk=1)
+    assert whole["iw_examples"] == 1000 and whole["iw_nll"] == pytest.approx(exact.mean().item(), abs=1e-4)
+    assert whole["iw_nll_se"] == pytest.approx(exact.std().item() / 1000**0.5, rel=1e-3)
+    assert "iw_nll" not in evaluate(encoder, decoder, prior, batches, iw_samples=0, iw_mask=mask)
 
 
 def test_iw_nll_converges_to_exact_nll_with_imperfect_encoder():

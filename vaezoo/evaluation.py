@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.errors import TrainingDiverged
+from vaezoo.interfaces import evaluation_rows
 from vaezoo.metrics import evaluate_priors
 from vaezoo.precision import autocast
 from vaezoo.session import Session, subnormals_flushed
@@ -49,12 +50,14 @@ def evaluate_split_priors(
     was_training = model.training
     model.eval()
     size = session.evaluation_size(split)
-    # The bar counts importance samples (or examples without IW-NLL) and shows them scaled back to examples.
-    per_example = max(iw_samples, 1)
+    iw_mask = torch.zeros(size, dtype=torch.bool)
+    iw_mask[evaluation_rows(size, cfg.iw_limit)] = True
+    # The bar counts importance samples of IW-NLL's examples and the other examples once, shown as examples.
+    work = int(iw_mask.sum()) * max(iw_samples, 1) + size - int(iw_mask.sum())
     bar = tqdm(
-        total=size * per_example,
+        total=work,
         unit="ex",
-        unit_scale=1 / per_example,
+        unit_scale=size / work,
         desc=f"eval {split}",
         disable=not progress,
         dynamic_ncols=True,
@@ -77,6 +80,7 @@ def evaluate_split_priors(
                 iw_chunk=cfg.iw_chunk,
                 iw_rows=cfg.iw_rows,
                 mi_he_batch=cfg.mi_he_batch,
+                iw_mask=iw_mask,
                 au_threshold=cfg.au_threshold,
                 on_progress=bar.update,
             )

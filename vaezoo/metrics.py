@@ -162,12 +162,14 @@ def evaluate(
     iw_rows: int | None = None,
     au_threshold: float = 0.01,
     mi_he_batch: int | None = None,
+    iw_mask: Tensor | None = None,
 ) -> dict[str, float]:
     """Every metric over ``batches`` (examples weighted equally); IW-NLL only when ``iw_samples > 0`` (memory bounded
-    by ``iw_chunk`` and ``iw_rows``, see :func:`importance_weighted_log_likelihoods`); perplexities when the
-    decoder's data are tokens."""
+    by ``iw_chunk`` and ``iw_rows``, see :func:`importance_weighted_log_likelihoods`; on the examples of
+    ``iw_mask``, see :func:`evaluate_priors`); perplexities when the decoder's data are tokens."""
     options = {"iw_samples": iw_samples, "iw_chunk": iw_chunk, "iw_rows": iw_rows, "au_threshold": au_threshold}
-    return evaluate_priors(encoder, decoder, {"": test_prior}, batches, **options, mi_he_batch=mi_he_batch)[""]
+    options |= {"mi_he_batch": mi_he_batch, "iw_mask": iw_mask}
+    return evaluate_priors(encoder, decoder, {"": test_prior}, batches, **options)[""]
 
 
 @torch.no_grad()
@@ -182,6 +184,7 @@ def evaluate_priors(
     iw_rows: int | None = None,
     au_threshold: float = 0.01,
     mi_he_batch: int | None = None,
+    iw_mask: Tensor | None = None,
     on_progress: Callable[[int], object] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The metrics of :func:`evaluate` under each of ``test_priors``, keyed alike, in one pass over ``batches``.
@@ -191,12 +194,15 @@ def evaluate_priors(
     random state, and the decoder runs once for all priors. ``mi_he`` (:func:`mutual_information_he`, diagonal
     Gaussian posteriors only) aggregates over He et al.'s batches of ``mi_he_batch`` examples (default 32
     documents of one length for token data, else 50), drawn after everything else so that it changes no other
-    figure. ``on_progress`` is told the work done as it goes: importance samples times examples with IW-NLL,
-    else examples."""
+    figure. ``iw_mask`` (bool ``'n'`` over the examples of ``batches`` in order; default all) chooses the examples
+    of IW-NLL, whose figures then are the mean over them (``iw_nll``), its standard error over examples
+    (``iw_nll_se``) and their number (``iw_examples``). ``on_progress`` is told the work done as it goes:
+    importance samples times examples with IW-NLL, else examples."""
     names, priors = list(test_priors), list(test_priors.values())
     shared = {"recon": 0.0, "mi": 0.0}
-    per_prior = {name: {"kl": 0.0, "iw_nll": 0.0} for name in names}
-    count = mi_count = 0
+    per_prior = {name: {"kl": 0.0, "iw_nll": 0.0, "iw_nll_sq": 0.0} for name in names}
+    count = mi_count = iw_count = 0
+    iw_tokens = 0
     spec: DataSpec | None = getattr(decoder, "spec", None)
     tokens = 0 if spec is not None and spec.kind == "tokens" else None
     means, scales, lengths = [], [], []
@@ -209,9 +215,15 @@ def evaluate_priors(
         if b > 1:
             shared["mi"] += mutual_information(posterior).item() * b
             mi_count += b
-        batch_sums = _prior_sums(decoder, posterior, priors, x, z, (iw_samples, iw_chunk, iw_rows), on_progress)
+        chosen = torch.ones(b, dtype=torch.bool) if iw_mask is None else iw_mask[count : count + b].to(x.device)
+        iw = (iw_samples if bool(chosen.any()) else 0, iw_chunk, iw_rows)
+        # a subset is encoded again (a distribution cannot be indexed; the encoder is deterministic in eval mode)
+        iw_part = (x, posterior) if bool(chosen.all()) else (x[chosen], encoder(x[chosen]) if iw[0] else None)
+        batch_sums = _prior_sums(decoder, posterior, priors, z, iw, iw_part, on_progress)
         for name, sums in zip(names, batch_sums, strict=True):
             per_prior[name] = {metric: per_prior[name][metric] + total for metric, total in sums.items()}
+        if iw[0] > 0:
+            iw_count += int(chosen.sum())
         means.append(posterior.mean)
         gaussian = gaussian and _is_diagonal_normal(posterior)
         if gaussian:
@@ -220,6 +232,7 @@ def evaluate_priors(
         if tokens is not None:
             lengths.append(predicted_tokens(x, spec))
             tokens += int(lengths[-1].sum().item())
+            iw_tokens += int(lengths[-1][chosen].sum().item()) if iw[0] > 0 else 0
     common = {
         "recon": shared["recon"] / count,
         "mi": shared["mi"] / mi_count if mi_count else 0.0,
@@ -229,48 +242,56 @@ def evaluate_priors(
         size = mi_he_batch or (32 if tokens is not None else 50)
         groups = he_groups(count, size, torch.cat(lengths) if tokens is not None else None)
         common["mi_he"] = mutual_information_he(torch.cat(means), torch.cat(scales), groups)
-    tokens_per_example = tokens / count if tokens else None
-    return {
-        name: _prior_metrics(common, sums, count, iw_samples > 0, tokens_per_example)
-        for name, sums in per_prior.items()
-    }
+    per_example = {"neg_elbo": tokens / count, "iw_nll": iw_tokens / iw_count if iw_count else 0.0} if tokens else None
+    return {name: _prior_metrics(common, sums, count, iw_count, per_example) for name, sums in per_prior.items()}
 
 
 def _prior_sums(
     decoder: Decoder,
     posterior: Distribution,
     priors: Sequence[Distribution],
-    x: Tensor,
     z: Tensor,
     iw: tuple[int, int, int | None],
+    iw_part: tuple[Tensor, Distribution | None],
     on_progress: Callable[[int], object] | None,
 ) -> list[dict[str, float]]:
-    """The batch's sums of KL (at the sample ``z``) and IW-NLL (0 when the ``iw`` settings' samples are 0) under
-    each prior; ``iw`` is (samples, chunk, rows); ``on_progress`` is told the work done (importance samples times
-    examples, else examples)."""
+    """The batch's sums under each prior of KL (of ``posterior`` at its sample ``z``) and of IW-NLL and its square
+    over the examples of ``iw_part`` (those examples and their posterior; 0 when the ``iw`` settings' samples are
+    0); ``iw`` is (samples, chunk, rows); ``on_progress`` is told the work done (importance samples times
+    examples, and the examples without IW-NLL)."""
     iw_samples, iw_chunk, iw_rows = iw
-    sums = [{"kl": kl_or_estimate(posterior, prior, z).sum().item(), "iw_nll": 0.0} for prior in priors]
+    sums = [
+        {"kl": kl_or_estimate(posterior, prior, z).sum().item(), "iw_nll": 0.0, "iw_nll_sq": 0.0} for prior in priors
+    ]
+    iw_x, iw_posterior = iw_part
+    without_iw = z.shape[0]
     if iw_samples > 0:
         log_px = importance_weighted_log_likelihoods(
-            decoder, posterior, priors, x, iw_samples, iw_chunk, on_progress, rows=iw_rows
+            decoder, iw_posterior, priors, iw_x, iw_samples, iw_chunk, on_progress, rows=iw_rows
         )
         for prior_sums, estimate in zip(sums, log_px, strict=True):
             prior_sums["iw_nll"] = -estimate.sum().item()
-    elif on_progress is not None:
-        on_progress(x.shape[0])
+            prior_sums["iw_nll_sq"] = estimate.double().square().sum().item()
+        without_iw -= iw_x.shape[0]
+    if on_progress is not None and without_iw:
+        on_progress(without_iw)
     return sums
 
 
 def _prior_metrics(
-    common: dict[str, float], sums: dict[str, float], count: int, with_iw: bool, tokens_per_example: float | None
+    common: dict[str, float], sums: dict[str, float], count: int, iw_count: int, tokens: dict[str, float] | None
 ) -> dict[str, float]:
-    """One test prior's metrics: the shared ones, its KL and IW-NLL sums as means, -ELBO and the perplexities."""
-    metrics = {**common, **{metric: total / count for metric, total in sums.items()}}
+    """One test prior's metrics: the shared ones, its KL as a mean over the ``count`` examples, -ELBO, IW-NLL as a
+    mean over its ``iw_count`` examples with the standard error of that mean (none when 0), and the perplexities
+    from ``tokens``, the mean predicted tokens per example of -ELBO's examples and of IW-NLL's."""
+    metrics = {**common, "kl": sums["kl"] / count}
     metrics["neg_elbo"] = metrics["recon"] + metrics["kl"]
-    if not with_iw:
-        del metrics["iw_nll"]
-    if tokens_per_example is not None:
-        metrics.update(perplexities(metrics, tokens_per_example))
+    if iw_count:
+        mean = sums["iw_nll"] / iw_count
+        variance = max(sums["iw_nll_sq"] / iw_count - mean**2, 0.0) * iw_count / max(iw_count - 1, 1)
+        metrics.update(iw_nll=mean, iw_nll_se=math.sqrt(variance / iw_count), iw_examples=iw_count)
+    if tokens is not None:
+        metrics.update(perplexities(metrics, tokens))
     return metrics
 
 
@@ -284,13 +305,13 @@ def predicted_tokens(x: Tensor, spec: DataSpec) -> Tensor:
     return counted.sum(dim=1)
 
 
-def perplexities(metrics: dict[str, float], tokens_per_example: float) -> dict[str, float]:
+def perplexities(metrics: dict[str, float], tokens: dict[str, float]) -> dict[str, float]:
     """exp(NLL per predicted token): ``ppl_elbo`` from ``neg_elbo`` and, when present, ``ppl_iw`` from ``iw_nll``.
 
-    The metrics are means per example, so NLL per token is their ratio to the mean number of predicted tokens.
-    """
+    The metrics are means per example, so NLL per token is their ratio to ``tokens[metric]``, the mean number of
+    predicted tokens per example of the examples the metric averages over."""
     sources = {"ppl_elbo": "neg_elbo", "ppl_iw": "iw_nll"}
-    return {name: _exp(metrics[source] / tokens_per_example) for name, source in sources.items() if source in metrics}
+    return {name: _exp(metrics[source] / tokens[source]) for name, source in sources.items() if source in metrics}
 
 
 def _exp(value: float) -> float:

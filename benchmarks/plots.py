@@ -213,6 +213,56 @@ def tradeoff_figure(
     return drawn
 
 
+def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> bool:
+    """Every finished cell's validation ``metric`` against the training step (cell.json ``curve``): one subplot per
+    column-axis value (data set) and series (method), one colour per value of the x axis (β), a dot at the step of
+    the tested model (the best validation -ELBO's under ``train.test_model = "best"``, else the last); cells
+    differing only in seed or a swept value share the colour. False (and nothing written) without any curve."""
+    x_axis, column = matrix.table["x_axis"], matrix.table["column_axis"]
+    skip = [a for a in (x_axis, column) if a]
+    panels: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = {}
+    for cell in matrix.document["cells"]:
+        record = matrix.records.get(cell["id"])
+        if record is None or record["status"] != "ok" or not record.get("curve"):
+            continue
+        key = (format_value(cell["axes"][column]) if column else "", _series_name(matrix, cell["axes"], skip))
+        panels.setdefault(key, []).append((cell["axes"].get(x_axis) if x_axis else None, record))
+    if not panels:
+        return False
+    colour_of = {canonical(v): f"C{i % 10}" for i, v in enumerate(matrix.axis_values.get(x_axis, [None]))}
+    rows, columns = sorted({panel for panel, _ in panels}), sorted({series for _, series in panels})
+    places = {key: (rows.index(key[0]), columns.index(key[1])) for key in panels}
+    fig, grid = plt.subplots(len(rows), len(columns), figsize=(4.2 * len(columns), 3.4 * len(rows)), squeeze=False)
+    for key, cells in panels.items():
+        ax = grid[places[key]]
+        labelled = set()
+        for x_value, record in cells:
+            curve = [(line["step"], line["valid"].get(metric)) for line in record["curve"]]
+            curve = [(step, value) for step, value in curve if isinstance(value, int | float)]
+            if not curve:
+                continue
+            colour = colour_of.get(canonical(x_value), "C0")
+            label = matrix.describe(x_axis, x_value) if x_axis and canonical(x_value) not in labelled else None
+            labelled.add(canonical(x_value))
+            steps, values = zip(*curve, strict=True)
+            ax.plot(steps, values, color=colour, alpha=0.6, linewidth=1, label=label)
+            tested = dict(curve).get((record.get("train") or {}).get("tested_step"))
+            if tested is not None:
+                ax.plot([record["train"]["tested_step"]], [tested], "o", color=colour, markersize=3)
+        ax.set_title(", ".join(part for part in key if part), fontsize="small")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"valid {TABLE_TITLES.get(metric, metric)}")
+        ax.legend(fontsize="x-small")
+    for row in grid:
+        for ax in row:
+            if not ax.has_data():
+                ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def _read_back(container: Any, panel: Any, x: str, y: str, series: str, chosen: bool) -> dict[str, Any]:
     """An error-bar artist's data: its marker positions and the half-lengths of its horizontal and vertical bars."""
     data, _, bars = container.lines

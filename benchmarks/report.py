@@ -16,7 +16,8 @@ Writes into ``--out`` (default ``RESULTS_DIR/report``):
 - ``fig2_scatter.png``: the latent scatter of each method's first finished seed, as in the paper's Fig. 2;
 - ``tradeoff.png`` (suites with ``[suite] tradeoff``, or ``--tradeoff-mi`` / ``--tradeoff-prior``): for each
   value of the column axis (data set), MI (``mi_he`` by default, or ``mi``) and AU against -ELBO and, where
-  computed, IW-NLL; every cell but the seed a point with error bars over seeds, one colour and marker per method.
+  computed, IW-NLL; every cell but the seed a point with error bars over seeds, one colour and marker per method;
+- ``curves.png``: every finished cell's validation -ELBO against the training step, a dot at the tested model.
 
 With ``[select]``, each tuned row shows its chosen value beside it, a section lists every selection group's choice
 and why, and an appendix lists every swept value's validation and test metrics. With ``[suite] reference``, an MI
@@ -72,6 +73,7 @@ LAYOUT_TITLES = {
 FIGURES = (("mi", "mi_vs_beta.png", "MI"), ("au", "au_vs_beta.png", "AU"))
 SCATTER_FIGURE = "fig2_scatter.png"
 TRADEOFF_FIGURE = "tradeoff.png"
+CURVES_FIGURE = "curves.png"
 TRADEOFF_DEFAULTS = {"mi": "mi_he", "prior": "optimal"}
 #: A figure of the report: its title, file name and a caption printed under it (or None).
 Figure = tuple[str, str, str | None]
@@ -389,7 +391,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     written, figures = [], []
     if plots:
-        from benchmarks.plots import metric_against_x, scatter_panel, tradeoff_figure
+        from benchmarks.plots import metric_against_x, scatter_panel, tradeoff_figure, validation_curves
 
         x_title = matrix.header(matrix.table["x_axis"]) if matrix.table["x_axis"] else ""
         for metric, name, title in FIGURES:
@@ -402,6 +404,13 @@ def write_report(
             drawn = tradeoff_figure(matrix, out / TRADEOFF_FIGURE, settings["mi"], settings["prior"])
             if drawn:
                 figures.append(_tradeoff_caption(settings, drawn))
+        if validation_curves(matrix, out / CURVES_FIGURE):
+            caption = (
+                "Validation -ELBO (under the run's evaluation test prior) against the training step of every finished "
+                "cell, one colour per β; the dot marks the tested model (the lowest validation -ELBO where the run "
+                'keeps it, train.test_model = "best"; else the last step).'
+            )
+            figures.append(("Validation curves", CURVES_FIGURE, caption))
         written += [out / name for _, name, _ in figures]
     (out / "report.md").write_text(render_markdown(matrix, table, figures))
     (out / "table.csv").write_text(render_csv(matrix, table))

@@ -78,6 +78,7 @@ def cell_record(
     test_priors: dict[str, dict[str, Any]] | None = None,
     scatter: str | None = None,
     valid: dict[str, Any] | None = None,
+    curve: list[dict[str, Any]] | None = None,
     latent_dim: int | None = None,
     examples: dict[str, int] | None = None,
 ) -> dict[str, Any]:
@@ -91,9 +92,11 @@ def cell_record(
     ``vaezoo eval`` (mi, neg_elbo, recon, kl, au, iw_nll, test_prior_variance, ...); ``scatter`` is the path of
     the run's latent scatter relative to the cell directory; ``attempts`` counts the runner's attempts.
 
-    What selection and the report's uncertainty need: ``valid`` is the run's last validation line (metrics.jsonl:
-    ``step``, ``test_prior`` = the run's ``eval.test_prior``, ``metrics``: mi, mi_he, neg_elbo, recon, kl, au, ...,
-    no IW-NLL), ``latent_dim`` the dimension D of z, and ``examples`` the examples each split's metrics averaged
+    What selection and the report's uncertainty need: ``valid`` is the validation line of the tested model
+    (metrics.jsonl: ``step``, ``test_prior`` = the run's ``eval.test_prior``, ``metrics``: mi, mi_he, neg_elbo,
+    recon, kl, au, ..., no IW-NLL; the last line, or the best -ELBO's with ``train.test_model = "best"``, whose step
+    is ``train.tested_step``), ``curve`` every validation line of the run (its metrics.jsonl lines), ``latent_dim``
+    the dimension D of z, and ``examples`` the examples each split's metrics averaged
     over (``{"valid": n, "test": n}``: the split's size capped by ``eval.limit``; None when the runner could not
     load the data to count them).
     """
@@ -110,6 +113,7 @@ def cell_record(
         "test_priors": test_priors or {},
         "scatter": scatter,
         "valid": valid,
+        "curve": curve,
         "latent_dim": latent_dim,
         "examples": examples,
     }

@@ -265,6 +265,7 @@ class CellRunner:
         metrics: dict[str, dict[str, Any]] = dict(previous.get("test_priors", {})) if planned.action == EVALUATE else {}
         train: dict[str, Any] | None = None
         valid: dict[str, Any] | None = None
+        curve: list[dict[str, Any]] | None = None
         latent_dim: int | None = None
         status, stage, error = OK, None, None
         try:
@@ -278,7 +279,9 @@ class CellRunner:
             if results is None:
                 raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
             train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}
-            valid = last_validation(run, results)
+            train["tested_step"] = results.get("tested_step", results["steps"])
+            curve = validation_lines(run)
+            valid = tested_validation(curve, results)
             latent_dim = results["config"]["model"]["latent_dim"]
             if results["test_prior"] in cell.test_priors and results["test_prior"] not in metrics:
                 metrics[results["test_prior"]] = results["metrics"]
@@ -313,6 +316,7 @@ class CellRunner:
             test_priors=metrics,
             scatter=str(scatter.relative_to(directory)) if scatter.exists() else None,
             valid=valid,
+            curve=curve,
             latent_dim=latent_dim,
             examples=planned.examples,
         )
@@ -320,14 +324,21 @@ class CellRunner:
         return record
 
 
-def last_validation(run: Path, results: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's last validation line (metrics.jsonl; the final model's, at the last step): its step, the test
-    prior its -ELBO and KL are under (the run's ``eval.test_prior``) and its metrics; None without one."""
+def validation_lines(run: Path) -> list[dict[str, Any]]:
+    """The run's validation lines (metrics.jsonl) in step order: its validation curve."""
     lines = [line for line in read_json_lines(run / METRICS_NAME) if "valid" in line]
+    return sorted(lines, key=lambda line: line["step"])
+
+
+def tested_validation(lines: list[dict[str, Any]], results: dict[str, Any]) -> dict[str, Any] | None:
+    """The validation line of the tested model among ``lines`` (the last step's, or the best line's with
+    ``train.test_model = "best"``): its step, the test prior its -ELBO and KL are under (the run's
+    ``eval.test_prior``) and its metrics; None without a line."""
     if not lines:
         return None
-    last = max(lines, key=lambda line: line["step"])
-    return {"step": last["step"], "test_prior": results["config"]["eval"]["test_prior"], "metrics": last["valid"]}
+    tested = results.get("tested_step", results["steps"])
+    line = next((line for line in lines if line["step"] == tested), lines[-1])
+    return {"step": line["step"], "test_prior": results["config"]["eval"]["test_prior"], "metrics": line["valid"]}
 
 
 def record_skip(out: Path, planned: Planned) -> dict[str, Any]:

@@ -285,15 +285,19 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(matrix):
         for metrics in cells[cell]["test_priors"].values():
             assert {"mi", "neg_elbo", "recon", "kl", "au", "iw_nll", "test_prior_variance"} <= set(metrics)
         assert (out / "cells" / cell / cells[cell]["scatter"]).is_file()
+        run_lines = (out / "cells" / cell / "run" / "metrics.jsonl").read_text().splitlines()
+        assert cells[cell]["curve"] == [json.loads(line) for line in run_lines], "the whole validation curve"
+        assert cells[cell]["valid"]["metrics"] == cells[cell]["curve"][-1]["valid"], "the tested (last) model's"
     skipped = cells["case=bad-beta"]
     assert skipped["status"] == "skipped" and "beta" in skipped["reason"] and ">= 0" in skipped["reason"]
     assert not (out / "cells" / "case=bad-beta" / "run").exists(), "a skipped cell never runs"
     assert cells["case=s0"]["test_priors"]["standard"]["test_prior_variance"] == 1.0
 
     report = out.parent / "report"
-    write_report(out, report, plots=False)
+    written = {path.name for path in write_report(out, report)}
     text = (report / "report.md").read_text()
     assert "| case=bad-device | failed | train |" in text and "| case=bad-beta | skipped |" in text
+    assert "curves.png" in written and "![Validation curves](curves.png)" in text
 
 
 @pytest.mark.slow

@@ -92,7 +92,7 @@ def metric_value(record: Mapping[str, Any], prior: str, metric: str) -> float | 
 
 
 def valid_metric(record: Mapping[str, Any] | None, metric: str) -> float | None:
-    """``metric`` of a finished cell's last validation line (``cell.json`` ``valid``), or None."""
+    """``metric`` of a finished cell's validation line of the tested model (``cell.json`` ``valid``), or None."""
     if record is None or record["status"] != OK:
         return None
     value = ((record.get("valid") or {}).get("metrics") or {}).get(metric)

@@ -252,7 +252,8 @@ def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> b
         ax.set_title(", ".join(part for part in key if part), fontsize="small")
         ax.set_xlabel("training step")
         ax.set_ylabel(f"valid {TABLE_TITLES.get(metric, metric)}")
-        ax.legend(fontsize="x-small")
+        if labelled and x_axis:
+            ax.legend(fontsize="x-small")
     for row in grid:
         for ax in row:
             if not ax.has_data():

@@ -268,8 +268,8 @@ def _rule_text(matrix: Matrix, index: int, rule: dict[str, Any]) -> str:
     text = (
         f"{tuned}, tuned for the cells with {where or 'any values'}: every value runs on the first "
         f"{rule['sweep_seeds']} seed(s) (phase 1); each row takes the value with the {superlative} validation "
-        f"{METRIC_TITLES.get(rule['metric'], rule['metric'])} (the last validation line of the run, mean over those "
-        "seeds)"
+        f"{METRIC_TITLES.get(rule['metric'], rule['metric'])} (the validation line of the tested model: the last, or "
+        "the best -ELBO's with train.test_model = best; mean over those seeds)"
     )
     within = rule.get("within")
     if within:

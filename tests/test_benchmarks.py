@@ -478,12 +478,16 @@ def test_the_table_suites_tune_delta_on_validation_mi_as_the_paper_did(name):
         assert {c.axes["train.seed"] for c in cells} == {0, 1, 2}, f"{profile}: three seeds"
         vae = {c.axes["regularizer.beta"] for c in cells if c.axes["method"] == "β-VAE"}
         nc = {c.axes["regularizer.beta"] for c in cells if c.axes["method"].startswith("NC-VAE")}
-        assert {0.2, 0.5} <= vae and not {0.2, 0.5} & nc, "β < 1 for β-VAE only"
+        assert ({0.2, 0.5} if profile == "paper" else {0.2}) <= vae and not {0.2, 0.5} & nc, "β < 1 for β-VAE only"
         for cell in cells:
             tuned = "regularizer.delta" in cell.axes
             assert tuned == cell.axes["method"].startswith("NC-VAE")
             assert ("delta" in cell.raw["regularizer"]) == tuned, "δ is set only where it is tuned"
             assert cell.phase == (None if not tuned else 1 if cell.axes["train.seed"] == 0 else 2)
+        if profile == "cpu":  # trained until the validation -ELBO stops improving, tested on the whole split
+            for cell in cells:
+                assert cell.raw["train"]["test_model"] == "best" and cell.raw["callbacks"]["early_stop"]["patience"]
+                assert cell.raw["eval"].get("limit") is None
         document = matrix_document(suite, chosen, cells)
         groups = document["selection"]["groups"]
         assert all(len(g["candidates"]) == len(deltas) and not g["reference"] for g in groups)

@@ -203,6 +203,9 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
     reference = spec.get("reference")
     if reference and any(m in MI_METRICS for m in columns):
         notes.append(_distinguishable_note(matrix, comparisons))
+    examples = _examples_note(matrix)
+    if examples:
+        notes.append(examples)
     if notes:
         out += ["", *notes]
     if figures:
@@ -255,6 +258,33 @@ def _distinguishable_note(matrix: Matrix, comparisons: Sequence[Comparison]) -> 
             "seeds (or their reference) are not marked."
         )
     return text
+
+
+def _examples_note(matrix: Matrix) -> str | None:
+    """How many test examples the finished cells' figures average over, and IW-NLL's, with its standard error over
+    those examples, where it used fewer (``eval.iw_limit``); None without any finished cell that says."""
+    tests, iw, errors = set(), set(), []
+    for record in matrix.records.values():
+        if record is None or record["status"] != OK or not record.get("examples"):
+            continue
+        tests.add(record["examples"]["test"])
+        for metrics in record["test_priors"].values():
+            if "iw_examples" in metrics:
+                iw.add(int(metrics["iw_examples"]))
+                errors.append(float(metrics["iw_nll_se"]))
+    if not tests:
+        return None
+    note = f"- Test figures average over {_counts(tests)} test examples per cell"
+    if iw and iw != tests:
+        note += (
+            f"; IW-NLL over {_counts(iw)} of them, spread evenly over the split, with a standard error over those "
+            f"examples of {min(errors):.2f} to {max(errors):.2f} nats per cell"
+        )
+    return note + "."
+
+
+def _counts(values: set[int]) -> str:
+    return " or ".join(f"{v:,}" for v in sorted(values))
 
 
 def _rule_text(matrix: Matrix, index: int, rule: dict[str, Any]) -> str:

@@ -418,6 +418,18 @@ def test_the_report_shows_the_chosen_value_beside_each_row_and_every_swept_value
     assert [r["chosen_regularizer.delta"] for r in rows] == ["–", "1.0", "1.0", "–", "3.0", "3.0"]
 
 
+def test_the_report_says_how_many_test_examples_the_figures_and_iw_nll_average_over(tmp_path):
+    def metrics(axes: dict) -> dict:
+        return figures(0.1, 100.0, iw_examples=100, iw_nll_se=0.5 + axes["train.seed"])
+
+    write_report(write_results(tmp_path, SUITE, metrics), tmp_path / "report", plots=False)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        "- Test figures average over 1,000 test examples per cell; IW-NLL over 100 of them, spread evenly over the "
+        "split, with a standard error over those examples of 0.50 to 1.50 nats per cell."
+    ) in text
+
+
 def test_a_row_waiting_for_its_sweep_reads_pending(tmp_path):
     def metrics(axes: dict) -> dict | None:
         return None if axes.get("regularizer.delta") == 3.0 else figures(0.1, 100.0)

@@ -361,8 +361,9 @@ def _check_same_model_input(config: RunConfig, changed: RunConfig, plugins: Plug
 
 
 def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
-    """Evaluate a run's latest checkpoint on one split under one or several test priors; ``--set data.PARAM``
-    (the data source's ``evaluation_params``, e.g. ``data.test_file``) evaluates on other data of the same form."""
+    """Evaluate a run's tested model (its latest checkpoint, or best.pt with ``train.test_model = "best"``) on one
+    split under one or several test priors; ``--set data.PARAM`` (the data source's ``evaluation_params``, e.g.
+    ``data.test_file``) evaluates on other data of the same form."""
     from vaezoo.evaluation import evaluate_split_priors
     from vaezoo.session import load_trained, resolve_data_dir
     from vaezoo.test_priors import check_test_prior

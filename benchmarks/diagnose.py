@@ -8,7 +8,8 @@ Each RUN_DIR is a finished or interrupted run (a suite's ``cells/ID/run``); its 
 ``train.test_model = "best"``). Prints one JSON line per run with ``--json``, else a markdown table. The figures
 (docs/maths.md section 5 defines KL, AU and MI):
 
-- ``kl_dims``: E_x KL(q(z_d|x) || N(0, 1)) per dimension d; ``kl`` their sum;
+- ``kl_dims``: E_x KL(q(z_d|x) || N(0, s²)) per dimension d, against the run's test prior N(0, s² I)
+  (``eval.test_prior``; ``prior_variance`` is s², 1 where that prior is not isotropic); ``kl`` their sum;
 - ``var_mean_dims``: Var_x E[z_d|x], the statistic AU thresholds (``au``: dims above ``eval.au_threshold``);
 - ``var_log_scale_dims``: Var_x log sigma_d(x), how much the posterior's width moves with x; ``mean_scale_dims``:
   E_x sigma_d(x);
@@ -45,19 +46,28 @@ from vaezoo.plugins import load_plugins
 from vaezoo.precision import autocast
 from vaezoo.rundir import RunDirectory
 from vaezoo.session import Session, load_trained, resolve_data_dir
+from vaezoo.test_priors import resolve_test_prior
 
 
 def posterior_statistics(
-    means: Tensor, scales: Tensor, groups: Sequence[Tensor], lengths: Tensor | None = None, au_threshold: float = 0.01
+    means: Tensor,
+    scales: Tensor,
+    groups: Sequence[Tensor],
+    lengths: Tensor | None = None,
+    au_threshold: float = 0.01,
+    prior_variance: float = 1.0,
 ) -> dict[str, Any]:
     """The per-dimension figures and the MI decomposition of diagonal Gaussian posteriors N(means, scales^2)
-    (``'n d'`` each) against N(0, I); He et al.'s MI over ``groups`` (index tensors); correlations with ``lengths``
-    (``'n'``) when given. Draws from torch's global RNG (the MI estimates)."""
+    (``'n d'`` each) against N(0, prior_variance I); He et al.'s MI over ``groups`` (index tensors); correlations
+    with ``lengths`` (``'n'``) when given. Draws from torch's global RNG (the MI estimates)."""
     means, scales = means.double(), scales.double()
-    kl_dims = 0.5 * (means.square() + scales.square() - 1 - 2 * scales.log()).mean(dim=0)
+    # KL(N(m, s^2) || N(0, v)) per dim, in closed form (torch's kl_divergence sums no dims apart)
+    ratio = (means.square() + scales.square()) / prior_variance
+    kl_dims = 0.5 * (ratio - 1 - 2 * scales.log() + math.log(prior_variance)).mean(dim=0)
     var_mean = means.var(dim=0)
     figures: dict[str, Any] = {
         "examples": means.shape[0],
+        "prior_variance": prior_variance,
         "kl": kl_dims.sum().item(),
         "au": int((var_mean > au_threshold).sum()),
         "kl_dims": kl_dims.tolist(),
@@ -104,7 +114,8 @@ def diagnose(session: Session, split: str = "test") -> dict[str, Any]:
         mean, scale = torch.cat(means), torch.cat(scales)
         length = torch.cat(lengths) if tokens else None
         groups = he_groups(len(mean), config.eval.mi_he_batch or (32 if tokens else 50), length)
-        figures = posterior_statistics(mean, scale, groups, length, config.eval.au_threshold)
+        variance = resolve_test_prior(session, config.eval.test_prior).variance
+        figures = posterior_statistics(mean, scale, groups, length, config.eval.au_threshold, variance or 1.0)
         if noise_means:
             figures["noise"] = _noise_figures(mean, scale, torch.cat(noise_means), torch.cat(noise_scales), K)
     figures["split"] = split

@@ -45,9 +45,12 @@ def test_information_in_the_means_alone_shows_in_the_mean_part_and_the_active_un
     assert stats["au"] == D and stats["mi_he"] > 5 * floor
     assert stats["mi_he_means"] == pytest.approx(stats["mi_he"], abs=floor) and abs(stats["mi_he_scales"]) < 2 * floor
     assert "length_corr_log_scale" not in stats and max(stats["var_log_scale_dims"]) == pytest.approx(0.0, abs=1e-12)
-    expected = kl_divergence(Independent(Normal(means, scales), 1), Independent(Normal(0.0, torch.ones(D)), 1))
-    assert stats["kl"] == pytest.approx(expected.mean().item(), rel=1e-6)
-    assert sum(stats["kl_dims"]) == pytest.approx(stats["kl"], rel=1e-9)
+    for variance in (1.0, 1.9):
+        stats = posterior_statistics(means, scales, _groups(), prior_variance=variance)
+        prior = Independent(Normal(0.0, torch.full((D,), variance**0.5)), 1)
+        expected = kl_divergence(Independent(Normal(means, scales), 1), prior)
+        assert stats["kl"] == pytest.approx(expected.mean().item(), rel=1e-6)
+        assert sum(stats["kl_dims"]) == pytest.approx(stats["kl"], rel=1e-9)
 
 
 @pytest.mark.slow

@@ -217,7 +217,8 @@ def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> b
     """Every finished cell's validation ``metric`` against the training step (cell.json ``curve``): one subplot per
     column-axis value (data set) and series (method), one colour per value of the x axis (β), a dot at the step of
     the tested model (the best validation -ELBO's under ``train.test_model = "best"``, else the last); cells
-    differing only in seed or a swept value share the colour. False (and nothing written) without any curve."""
+    differing only in seed or a swept value share the colour. The y range is that of the values after the first
+    fifth of each run. False (and nothing written) without any curve."""
     x_axis, column = matrix.table["x_axis"], matrix.table["column_axis"]
     skip = [a for a in (x_axis, column) if a]
     panels: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = {}
@@ -236,11 +237,13 @@ def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> b
     for key, cells in panels.items():
         ax = grid[places[key]]
         labelled = set()
+        late: list[float] = []  # the values after the first fifth of training, which set the y range
         for x_value, record in cells:
             curve = [(line["step"], line["valid"].get(metric)) for line in record["curve"]]
             curve = [(step, value) for step, value in curve if isinstance(value, int | float)]
             if not curve:
                 continue
+            late += [value for step, value in curve if step >= 0.2 * curve[-1][0]]
             colour = colour_of.get(canonical(x_value), "C0")
             label = matrix.describe(x_axis, x_value) if x_axis and canonical(x_value) not in labelled else None
             labelled.add(canonical(x_value))
@@ -249,6 +252,9 @@ def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> b
             tested = dict(curve).get((record.get("train") or {}).get("tested_step"))
             if tested is not None:
                 ax.plot([record["train"]["tested_step"]], [tested], "o", color=colour, markersize=3)
+        if late:  # the first steps' values are far larger and would flatten where the runs settle
+            low, high = min(late), max(late)
+            ax.set_ylim(low - 0.05 * (high - low or 1), high + 0.05 * (high - low or 1))
         ax.set_title(", ".join(part for part in key if part), fontsize="small")
         ax.set_xlabel("training step")
         ax.set_ylabel(f"valid {TABLE_TITLES.get(metric, metric)}")

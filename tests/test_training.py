@@ -49,7 +49,9 @@ def test_run_directory_contents(registry, tmp_path):
         assert {"neg_elbo", "recon", "kl", "mi", "au"} <= set(line["valid"])
         assert line["train"]["loss"] == pytest.approx(line["train"]["recon"] + line["train"]["beta_kl"], rel=1e-6)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["steps"] == 40 and saved["seed"] == 0 and saved["versions"]["torch"] == torch.__version__
+    assert saved["steps"] == saved["tested_step"] == 40 and saved["seed"] == 0
+    assert saved["versions"]["torch"] == torch.__version__ and saved["examples"] == {"test": 256}
+    assert saved["metrics"]["iw_examples"] == 256, "IW-NLL over every test example without eval.iw_limit"
     assert saved["metrics"] == results["metrics"]
     assert saved["metrics"]["iw_nll"] <= saved["metrics"]["neg_elbo"] + 1.0  # IW bound is the tighter one
     assert resolve(merge_raw(json.loads((tmp_path / "config.json").read_text())), registry) == config

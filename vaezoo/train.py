@@ -386,6 +386,7 @@ class Trainer:
             "test_prior": cfg.eval.test_prior,
             "steps": self.step,
             "tested_step": self.step if tested_step is None else tested_step,
+            "examples": {"test": session.evaluation_size("test")},
             "seed": cfg.train.seed,
             "wall_time_s": round(self.wall_time, 3),
             "versions": _versions(),

@@ -1,0 +1,141 @@
+"""Where a suite's run stands: every cell's state, read from its results directory while the runner works.
+
+    python -m benchmarks.status OUT [--watch SECONDS]
+
+A cell is ``ok``, ``failed`` or ``skipped`` once its attempt has ended (its ``cell.json``); ``running`` while a
+process holds its run directory (the holder the run's lock file names: process, host and since when; with the
+training step reached, from ``metrics.jsonl``); ``stopped`` when its run has a checkpoint but nothing runs it
+(an interrupted attempt, which the runner resumes); ``pending`` before it started. Phase-2 cells of a selection
+group that has not chosen yet are counted as ``waiting``. A progress bar counts the cells that ended. Reading
+takes no lock, so it never disturbs a run: a holder is known from the lock file's text, which a run clears when it
+lets go; one killed outright leaves its text behind, and is told apart by its process no longer existing (on this
+host; a holder on another host is taken at its word).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from benchmarks.aggregate import WAITING, Matrix, load_matrix
+from benchmarks.args import Parser
+from benchmarks.results import FAILED, OK, PENDING, RUN_DIR, SKIPPED, cell_dir, read_json
+from vaezoo.checkpoint import CHECKPOINT_NAME
+from vaezoo.errors import UsageError
+from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, read_json_lines
+
+RUNNING, STOPPED, WAITING_STATE = "running", "stopped", "waiting"
+STATES = (OK, FAILED, SKIPPED, RUNNING, STOPPED, PENDING, WAITING_STATE)
+
+
+def lock_holder(run: Path) -> str | None:
+    """Who holds the run directory's lock by its lock file ("process N on HOST (ACTIVITY since T)"), or None when
+    nobody does: no text, or the text of a process of this host that no longer exists."""
+    try:
+        text = (run / LOCK_NAME).read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not text:
+        return None
+    words = text.split()
+    if len(words) >= 4 and words[0] == "process" and words[2] == "on" and words[3] == socket.gethostname():
+        try:
+            os.kill(int(words[1]), 0)
+        except ProcessLookupError:
+            return None
+        except (PermissionError, ValueError):
+            pass
+    return text
+
+
+def _progress(run: Path) -> str:
+    """The training step the run reached (its last validation line) of its configured steps, when known."""
+    lines = [line for line in read_json_lines(run / METRICS_NAME) if "step" in line] if run.is_dir() else []
+    step = max((line["step"] for line in lines), default=0)
+    total = ((read_json(run / CONFIG_NAME) or {}).get("train") or {}).get("steps")
+    return f"step {step}" + (f" of {total}" if total else "")
+
+
+def cell_state(out: Path, cell_id: str, record: dict[str, Any] | None) -> tuple[str, str]:
+    """A cell's state (one of :data:`STATES` but waiting) and a note on it (error line, holder and step, ...)."""
+    run = cell_dir(out, cell_id) / RUN_DIR
+    holder = lock_holder(run) if run.is_dir() else None
+    if holder is not None and (record is None or record["status"] != OK):
+        return RUNNING, f"{_progress(run)}; {holder}"
+    if record is not None:
+        if record["status"] == FAILED:
+            last = (record.get("error") or "").strip().splitlines()[-1:] or [""]
+            return FAILED, f"{record.get('stage') or ''}: {last[0]}"
+        if record["status"] == SKIPPED:
+            return SKIPPED, record.get("reason") or ""
+        return record["status"], f"{record.get('wall_time_s') or 0:.0f} s"
+    if (run / CHECKPOINT_NAME).is_file():
+        return STOPPED, f"{_progress(run)}; resumed by the next run of the suite"
+    return PENDING, ""
+
+
+def status_lines(matrix: Matrix) -> tuple[list[str], Counter[str], int]:
+    """The report's lines (a summary, a progress bar, then one line per cell and per waiting group), the count of
+    cells in each state, and the number of cells that ended."""
+    out = matrix.root
+    counts: Counter[str] = Counter()
+    rows = []
+    for cell in matrix.planned_cells():
+        state, note = cell_state(out, cell["id"], matrix.records.get(cell["id"]))
+        counts[state] += 1
+        rows.append((state, cell["id"], note))
+    for choice in matrix.choices.values():
+        if choice.state == WAITING:
+            phase2 = len(choice.group["candidates"][0]["phase2"])
+            counts[WAITING_STATE] += phase2
+            rows.append((WAITING_STATE, choice.group["id"], f"{phase2} phase-2 cell(s) once its sweep has ended"))
+    total = sum(counts.values())
+    ended = counts[OK] + counts[FAILED] + counts[SKIPPED]
+    profile = matrix.document.get("profile") or "none"
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+    lines = [
+        f"{matrix.document['suite']} (profile {profile}) in {out}: {total} cells; {summary}",
+        tqdm.format_meter(ended, total, elapsed=0, ncols=80, prefix="ended").split("[")[0].rstrip(),
+    ]
+    width = max((len(cell_id) for _, cell_id, _ in rows), default=0)
+    lines += [f"{state:<8} {cell_id:<{width}}  {note}".rstrip() for state, cell_id, note in rows]
+    return lines, counts, ended
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog="python -m benchmarks.status", description="Each cell's state in a suite's results.")
+    parser.add_argument("out", type=Path, metavar="OUT", help="the results directory (the runner's --out)")
+    parser.add_argument("--watch", type=float, metavar="SECONDS", help="show it again every SECONDS until all ended")
+    args = parser.parse_args(argv)
+    if args.watch is not None and not args.watch > 0:
+        parser.error(f"--watch must be a positive number of seconds, got {args.watch:g}")
+    try:
+        while True:
+            lines, counts, ended = status_lines(load_matrix(args.out))
+            if args.watch is not None and sys.stdout.isatty():
+                print("\033[2J\033[H", end="")  # clear the terminal between views
+            print("\n".join(lines), flush=True)
+            if args.watch is None or ended == sum(counts.values()):
+                return 1 if counts[FAILED] else 0
+            time.sleep(args.watch)
+            print()
+    except UsageError as error:
+        print(f"python -m benchmarks.status: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (``| head``)
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

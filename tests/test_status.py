@@ -1,0 +1,76 @@
+"""benchmarks.status: each cell's state read from a results directory while a suite runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.aggregate import load_matrix
+from benchmarks.status import status_lines
+from tests.conftest import REPO
+from tests.test_selection import SUITE, figures, write_results
+
+HOLDER = f"process {os.getpid()} on {socket.gethostname()} (training since 2026-12-02T17:00:00+00:00)"
+
+
+def _results(tmp_path):
+    """β-VAE on both seeds (β 1 seed 1 failed), NC-VAE β 0.5's sweep and its chosen δ on seed 1 finished,
+    NC-VAE β 1's sweep: δ 0.1 running, δ 0.3 stopped by a killed process, δ 1 and 3 not started."""
+
+    def metrics(axes):
+        if axes["method"] == "NC-VAE" and axes["regularizer.beta"] == 1.0:
+            return None
+        return figures(0.2 + axes.get("regularizer.delta", 0), 100.0)
+
+    def status(axes):
+        failing = axes["method"] == "β-VAE" and axes["regularizer.beta"] == 1.0 and axes["train.seed"] == 1
+        return "failed" if failing else "ok"
+
+    out = write_results(tmp_path, SUITE, metrics, status=status)
+    running = out / "cells" / "beta=1.0_method=ncvae_delta=0.1_seed=0" / "run"
+    running.mkdir(parents=True)
+    (running / ".lock").write_text(HOLDER + "\n")
+    (running / "config.json").write_text(json.dumps({"train": {"steps": 40}}))
+    (running / "metrics.jsonl").write_text(json.dumps({"step": 20, "valid": {}}) + "\n")
+    stopped = out / "cells" / "beta=1.0_method=ncvae_delta=0.3_seed=0" / "run"
+    stopped.mkdir(parents=True)
+    (stopped / "checkpoint.pt").write_bytes(b"")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (stopped / ".lock").write_text(f"process {ended.stdout.strip()} on {socket.gethostname()} (training since x)\n")
+    return out
+
+
+def test_every_cell_state_is_read_from_the_results_without_taking_a_lock(tmp_path):
+    out = _results(tmp_path)
+    lines, counts, ended = status_lines(load_matrix(out))
+    assert dict(counts) == {"ok": 8, "failed": 1, "running": 1, "stopped": 1, "pending": 2, "waiting": 1}
+    assert ended == 9
+    assert lines[0].endswith("14 cells; 8 ok, 1 failed, 1 running, 1 stopped, 2 pending, 1 waiting")
+    assert "9/14" in lines[1]
+    by_cell = {line.split()[1]: line for line in lines[2:]}
+    assert by_cell["beta=1.0_method=ncvae_delta=0.1_seed=0"].endswith(f"step 20 of 40; {HOLDER}")
+    assert by_cell["beta=1.0_method=ncvae_delta=0.3_seed=0"].startswith("stopped ")
+    failed = by_cell["beta=1.0_method=vae_seed=1"]
+    assert failed.startswith("failed") and failed.endswith("train: vaezoo: error: loss became nan")
+    waiting = by_cell["beta=1.0_method=ncvae"]
+    assert waiting.startswith("waiting") and "1 phase-2 cell(s)" in waiting
+    pending = {cell for cell, line in by_cell.items() if line.startswith("pending")}
+    assert pending == {"beta=1.0_method=ncvae_delta=1.0_seed=0", "beta=1.0_method=ncvae_delta=3.0_seed=0"}
+    assert by_cell["beta=0.5_method=ncvae_delta=3.0_seed=1"].startswith("ok"), "the chosen δ on the other seed"
+
+
+@pytest.mark.slow
+def test_the_status_command_exits_1_with_a_failed_cell_and_2_without_results(tmp_path):
+    out = _results(tmp_path)
+    command = [sys.executable, "-m", "benchmarks.status"]
+    shown = subprocess.run([*command, str(out)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert shown.returncode == 1 and "1 running" in shown.stdout and not shown.stderr
+    missing = subprocess.run([*command, str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert missing.returncode == 2 and "holds no matrix.json" in missing.stderr and "Traceback" not in missing.stderr
+    bad = subprocess.run([*command, str(out), "--watch", "0"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert bad.returncode == 2 and "--watch must be a positive number of seconds, got 0" in bad.stderr

@@ -493,9 +493,17 @@ def test_a_two_phase_run_resumes_in_either_phase_and_runs_the_chosen_value_on_th
     finished = cell_dir(out, sweep[0]) / CELL_NAME
     mtime = finished.stat().st_mtime_ns
 
-    # The whole command, interrupted (SIGINT, as Ctrl-C) once phase 2 has started.
+    # The whole command, interrupted (SIGINT, as Ctrl-C) once phase 2 has started. SIGINT is set back to its default
+    # in the child: a shell starts background commands with it ignored, and the child would inherit that.
     command = [sys.executable, "-m", "benchmarks.run", str(suite), "--out", str(out)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     phase2 = None
     deadline = time.monotonic() + 240
     while phase2 is None and process.poll() is None and time.monotonic() < deadline:

@@ -148,8 +148,8 @@ def load_trained(
         raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_NAME})")
     config = resolve(merge_raw(directory.current_raw(), overrides or {}), registry)
     session = open_session(config, registry, data_dir)
-    session.model.load_state_dict(load_checkpoint(directory.file(CHECKPOINT_NAME))["model"])
-    load_tested_model(session.model, directory, config)
+    if load_tested_model(session.model, directory, config) is None:  # best.pt's weights, else the latest's
+        session.model.load_state_dict(load_checkpoint(directory.file(CHECKPOINT_NAME))["model"])
     return session
 
 

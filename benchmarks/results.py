@@ -7,6 +7,7 @@ RESULTS_DIR/
     config-in.json       the cell's merged raw vaezoo config (what ``vaezoo run --config`` receives)
     run/                 the vaezoo run directory (config.json, metrics.jsonl, checkpoint.pt, results.json, ...)
     log.txt              every child command of the cell and its output, appended across attempts
+    job.json             the job of the latest attempt: executor, job id, when submitted and ended
     cell.json            the cell's outcome (see :func:`cell_record`)
 ```
 
@@ -28,6 +29,7 @@ CELL_NAME = "cell.json"
 CONFIG_IN_NAME = "config-in.json"
 RUN_DIR = "run"
 LOG_NAME = "log.txt"
+JOB_NAME = "job.json"
 
 OK, FAILED, SKIPPED, PENDING = "ok", "failed", "skipped", "pending"
 
@@ -81,6 +83,7 @@ def cell_record(
     curve: list[dict[str, Any]] | None = None,
     latent_dim: int | None = None,
     examples: dict[str, int] | None = None,
+    job: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The contents of ``cell.json``.
 
@@ -98,7 +101,8 @@ def cell_record(
     is ``train.tested_step``), ``curve`` every validation line of the run (its metrics.jsonl lines), ``latent_dim``
     the dimension D of z, and ``examples`` the examples each split's metrics averaged
     over (``{"valid": n, "test": n}``: the split's size capped by ``eval.limit``; None when the runner could not
-    load the data to count them).
+    load the data to count them). ``job`` is the job that ran the attempt (its ``job.json``: executor, id,
+    submitted), or None.
     """
     return {
         "id": cell_id,
@@ -116,4 +120,5 @@ def cell_record(
         "curve": curve,
         "latent_dim": latent_dim,
         "examples": examples,
+        "job": job,
     }

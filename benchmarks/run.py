@@ -41,26 +41,35 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
-import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from benchmarks.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, selection_records
 from benchmarks.args import Parser
+from benchmarks.cell_job import (
+    DONE,
+    ERROR_TAIL_LINES,
+    EVALUATE,
+    RESUME,
+    SKIP,
+    STOP_GRACE_S,
+    TRAIN,
+    CellJob,
+    Planned,
+    note_job,
+    stage_of,
+)
+from benchmarks.executors import DEFAULT, Context, Executor, Submission, make_executor
 from benchmarks.results import (
     CELL_NAME,
     CONFIG_IN_NAME,
     FAILED,
-    LOG_NAME,
+    JOB_NAME,
     MATRIX_NAME,
     OK,
     RUN_DIR,
@@ -70,6 +79,7 @@ from benchmarks.results import (
     read_json,
     write_json,
 )
+from benchmarks.status import lock_holder
 from benchmarks.suite import (
     Cell,
     choose_profile,
@@ -82,41 +92,10 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator
-from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
-from vaezoo.rundir import METRICS_NAME, RESULTS_NAME, SCATTER_NAME, read_json_lines
 
-# What the runner does with a cell: nothing (finished), record it as invalid, evaluate a finished run again,
-# continue a run from its checkpoint, or train from scratch.
-DONE, SKIP, EVALUATE, RESUME, TRAIN = "done", "skip", "evaluate", "resume", "train"
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).
 WAIT = "wait"
-ERROR_TAIL_LINES = 20
-INTERRUPTED_CODES = (130, -signal.SIGINT)
-
-
-@attrs.frozen
-class Planned:
-    """A cell, what the runner will do with it, why it is skipped (if so), its previous cell.json, and the examples
-    its evaluations will average over (``{"valid": n, "test": n}``, recorded in its cell.json)."""
-
-    cell: Cell
-    action: str
-    reason: str | None
-    previous: dict[str, Any] | None
-    examples: dict[str, int] | None = None
-
-
-class Interrupted(Exception):
-    """The runner is stopping; the cell stays pending."""
-
-
-class StageFailed(Exception):
-    """A child process of a cell failed; ``stage`` names it, the message holds its output's tail."""
-
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(message)
-        self.stage = stage
 
 
 def _comparable(raw: dict[str, Any]) -> Any:
@@ -147,12 +126,8 @@ def plan_cell(cell: Cell, out: Path, validator: Validator) -> Planned:
     if previous is not None and previous["status"] == OK and all(p in have for p in cell.test_priors):
         return Planned(cell, DONE, None, previous)
     # A run that has started passed these checks before; only fresh cells are validated.
-    run, reason = directory / RUN_DIR, None
-    if (run / RESULTS_NAME).exists():
-        action = EVALUATE
-    elif (run / CHECKPOINT_NAME).exists():
-        action = RESUME
-    else:
+    action, reason = stage_of(directory / RUN_DIR), None
+    if action is None:
         reason = validator.skip_reason(cell.raw)
         action = TRAIN if reason is None else SKIP
     examples = None if action == SKIP else validator.evaluated_examples(cell.raw)
@@ -198,149 +173,6 @@ class PhaseTwo:
         return text + (f" -> {len(cells)} phase-2 cell(s)" if choice.state == CHOSEN else "")
 
 
-def _failure(headline: str, output: str) -> str:
-    """The error text of a failed child: a headline, then the tail of its output."""
-    return "\n".join([headline, *output.strip().splitlines()[-ERROR_TAIL_LINES:]])
-
-
-class CellRunner:
-    """Runs cells through vaezoo's command line; thread-safe, one instance per matrix run."""
-
-    def __init__(self, out: Path, data_dir: Path | None, threads: int, timeout: float | None) -> None:
-        self.out, self.data_dir, self.timeout = out, data_dir, timeout
-        self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        self.stopping = threading.Event()
-        self._live: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
-
-    # -- child processes --------------------------------------------------------------------------
-    def _vaezoo(self, stage: str, log: Path, *args: str) -> str:
-        """Run ``python -m vaezoo.cli ARGS``, append it and its output to ``log``, return its stdout."""
-        if self.stopping.is_set():
-            raise Interrupted
-        command = [sys.executable, "-m", "vaezoo.cli", *args]
-        if self.data_dir is not None:
-            command += ["--data-dir", str(self.data_dir)]
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
-        )
-        with self._lock:
-            self._live.add(process)
-        try:
-            stdout, stderr = process.communicate(timeout=self.timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            process.kill()
-            stdout, stderr = process.communicate()
-            timed_out = True
-        finally:
-            with self._lock:
-                self._live.discard(process)
-        with log.open("a") as handle:
-            handle.write(f"$ {' '.join(command)}\n{stdout}{stderr}[exit {process.returncode}]\n\n")
-        if timed_out:
-            raise StageFailed(stage, _failure(f"timed out after {self.timeout:g} s (killed)", stderr or stdout))
-        if process.returncode in INTERRUPTED_CODES or self.stopping.is_set():
-            raise Interrupted
-        if process.returncode != 0:
-            raise StageFailed(stage, _failure(f"exit status {process.returncode}", stderr or stdout))
-        return stdout
-
-    def stop(self) -> None:
-        """Stop starting children and interrupt the running ones (they keep their last checkpoint)."""
-        self.stopping.set()
-        with self._lock:
-            for process in self._live:
-                process.send_signal(signal.SIGINT)
-
-    # -- one cell ---------------------------------------------------------------------------------
-    def run(self, planned: Planned) -> dict[str, Any] | None:
-        """Carry out ``planned`` (not DONE or SKIP); the cell.json written, or None when interrupted."""
-        cell, previous = planned.cell, planned.previous or {}
-        directory = cell_dir(self.out, cell.id)
-        run, log = directory / RUN_DIR, directory / LOG_NAME
-        write_json(directory / CONFIG_IN_NAME, cell.raw)
-        started = time.perf_counter()
-        # Evaluations of a run that is not retrained stay valid; a retrained run is evaluated afresh.
-        metrics: dict[str, dict[str, Any]] = dict(previous.get("test_priors", {})) if planned.action == EVALUATE else {}
-        train: dict[str, Any] | None = None
-        valid: dict[str, Any] | None = None
-        curve: list[dict[str, Any]] | None = None
-        latent_dim: int | None = None
-        status, stage, error = OK, None, None
-        try:
-            if planned.action == TRAIN:
-                config = str(directory / CONFIG_IN_NAME)
-                # a run directory without a checkpoint holds nothing trained: start it afresh over what it left
-                self._vaezoo("train", log, "run", "--config", config, "--out", str(run), "--overwrite", "--no-progress")
-            elif planned.action == RESUME:
-                self._vaezoo("resume", log, "run", "--resume", str(run), "--no-progress")
-            results = read_json(run / RESULTS_NAME)
-            if results is None:
-                raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
-            train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}
-            train["tested_step"] = results.get("tested_step", results["steps"])
-            curve = validation_lines(run)
-            valid = tested_validation(curve, results)
-            latent_dim = results["config"]["model"]["latent_dim"]
-            if results["test_prior"] in cell.test_priors and results["test_prior"] not in metrics:
-                metrics[results["test_prior"]] = results["metrics"]
-            missing = ",".join(prior for prior in cell.test_priors if prior not in metrics)
-            if missing:  # all in one pass: the decoder's IW-NLL work is shared by the priors
-                stdout = self._vaezoo(f"eval:{missing}", log, "eval", str(run), "--test-prior", missing, "--json")
-                for line in stdout.strip().splitlines():
-                    if line.startswith("{"):
-                        evaluated = json.loads(line)
-                        metrics[evaluated["test_prior"]] = {
-                            k: v for k, v in evaluated.items() if k not in ("split", "test_prior")
-                        }
-                unanswered = [prior for prior in cell.test_priors if prior not in metrics]
-                if unanswered:
-                    raise StageFailed(f"eval:{missing}", f"vaezoo eval printed no metrics for {', '.join(unanswered)}")
-        except Interrupted:
-            return None
-        except StageFailed as failure:
-            status, stage, error = FAILED, failure.stage, str(failure)
-        except Exception:  # a bug of the runner must not take the other cells down
-            status, stage, error = FAILED, "runner", _failure("error in the runner", traceback.format_exc())
-        scatter = run / SCATTER_NAME
-        record = cell_record(
-            cell.id,
-            cell.axes,
-            status,
-            attempts=previous.get("attempts", 0) + 1,
-            error=error,
-            stage=stage,
-            wall_time_s=time.perf_counter() - started,
-            train=train,
-            test_priors=metrics,
-            scatter=str(scatter.relative_to(directory)) if scatter.exists() else None,
-            valid=valid,
-            curve=curve,
-            latent_dim=latent_dim,
-            examples=planned.examples,
-        )
-        write_json(directory / CELL_NAME, record)
-        return record
-
-
-def validation_lines(run: Path) -> list[dict[str, Any]]:
-    """The run's validation lines (metrics.jsonl) in step order: its validation curve."""
-    lines = [line for line in read_json_lines(run / METRICS_NAME) if "valid" in line]
-    return sorted(lines, key=lambda line: line["step"])
-
-
-def tested_validation(lines: list[dict[str, Any]], results: dict[str, Any]) -> dict[str, Any] | None:
-    """The validation line of the tested model among ``lines`` (the last step's, or the best line's with
-    ``train.test_model = "best"``): its step, the test prior its -ELBO and KL are under (the run's
-    ``eval.test_prior``) and its metrics; None without a line."""
-    if not lines:
-        return None
-    tested = results.get("tested_step", results["steps"])
-    line = next((line for line in lines if line["step"] == tested), lines[-1])
-    return {"step": line["step"], "test_prior": results["config"]["eval"]["test_prior"], "metrics": line["valid"]}
-
-
 def record_skip(out: Path, planned: Planned) -> dict[str, Any]:
     """Write the cell.json (and config-in.json) of an invalid cell."""
     cell, previous = planned.cell, planned.previous or {}
@@ -355,12 +187,37 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _context(args: argparse.Namespace, out: Path, data_dir: Path | None, cells: int) -> Context:
+    """What the executor is told: ``--jobs`` (default: 1 locally, every cell at once elsewhere, where the cluster
+    queues them), ``--threads`` (default: this machine's cores divided by the jobs locally, 1 elsewhere), the data
+    directory every cell reads (given to each child, so a job on another host needs no environment) and
+    ``--timeout``."""
+    local = args.executor == DEFAULT
+    jobs = args.jobs or (1 if local else max(1, cells))
+    threads = args.threads or (max(1, usable_cores() // jobs) if local else 1)
+    return Context(out, jobs, threads, data_dir, args.timeout)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m benchmarks.run", description="Run a benchmark suite's matrix.")
     parser.add_argument("suite", type=Path, metavar="SUITE.toml")
     parser.add_argument("--profile", help="a [profile.NAME] of the suite (default: its default_profile)")
-    parser.add_argument("--jobs", type=int, default=1, help="cells run at once (default 1)")
-    parser.add_argument("--threads", type=int, help="torch threads per child (default: cores // jobs, at least 1)")
+    parser.add_argument(
+        "--executor", default=DEFAULT, help="where cells run: local (default), slurm, ray or a plugin's executor"
+    )
+    parser.add_argument(
+        "--executor-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the executor (partition, time, gpus, address, ...); repeatable",
+    )
+    parser.add_argument(
+        "--jobs", type=int, help="cells run at once (default: 1 with the local executor, all of them on a cluster)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per cell (default: cores // jobs locally, 1 on a cluster)"
+    )
     parser.add_argument("--out", type=Path, help="results directory (default: runs/bench/SUITE[-PROFILE])")
     parser.add_argument("--data-dir", type=Path, help="data directory for every cell (default: $VAEZOO_DATA)")
     parser.add_argument("--timeout", type=float, help="seconds after which a child process is killed")
@@ -394,7 +251,7 @@ def run_suite(args: argparse.Namespace) -> int:
     from vaezoo.plugins import default_plugins
     from vaezoo.session import resolve_data_dir
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
@@ -407,6 +264,9 @@ def run_suite(args: argparse.Namespace) -> int:
     for failure in plugins.failures:
         print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     cells = expand(suite, profile)
+    executor, broken = make_executor(args.executor, args.executor_option, _context(args, out, data_dir, len(cells)))
+    for failure in broken:
+        print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     document = matrix_document(suite, profile, cells)
     chosen = select(cells, allowed)
     check_unchanged(chosen, out)
@@ -436,64 +296,150 @@ def run_suite(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_plan(planned, wait_lines)
         return 0
+    executor.start()
     write_json(out / MATRIX_NAME, document)
-    threads = args.threads or max(1, usable_cores() // args.jobs)
-    # Children find the data directory as this process did: from --data-dir when given, else $VAEZOO_DATA.
-    runner = CellRunner(out, data_dir if args.data_dir is not None else None, threads, args.timeout)
+    try:
+        return _execute(executor, planned, phase_two, actions, validator, out)
+    finally:
+        executor.close()
+
+
+def _execute(
+    executor: Executor,
+    planned: Sequence[Planned],
+    phase_two: PhaseTwo,
+    actions: Counter[str],
+    validator: Validator,
+    out: Path,
+) -> int:
+    """Hand the planned cells to ``executor``, at most ``context.jobs`` at a time, and the phase-2 cells of each
+    selection group as it is decided; report each cell's end. The command's exit status."""
+    context = executor.context
+    queue: deque[Planned] = deque()
+    running: dict[Future, tuple[CellJob, Submission]] = {}
     outcomes: Counter[str] = Counter()
-    running: dict[Future, str] = {}
-    interrupted: set[str] = set()  # cells whose child was interrupted: unfinished, whatever cell.json they had
+    interrupted: set[str] = set()  # cells whose job was stopped: unfinished, whatever cell.json they had
     total = finished = 0
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
 
-        def start(new: Sequence[Planned]) -> None:
-            nonlocal total
-            for p in new:
-                if p.action == SKIP:
-                    record_skip(out, p)
-                    print(f"skipped  {p.cell.id}: {p.reason}")
-                elif p.action != DONE:
-                    running[pool.submit(runner.run, p)] = p.cell.id
-                    total += 1
+    def start(new: Sequence[Planned]) -> None:
+        nonlocal total
+        for p in new:
+            if p.action == SKIP:
+                record_skip(out, p)
+                print(f"skipped  {p.cell.id}: {p.reason}")
+            elif p.action != DONE:
+                queue.append(p)
+                total += 1
+        while queue and len(running) < context.jobs:
+            p = queue.popleft()
+            job = CellJob(p, out, context.data_dir, context.threads, context.timeout)
+            directory = cell_dir(out, p.cell.id)
+            write_json(directory / CONFIG_IN_NAME, p.cell.raw)
+            note_job(directory, executor=executor.name, id=None, submitted=_now(), ended=None)
+            submission = executor.submit(job)
+            if submission.job_id is not None:
+                note_job(directory, id=submission.job_id)
+            running[submission.future] = (job, submission)
 
-        start(planned)
-        try:
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                running_ids = {future: running.pop(future) for future in done}
-                for future in done:
-                    finished += 1
-                    record = future.result()
-                    if record is None:
-                        interrupted.add(running_ids[future])
-                        continue
-                    outcomes[record["status"]] += 1
-                    line = f"[{finished}/{total}] {record['status']:<7} {record['id']} ({record['wall_time_s']:.1f} s)"
-                    if record["error"]:
-                        line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
-                    print(line, flush=True)
-                for choice, more in phase_two.decide(frozenset([*running.values(), *interrupted])):
-                    new = [plan_cell(cell, out, validator) for cell in more]
-                    actions.update(p.action for p in new)
-                    print(phase_two.announce(choice, more), flush=True)
-                    start(new)
-        except KeyboardInterrupt:
-            runner.stop()
-            pool.shutdown(wait=True, cancel_futures=True)
-            print(f"interrupted; rerun the same command to resume the matrix in {out}", file=sys.stderr)
-            return 130
+    start(planned)
+    try:
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job, submission = running.pop(future)
+                finished += 1
+                note_job(cell_dir(out, job.cell_id), ended=_now())
+                record = _outcome(executor, job, submission, out)
+                if record is None:
+                    interrupted.add(job.cell_id)
+                    print(f"[{finished}/{total}] stopped {job.cell_id}: its job ended before the cell; rerun to resume")
+                    continue
+                outcomes[record["status"]] += 1
+                line = f"[{finished}/{total}] {record['status']:<7} {record['id']} ({record['wall_time_s'] or 0:.1f} s)"
+                if record["error"]:
+                    line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
+                print(line, flush=True)
+            unsettled = frozenset([*(job.cell_id for job, _ in running.values()), *(p.cell.id for p in queue)])
+            for choice, more in phase_two.decide(unsettled | interrupted):
+                new = [plan_cell(cell, out, validator) for cell in more]
+                actions.update(p.action for p in new)
+                print(phase_two.announce(choice, more), flush=True)
+                start(new)
+            start([])  # the freed slots
+    except KeyboardInterrupt:
+        _stop(executor, [job for job, _ in running.values()], out)
+        print(f"interrupted; rerun the same command to resume the matrix in {out}", file=sys.stderr)
+        return 130
     for choice in phase_two.waiting():  # its sweep has cells this run did not run (--only) or could not finish
         print(f"{WAIT:<9} {choice.group['id']}: {phase_two.matrix.explain(choice)}")
     print(
         f"done: {outcomes[OK]} ok, {outcomes[FAILED]} failed this time; {actions[DONE]} were already finished, "
         f"{actions[SKIP]} skipped. Results in {out}; report: python -m benchmarks.report {out}"
     )
-    return 1 if outcomes[FAILED] else 0
+    return 1 if outcomes[FAILED] or interrupted else 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path) -> dict[str, Any] | None:
+    """The record of a job that ended: the cell's own, None when the job was stopped, or, when the job itself
+    failed (its process killed, the engine gave up), a failed cell.json with the job's id and log tail."""
+    try:
+        return submission.future.result()
+    except CancelledError:
+        return None
+    except Exception as error:
+        try:
+            tail = submission.log_tail()
+        except Exception as reading:  # the log may be gone with the job
+            tail = f"(its log could not be read: {reading})"
+        headline = f"job {submission.job_id or ''} of executor {executor.name!r} failed: {error}".replace("  ", " ")
+        lines = [headline, *tail.strip().splitlines()[-ERROR_TAIL_LINES:]]
+        planned, directory = job.planned, cell_dir(out, job.cell_id)
+        previous = read_json(directory / CELL_NAME) or planned.previous or {}
+        record = cell_record(
+            job.cell_id,
+            planned.cell.axes,
+            FAILED,
+            attempts=previous.get("attempts", 0) + 1,
+            error="\n".join(lines),
+            stage="job",
+            examples=planned.examples,
+            job=read_json(directory / JOB_NAME),
+        )
+        write_json(directory / CELL_NAME, record)
+        return record
+
+
+def _stop(executor: Executor, jobs: Sequence[CellJob], out: Path) -> None:
+    """Stop every job, then wait (a bounded time) until no process holds their cells' run directories: each
+    child writes its checkpoint first, so that rerunning the command finds the cells free to resume."""
+    executor.stop()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for job in jobs:
+        run = cell_dir(out, job.cell_id) / RUN_DIR
+        while lock_holder(run) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        note_job(cell_dir(out, job.cell_id), ended=_now())
 
 
 def _counts(actions: Counter[str]) -> str:
     order = (TRAIN, RESUME, EVALUATE, DONE, SKIP, WAIT)
     return ", ".join(f"{actions[a]} {a}" for a in order if actions[a])
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _answer_stop_signals() -> None:
+    """SIGINT and SIGTERM stop the matrix as Ctrl-C does, also when this process inherited SIGINT ignored (as a
+    background command of a script does): its jobs' processes then inherit a SIGINT they answer, and an
+    executor's cancel (a SIGINT to submitit's local jobs) reaches them."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -506,4 +452,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _answer_stop_signals()
     sys.exit(main())

@@ -4,12 +4,13 @@
 
 A cell is ``ok``, ``failed`` or ``skipped`` once its attempt has ended (its ``cell.json``); ``running`` while a
 process holds its run directory (the holder the run's lock file names: process, host and since when; with the
-training step reached, from ``metrics.jsonl``); ``stopped`` when its run has a checkpoint but nothing runs it
-(an interrupted attempt, which the runner resumes); ``pending`` before it started. Phase-2 cells of a selection
-group that has not chosen yet are counted as ``waiting``. A progress bar counts the cells that ended. Reading
-takes no lock, so it never disturbs a run: a holder is known from the lock file's text, which a run clears when it
-lets go; one killed outright leaves its text behind, and is told apart by its process no longer existing (on this
-host; a holder on another host is taken at its word).
+training step reached, from ``metrics.jsonl``, and the executor's job id from ``job.json``); ``queued`` while the
+job the runner handed it to (``job.json``) has not started it; ``stopped`` when its run has a checkpoint but nothing
+runs it (an interrupted attempt, which the runner resumes); ``pending`` before it started. Phase-2 cells of a
+selection group that has not chosen yet are counted as ``waiting``. A progress bar counts the cells that ended.
+Reading takes no lock, so it never disturbs a run: a holder is known from the lock file's text, which a run clears
+when it lets go; one killed outright leaves its text behind, and is told apart by its process no longer existing (on
+this host; a holder on another host is taken at its word).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from tqdm import tqdm
 
 from benchmarks.aggregate import WAITING, Matrix, load_matrix
 from benchmarks.args import Parser
-from benchmarks.results import FAILED, OK, PENDING, RUN_DIR, SKIPPED, cell_dir, read_json
+from benchmarks.results import FAILED, JOB_NAME, OK, PENDING, RUN_DIR, SKIPPED, cell_dir, read_json
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
 from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, read_json_lines
 
-RUNNING, STOPPED, WAITING_STATE = "running", "stopped", "waiting"
-STATES = (OK, FAILED, SKIPPED, RUNNING, STOPPED, PENDING, WAITING_STATE)
+RUNNING, QUEUED, STOPPED, WAITING_STATE = "running", "queued", "stopped", "waiting"
+STATES = (OK, FAILED, SKIPPED, RUNNING, QUEUED, STOPPED, PENDING, WAITING_STATE)
 
 
 def lock_holder(run: Path) -> str | None:
@@ -64,12 +65,23 @@ def _progress(run: Path) -> str:
     return f"step {step}" + (f" of {total}" if total else "")
 
 
+def _job_text(job: dict[str, Any]) -> str:
+    return f"{job.get('executor')} job {job['id']}" if job.get("id") else f"{job.get('executor')} executor"
+
+
 def cell_state(out: Path, cell_id: str, record: dict[str, Any] | None) -> tuple[str, str]:
-    """A cell's state (one of :data:`STATES` but waiting) and a note on it (error line, holder and step, ...)."""
-    run = cell_dir(out, cell_id) / RUN_DIR
+    """A cell's state (one of :data:`STATES` but waiting) and a note on it (error line, holder and step, the
+    job, ...)."""
+    directory = cell_dir(out, cell_id)
+    run = directory / RUN_DIR
     holder = lock_holder(run) if run.is_dir() else None
+    job = read_json(directory / JOB_NAME) or {}
+    # a job the runner handed the cell to and has not seen end (a cell.json from before it is an earlier attempt's)
+    open_job = bool(job) and not job.get("ended") and (record is None or record.get("job") != job)
     if holder is not None and (record is None or record["status"] != OK):
-        return RUNNING, f"{_progress(run)}; {holder}"
+        return RUNNING, f"{_progress(run)}; {holder}" + (f"; {_job_text(job)}" if open_job else "")
+    if open_job:
+        return QUEUED, f"{_job_text(job)}, submitted {job.get('submitted')}"
     if record is not None:
         if record["status"] == FAILED:
             last = (record.get("error") or "").strip().splitlines()[-1:] or [""]

@@ -42,25 +42,37 @@ def _results(tmp_path):
     (stopped / "checkpoint.pt").write_bytes(b"")
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (stopped / ".lock").write_text(f"process {ended.stdout.strip()} on {socket.gethostname()} (training since x)\n")
+    # the running cell's job, and δ 1 handed to a Slurm job that has not started it
+    job = {"executor": "slurm", "id": "4242", "submitted": "2026-12-03T01:00:00+0000", "ended": None}
+    (running.parent / "job.json").write_text(json.dumps(job))
+    queued = out / "cells" / "beta=1.0_method=ncvae_delta=1.0_seed=0"
+    queued.mkdir(parents=True)
+    (queued / "job.json").write_text(json.dumps({**job, "id": "4243"}))
+    # β-VAE β 0.5 seed 0 ended under job 7; a job that ended leaves the cell as its cell.json says
+    done = out / "cells" / "beta=0.5_method=vae_seed=0"
+    (done / "job.json").write_text(json.dumps({**job, "id": "7", "ended": "2026-12-03T01:10:00+0000"}))
     return out
 
 
 def test_every_cell_state_is_read_from_the_results_without_taking_a_lock(tmp_path):
     out = _results(tmp_path)
     lines, counts, ended = status_lines(load_matrix(out))
-    assert dict(counts) == {"ok": 8, "failed": 1, "running": 1, "stopped": 1, "pending": 2, "waiting": 1}
+    assert dict(counts) == {"ok": 8, "failed": 1, "running": 1, "queued": 1, "stopped": 1, "pending": 1, "waiting": 1}
     assert ended == 9
-    assert lines[0].endswith("14 cells; 8 ok, 1 failed, 1 running, 1 stopped, 2 pending, 1 waiting")
+    assert lines[0].endswith("14 cells; 8 ok, 1 failed, 1 running, 1 queued, 1 stopped, 1 pending, 1 waiting")
     assert "9/14" in lines[1]
     by_cell = {line.split()[1]: line for line in lines[2:]}
-    assert by_cell["beta=1.0_method=ncvae_delta=0.1_seed=0"].endswith(f"step 20 of 40; {HOLDER}")
+    assert by_cell["beta=1.0_method=ncvae_delta=0.1_seed=0"].endswith(f"step 20 of 40; {HOLDER}; slurm job 4242")
+    queued = by_cell["beta=1.0_method=ncvae_delta=1.0_seed=0"]
+    assert queued.startswith("queued") and "slurm job 4243, submitted 2026-12-03T01:00:00+0000" in queued
+    assert by_cell["beta=0.5_method=vae_seed=0"].startswith("ok ")
     assert by_cell["beta=1.0_method=ncvae_delta=0.3_seed=0"].startswith("stopped ")
     failed = by_cell["beta=1.0_method=vae_seed=1"]
     assert failed.startswith("failed") and failed.endswith("train: vaezoo: error: loss became nan")
     waiting = by_cell["beta=1.0_method=ncvae"]
     assert waiting.startswith("waiting") and "1 phase-2 cell(s)" in waiting
     pending = {cell for cell, line in by_cell.items() if line.startswith("pending")}
-    assert pending == {"beta=1.0_method=ncvae_delta=1.0_seed=0", "beta=1.0_method=ncvae_delta=3.0_seed=0"}
+    assert pending == {"beta=1.0_method=ncvae_delta=3.0_seed=0"}
     assert by_cell["beta=0.5_method=ncvae_delta=3.0_seed=1"].startswith("ok"), "the chosen δ on the other seed"
 
 

@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -180,27 +180,41 @@ class Command:
     module: Any
 
 
-def load_commands(taken: tuple[str, ...]) -> tuple[list[Command], list[PluginFailure]]:
-    """The commands of the entry-point group ``vaezoo.commands``, by name, and the ones that failed to load or
-    whose name is ``taken`` (a core command's) or already used; disabled plugins are left out."""
+def load_group(
+    group: str, kind: str, check: Callable[[Any], None], taken: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], list[PluginFailure]]:
+    """The objects the entry points of ``group`` name (a ``kind`` each: "command", "executor"), by entry-point
+    name, and the entry points that failed to load, failed ``check`` (which raises on an unfit object) or whose
+    name is ``taken`` or already used; disabled plugins are left out. One failure never hides the others."""
     disabled = {_normalise(n) for n in _disabled_names()}
-    commands: list[Command] = []
+    loaded: dict[str, Any] = {}
     failures: list[PluginFailure] = []
-    for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+    for entry_point in sorted(entry_points(group=group), key=lambda ep: ep.name):
         name, dist = entry_point.name, _distribution_name(entry_point)
         if _normalise(name) in disabled or _normalise(dist) in disabled:
             continue
-        origin = f"command {name!r} (distribution {dist})"
-        if name in taken or any(command.name == name for command in commands):
-            failures.append(PluginFailure(name, origin, f"the command name {name!r} is already taken"))
+        origin = f"{kind} {name!r} (distribution {dist})"
+        if name in taken or name in loaded:
+            failures.append(PluginFailure(name, origin, f"the {kind} name {name!r} is already taken"))
             continue
         with _isolated(failures, name, origin):
-            module = entry_point.load()
-            missing = [attribute for attribute in COMMAND_ATTRIBUTES if not hasattr(module, attribute)]
-            if missing:
-                raise TypeError(f"a command module must define {', '.join(COMMAND_ATTRIBUTES)}; missing {missing}")
-            commands.append(Command(name, module))
-    return commands, failures
+            target = entry_point.load()
+            check(target)
+            loaded[name] = target
+    return loaded, failures
+
+
+def _check_command(module: Any) -> None:
+    missing = [attribute for attribute in COMMAND_ATTRIBUTES if not hasattr(module, attribute)]
+    if missing:
+        raise TypeError(f"a command module must define {', '.join(COMMAND_ATTRIBUTES)}; missing {missing}")
+
+
+def load_commands(taken: tuple[str, ...]) -> tuple[list[Command], list[PluginFailure]]:
+    """The commands of the entry-point group ``vaezoo.commands``, by name, and the ones that failed to load or
+    whose name is ``taken`` (a core command's) or already used; disabled plugins are left out."""
+    modules, failures = load_group(COMMANDS_GROUP, "command", _check_command, taken)
+    return [Command(name, module) for name, module in modules.items()], failures
 
 
 @functools.cache

@@ -1,0 +1,96 @@
+"""The ``ray`` executor: each cell a Ray task on a Ray cluster (``pip install 'vaezoo[ray]'``).
+
+The runner connects to the cluster at ``address`` (``ray start --head`` prints it) and submits one task per cell,
+asking for ``cpus`` (default: ``--threads``), ``gpus`` and ``memory_gb``; Ray places each task on a node with
+room. The workers must reach the repository and the results directory at the same paths (a shared file system)
+and have vaezoo installed; the runner puts the repository on their ``PYTHONPATH``. A task whose worker or node
+dies is rerun by Ray (``max_retries``) and resumes its run from the checkpoint; the runner's Ctrl-C cancels the
+tasks, whose cells checkpoint. Without ``address`` a Ray instance is started for the run on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import wait
+from pathlib import Path
+from typing import Any, ClassVar
+
+import benchmarks
+from benchmarks.cell_job import STOP_GRACE_S, CellJob
+from benchmarks.executors import Context, Executor, Option, Submission
+from vaezoo.errors import UsageError
+
+
+def run_cell(job: CellJob) -> dict[str, Any] | None:
+    """The task: run the cell in the worker (Ray's cancel arrives as a KeyboardInterrupt, which stops it)."""
+    return job()
+
+
+class RayExecutor(Executor):
+    """Cells as Ray tasks on a Ray cluster."""
+
+    options: ClassVar[dict[str, Option]] = {
+        "address": Option(str, "the cluster's address (HOST:PORT, or auto); default: a Ray instance for this run"),
+        "cpus": Option(float, "CPUs a cell asks of Ray (default: --threads)", minimum=0),
+        "gpus": Option(float, "GPUs a cell asks of Ray", 0.0, minimum=0),
+        "memory_gb": Option(float, "memory a cell asks of Ray, in GB", minimum=0),
+        "max_retries": Option(int, "reruns of a cell whose worker or node died (it resumes)", 3, minimum=0),
+    }
+
+    def __init__(self, name: str, settings: dict[str, Any], context: Context) -> None:
+        super().__init__(name, settings, context)
+        self._live: dict[Any, Any] = {}  # ObjectRef -> its future, until it ends
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        ray = self.ray = self.require("ray", "ray")
+        repository = str(Path(benchmarks.__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (repository, os.environ.get("PYTHONPATH", "")) if p)
+        address = self.settings["address"]
+        try:
+            ray.init(
+                address=address,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+                log_to_driver=False,
+                logging_level="ERROR",
+                configure_logging=False,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UsageError(f"executor {self.name!r} could not connect to {where}: {first}") from None
+        settings = self.settings
+        memory = settings["memory_gb"]
+        self.task = ray.remote(run_cell).options(
+            num_cpus=settings["cpus"] if settings["cpus"] is not None else self.context.threads,
+            num_gpus=settings["gpus"],
+            memory=None if memory is None else int(memory * 1e9),
+            max_retries=settings["max_retries"],
+            retry_exceptions=False,
+        )
+
+    def submit(self, job: CellJob) -> Submission:
+        ref = self.task.remote(job)
+        future = ref.future()
+        with self._lock:
+            self._live[ref] = future
+        future.add_done_callback(lambda _: self._forget(ref))
+        return Submission(future, ref.task_id().hex())
+
+    def _forget(self, ref: Any) -> None:
+        with self._lock:
+            self._live.pop(ref, None)
+
+    def stop(self) -> None:
+        """Cancel every task that has not ended: a running one gets a KeyboardInterrupt, which stops its cell's
+        child (it checkpoints); wait for them to end."""
+        with self._lock:
+            live = dict(self._live)
+        for ref in live:
+            self.ray.cancel(ref)
+        wait(live.values(), timeout=STOP_GRACE_S)
+
+    def close(self) -> None:
+        if getattr(self, "ray", None) is not None and self.ray.is_initialized():
+            self.ray.shutdown()

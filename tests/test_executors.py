@@ -253,6 +253,7 @@ def test_a_third_party_executor_runs_the_cells_and_a_broken_one_is_named_without
     assert "executor 'broken' (distribution vaezoo-inline-executor) failed and is left out" in done.stderr
     cells = {path.parent.name: json.loads(path.read_text()) for path in (out / "cells").glob("*/cell.json")}
     assert {cell["status"] for cell in cells.values()} == {"ok"}
-    assert sorted(cell["job"]["id"] for cell in cells.values()) == ["x-1", "x-2"]
+    jobs = [json.loads((out / "cells" / cell / "job.json").read_text()) for cell in cells]
+    assert sorted(job["id"] for job in jobs) == ["x-1", "x-2"] and {job["executor"] for job in jobs} == {"inline"}
     unknown = run_suite(str(suite), "--out", str(out), "--executor", "broken", env=env)
     assert unknown.returncode == 2 and "executor 'broken' could not be loaded" in unknown.stderr

@@ -24,13 +24,13 @@ from tests.test_benchmarks import TINY_BASE, write
 
 SMOKE = REPO / "benchmarks" / "suites" / "smoke.toml"
 EXECUTOR_SITE = Path(__file__).parent / "fixtures" / "executor_site"
-#: Cells long enough (about 10 s of training on one thread) for a job to be signalled in the middle of one.
+#: Cells long enough (15 to 20 s of training on one idle core) for a job to be signalled in the middle of one.
 LONG = (
     """
 [suite]
 name = "long"
 """
-    + TINY_BASE.replace("steps = 20", "steps = 4000").replace("eval_every = 10", "eval_every = 1000")
+    + TINY_BASE.replace("steps = 20", "steps = 20000").replace("eval_every = 10", "eval_every = 5000")
     + """
 [axes]
 "train.seed" = [0, 1]
@@ -181,7 +181,7 @@ def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_re
     """submitit signals each attempt 10 s into its 1-minute limit (signal_delay_s 50): the cell's child writes its
     checkpoint, submitit requeues the job and the next attempt resumes, until the cell is done."""
     suite = write(tmp_path, LONG)
-    options = ["cluster=local", "time=1", "signal_delay_s=50", "max_timeouts=8"]
+    options = ["cluster=local", "time=1", "signal_delay_s=50", "max_timeouts=20"]
     arguments = [str(suite), "--jobs", "2", "--threads", "1", "--executor", "slurm"]
     arguments += [item for option in options for item in ("--executor-option", option)]
     done = run_suite(*arguments, "--out", str(tmp_path / "slurm"))
@@ -193,6 +193,30 @@ def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_re
         events = history(tmp_path / "slurm", cell)
         assert ("interrupted", events[1][1]) == events[1] and events[1][1] > 0, "stopped mid-run at least once"
         assert trained_once(events), events
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_as_a_job_is_recorded_with_its_id_and_log_and_the_rerun_resumes_it(tmp_path):
+    """With no requeue allowed, the signal before the time limit ends the job: submitit gives up on it after the
+    cell has checkpointed. The cell is failed at stage job, with the job's id and its log's tail; rerunning with
+    room resumes it from that checkpoint."""
+    suite, out = write(tmp_path, LONG), tmp_path / "out"
+    arguments = [str(suite), "--only", "seed=0", "--threads", "1", "--executor", "slurm", "--out", str(out)]
+    arguments += ["--executor-option", "cluster=local"]
+    limited = ["--executor-option", "time=1", "--executor-option", "signal_delay_s=50"]
+    failed = run_suite(*arguments, *limited, "--executor-option", "max_timeouts=0")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    cell = json.loads((out / "cells" / "seed=0" / "cell.json").read_text())
+    job = json.loads((out / "cells" / "seed=0" / "job.json").read_text())
+    assert cell["status"] == "failed" and cell["stage"] == "job" and job["id"].isdigit()
+    assert (
+        f"job {job['id']} of executor 'slurm' failed" in cell["error"] and "timed-out too many times" in cell["error"]
+    )
+    assert "failed  seed=0" in failed.stdout and "Traceback" not in failed.stderr
+    rerun = run_suite(*arguments)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert json.loads((out / "cells" / "seed=0" / "cell.json").read_text())["attempts"] == 2
+    assert trained_once(history(out, "seed=0")), history(out, "seed=0")
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +270,7 @@ def test_ray_at_an_address_with_no_cluster_is_a_one_line_error(tmp_path):
 @pytest.mark.slow
 def test_a_third_party_executor_runs_the_cells_and_a_broken_one_is_named_without_taking_it_down(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXECUTOR_SITE), str(REPO)])}
-    suite = write(tmp_path, LONG.replace("steps = 4000", "steps = 40").replace("eval_every = 1000", "eval_every = 20"))
+    suite = write(tmp_path, LONG.replace("steps = 20000", "steps = 40").replace("eval_every = 5000", "eval_every = 20"))
     out = tmp_path / "out"
     done = run_suite(str(suite), "--out", str(out), "--executor", "inline", "--executor-option", "label=x", env=env)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -11,6 +11,7 @@ tasks, whose cells checkpoint. Without ``address`` a Ray instance is started for
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from concurrent.futures import wait
 from pathlib import Path
@@ -20,6 +21,25 @@ import benchmarks
 from benchmarks.cell_job import STOP_GRACE_S, CellJob
 from benchmarks.executors import Context, Executor, Option, Submission
 from vaezoo.errors import UsageError
+
+#: Seconds to wait for a cluster's address to answer before giving up (Ray itself retries for minutes).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(name: str, address: str | None) -> None:
+    """A UsageError at once when nothing listens at ``HOST:PORT`` (``auto``, ``ray://`` and no address are left
+    to Ray)."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"executor {name!r}: address must be HOST:PORT, auto or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UsageError(
+            f"executor {name!r} could not connect to the Ray cluster at {address!r}: {error.strerror or error}"
+        ) from None
 
 
 def run_cell(job: CellJob) -> dict[str, Any] | None:
@@ -48,6 +68,7 @@ class RayExecutor(Executor):
         repository = str(Path(benchmarks.__file__).resolve().parent.parent)
         path = os.pathsep.join(p for p in (repository, os.environ.get("PYTHONPATH", "")) if p)
         address = self.settings["address"]
+        _check_reachable(self.name, address)
         try:
             ray.init(
                 address=address,

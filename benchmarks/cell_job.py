@@ -87,7 +87,7 @@ def stage_of(run: Path) -> str | None:
     return None
 
 
-def _failure(headline: str, output: str) -> str:
+def failure_text(headline: str, output: str) -> str:
     """The error text of a failed child: a headline, then the tail of its output."""
     return "\n".join([headline, *output.strip().splitlines()[-ERROR_TAIL_LINES:]])
 
@@ -128,11 +128,11 @@ class CellRunner:
         with log.open("a") as handle:
             handle.write(f"$ {' '.join(command)}\n{stdout}{stderr}[exit {process.returncode}]\n\n")
         if timed_out:
-            raise StageFailed(stage, _failure(f"timed out after {self.timeout:g} s (killed)", stderr or stdout))
+            raise StageFailed(stage, failure_text(f"timed out after {self.timeout:g} s (killed)", stderr or stdout))
         if process.returncode in INTERRUPTED_CODES or self.stopping.is_set():
             raise Interrupted
         if process.returncode != 0:
-            raise StageFailed(stage, _failure(f"exit status {process.returncode}", stderr or stdout))
+            raise StageFailed(stage, failure_text(f"exit status {process.returncode}", stderr or stdout))
         return stdout
 
     def stop(self) -> None:
@@ -192,7 +192,7 @@ class CellRunner:
         except StageFailed as failure:
             status, stage, error = FAILED, failure.stage, str(failure)
         except Exception:  # a bug of the runner must not take the other cells down
-            status, stage, error = FAILED, "runner", _failure("error in the runner", traceback.format_exc())
+            status, stage, error = FAILED, "runner", failure_text("error in the runner", traceback.format_exc())
         scatter = run / SCATTER_NAME
         record = cell_record(
             cell.id,

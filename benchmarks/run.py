@@ -53,7 +53,6 @@ from benchmarks.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, select
 from benchmarks.args import Parser
 from benchmarks.cell_job import (
     DONE,
-    ERROR_TAIL_LINES,
     EVALUATE,
     RESUME,
     SKIP,
@@ -61,6 +60,7 @@ from benchmarks.cell_job import (
     TRAIN,
     CellJob,
     Planned,
+    failure_text,
     note_job,
     stage_of,
 )
@@ -395,8 +395,7 @@ def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path
             tail = submission.log_tail()
         except Exception as reading:  # the log may be gone with the job
             tail = f"(its log could not be read: {reading})"
-        headline = f"job {submission.job_id or ''} of executor {executor.name!r} failed: {error}".replace("  ", " ")
-        lines = [headline, *tail.strip().splitlines()[-ERROR_TAIL_LINES:]]
+        named = f"job {submission.job_id}" if submission.job_id is not None else "the job"
         planned, directory = job.planned, cell_dir(out, job.cell_id)
         previous = read_json(directory / CELL_NAME) or planned.previous or {}
         record = cell_record(
@@ -404,7 +403,7 @@ def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path
             planned.cell.axes,
             FAILED,
             attempts=previous.get("attempts", 0) + 1,
-            error="\n".join(lines),
+            error=failure_text(f"{named} of executor {executor.name!r} failed: {error}", tail),
             stage="job",
             examples=planned.examples,
             job=read_json(directory / JOB_NAME),

@@ -301,6 +301,7 @@ class CellJob:
 
 
 def note_job(directory: Path, **fields: Any) -> None:
-    """Merge ``fields`` into the cell's ``job.json`` (executor, id, submitted, ended), written by the runner only:
-    the job a cell's latest attempt was given to, shown by ``benchmarks.status`` and copied into its cell.json."""
+    """Merge ``fields`` into the cell's ``job.json`` (executor, id, submitted, ended, the runner's process and
+    whether the job outlives it), written by the runner only: the job a cell's latest attempt was given to, shown
+    by ``benchmarks.status`` and copied into its cell.json."""
     write_json(directory / JOB_NAME, {**(read_json(directory / JOB_NAME) or {}), **fields})

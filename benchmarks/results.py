@@ -7,7 +7,8 @@ RESULTS_DIR/
     config-in.json       the cell's merged raw vaezoo config (what ``vaezoo run --config`` receives)
     run/                 the vaezoo run directory (config.json, metrics.jsonl, checkpoint.pt, results.json, ...)
     log.txt              every child command of the cell and its output, appended across attempts
-    job.json             the job of the latest attempt: executor, job id, when submitted and ended
+    job.json             the job of the latest attempt: executor, job id, when submitted and ended, the runner
+                         process that submitted it and whether the job outlives that process
     cell.json            the cell's outcome (see :func:`cell_record`)
 ```
 

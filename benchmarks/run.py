@@ -93,6 +93,7 @@ from benchmarks.suite import (
 )
 from benchmarks.validate import Validator
 from vaezoo.errors import UsageError
+from vaezoo.rundir import process_text
 
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).
 WAIT = "wait"
@@ -335,7 +336,15 @@ def _execute(
             job = CellJob(p, out, context.data_dir, context.threads, context.timeout)
             directory = cell_dir(out, p.cell.id)
             write_json(directory / CONFIG_IN_NAME, p.cell.raw)
-            note_job(directory, executor=executor.name, id=None, submitted=_now(), ended=None)
+            note_job(
+                directory,
+                executor=executor.name,
+                id=None,
+                submitted=_now(),
+                ended=None,
+                runner=process_text(),
+                outlives_runner=executor.jobs_outlive_runner,
+            )
             submission = executor.submit(job)
             if submission.job_id is not None:
                 note_job(directory, id=submission.job_id)

@@ -5,8 +5,9 @@
 A cell is ``ok``, ``failed`` or ``skipped`` once its attempt has ended (its ``cell.json``); ``running`` while a
 process holds its run directory (the holder the run's lock file names: process, host and since when; with the
 training step reached, from ``metrics.jsonl``, and the executor's job id from ``job.json``); ``queued`` while the
-job the runner handed it to (``job.json``) has not started it; ``stopped`` when its run has a checkpoint but nothing
-runs it (an interrupted attempt, which the runner resumes); ``pending`` before it started. Phase-2 cells of a
+job the runner handed it to (``job.json``) has not started it (a job that ends with its runner, as the local
+executor's do, counts as ended once that runner's process is gone); ``stopped`` when its run has a checkpoint but
+nothing runs it (an interrupted attempt, which the runner resumes); ``pending`` before it started. Phase-2 cells of a
 selection group that has not chosen yet are counted as ``waiting``. A progress bar counts the cells that ended.
 Reading takes no lock, so it never disturbs a run: a holder is known from the lock file's text, which a run clears
 when it lets go; one killed outright leaves its text behind, and is told apart by its process no longer existing (on
@@ -44,17 +45,21 @@ def lock_holder(run: Path) -> str | None:
         text = (run / LOCK_NAME).read_text().strip()
     except FileNotFoundError:
         return None
-    if not text:
-        return None
+    return None if not text or process_gone(text) else text
+
+
+def process_gone(text: str) -> bool:
+    """Whether ``text`` ("process PID on HOST ...") names a process of this host that no longer exists; a process
+    on another host is taken to exist."""
     words = text.split()
     if len(words) >= 4 and words[0] == "process" and words[2] == "on" and words[3] == socket.gethostname():
         try:
             os.kill(int(words[1]), 0)
         except ProcessLookupError:
-            return None
+            return True
         except (PermissionError, ValueError):
             pass
-    return text
+    return False
 
 
 def _progress(run: Path) -> str:
@@ -76,8 +81,10 @@ def cell_state(out: Path, cell_id: str, record: dict[str, Any] | None) -> tuple[
     run = directory / RUN_DIR
     holder = lock_holder(run) if run.is_dir() else None
     job = read_json(directory / JOB_NAME) or {}
-    # a job the runner handed the cell to and has not seen end (a cell.json from before it is an earlier attempt's)
-    open_job = bool(job) and not job.get("ended") and (record is None or record.get("job") != job)
+    # a job the runner handed the cell to and has not seen end (a cell.json from before it is an earlier attempt's),
+    # unless the job could not outlive its runner and that runner is gone (killed with no time to note the end)
+    orphaned = not job.get("outlives_runner", True) and process_gone(job.get("runner") or "")
+    open_job = bool(job) and not job.get("ended") and not orphaned and (record is None or record.get("job") != job)
     if holder is not None and (record is None or record["status"] != OK):
         return RUNNING, f"{_progress(run)}; {holder}" + (f"; {_job_text(job)}" if open_job else "")
     if open_job:

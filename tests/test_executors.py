@@ -208,7 +208,7 @@ def test_a_job_that_fails_as_a_job_is_recorded_with_its_id_and_log_and_the_rerun
     assert failed.returncode == 1, failed.stdout + failed.stderr
     cell = json.loads((out / "cells" / "seed=0" / "cell.json").read_text())
     job = json.loads((out / "cells" / "seed=0" / "job.json").read_text())
-    assert cell["status"] == "failed" and cell["stage"] == "job" and job["id"].isdigit()
+    assert cell["status"] == "failed" and cell["stage"] == "job" and job["id"].isdigit() and job["outlives_runner"]
     assert (
         f"job {job['id']} of executor 'slurm' failed" in cell["error"] and "timed-out too many times" in cell["error"]
     )
@@ -279,5 +279,8 @@ def test_a_third_party_executor_runs_the_cells_and_a_broken_one_is_named_without
     assert {cell["status"] for cell in cells.values()} == {"ok"}
     jobs = [json.loads((out / "cells" / cell / "job.json").read_text()) for cell in cells]
     assert sorted(job["id"] for job in jobs) == ["x-1", "x-2"] and {job["executor"] for job in jobs} == {"inline"}
+    # the runner, a process that has ended now, is named; an executor's jobs do not outlive it unless it says so
+    assert {job["outlives_runner"] for job in jobs} == {False}
+    assert all(job["runner"].startswith("process ") for job in jobs)
     unknown = run_suite(str(suite), "--out", str(out), "--executor", "broken", env=env)
     assert unknown.returncode == 2 and "executor 'broken' could not be loaded" in unknown.stderr

@@ -42,12 +42,21 @@ def _results(tmp_path):
     (stopped / "checkpoint.pt").write_bytes(b"")
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (stopped / ".lock").write_text(f"process {ended.stdout.strip()} on {socket.gethostname()} (training since x)\n")
-    # the running cell's job, and δ 1 handed to a Slurm job that has not started it
+    gone = f"process {ended.stdout.strip()} on {socket.gethostname()}"
+    # the running cell's job, and δ 1 handed to a Slurm job that has not started it: its runner is gone, but a
+    # Slurm job runs on without it
     job = {"executor": "slurm", "id": "4242", "submitted": "2026-12-03T01:00:00+0000", "ended": None}
     (running.parent / "job.json").write_text(json.dumps(job))
     queued = out / "cells" / "beta=1.0_method=ncvae_delta=1.0_seed=0"
     queued.mkdir(parents=True)
-    (queued / "job.json").write_text(json.dumps({**job, "id": "4243"}))
+    (queued / "job.json").write_text(json.dumps({**job, "id": "4243", "runner": gone, "outlives_runner": True}))
+    # local jobs of a runner killed outright, which died with it: δ 0.3 had trained (stopped), δ 3 had not (pending)
+    local = {"executor": "local", "id": None, "submitted": "2026-12-03T01:00:00+0000", "ended": None}
+    orphan = {**local, "runner": gone, "outlives_runner": False}
+    (stopped.parent / "job.json").write_text(json.dumps(orphan))
+    never_started = out / "cells" / "beta=1.0_method=ncvae_delta=3.0_seed=0"
+    never_started.mkdir(parents=True)
+    (never_started / "job.json").write_text(json.dumps(orphan))
     # β-VAE β 0.5 seed 0 ended under job 7; a job that ended leaves the cell as its cell.json says
     done = out / "cells" / "beta=0.5_method=vae_seed=0"
     (done / "job.json").write_text(json.dumps({**job, "id": "7", "ended": "2026-12-03T01:10:00+0000"}))
@@ -74,6 +83,18 @@ def test_every_cell_state_is_read_from_the_results_without_taking_a_lock(tmp_pat
     pending = {cell for cell, line in by_cell.items() if line.startswith("pending")}
     assert pending == {"beta=1.0_method=ncvae_delta=3.0_seed=0"}
     assert by_cell["beta=0.5_method=ncvae_delta=3.0_seed=1"].startswith("ok"), "the chosen δ on the other seed"
+
+
+def test_a_local_job_is_queued_while_its_runner_lives(tmp_path):
+    out = _results(tmp_path)
+    job = {"executor": "local", "id": None, "submitted": "2026-12-03T01:00:00+0000", "ended": None}
+    alive = {**job, "runner": f"process {os.getpid()} on {socket.gethostname()}", "outlives_runner": False}
+    (out / "cells" / "beta=1.0_method=ncvae_delta=3.0_seed=0" / "job.json").write_text(json.dumps(alive))
+    lines, counts, _ = status_lines(load_matrix(out))
+    assert counts["queued"] == 2 and counts["pending"] == 0
+    by_cell = {line.split()[1]: line for line in lines[2:]}
+    assert by_cell["beta=1.0_method=ncvae_delta=3.0_seed=0"].startswith("queued")
+    assert "local executor, submitted" in by_cell["beta=1.0_method=ncvae_delta=3.0_seed=0"]
 
 
 @pytest.mark.slow

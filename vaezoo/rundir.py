@@ -40,6 +40,11 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def process_text() -> str:
+    """This process as a lock file or a suite's ``job.json`` names it: "process PID on HOST"."""
+    return f"process {os.getpid()} on {socket.gethostname()}"
+
+
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk, so a crash loses at most the line being written."""
     with path.open("a") as handle:
@@ -190,7 +195,7 @@ class RunDirectory:
                 ) from None
             handle.seek(0)
             handle.truncate()
-            handle.write(f"process {os.getpid()} on {socket.gethostname()} ({activity} since {_now()})\n")
+            handle.write(f"{process_text()} ({activity} since {_now()})\n")
             handle.flush()
             try:
                 yield

@@ -94,6 +94,9 @@ class Executor(abc.ABC):
 
     #: The settings a user may give, by name.
     options: ClassVar[Mapping[str, Option]] = {}
+    #: Whether a submitted job goes on when the runner's process dies (a Slurm job does; a local process pool or
+    #: a Ray driver's tasks do not); ``benchmarks.status`` shows such a job as queued only while its runner lives.
+    jobs_outlive_runner: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: Mapping[str, Any], context: Context) -> None:
         self.name, self.settings, self.context = name, dict(settings), context

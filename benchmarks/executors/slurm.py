@@ -27,6 +27,8 @@ POLL_S = 1.0
 class SlurmExecutor(Executor):
     """Cells as submitit jobs on Slurm (or, with ``cluster=local``, on this machine)."""
 
+    jobs_outlive_runner: ClassVar[bool] = True  # sbatch jobs, and submitit's local processes, run on without it
+
     options: ClassVar[dict[str, Option]] = {
         "cluster": Option(
             str,

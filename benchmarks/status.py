@@ -16,8 +16,6 @@ this host; a holder on another host is taken at its word).
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -32,7 +30,7 @@ from benchmarks.args import Parser
 from benchmarks.results import FAILED, JOB_NAME, OK, PENDING, RUN_DIR, SKIPPED, cell_dir, read_json
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
-from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, read_json_lines
+from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, process_gone, read_json_lines
 
 RUNNING, QUEUED, STOPPED, WAITING_STATE = "running", "queued", "stopped", "waiting"
 STATES = (OK, FAILED, SKIPPED, RUNNING, QUEUED, STOPPED, PENDING, WAITING_STATE)
@@ -46,20 +44,6 @@ def lock_holder(run: Path) -> str | None:
     except FileNotFoundError:
         return None
     return None if not text or process_gone(text) else text
-
-
-def process_gone(text: str) -> bool:
-    """Whether ``text`` ("process PID on HOST ...") names a process of this host that no longer exists; a process
-    on another host is taken to exist."""
-    words = text.split()
-    if len(words) >= 4 and words[0] == "process" and words[2] == "on" and words[3] == socket.gethostname():
-        try:
-            os.kill(int(words[1]), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError):
-            pass
-    return False
 
 
 def _progress(run: Path) -> str:

@@ -45,6 +45,20 @@ def process_text() -> str:
     return f"process {os.getpid()} on {socket.gethostname()}"
 
 
+def process_gone(text: str) -> bool:
+    """Whether ``text`` ("process PID on HOST ...") names a process of this host that no longer exists; a process
+    on another host is taken to exist."""
+    words = text.split()
+    if len(words) >= 4 and words[0] == "process" and words[2] == "on" and words[3] == socket.gethostname():
+        try:
+            os.kill(int(words[1]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            pass
+    return False
+
+
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk, so a crash loses at most the line being written."""
     with path.open("a") as handle:

@@ -1,10 +1,11 @@
 """Stopping a run on Ctrl-C (SIGINT) or a scheduler's SIGTERM without losing or tearing its state.
 
-While :class:`StopSignals` is installed, a signal that arrives during a *deferred* block (a training step, whose
-parameter and optimiser updates must not be cut in half) is only recorded: the trainer looks at
-:attr:`StopSignals.requested` after the step, writes a checkpoint of that finished step and raises
-:class:`Interrupted`. A signal outside such a block (an evaluation, which changes nothing that the checkpoint
-holds), or a second signal during one, raises :class:`Interrupted` at once.
+While :class:`StopSignals` is installed, a signal that arrives during a *deferred* block (training, whose state
+runs ahead of its checkpoint between two evaluation points) is only recorded: the trainer looks at
+:attr:`StopSignals.requested` after each step, writes a checkpoint of that finished step and raises
+:class:`Interrupted`. A signal outside such a block, or inside an *immediate* block nested in one (a validation,
+which runs on a state its checkpoint holds), or a second signal during a deferred block, raises
+:class:`Interrupted` at once.
 """
 
 from __future__ import annotations
@@ -57,9 +58,23 @@ class StopSignals:
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
-        """Within the block a first signal is recorded in :attr:`requested` instead of raised."""
-        self._deferring = True
+        """Within the block a first signal is recorded in :attr:`requested` instead of raised. Nests."""
+        with self._deferring_set(True):
+            yield
+
+    @contextmanager
+    def immediate(self) -> Iterator[None]:
+        """Within the block a signal raises at once, and one recorded before it raises on entry: for a stretch
+        of a deferred block whose state its checkpoint already holds. Nests."""
+        with self._deferring_set(False):
+            if self.requested is not None:
+                raise Interrupted(self.requested)
+            yield
+
+    @contextmanager
+    def _deferring_set(self, deferring: bool) -> Iterator[None]:
+        previous, self._deferring = self._deferring, deferring
         try:
             yield
         finally:
-            self._deferring = False
+            self._deferring = previous

@@ -286,9 +286,11 @@ class Trainer:
         try:
             if self.context.is_main and self.pending is not None and not self._has_line(self.pending["step"]):
                 self._validate(self.pending)  # a checkpoint written before its evaluation, which was cut short
-            while self.step < self.total_steps:
-                if self._advance(forward, signals, started, bar):
-                    return True
+            # Deferred throughout, between steps too: there the state is ahead of the checkpoint as well.
+            with signals.deferred():
+                while self.step < self.total_steps:
+                    if self._advance(forward, signals, started, bar):
+                        return True
             if signals.requested is not None:  # came after the last step's check; its checkpoint is written
                 raise Interrupted(signals.requested)
             return False
@@ -297,26 +299,28 @@ class Trainer:
             del forward
 
     def _advance(self, forward: StepFunction, signals: StopSignals, started: float, bar: tqdm) -> bool:
-        """One training step and, at an evaluation point, a checkpoint and the validation line. A stop signal waits
-        until the step and its checkpoint are written, then raises Interrupted; every rank stops at the same step.
-        Whether a callback asks to stop training early."""
+        """One training step and, at an evaluation point, a checkpoint and the validation line, in a deferred block
+        of ``signals``. A stop signal waits until the step and its checkpoint are written, then raises Interrupted;
+        every rank stops at the same step. Whether a callback asks to stop training early."""
         main = self.context.is_main
-        with signals.deferred():
-            logged = self._train_step(forward)
-            bar.update(1)
-            bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
-            if main:
-                self.hooks.step_done(self.run_info, self.step, logged)
-            stop = self.context.any_rank(signals.requested is not None)
-            at_eval = self.step % self.config.train.eval_every == 0 or self.step == self.total_steps
-            if at_eval:
-                self._close_interval()
-            if at_eval or stop:
-                self.wall_time = time.perf_counter() - started
-                self.save()
+        logged = self._train_step(forward)
+        bar.update(1)
+        bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
+        if main:
+            self.hooks.step_done(self.run_info, self.step, logged)
+        stop = self.context.any_rank(signals.requested is not None)
+        at_eval = self.step % self.config.train.eval_every == 0 or self.step == self.total_steps
+        if at_eval:
+            self._close_interval()
+        if at_eval or stop:
+            self.wall_time = time.perf_counter() - started
+            self.save()
         if stop:
             raise Interrupted(signals.requested or signal.SIGTERM)
-        return at_eval and self.context.any_rank(main and self._validate(self.pending))
+        if not at_eval:
+            return False
+        with signals.immediate():  # the checkpoint holds this state: a validation may be cut short
+            return self.context.any_rank(main and self._validate(self.pending))
 
     def _train_step(self, forward: StepFunction) -> dict[str, float]:
         """One training step on the next batch; the logged terms (also added to the interval's sums)."""

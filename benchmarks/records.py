@@ -1,0 +1,91 @@
+"""Keep what a report is made of, without the runs: ``python -m benchmarks.records RESULTS_DIR DEST``.
+
+A results directory holds every cell's run (checkpoints of megabytes each); its report reads only matrix.json, each
+cell's cell.json and the latent scatter a cell.json names. This command copies those, byte for byte, into DEST,
+in the same layout, so that ``python -m benchmarks.report DEST`` renders the same tables and figures anywhere:
+the measured figures of a suite can be kept beside the text that quotes them (``benchmarks/measured/``). What needs
+the trained models (``vaezoo eval``, ``benchmarks.diagnose``, resuming) still needs the results directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from benchmarks.aggregate import load_matrix
+from benchmarks.args import Parser
+from benchmarks.results import CELL_NAME, CELLS_DIR, MATRIX_NAME, cell_dir
+from vaezoo.errors import UsageError
+
+
+@attrs.frozen
+class Kept:
+    """What :func:`keep_records` copied: the cells with a record, the planned cells still without one (a sweep's
+    values that were not chosen never run on the other seeds, so they are not planned), and the bytes written."""
+
+    recorded: tuple[str, ...]
+    pending: tuple[str, ...]
+    size: int
+
+
+def keep_records(results_dir: Path, dest: Path, overwrite: bool = False) -> Kept:
+    """Copy ``results_dir``'s matrix.json, every cell.json and the scatter files they name into ``dest``.
+
+    ``dest`` must not exist, or be empty; with ``overwrite``, records it already holds are replaced (its other
+    files are left alone). Raises :class:`UsageError` for a directory that is not a suite's results, or a
+    ``dest`` that holds files without ``overwrite``."""
+    matrix = load_matrix(results_dir)
+    if dest.resolve() == results_dir.resolve():
+        raise UsageError(f"DEST {str(dest)!r} is the results directory itself; name another directory")
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"DEST {str(dest)!r} is a file; name a directory")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not overwrite:
+            raise UsageError(f"DEST {str(dest)!r} is not empty; name a new directory, or pass --overwrite")
+        shutil.rmtree(dest / CELLS_DIR, ignore_errors=True)
+    copied: list[Path] = [_copy(results_dir / MATRIX_NAME, dest / MATRIX_NAME)]
+    recorded = [cell_id for cell_id, record in matrix.records.items() if record is not None]
+    for cell_id in recorded:
+        source, target = cell_dir(results_dir, cell_id), cell_dir(dest, cell_id)
+        copied.append(_copy(source / CELL_NAME, target / CELL_NAME))
+        scatter = matrix.records[cell_id].get("scatter")
+        if scatter and (source / scatter).exists():
+            copied.append(_copy(source / scatter, target / scatter))
+    pending = [cell["id"] for cell in matrix.planned_cells() if matrix.records[cell["id"]] is None]
+    return Kept(tuple(recorded), tuple(pending), sum(path.stat().st_size for path in copied))
+
+
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(
+        prog="python -m benchmarks.records",
+        description="Copy what a suite's report is made of (matrix.json, every cell.json and the scatter files "
+        "they name) out of a results directory, without the runs.",
+    )
+    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of benchmarks.run")
+    parser.add_argument("dest", type=Path, metavar="DEST", help="where to keep the records (a new directory)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the records DEST already holds")
+    args = parser.parse_args(argv)
+    try:
+        kept = keep_records(args.results, args.dest, args.overwrite)
+    except UsageError as error:
+        print(f"benchmarks.records: error: {error}", file=sys.stderr)
+        return 2
+    print(f"kept the records of {len(kept.recorded)} cells ({kept.size / 1000:.0f} kB) in {args.dest}")
+    if kept.pending:
+        print(f"{len(kept.pending)} planned cell(s) have no record yet: {', '.join(kept.pending)}")
+    print(f"render them with: python -m benchmarks.report {args.dest} --out REPORT_DIR")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

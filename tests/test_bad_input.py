@@ -83,3 +83,19 @@ def test_examples_of_bad_values_name_the_parameter(argv, capsys):
     assert code == 2 and "Traceback" not in err
     name = argv[-1].split("=")[0].split(".")[-1]
     assert name in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--set", "train.optimizer=adamw"], "vaezoo: error: train: 'optimizer' must be one of adam, sgd: 'adamw'"),
+        (["--set", "train.test_model=worst"], "vaezoo: error: train: 'test_model' must be one of last, best: 'worst'"),
+        (
+            ["--regularizer", "infovae", "--set", "regularizer.kernel=gauss"],
+            "vaezoo: error: regularizer 'infovae': 'kernel' must be one of rbf, imq: 'gauss'",
+        ),
+    ],
+)
+def test_a_value_that_is_not_a_choice_is_named_with_every_choice(argv, expected, capsys):
+    code, err = outcome(["run", "--dry-run", *argv], capsys)
+    assert code == 2 and err.strip() == expected

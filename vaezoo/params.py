@@ -44,7 +44,7 @@ def param(
     if bounds:
         validators.append(_Bounds(tuple(bounds)))
     if choices is not None:
-        validators.append(attrs.validators.in_(choices))
+        validators.append(_Choices(tuple(choices)))
     metadata = {"help": help, "bounds": tuple(bounds), "choices": choices}
     return attrs.field(default=default, validator=validators, metadata=metadata)
 
@@ -67,6 +67,18 @@ class _Bounds:
                 if not _COMPARE[sign](item, bound):
                     whose = f"every item of '{attribute.name}'" if isinstance(value, tuple) else f"'{attribute.name}'"
                     raise ValueError(f"{whose} must be {sign} {bound}: {value!r}")
+
+
+@attrs.frozen
+class _Choices:
+    """attrs validator: ``value`` is one of ``choices`` (attrs' own ``in_`` puts its whole Attribute in the
+    message)."""
+
+    choices: tuple[Any, ...]
+
+    def __call__(self, instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in self.choices:
+            raise ValueError(f"'{attribute.name}' must be one of {', '.join(map(str, self.choices))}: {value!r}")
 
 
 def bounds_text(field: attrs.Attribute) -> str:
@@ -156,7 +168,8 @@ def build_params(cls: type, values: Mapping[str, Any], where: str) -> Any:
     try:
         return cls(**coerced)
     except (ValueError, TypeError) as error:
-        message = str(error)
+        # attrs' validators put the message first and their Attribute after it in the exception's args
+        message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
         for public, field in fields.items():
             message = message.replace(f"'{field}'", f"'{public}'")
         raise UsageError(f"{where}: {message}") from None

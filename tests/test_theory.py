@@ -263,6 +263,7 @@ def theory_args(*argv: str) -> argparse.Namespace:
         (["--p-data", "1,2,3", "--p-noise", "1,1,1,1"], ["--p-noise", "4 entries", "expected 3"]),
         (["--x-size", "3", "--p-data", "1,2,3,4"], ["--p-data", "4 entries", "expected 3"]),
         (["--z-size", "1"], ["--z-size", "1", ">= 2"]),
+        (["--x-size", "0"], ["--x-size", "0", ">= 2"]),
         (["--prior", "3"], ["--prior", "1 entry", "at least 2"]),
         (["--prior", "1,1", "--contrastive-prior", "1,2,3"], ["--contrastive-prior", "3 entries", "expected 2"]),
         (["--betas", "1,-2"], ["--betas", "-2", ">= 0"]),

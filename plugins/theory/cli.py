@@ -116,7 +116,8 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
             if len(given[field]) < 2:
                 raise UsageError(f"{option} has 1 entry ({text}); expected at least 2")
             sizes[size_name] = len(given[field])
-    defaults = default_vectors(sizes["x_size"] or DEFAULT_SIZE, sizes["z_size"] or DEFAULT_SIZE)
+    unset = {name: DEFAULT_SIZE if size is None else size for name, size in sizes.items()}  # 0 is a size, refused
+    defaults = default_vectors(unset["x_size"], unset["z_size"])
     return Problem(**{**defaults, **given})
 
 

@@ -189,3 +189,17 @@ def test_a_resumed_run_stops_early_and_keeps_the_best_model_as_the_straight_run_
     resumed = Trainer(config(60), registry, tmp_path / "resumed", None).run(resume=True)
     assert resumed["steps"] == straight["steps"] == 30
     assert resumed["tested_step"] == straight["tested_step"] and resumed["metrics"] == straight["metrics"]
+
+
+@pytest.mark.slow
+def test_the_command_line_says_which_step_it_tested(tmp_path):
+    overfitting = ["data.n_train=64", "data.dim=20", "model.latent_dim=2", "encoder.hidden=32", "decoder.hidden=32"]
+    overfitting += ["train.eval_every=10", "train.lr=3e-2", "train.test_model=best", "eval.iw_samples=20"]
+    settings = [item for setting in overfitting for item in ("--set", setting)]
+    done = run_cli("run", *settings, "--steps", "60", "--batch-size", "32", "--no-progress", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    tested = json.loads((tmp_path / "results.json").read_text())["tested_step"]
+    assert tested < 60, "the validation -ELBO of this run turns up again before its last step"
+    header = next(line for line in done.stdout.splitlines() if line.startswith("test metrics"))
+    assert header.startswith("test metrics after 60 steps (")
+    assert header.endswith(f" s of training), of the best model (step {tested}, train.test_model = best):")

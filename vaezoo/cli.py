@@ -277,7 +277,9 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
     if not context.is_main:
         return 0
     print(f"run directory: {directory}")
-    print(f"test metrics after {results['steps']} steps ({results['wall_time_s']:.1f} s of training):")
+    tested = results.get("tested_step", results["steps"])
+    model = f", of the best model (step {tested}, train.test_model = best)" if tested != results["steps"] else ""
+    print(f"test metrics after {results['steps']} steps ({results['wall_time_s']:.1f} s of training){model}:")
     print(format_metrics({"value": results["metrics"]}))
     return 0
 

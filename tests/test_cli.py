@@ -46,11 +46,20 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["run", "--resume", "/no/such/run"], ["not a run directory"]),
         (["eval", "/no/such/run"], ["not a run directory"]),
         (["run", "--steps", "many"], ["invalid int value: 'many'"]),
+        (["run", "--steps", "5", "--epochs", "1"], ["--steps 5 and --epochs 1", "give one"]),
         (["list", "gizmo"], ["invalid choice: 'gizmo'", "regularizer"]),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(args, fragments):
     assert_usage_error(run_cli(*args), *fragments)
+
+
+@pytest.mark.parametrize(("regularizer", "noted"), [("betavae", True), ("ncvae", False)])
+def test_a_noise_sampler_that_the_regularizer_never_draws_from_is_noted(regularizer, noted):
+    done = run_cli("run", "--regularizer", regularizer, "--noise", "gaussian", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    note = f"vaezoo: note: regularizer {regularizer!r} uses no contrastive noise; noise 'gaussian' is not used"
+    assert (note in done.stderr) == noted, done.stderr
 
 
 def test_malformed_config_file(tmp_path):

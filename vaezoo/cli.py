@@ -166,6 +166,8 @@ def format_metrics(columns: dict[str, dict[str, Any]]) -> str:
 
 
 def _raw_from_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    if getattr(args, "steps", None) is not None and getattr(args, "epochs", None) is not None:
+        raise UsageError(f"--steps {args.steps} and --epochs {args.epochs} both set the run's length; give one")
     raw: dict[str, dict[str, Any]] = {}
     for flag, (section, key) in RUN_FLAGS.items():
         value = getattr(args, flag, None)
@@ -228,6 +230,17 @@ def _resumable(key: str, plugins: Plugins) -> bool:
     return key in RESUMABLE_SETTINGS
 
 
+def _note_unused_noise(config: RunConfig, plugins: Plugins) -> None:
+    """Say so on stderr when the configuration names a noise sampler that its regulariser never draws from
+    (a suite may cross noise with every regulariser, so this is a note, not an error)."""
+    if config.noise is not None and not plugins.registry.get("regularizer", config.regularizer.name).cls.needs_noise:
+        print(
+            f"vaezoo: note: regularizer {config.regularizer.name!r} uses no contrastive noise; "
+            f"noise {config.noise.name!r} is not used",
+            file=sys.stderr,
+        )
+
+
 def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
     words = ["vaezoo", "run", "--resume", str(directory.path)]
     if data_dir is not None:
@@ -251,6 +264,7 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
     else:
         layers = [read_config_file(args.config)] if args.config is not None else []
         config = resolve(merge_raw(*layers, flags), plugins.registry)
+        _note_unused_noise(config, plugins)
         data_dir = resolve_data_dir(args.data_dir)
         directory = RunDirectory(args.out or _fresh_run_dir(config))
         directory.check_new(args.overwrite)

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from benchmarks.args import Parser
+from vaezoo.args import Parser
 from vaezoo.distributions import diagonal_normal, isotropic_normal
 from vaezoo.errors import UsageError
 from vaezoo.evaluation import evaluation_rng

@@ -17,8 +17,8 @@ from pathlib import Path
 import attrs
 
 from benchmarks.aggregate import load_matrix
-from benchmarks.args import Parser
 from benchmarks.results import CELL_NAME, CELLS_DIR, MATRIX_NAME, cell_dir
+from vaezoo.args import Parser
 from vaezoo.errors import UsageError
 
 

@@ -57,8 +57,8 @@ from benchmarks.aggregate import (
     prior_label,
     reference_group,
 )
-from benchmarks.args import Parser
 from benchmarks.results import OK, PENDING
+from vaezoo.args import Parser
 from vaezoo.errors import UsageError
 from vaezoo.test_prior_names import check_test_prior
 

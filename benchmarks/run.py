@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, selection_records
-from benchmarks.args import Parser
 from benchmarks.cell_job import (
     DONE,
     EVALUATE,
@@ -92,6 +91,7 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator
+from vaezoo.args import Parser
 from vaezoo.errors import UsageError
 from vaezoo.rundir import process_text
 

@@ -26,8 +26,8 @@ from typing import Any
 from tqdm import tqdm
 
 from benchmarks.aggregate import WAITING, Matrix, load_matrix
-from benchmarks.args import Parser
 from benchmarks.results import FAILED, JOB_NAME, OK, PENDING, RUN_DIR, SKIPPED, cell_dir, read_json
+from vaezoo.args import Parser
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
 from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, process_gone, read_json_lines

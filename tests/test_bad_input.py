@@ -99,3 +99,18 @@ def test_examples_of_bad_values_name_the_parameter(argv, capsys):
 def test_a_value_that_is_not_a_choice_is_named_with_every_choice(argv, expected, capsys):
     code, err = outcome(["run", "--dry-run", *argv], capsys)
     assert code == 2 and err.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["lsit"], "vaezoo: error: argument COMMAND: invalid choice: 'lsit' (choose from 'run', 'list', 'eval'"),
+        (["run", "--steps", "abc"], "vaezoo run: error: argument --steps: invalid int value: 'abc'"),
+        (["list", "regulariser"], "vaezoo list: error: argument kind: invalid choice: 'regulariser' (choose from"),
+    ],
+)
+def test_a_malformed_command_line_is_one_line_without_the_usage_block(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(expected) and len(err.strip().splitlines()) == 1, err

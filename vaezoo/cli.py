@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vaezoo.args import Parser
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.config import (
     CALLBACKS,
@@ -59,7 +60,7 @@ RUN_FLAGS = {
 
 def _parser(plugin_commands: Sequence[Command] = ()) -> argparse.ArgumentParser:
     """The command line: the core commands and, after them, the commands plugins add."""
-    parser = argparse.ArgumentParser(prog="vaezoo", description="A plugin-based zoo of variational autoencoders.")
+    parser = Parser(prog="vaezoo", description="A plugin-based zoo of variational autoencoders.")  # subparsers too
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(commands.add_parser("run", help="train a model (default: betavae on the synthetic task)"))
     listing = commands.add_parser("list", help="registered components, their plugins and parameters")

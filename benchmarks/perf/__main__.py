@@ -41,7 +41,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.args import Parser
 from benchmarks.perf.configs import (
     BF16_TARGETS,
     IWNLL_TARGET,
@@ -55,6 +54,7 @@ from benchmarks.perf.configs import (
     YARDSTICK_QUICK_REPEATS,
     YARDSTICK_REPEATS,
 )
+from vaezoo.args import Parser
 
 PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick", "evaluation")
 #: Parts whose FLOPs are counted: the peak is measured when one of them runs.

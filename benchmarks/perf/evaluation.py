@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
-from benchmarks.args import Parser
+from vaezoo.args import Parser
 from vaezoo.config import merge_raw, resolve
 from vaezoo.distributions import kl_or_estimate
 from vaezoo.errors import UsageError

@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from benchmarks.args import Parser
 from benchmarks.perf.flops import count_flops
+from vaezoo.args import Parser
 from vaezoo.config import merge_raw, resolve
 from vaezoo.interfaces import DataSpec
 from vaezoo.metrics import importance_weighted_log_likelihood

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.args import Parser
 from benchmarks.perf.configs import PRECISIONS
+from vaezoo.args import Parser
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from benchmarks.args import Parser
+from vaezoo.args import Parser
 from vaezoo.interfaces import DataSpec
 from vaezoo_plugins.pixelcnn import PixelCNNDecoder, PixelCNNParams
 

@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
-from benchmarks.args import Parser
 from benchmarks.perf.configs import ARCH_COMPONENTS, NETWORKS, PRECISIONS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
 from benchmarks.perf.flops import count_flops
+from vaezoo.args import Parser
 from vaezoo.config import TrainConfig, merge_raw, resolve
 from vaezoo.distributed import Context
 from vaezoo.errors import UsageError

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from benchmarks.args import Parser
+from vaezoo.args import Parser
 from vaezoo.interfaces import DataSpec
 from vaezoo.session import subnormals_flushed
 from vaezoo_plugins.lstm import LSTMEncoder, LSTMEncoderParams

@@ -58,12 +58,12 @@ import attrs
 import torch
 from torch import nn
 
-from benchmarks.args import Parser
 from benchmarks.perf.configs import PRECISIONS, TEXT_DATA, YARDSTICK_ARCHS, YARDSTICK_BATCH, YARDSTICK_NETWORKS
 from benchmarks.perf.flops import count_flops, gflops_per_s
 from benchmarks.perf.peak import Matmul
 from benchmarks.perf.steps import equal_length_batch, image_batch, stepper, text_data
 from benchmarks.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, YardstickStep, parameter_count
+from vaezoo.args import Parser
 from vaezoo.config import RunConfig, merge_raw, resolve
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec

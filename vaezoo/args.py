@@ -1,4 +1,4 @@
-"""The argument parser of the benchmark commands: a usage error is one line and exit status 2."""
+"""The argument parser of the vaezoo and benchmark commands: a usage error is one line and exit status 2."""
 
 from __future__ import annotations
 

@@ -116,8 +116,8 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
             if len(given[field]) < 2:
                 raise UsageError(f"{option} has 1 entry ({text}); expected at least 2")
             sizes[size_name] = len(given[field])
-    unset = {name: DEFAULT_SIZE if size is None else size for name, size in sizes.items()}  # 0 is a size, refused
-    defaults = default_vectors(unset["x_size"], unset["z_size"])
+    chosen = {name: DEFAULT_SIZE if size is None else size for name, size in sizes.items()}  # 0 is given: refused
+    defaults = default_vectors(chosen["x_size"], chosen["z_size"])
     return Problem(**{**defaults, **given})
 
 

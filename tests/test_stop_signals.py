@@ -11,10 +11,8 @@ import pytest
 
 from tests.conftest import small_config
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from vaezoo.interrupts import Interrupted
+from vaezoo.interrupts import Interrupted, StopSignals
 from vaezoo.train import Trainer
-
-pytestmark = pytest.mark.slow
 
 SIGNAL_AFTER_CALLS = 13  # the 13th step: not an evaluation point (every 10 steps)
 
@@ -34,6 +32,23 @@ def signal_after(method_name: str, calls: int, monkeypatch) -> None:
     monkeypatch.setattr(Trainer, method_name, wrapped)
 
 
+def test_a_signal_recorded_in_a_deferred_block_raises_on_entering_an_immediate_one_and_the_modes_nest():
+    with StopSignals() as signals, signals.deferred():
+        signal.raise_signal(signal.SIGINT)  # recorded, not raised
+        assert signals.requested == signal.SIGINT
+        with pytest.raises(Interrupted), signals.immediate():
+            pass
+        with signals.deferred():
+            pass
+        signals.requested = None
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except Interrupted:
+            pytest.fail("the outer block no longer defers once the nested blocks have ended")
+        assert signals.requested == signal.SIGINT
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method_name", "calls"),
     [

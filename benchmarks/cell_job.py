@@ -41,6 +41,7 @@ from benchmarks.results import (
 )
 from benchmarks.suite import Cell
 from vaezoo.checkpoint import CHECKPOINT_NAME
+from vaezoo.interrupts import STOP_WITH_PARENT_ENV
 from vaezoo.rundir import METRICS_NAME, RESULTS_NAME, SCATTER_NAME, read_json_lines
 
 # What the runner does with a cell: nothing (finished), record it as invalid, evaluate a finished run again,
@@ -97,9 +98,15 @@ class CellRunner:
 
     def __init__(self, out: Path, data_dir: Path | None, threads: int, timeout: float | None) -> None:
         self.out, self.data_dir, self.timeout = out, data_dir, timeout
-        self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        self.env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            STOP_WITH_PARENT_ENV: str(os.getpid()),
+        }
         self.stopping = threading.Event()
         self._live: set[subprocess.Popen] = set()
+        self._signalled: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
 
     # -- child processes --------------------------------------------------------------------------
@@ -110,8 +117,16 @@ class CellRunner:
         command = [sys.executable, "-m", "vaezoo.cli", *args]
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
+        # In a process group of its own, a child is stopped by this runner alone (once: see stop), not also by a
+        # terminal's Ctrl-C, which reaches the whole foreground group; and it stops when this process dies.
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            process_group=0,
         )
         with self._lock:
             self._live.add(process)
@@ -125,6 +140,7 @@ class CellRunner:
         finally:
             with self._lock:
                 self._live.discard(process)
+                self._signalled.discard(process)
         with log.open("a") as handle:
             handle.write(f"$ {' '.join(command)}\n{stdout}{stderr}[exit {process.returncode}]\n\n")
         if timed_out:
@@ -136,11 +152,12 @@ class CellRunner:
         return stdout
 
     def stop(self) -> None:
-        """Stop starting children and interrupt the running ones (they keep their last checkpoint)."""
+        """Stop starting children and interrupt the running ones, once each (they keep their last checkpoint)."""
         self.stopping.set()
         with self._lock:
-            for process in self._live:
+            for process in self._live - self._signalled:  # a second SIGINT would only be noted: send one
                 process.send_signal(signal.SIGINT)
+                self._signalled.add(process)
 
     # -- one cell ---------------------------------------------------------------------------------
     def run(self, planned: Planned) -> dict[str, Any] | None:

@@ -38,10 +38,12 @@ interrupted (the interrupted cells stay pending, and rerunning resumes them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -376,6 +378,7 @@ def _execute(
                 start(new)
             start([])  # the freed slots
     except KeyboardInterrupt:
+        _note_further_stop_signals()
         _stop(executor, [job for job, _ in running.values()], out)
         print(f"interrupted; rerun the same command to resume the matrix in {out}", file=sys.stderr)
         return 130
@@ -438,6 +441,19 @@ def _counts(actions: Counter[str]) -> str:
     return ", ".join(f"{actions[a]} {a}" for a in order if actions[a])
 
 
+def _note_further_stop_signals() -> None:
+    """While the runner stops, a further Ctrl-C or SIGTERM is only noted: each running cell is writing its
+    checkpoint, and the runner waits for them to let go of their run directories."""
+
+    def note(signum: int, frame: object) -> None:
+        with contextlib.suppress(OSError):  # os.write, not print: the main thread may be inside a print
+            os.write(2, b"benchmarks.run: already stopping: each running cell writes its checkpoint first\n")
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, note)
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -457,6 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"benchmarks.run: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before any cell was handed out: nothing to stop
+        print("interrupted before any cell started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ tensors and plain Python containers. Loading checks the digest first (a truncate
 with a clear error) and then reads the archive with ``torch.load(..., weights_only=True)``, which refuses any
 pickled object that is not a tensor or a primitive. The file is written to a temporary name in the same
 directory, flushed to disk and renamed over the old one, so a crash at any point leaves either the old or the
-new checkpoint, never a torn one.
+new checkpoint, never a torn one; SIGINT and SIGTERM are held back while the file is written and renamed, so a
+save once started completes, whatever signals arrive (they are handled when it ends).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vaezoo.errors import UsageError
+from vaezoo.interrupts import signals_held
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: The weights of the validation line with the lowest -ELBO (``train.test_model = "best"``).
@@ -38,7 +40,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temp file, fsync, rename, fsync of the directory)."""
+    """Write ``state`` to ``path`` atomically (temp file, fsync, rename, fsync of the directory), with stop signals
+    held back from the moment the file is created until it is in place."""
     import torch  # here, not at the top: the command line imports this module for its names without torch
 
     buffer = io.BytesIO()
@@ -46,10 +49,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     payload = buffer.getvalue()
     header = MAGIC + b" sha256=" + hashlib.sha256(payload).hexdigest().encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
+    with signals_held():
+        _write_atomically(path, header + payload)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         try:
-            _write_all(fd, header + payload)
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from vaezoo.args import Parser
-from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.config import (
     CALLBACKS,
     CORE_SECTIONS,
@@ -31,7 +30,7 @@ from vaezoo.config import (
     resolve,
 )
 from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.interrupts import Interrupted, StopSignals
+from vaezoo.interrupts import Interrupted, StopSignals, stop_with_launcher
 from vaezoo.kinds import ALL_KINDS, KINDS
 from vaezoo.metric_names import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
@@ -280,11 +279,11 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
             trainer = Trainer(config, plugins.registry, directory.path, data_dir, context)
             results = trainer.run(resume=args.resume is not None, overwrite=args.overwrite, changes=changes)
         except Interrupted as stop:
-            if trainer is None or not directory.file(CHECKPOINT_NAME).exists():
+            if trainer is None or trainer.saved_step is None:
                 print(f"\nvaezoo: interrupted by {stop}; nothing was trained", file=sys.stderr)
             else:
                 print(
-                    f"\nvaezoo: interrupted by {stop}; the checkpoint of step {trainer.step} is kept in "
+                    f"\nvaezoo: interrupted by {stop}; the checkpoint of step {trainer.saved_step} is kept in "
                     f"{str(directory.path)!r}; continue with: {_resume_command(directory, data_dir)}",
                     file=sys.stderr,
                 )
@@ -463,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     added = {command.name: command.module.run for command in plugin_commands}
     try:
         with StopSignals():  # SIGTERM, like Ctrl-C, ends a command with a message instead of a silent kill
+            stop_with_launcher()
             if args.command in added:
                 return added[args.command](args)
             return COMMANDS[args.command](args, plugins)

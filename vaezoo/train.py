@@ -125,6 +125,8 @@ class Trainer:
         self.hooks = RunHooks(config, registry)
         self.run_info = RunInfo(run_dir, config, self.session.model, self.session.data, self.total_steps)
         self.step = 0
+        # The step of the checkpoint on disk (None before the first is written or read): what a stop keeps.
+        self.saved_step: int | None = None
         self.wall_time = 0.0
         # Training losses summed since the last validation line, and that line while it awaits its validation.
         self.sums: dict[str, float] = defaultdict(float)
@@ -179,6 +181,7 @@ class Trainer:
         rank_rngs = self.context.gather(_rng_state())
         if self.context.is_main:
             save_checkpoint(self.directory.file(CHECKPOINT_NAME), self._state(rank_rngs))
+        self.saved_step = self.step
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint; every rank of a distributed run loads the same one.
@@ -191,6 +194,7 @@ class Trainer:
         if self.auxiliary_optimizer is not None:
             self.auxiliary_optimizer.load_state_dict(state["auxiliary_optimizer"])
         self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
+        self.saved_step = self.step
         self.sums = defaultdict(float, state.get("train_sums", {}))
         self.since_eval = int(state.get("since_eval", 0))
         self.pending = state.get("pending_validation") or None
@@ -224,7 +228,7 @@ class Trainer:
                     self._record("stopped_early")
                 results = self.finish() if self.context.is_main else {}
             except Interrupted as stop:
-                self._record("interrupted", signal=signal.Signals(stop.signum).name)
+                self._record("interrupted", signal=signal.Signals(stop.signum).name, checkpoint=self.saved_step)
                 raise
             except TrainingDiverged as diverged:
                 self._record("diverged", error=str(diverged))

@@ -25,7 +25,16 @@ from tests.conftest import REPO, small_raw
 from tests.test_benchmarks import write
 from tests.test_executors import LONG, history, results, run_suite, trained_once
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from vaezoo.interrupts import ALREADY_STOPPING, Interrupted, StopSignals, signals_held
+from vaezoo.errors import UsageError
+from vaezoo.interrupts import (
+    ALREADY_STOPPING,
+    STOP_WITH_PARENT_ENV,
+    Interrupted,
+    StopSignals,
+    signals_held,
+    stop_with_launcher,
+)
+from vaezoo.rundir import LOCK_NAME
 
 pytestmark = pytest.mark.adversarial
 
@@ -89,6 +98,15 @@ def test_a_save_interrupted_by_signals_completes_and_the_stop_comes_after_it(tmp
     assert stop.value.signum == signal.SIGINT
     assert load_checkpoint(path)["step"] == 2, "the save that had started is on disk, whole"
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
+
+
+def test_a_launcher_that_is_not_this_processs_parent_stops_it_and_a_malformed_one_is_refused():
+    with pytest.raises(Interrupted) as stop:
+        stop_with_launcher({STOP_WITH_PARENT_ENV: str(os.getpid())})  # this process is not its own parent
+    assert stop.value.signum == signal.SIGTERM
+    with pytest.raises(UsageError, match=f"{STOP_WITH_PARENT_ENV} must be a process id, got 'me'"):
+        stop_with_launcher({STOP_WITH_PARENT_ENV: "me"})
+    stop_with_launcher({})  # not launched by a runner: nothing to do
 
 
 # -- vaezoo run, signalled during a save ---------------------------------------------------------------------------
@@ -219,3 +237,30 @@ def test_a_terminals_ctrl_c_to_the_runners_group_stops_each_cell_once_and_reruns
     local = run_suite(str(suite), "--jobs", "2", "--threads", "1", "--out", str(straight))
     assert local.returncode == 0, local.stdout + local.stderr
     assert results(out) == results(straight)
+
+
+@pytest.mark.slow
+def test_a_runner_killed_outright_leaves_no_cell_running_and_the_rerun_resumes_each_at_its_checkpoint(tmp_path):
+    suite = write(tmp_path, LONG)
+    out = tmp_path / "out"
+    arguments = [str(suite), "--jobs", "2", "--threads", "1", "--out", str(out)]
+    runner = _start_in_own_session(arguments)
+    deadline = time.monotonic() + 600
+    checkpoints = [out / "cells" / cell / "run" / CHECKPOINT_NAME for cell in ("seed=0", "seed=1")]
+    while not all(path.exists() and load_checkpoint(path)["step"] > 0 for path in checkpoints):  # both training
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "no cell got that far"
+        time.sleep(0.3)
+    runner.kill()  # SIGKILL: the runner has no chance to stop its cells
+    runner.communicate(timeout=60)
+    locks = list((out / "cells").glob(f"*/run/{LOCK_NAME}"))
+    while any(lock.read_text().strip() for lock in locks):  # a cell's process clears its lock as it ends
+        assert time.monotonic() < deadline, "a cell's process outlived its runner"
+        time.sleep(0.3)
+    for cell in ("seed=0", "seed=1"):
+        last = json.loads((out / "cells" / cell / "run" / "history.jsonl").read_text().splitlines()[-1])
+        assert (last["event"], last["signal"]) == ("interrupted", "SIGTERM")
+    done = run_suite(*arguments)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for cell in ("seed=0", "seed=1"):
+        assert trained_once(history(out, cell)), history(out, cell)

@@ -137,6 +137,8 @@ def stop_with_launcher(environ: Mapping[str, str] = os.environ) -> None:
         return
     if not text.isdigit():
         raise UsageError(f"{STOP_WITH_PARENT_ENV} must be a process id, got {text!r}")
+    if os.getppid() != int(text):
+        raise Interrupted(signal.SIGTERM)
     library = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
     if library is not None:
         ctypes.CDLL(library, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, small_raw
-from tests.test_benchmarks import write
+from tests.test_benchmarks import TINY_BASE, write
 from tests.test_executors import LONG, history, results, run_suite, trained_once
 from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from vaezoo.errors import UsageError
@@ -54,6 +54,23 @@ checkpoint._write_all = slow_write_all
 sys.exit(main(sys.argv[1:]))
 """
 KEPT = re.compile(r"the checkpoint of step (\d+) is kept")
+#: Two cells whose steps take tens of milliseconds, as a real network's do (a few seconds each on one core): a
+#: second signal sent on the heels of a first lands inside the step the first let finish.
+HEAVY_STEPS = (
+    """
+[suite]
+name = "heavy"
+"""
+    + TINY_BASE.replace("dim = 10", "dim = 200")
+    .replace("n_train = 256", "n_train = 1024")
+    .replace("hidden = [16]", "hidden = [1024, 1024]")
+    .replace("steps = 20", "steps = 400")
+    .replace("eval_every = 10", "eval_every = 100")
+    + """
+[axes]
+"train.seed" = [0, 1]
+"""
+)
 
 
 # -- the pieces, in this process -----------------------------------------------------------------------------------
@@ -216,7 +233,7 @@ def _ctrl_c_to_the_group_midway(arguments: list[str], out: Path, past_step: int)
 
 @pytest.mark.slow
 def test_a_terminals_ctrl_c_to_the_runners_group_stops_each_cell_once_and_reruns_train_no_step_twice(tmp_path):
-    suite = write(tmp_path, LONG)
+    suite = write(tmp_path, HEAVY_STEPS)
     out = tmp_path / "out"
     arguments = [str(suite), "--jobs", "2", "--threads", "1", "--out", str(out)]
     for _ in range(2):  # stopped twice, each time a second after a new checkpoint: mid-training

@@ -307,15 +307,16 @@ def share_parts(parts: Mapping[str, np.ndarray], given: Collection[str]) -> dict
 def run_test_from_file(trained: TrainedData | None, standard_source: str, now: bool) -> bool:
     """Whether the test split of a trained run came from a file of its own, which decides how the run divided the
     shipped files (their test part joined train, see :func:`share_parts`): set by ``data.test_file`` or read by
-    ``data.source=STANDARD_SOURCE``, or, with ``data.source=auto``, recorded as read from another file than train
-    and valid. ``now`` says whether the data being loaded has a test file: the answer when no trained run is
-    evaluated (``trained`` None) or the run recorded no sources. A run whose test split came from a file evaluated
-    without one is a UsageError: its training split holds the shipped test part."""
+    ``data.source=STANDARD_SOURCE``, not by another source than ``auto``, and with ``auto`` as the run recorded it
+    (read from another file than train and valid). ``now`` says whether the data being loaded has a test file: the
+    answer when no trained run is evaluated (``trained`` None), or with ``auto`` when the run recorded no sources.
+    A run whose test split came from a file evaluated without one is a UsageError: its training split holds the
+    shipped test part."""
     if trained is None:
         return now
-    recorded = trained.sources
-    if trained.params.test_file or trained.params.source == standard_source:
-        from_file = True
+    recorded, source = trained.sources, trained.params.source
+    if trained.params.test_file or source != "auto":
+        from_file = bool(trained.params.test_file) or source == standard_source
     elif "test" in recorded:
         from_file = recorded["test"]["file"] not in {recorded[s]["file"] for s in ("train", "valid") if s in recorded}
     else:

@@ -33,6 +33,13 @@ that ``auto`` uses (adding one changes the data of later runs) or that the confi
 setting that would). The loaded :class:`BinarisedImages` records which file made each
 split and how (``sources``, see :class:`vaezoo.interfaces.Data`).
 
+Splits are kept apart (:mod:`vaezoo_plugins.data_checks`): two splits read from one file, or sharing more than 5 %
+of their images (equal grey levels), are refused unless ``data.allow_overlap`` is set; fewer shared images are noted
+and counted in the splits' ``sources`` (``shared_with``). A trained run evaluated on a test file (``vaezoo eval
+--set data.test_file=...``, or a standard test file added to the data directory since) keeps its own train and valid
+splits: the shipped file is divided as the run divided it (its test part stays out of train), and the test file is
+checked against the run's splits.
+
 Splits depend on ``split_seed``, not on the run seed, so runs that differ only in their seed train and evaluate on
 the same examples; change ``split_seed`` to resample the split. Omniglot is split by character: no (alphabet,
 character) pair has images in two splits (Lake et al.'s background and evaluation sets share no alphabet), so valid

@@ -25,9 +25,15 @@ documents make train and valid only (valid keeps its part, so the same documents
 ``ptb.valid`` is all valid. When the data is loaded, a note on stderr names each split file present that ``auto``
 uses (adding one changes the data of later runs) or that is not used (``data.source=shipped``, another file named,
 or a training file without its test file), with the setting that would use it. The loaded
-:class:`TextData` records which file made each split and how (``sources``). Divisions depend on ``split_seed``, not
-on the run seed, so runs that differ only in their seed share one split; valid and test keep file order, the
-training documents come in an order shuffled by ``split_seed`` (so ``limit`` keeps a random subset).
+:class:`TextData` records which file made each split and how (``sources``), and the fraction of each split's words
+read as the unknown token (``unknown_token_rate``; a note on stderr above 10 %, see
+:mod:`vaezoo_plugins.data_checks`). Splits are kept apart: two splits read from one file, or sharing more than 5 % of
+their documents (the same words), are refused unless ``data.allow_overlap`` is set; fewer shared documents (PTB's
+splits repeat a few short sentences) are noted and counted (``shared_with``). A trained run evaluated on a test file
+keeps its own train and valid splits, hence its vocabulary: the shipped files are divided as the run divided them.
+Divisions depend on ``split_seed``, not on the run seed, so runs that differ only in their seed share one split; valid
+and test keep file order, the training documents come in an order shuffled by ``split_seed`` (so ``limit`` keeps a
+random subset).
 
 The vocabulary is the corpus's vocabulary file (Yahoo ships one) or is trained on the training documents with
 ``tokenizers`` (a WordLevel model: words seen at least ``min_freq`` times, the most frequent first, ties broken by

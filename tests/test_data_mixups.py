@@ -346,6 +346,6 @@ def test_eval_notes_a_test_file_mostly_outside_the_runs_vocabulary(ptb_run, data
     yahoo = YAHOO_VALID.path(data_dir)
     result = evaluate(ptb_run, "--set", f"data.test_file={yahoo}")
     assert result.returncode == 0, result.stderr
-    data = loaded(PTB, data_dir, test_file=str(yahoo), max_len=20)
+    data = loaded(PTB, data_dir, test_file=str(yahoo), max_len=20, limit=48)  # the run's vocabulary
     rate = unknown_rate(data, read_lines(YAHOO_VALID, data_dir, check_sha256=False))
     assert f"vaezoo: note: data 'ptb': {100 * rate:.1f} % of the test split's tokens are outside" in result.stderr

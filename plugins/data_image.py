@@ -33,6 +33,13 @@ that ``auto`` uses (adding one changes the data of later runs) or that the confi
 setting that would). The loaded :class:`BinarisedImages` records which file made each
 split and how (``sources``, see :class:`vaezoo.interfaces.Data`).
 
+Splits are kept apart (:mod:`vaezoo_plugins.data_checks`): two splits read from one file, or sharing more than 5 %
+of their images (equal grey levels), are refused unless ``data.allow_overlap`` is set; fewer shared images are noted
+and counted in the splits' ``sources`` (``shared_with``). A trained run evaluated on a test file (``vaezoo eval
+--set data.test_file=...``, or a standard test file added to the data directory since) keeps its own train and valid
+splits: the shipped file is divided as the run divided it (its test part stays out of train), and the test file is
+checked against the run's splits.
+
 Splits depend on ``split_seed``, not on the run seed, so runs that differ only in their seed train and evaluate on
 the same examples; change ``split_seed`` to resample the split. Omniglot is split by character: no (alphabet,
 character) pair has images in two splits (Lake et al.'s background and evaluation sets share no alphabet), so valid
@@ -69,8 +76,9 @@ from torch import Tensor
 
 from vaezoo import hookimpl
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, DataSpec
+from vaezoo.interfaces import Data, DataSource, DataSpec, TrainedData
 from vaezoo.params import param
+from vaezoo_plugins.data_checks import Read, check_splits_apart, image_keys
 
 SIDE = 28
 IMAGE_SPEC = DataSpec((1, SIDE, SIDE), "binary")
@@ -303,6 +311,31 @@ def share_parts(parts: Mapping[str, np.ndarray], given: Collection[str]) -> dict
     }
 
 
+def run_test_from_file(trained: TrainedData | None, standard_source: str, now: bool) -> bool:
+    """Whether the test split of a trained run came from a file of its own, which decides how the run divided the
+    shipped files (their test part joined train, see :func:`share_parts`): set by ``data.test_file`` or read by
+    ``data.source=STANDARD_SOURCE``, not by another source than ``auto``, and with ``auto`` as the run recorded it
+    (read from another file than train and valid). ``now`` says whether the data being loaded has a test file: the
+    answer when no trained run is evaluated (``trained`` None), or with ``auto`` when the run recorded no sources.
+    A run whose test split came from a file evaluated without one is a UsageError: its training split holds the
+    shipped test part."""
+    if trained is None:
+        return now
+    recorded, source = trained.sources, trained.params.source
+    if trained.params.test_file or source != "auto":
+        from_file = bool(trained.params.test_file) or source == standard_source
+    elif "test" in recorded:
+        from_file = recorded["test"]["file"] not in {recorded[s]["file"] for s in ("train", "valid") if s in recorded}
+    else:
+        from_file = now
+    if from_file and not now:
+        raise UsageError(
+            "the run evaluated took its test split from a file, so its training split holds the shipped test part: "
+            "name a test file (data.test_file)"
+        )
+    return from_file
+
+
 def part_selection(names: Sequence[str], count: int, total: int, division: str) -> str:
     """How ``count`` of the ``total`` examples of a file were chosen: the parts ``names`` of its ``division``."""
     if count == total:
@@ -522,6 +555,10 @@ def hold_out_last(n_train: int, n_test: int, n_valid: int, seed: int) -> Rows:
     return {"train": order[:-n_valid], "valid": order[-n_valid:], "test": n_train + np.arange(n_test)}
 
 
+def without_test(by_split: Mapping[str, Any]) -> dict[str, Any]:
+    return {split: value for split, value in by_split.items() if split != "test"}
+
+
 @attrs.frozen
 class Block:
     """Images read from one file and what they make: grey levels ``'n 1 28 28'`` in file order, the rows of each
@@ -560,6 +597,14 @@ def stacked(blocks: Sequence[Block]) -> tuple[Tensor, Rows, dict[str, Block]]:
 # Sources
 
 
+#: Help of the data parameter that lets splits share files or examples.
+ALLOW_OVERLAP_HELP = (
+    "let splits share a file, or more than 5 % of their examples (identical images or documents), which is "
+    "otherwise refused: a model would be evaluated on examples it trained or was selected on; what they share is "
+    "noted either way"
+)
+
+
 @attrs.frozen
 class ImageParams:
     valid_fraction: float = param(
@@ -590,6 +635,7 @@ class ImageParams:
     )
     limit: int = param(0, ge=0, le=10**9, help="use at most this many training examples (0: all), for quick runs")
     check_sha256: bool = param(True, help="verify the sha256 of the shipped files (npz, csv)")
+    allow_overlap: bool = param(False, help=ALLOW_OVERLAP_HELP)
 
     def __attrs_post_init__(self) -> None:
         if self.valid_fraction + self.test_fraction >= 1:
@@ -664,7 +710,12 @@ class ImageSource(DataSource):
     #: What a group of the division into splits is (no group has examples in two splits).
     group: ClassVar[str]
     #: Data parameters ``vaezoo eval`` may change: they choose evaluation data only, never the model's input.
-    evaluation_params: ClassVar[tuple[str, ...]] = ("test_file", "eval_binarisation_seed", "check_sha256")
+    evaluation_params: ClassVar[tuple[str, ...]] = (
+        "test_file",
+        "eval_binarisation_seed",
+        "check_sha256",
+        "allow_overlap",
+    )
 
     def load(self, data_dir: Path | None, seed: int) -> BinarisedImages:
         """The splits as :class:`BinarisedImages` with their ``sources``; they do not depend on ``seed`` (only
@@ -673,12 +724,12 @@ class ImageSource(DataSource):
             raise UsageError(f"data {self.name!r} reads files: pass --data-dir or set VAEZOO_DATA")
         notes: list[str] = []
         try:
-            blocks = self.blocks(Path(data_dir), notes)
+            data = self.assemble(self.blocks(Path(data_dir), notes), notes)
         except UsageError as error:
             raise UsageError(f"data {self.name!r}: {error}") from None
         for note in notes:
             print(note, file=sys.stderr)
-        return self.assemble(blocks, notes)
+        return data
 
     def read(self, data_dir: Path) -> tuple[Tensor, Rows]:
         """Grey levels ``'n 1 28 28'`` of the files read, one after the other, and the rows of each split into
@@ -686,9 +737,15 @@ class ImageSource(DataSource):
         return stacked(self.blocks(data_dir, []))[:2]
 
     def assemble(self, blocks: Sequence[Block], notes: list[str]) -> BinarisedImages:
-        """:class:`BinarisedImages` of the blocks' images, each split from the one block that makes it."""
+        """:class:`BinarisedImages` of the blocks' images, each split from the one block that makes it, once
+        :func:`check_splits_apart` accepts them (its note joins ``notes``; its counts the ``sources``)."""
         p = self.params
         images, rows, owner = stacked(blocks)
+        keys = image_keys(images.numpy())
+        reads = [Read(b.path, tuple(s for s in SPLITS if s in b.rows)) for b in blocks]
+        split_keys = {split: [keys[i] for i in rows[split]] for split in SPLITS}
+        shared_notes, shared = check_splits_apart(reads, split_keys, p.allow_overlap)
+        notes += [f"vaezoo: note: data {self.name!r}: {note}" for note in shared_notes]
         selection = {split: owner[split].selection[split] for split in SPLITS}
         if 0 < p.limit < len(rows["train"]):
             rows["train"] = rows["train"][: p.limit]
@@ -697,6 +754,7 @@ class ImageSource(DataSource):
         data = BinarisedImages(images, rows, p.eval_binarisation_seed, fixed=fixed)
         data.sources = {
             split: {"file": str(owner[split].path), "examples": len(rows[split]), "selection": selection[split]}
+            | ({"shared_with": shared[split]} if shared[split] else {})
             for split in SPLITS
         }
         data.notes = notes
@@ -723,7 +781,10 @@ class ImageSource(DataSource):
             parts.pop("test")
             first = divided_block(images, path, parts, division, (), p.split_seed, why)
         else:
-            first = self.shipped(data_dir, source, given=() if files["test"] is None else ("test",))
+            run_test = run_test_from_file(self.trained, self.standard_source, files["test"] is not None)
+            first = self.shipped(data_dir, source, given=("test",) if run_test else ())
+            if files["test"] is not None and not run_test:  # evaluated on a test file: train keeps the run's part
+                first = attrs.evolve(first, rows=without_test(first.rows), selection=without_test(first.selection))
         if files["test"] is None:
             return [first]
         path, why = files["test"]

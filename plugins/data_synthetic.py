@@ -59,7 +59,9 @@ class SyntheticData(DataSource):
     """p_d = N(data_mean, data_std^2 I) and p_n = N(noise_mean, noise_std^2 I) in ``dim`` dimensions.
 
     The noise examples are the data set's own contrastive distribution (:class:`NoisyData`) for the train and
-    test splits.
+    test splits. The splits need no overlap check (see ``vaezoo_plugins.data_checks``): they are successive draws of
+    one seeded stream, so no example is read twice, and an equal draw of ``dim`` real coordinates is a coincidence
+    of float32 rounding (possible only in very few dimensions), not an example shared by mistake.
     """
 
     name = "synthetic"

@@ -25,9 +25,15 @@ documents make train and valid only (valid keeps its part, so the same documents
 ``ptb.valid`` is all valid. When the data is loaded, a note on stderr names each split file present that ``auto``
 uses (adding one changes the data of later runs) or that is not used (``data.source=shipped``, another file named,
 or a training file without its test file), with the setting that would use it. The loaded
-:class:`TextData` records which file made each split and how (``sources``). Divisions depend on ``split_seed``, not
-on the run seed, so runs that differ only in their seed share one split; valid and test keep file order, the
-training documents come in an order shuffled by ``split_seed`` (so ``limit`` keeps a random subset).
+:class:`TextData` records which file made each split and how (``sources``), and the fraction of each split's words
+read as the unknown token (``unknown_token_rate``; a note on stderr above 10 %, see
+:mod:`vaezoo_plugins.data_checks`). Splits are kept apart: two splits read from one file, or sharing more than 5 % of
+their documents (the same words), are refused unless ``data.allow_overlap`` is set; fewer shared documents (PTB's
+splits repeat a few short sentences) are noted and counted (``shared_with``). A trained run evaluated on a test file
+keeps its own train and valid splits, hence its vocabulary: the shipped files are divided as the run divided them.
+Divisions depend on ``split_seed``, not on the run seed, so runs that differ only in their seed share one split; valid
+and test keep file order, the training documents come in an order shuffled by ``split_seed`` (so ``limit`` keeps a
+random subset).
 
 The vocabulary is the corpus's vocabulary file (Yahoo ships one) or is trained on the training documents with
 ``tokenizers`` (a WordLevel model: words seen at least ``min_freq`` times, the most frequent first, ties broken by
@@ -68,7 +74,9 @@ from vaezoo import hookimpl
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSource, DataSpec, SourceRecord, evaluation_rows
 from vaezoo.params import param
+from vaezoo_plugins.data_checks import Read, check_splits_apart, document_keys, unknown_token_note
 from vaezoo_plugins.data_image import (
+    ALLOW_OVERLAP_HELP,
     AUTO,
     DataFile,
     auto_note,
@@ -81,6 +89,7 @@ from vaezoo_plugins.data_image import (
     part_selection,
     read_bytes,
     require,
+    run_test_from_file,
     share_parts,
     unused_note,
 )
@@ -272,6 +281,16 @@ class TextData(Data):
         rows = self.epoch_batches(seed, epoch, batch_size)[index]
         return self.prepare_train_batch(self.rows("train", rows), epoch, index, seed)
 
+    def unknown_token_rates(self) -> dict[str, float]:
+        """By split, the fraction of its words (the tokens between start and end, as the sequences hold them) read
+        as the unknown token; 0 for a split without words."""
+        v = self.vocabulary
+        rates = {}
+        for split, x in self.splits.items():
+            words = (x != v.pad_id) & (x != v.bos_id) & (x != v.eos_id)
+            rates[split] = float((x == v.unk_id).sum() / words.sum().clamp(min=1))
+        return rates
+
     def batches(self, split: str, batch_size: int, limit: int | None = None) -> Iterator[Tensor]:
         """Evaluation batches of ``split`` in split order (``limit`` as in :func:`evaluation_rows`), each padded
         to its own longest sequence."""
@@ -456,6 +475,7 @@ class TextParams(SequenceParams):
         help="seed of the divisions of shipped files, independent of the run seed (all runs share them)",
     )
     check_sha256: bool = param(True, help="verify the sha256 of the shipped files")
+    allow_overlap: bool = param(False, help=ALLOW_OVERLAP_HELP)
 
 
 #: The format a split file of a text source must have, for the parameters' help.
@@ -525,7 +545,7 @@ class TextSource(DataSource):
     #: The corpus's own split files that are not shipped (the user's copies), by split.
     standard_files: ClassVar[dict[str, tuple[DataFile, DataFile]]] = {}
     #: Data parameters ``vaezoo eval`` may change: they choose evaluation data only, never the vocabulary.
-    evaluation_params: ClassVar[tuple[str, ...]] = ("test_file", "check_sha256")
+    evaluation_params: ClassVar[tuple[str, ...]] = ("test_file", "check_sha256", "allow_overlap")
 
     def load(self, data_dir: Path | None, seed: int) -> TextData:
         """The splits as :class:`TextData` with their ``sources``; they do not depend on ``seed`` (only the batch
@@ -535,7 +555,8 @@ class TextSource(DataSource):
         p = self.params
         notes: list[str] = []
         try:
-            lines, sources = self.collect(Path(data_dir), notes)
+            lines, sources, reads = self.collect(Path(data_dir), notes)
+            self.check_apart(lines, sources, reads, notes)
             train = pick(lines["train"], np.random.RandomState(p.split_seed).permutation(len(lines["train"])))
             lines["train"] = train[: p.limit or None]
             if len(lines["train"]) < len(train):
@@ -546,28 +567,42 @@ class TextSource(DataSource):
             data = build_text_data(documents, vocabulary, p)
         except UsageError as error:
             raise UsageError(f"data {self.name!r}: {error}") from None
+        for split, rate in data.unknown_token_rates().items():
+            sources[split]["unknown_token_rate"] = round(rate, 4)
+            note = unknown_token_note(split, rate, vocabulary.specials.unk)
+            notes += [f"vaezoo: note: data {self.name!r}: {note}"] if note else []
         for note in notes:
             print(note, file=sys.stderr)
         data.sources, data.notes = sources, notes
         return data
 
-    def collect(self, data_dir: Path, notes: list[str]) -> tuple[dict[str, list[str]], dict[str, SourceRecord]]:
-        """The lines of each split, in file order, and where they come from (see the class docstring); adds to
-        ``notes`` the standard files that ``auto`` uses or that are left unused. Bad files raise UsageError."""
+    def collect(
+        self, data_dir: Path, notes: list[str]
+    ) -> tuple[dict[str, list[str]], dict[str, SourceRecord], list[Read]]:
+        """The lines of each split, in file order, where they come from (see the class docstring) and the files
+        read; adds to ``notes`` the standard files that ``auto`` uses or that are left unused. Bad files raise
+        UsageError. When a trained run is evaluated, the shipped files are divided as the run divided them
+        (:func:`run_test_from_file`), so a test file does not change its train and valid splits."""
         p = self.params
         files = self.split_files(data_dir, notes)
+        run_test = run_test_from_file(self.trained, "full", "test" in files)
+        divided = {split for split in files if split != "test"} | ({"test"} if run_test else set())
         lines: dict[str, list[str]] = {}
         sources: dict[str, SourceRecord] = {}
+        reads = [Read(path, (split,)) for split, (path, _) in files.items()]
         for split, (path, why) in files.items():
             lines[split] = read_documents(path)
             selection = f"all its {len(lines[split])} examples; {why}"
             sources[split] = {"file": str(path), "examples": len(lines[split]), "selection": selection}
         for division in self.divisions():
-            if all(split in files for split in division.splits):
+            if all(split in divided for split in division.splits):
                 continue
             shipped = read_lines(division.file, data_dir, p.check_sha256)
             parts = random_parts(len(shipped), division.held_out, p.split_seed)
-            for split, (rows, names) in share_parts(dict(zip(division.splits, parts, strict=True)), files).items():
+            shares = share_parts(dict(zip(division.splits, parts, strict=True)), divided)
+            made = {split: share for split, share in shares.items() if split not in files}
+            reads += [Read(division.file.path(data_dir), tuple(made))] if made else []
+            for split, (rows, names) in made.items():
                 lines[split] = pick(shipped, rows)
                 selection = f"{part_selection(names, len(rows), len(shipped), division.text)}; shipped"
                 sources[split] = {
@@ -575,7 +610,19 @@ class TextSource(DataSource):
                     "examples": len(rows),
                     "selection": selection,
                 }
-        return lines, {split: sources[split] for split in SPLITS}
+        return lines, {split: sources[split] for split in SPLITS}, reads
+
+    def check_apart(
+        self, lines: Mapping[str, list[str]], sources: Mapping[str, SourceRecord], reads: list[Read], notes: list[str]
+    ) -> None:
+        """Refuse splits that share a file or too many documents (:func:`check_splits_apart`, on every line read,
+        before ``limit``); add its note to ``notes`` and its counts to ``sources``."""
+        keys = {split: document_keys(lines[split]) for split in SPLITS}
+        shared_notes, shared = check_splits_apart(reads, keys, self.params.allow_overlap)
+        notes += [f"vaezoo: note: data {self.name!r}: {note}" for note in shared_notes]
+        for split in SPLITS:
+            if shared[split]:
+                sources[split]["shared_with"] = shared[split]
 
     def split_files(self, data_dir: Path, notes: list[str]) -> dict[str, tuple[Path, str]]:
         """The splits read from a file of their own: that file and the setting that chose it (see the class

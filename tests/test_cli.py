@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from vaezoo_plugins.data_text import PTB
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -143,8 +143,7 @@ def test_eval_on_a_test_file_named_or_added_after_training(data_dir, tmp_path):
     assert recorded["train"]["file"] == str(train_file) and recorded["test"]["examples"] > 0
     started = json.loads((out / "history.jsonl").read_text().splitlines()[0])
     assert started["data_sources"] == recorded, "the history records the files the run started from"
-    with gzip.open(folder / "ptb.valid.txt.gz", "rt") as handle:
-        sentences = handle.read().splitlines()[:40]  # real PTB sentences, in Mikolov's format
+    sentences = PTB(PTB.Params()).read(tmp_path / "data")["test"][:40]  # of the run's test part, in Mikolov's format
     test_file = tmp_path / "ptb.test.txt"
     test_file.write_text("\n".join(sentences) + "\n")
     quick = ["--iw-samples", "2", "--no-progress", "--json"]
@@ -152,7 +151,8 @@ def test_eval_on_a_test_file_named_or_added_after_training(data_dir, tmp_path):
     named = run_cli("eval", str(out), "--set", f"data.test_file={test_file}", *quick, env=one_thread)
     assert named.returncode == 0, named.stderr
     assert f"data test: 40 examples from '{test_file}' (all its 40 examples; data.test_file)" in named.stderr
-    assert f"data valid: 3370 examples from '{folder / 'ptb.valid.txt.gz'}' (all its 3370 examples" in named.stderr
+    valid = f"data valid: 1685 examples from '{folder / 'ptb.valid.txt.gz'}' (the valid part of its 3370 examples"
+    assert valid in named.stderr, "the run's own validation split, whatever the test file"
     metrics = json.loads(named.stdout)
     assert metrics["split"] == "test" and math.isfinite(metrics["iw_nll"])
     assert metrics["neg_elbo"] != json.loads((out / "results.json").read_text())["metrics"]["neg_elbo"]
@@ -160,7 +160,7 @@ def test_eval_on_a_test_file_named_or_added_after_training(data_dir, tmp_path):
     shutil.copy(test_file, folder / "ptb.test.txt")
     found = run_cli("eval", str(out), *quick, env=one_thread)
     assert found.returncode == 0, found.stderr
-    assert "(all its 40 examples; data.source=auto, as it is present)" in found.stderr
+    assert "(all its 40 examples; data.source=auto, as it is present)" in found.stderr and valid in found.stderr
     assert json.loads(found.stdout) == metrics, "the same sentences give the same metrics"
     table = run_cli("eval", str(out), "--iw-samples", "2", "--no-progress", env=one_thread)
     assert f"test split (40 examples from '{folder / 'ptb.test.txt'}') of {out}, by test prior:" in table.stdout

@@ -57,8 +57,10 @@ def test_eval_reads_lake_et_al_png_zips_as_the_test_split(data_dir, tmp_path):
     )
     assert trained.returncode == 0, trained.stderr
     zipped = data_dir / "omniglot" / "images_background_small2.zip"
-    result = run_cli("eval", str(out), "--set", f"data.test_file={zipped}", "--iw-samples", "2", "--json")
+    allow = ["--set", "data.allow_overlap=true"]  # knowingly: the zip's images are the npz's
+    result = run_cli("eval", str(out), "--set", f"data.test_file={zipped}", *allow, "--iw-samples", "2", "--json")
     assert result.returncode == 0, result.stderr
+    assert "(allowed by data.allow_overlap=true)" in result.stderr
     assert f"data test: 3120 examples from '{zipped}' (all its 3120 examples; data.test_file)" in result.stderr
     assert "data valid: 480 examples from" in result.stderr, "valid keeps its characters"
     assert json.loads(result.stdout)["neg_elbo"] > 0

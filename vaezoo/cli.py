@@ -14,7 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaezoo.args import Parser
 from vaezoo.config import (
@@ -36,6 +36,9 @@ from vaezoo.metric_names import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
 from vaezoo.plugins import Command, PluginFailure, Plugins, default_plugins, load_commands
 from vaezoo.rundir import CONFIG_NAME, RunDirectory
+
+if TYPE_CHECKING:  # the command line imports torch only when a command needs it
+    from vaezoo.interfaces import TrainedData
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -350,16 +353,21 @@ def _model_input(data: Any) -> tuple[Any, tuple[str, ...] | None]:
     return data.spec, None if vocabulary is None else tuple(vocabulary.tokens)
 
 
-def _check_same_model_input(config: RunConfig, changed: RunConfig, plugins: Plugins, data_dir: Path | None) -> None:
+def _check_same_model_input(
+    config: RunConfig, changed: RunConfig, plugins: Plugins, data_dir: Path | None, trained: TrainedData
+) -> None:
     """Refuse data settings ``changed`` from the run's ``config`` that give the model another input space (data
-    shape or kind, vocabulary), by loading the data under both; a UsageError names the difference."""
+    shape or kind, vocabulary), by loading the data under both as the run's data (``trained``); a UsageError
+    names the difference."""
+    from vaezoo.session import data_source
+
     settings = ", ".join(f"{key}={new!r}" for key, (_, new) in config_changes(config, changed).items())
     if not settings:
         return
     inputs = []
     with contextlib.redirect_stderr(io.StringIO()):  # notes on the data's files are printed when the run loads it
         for chosen in (config, changed):
-            source = plugins.registry.get("data", chosen.data.name).cls(chosen.data.params)
+            source = data_source(chosen, plugins.registry, trained)
             inputs.append(_model_input(source.load(data_dir, chosen.train.seed)))
     (spec, tokens), (new_spec, new_tokens) = inputs
     if tokens != new_tokens and tokens is not None and new_tokens is not None:
@@ -381,7 +389,7 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     split under one or several test priors; ``--set data.PARAM`` (the data source's ``evaluation_params``, e.g.
     ``data.test_file``) evaluates on other data of the same form."""
     from vaezoo.evaluation import evaluate_split_priors
-    from vaezoo.session import load_trained, resolve_data_dir
+    from vaezoo.session import load_trained, resolve_data_dir, trained_data
     from vaezoo.test_priors import check_test_prior
 
     choices = None
@@ -399,7 +407,7 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     with directory.locked("evaluating"):
         if overrides.get("data"):
             changed = resolve(merge_raw(directory.current_raw(), {"data": overrides["data"]}), plugins.registry)
-            _check_same_model_input(config, changed, plugins, data_dir)
+            _check_same_model_input(config, changed, plugins, data_dir, trained_data(directory, plugins.registry))
         session = load_trained(args.run_dir, plugins.registry, data_dir, overrides)
         for line in session.data.source_lines():
             print(f"vaezoo: {line}", file=sys.stderr)

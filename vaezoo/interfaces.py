@@ -291,6 +291,15 @@ def evaluation_rows(count: int, limit: int | None) -> Tensor:
     return torch.arange(limit) * count // limit
 
 
+@attrs.frozen
+class TrainedData:
+    """How a trained run's data was made, for evaluating the run later: the data settings it was trained with and
+    the :attr:`Data.sources` its data recorded when the run started (empty if none were recorded)."""
+
+    params: Any
+    sources: dict[str, SourceRecord] = attrs.field(factory=dict)
+
+
 class DataSource(Component, ABC):
     """A named data set; ``load`` reads it (from ``data_dir`` when it needs files) into a :class:`Data`."""
 
@@ -299,6 +308,10 @@ class DataSource(Component, ABC):
     needs_data_dir: ClassVar[bool] = True
     #: The noise sampler used when a regulariser needs noise and none is chosen (None: one must be chosen).
     default_noise: ClassVar[str | None] = None
+    #: Set when the source loads the data of a trained run for an evaluation: how the run's data was made. A source
+    #: whose train and valid splits depend on which test file is used derives them from it, so that evaluating on
+    #: another test file (or one added to the data directory since) never changes the run's own splits.
+    trained: TrainedData | None = None
 
     def __init__(self, params: Any) -> None:
         self.params = params

@@ -14,7 +14,7 @@ import torch
 from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint
 from vaezoo.config import RunConfig, TrainConfig, merge_raw, resolve
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data
+from vaezoo.interfaces import Data, DataSource, TrainedData
 from vaezoo.model import VAE, build_model_for_data
 from vaezoo.registry import Registry
 from vaezoo.rundir import CONFIG_NAME, RunDirectory
@@ -106,16 +106,36 @@ def subnormals_flushed(enabled: bool) -> Iterator[None]:
         torch.set_flush_denormal(before)
 
 
+def data_source(config: RunConfig, registry: Registry, trained: TrainedData | None = None) -> DataSource:
+    """The data source ``config`` names, under its settings; ``trained``, when it loads a trained run's data for an
+    evaluation, says how the run's data was made (see :attr:`DataSource.trained`)."""
+    source = registry.get("data", config.data.name).cls(config.data.params)
+    source.trained = trained
+    return source
+
+
+def trained_data(directory: RunDirectory, registry: Registry) -> TrainedData:
+    """How the data of the run in ``directory`` was made: its data settings and the sources it last recorded."""
+    params = resolve(merge_raw(directory.current_raw()), registry).data.params
+    recorded = (entry["data_sources"] for entry in reversed(directory.history()) if entry.get("data_sources"))
+    return TrainedData(params, next(recorded, {}))
+
+
 def open_session(
-    config: RunConfig, registry: Registry, data_dir: Path | None, device: torch.device | None = None
+    config: RunConfig,
+    registry: Registry,
+    data_dir: Path | None,
+    device: torch.device | None = None,
+    trained: TrainedData | None = None,
 ) -> Session:
-    """Load the data and build a freshly initialised model (seeded) on ``device``, else the configured one.
+    """Load the data and build a freshly initialised model (seeded) on ``device``, else the configured one;
+    ``trained`` when the data is a trained run's (see :func:`data_source`).
 
     Everything that can be checked before training is checked here (UsageErrors): the device, the data
     directory, the batch size against the training split, the components' compatibility and the test prior."""
     device = device if device is not None else resolve_device(config.train.device)
     configure_cpu(config.train)
-    source = registry.get("data", config.data.name).cls(config.data.params)
+    source = data_source(config, registry, trained)
     if source.needs_data_dir and data_dir is None:
         raise UsageError(f"data {config.data.name!r} reads files: pass --data-dir or set {DATA_DIR_VARIABLE}")
     data = source.load(data_dir, config.train.seed)
@@ -142,12 +162,12 @@ def load_trained(
 ) -> Session:
     """A finished or interrupted run's session with the weights its ``train.test_model`` names (the latest
     checkpoint's, or best.pt's), under the settings in force (``config.json`` and the changes of its resumes) and
-    ``overrides``."""
+    ``overrides``; its data keeps the run's own train and valid splits (see :attr:`DataSource.trained`)."""
     directory = RunDirectory(run_dir)
     if not directory.file(CONFIG_NAME).is_file():
         raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_NAME})")
     config = resolve(merge_raw(directory.current_raw(), overrides or {}), registry)
-    session = open_session(config, registry, data_dir)
+    session = open_session(config, registry, data_dir, trained=trained_data(directory, registry))
     if load_tested_model(session.model, directory, config) is None:  # best.pt's weights, else the latest's
         session.model.load_state_dict(load_checkpoint(directory.file(CHECKPOINT_NAME))["model"])
     return session

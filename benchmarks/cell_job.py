@@ -36,6 +36,7 @@ from benchmarks.results import (
     RUN_DIR,
     cell_dir,
     cell_record,
+    read_job,
     read_json,
     write_json,
 )
@@ -209,7 +210,7 @@ class CellRunner:
             curve=curve,
             latent_dim=latent_dim,
             examples=planned.examples,
-            job=read_json(directory / JOB_NAME),
+            job=read_job(directory) or None,
         )
         write_json(directory / CELL_NAME, record)
         return record
@@ -304,4 +305,4 @@ def note_job(directory: Path, **fields: Any) -> None:
     """Merge ``fields`` into the cell's ``job.json`` (executor, id, submitted, ended, the runner's process and
     whether the job outlives it), written by the runner only: the job a cell's latest attempt was given to, shown
     by ``benchmarks.status`` and copied into its cell.json."""
-    write_json(directory / JOB_NAME, {**(read_json(directory / JOB_NAME) or {}), **fields})
+    write_json(directory / JOB_NAME, {**read_job(directory), **fields})

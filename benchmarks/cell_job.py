@@ -37,7 +37,7 @@ from benchmarks.results import (
     cell_dir,
     cell_record,
     read_job,
-    read_json,
+    read_results,
     write_json,
 )
 from benchmarks.suite import Cell
@@ -79,9 +79,9 @@ class StageFailed(Exception):
 
 
 def stage_of(run: Path) -> str | None:
-    """What a run directory still needs: EVALUATE when it has results, RESUME when it has a checkpoint, None when
-    it holds nothing trained (train from scratch)."""
-    if (run / RESULTS_NAME).exists():
+    """What a run directory still needs: EVALUATE when it has results, RESUME when it has a checkpoint (and no
+    results, or damaged ones), None when it holds nothing trained (train from scratch)."""
+    if read_results(run / RESULTS_NAME) is not None:
         return EVALUATE
     if (run / CHECKPOINT_NAME).exists():
         return RESUME
@@ -166,7 +166,7 @@ class CellRunner:
                 self._vaezoo("train", log, "run", "--config", config, "--out", str(run), "--overwrite", "--no-progress")
             elif planned.action == RESUME:
                 self._vaezoo("resume", log, "run", "--resume", str(run), "--no-progress")
-            results = read_json(run / RESULTS_NAME)
+            results = read_results(run / RESULTS_NAME)
             if results is None:
                 raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
             train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}

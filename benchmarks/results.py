@@ -23,17 +23,16 @@ go on without it (:func:`read_cell`) warn once and count the cell as without a r
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
+from vaezoo.args import warn_once
 from vaezoo.errors import UsageError
+from vaezoo.schema import shape_problem
 
 MATRIX_NAME = "matrix.json"
 CELLS_DIR = "cells"
@@ -89,17 +88,6 @@ def read_json(path: Path) -> Any | None:
     except json.JSONDecodeError as error:
         found = "empty" if not error.doc.strip() else f"not JSON (cut short?): {error}"
         raise DamagedFile(path, found) from None
-
-
-def warn_once(message: str) -> None:
-    """Print ``warning: MESSAGE`` on stderr, once per message in a process: a reader that goes on without a damaged
-    file meets it again (the runner plans, then decides selections; ``status --watch`` reads every few seconds)."""
-    _warn(message)
-
-
-@functools.cache
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 _METRICS = {"type": "object", "additionalProperties": {"type": ["number", "null"]}}
@@ -166,14 +154,31 @@ MATRIX_SCHEMA = {
 }
 
 
+#: What the runner reads from a run's ``results.json`` (written by vaezoo's trainer) into its cell.json.
+RESULTS_SCHEMA = {
+    "type": "object",
+    "required": ["metrics", "test_prior", "steps", "seed", "wall_time_s", "config"],
+    "properties": {
+        "metrics": _METRICS,
+        "test_prior": {"type": "string"},
+        "steps": {"type": "integer"},
+        "tested_step": {"type": "integer"},
+        "config": {
+            "type": "object",
+            "required": ["model"],
+            "properties": {"model": {"type": "object", "required": ["latent_dim"]}},
+        },
+    },
+}
+
+
 def check_shape(path: Path, data: Any, schema: dict[str, Any], what: str) -> Any:
     """``data`` (read from ``path``) when it has the shape of ``schema``; else :class:`DamagedFile` saying where it
     departs from it (``what`` names the kind of file: "a cell record")."""
-    error = best_match(Draft202012Validator(schema).iter_errors(data))
-    if error is None:
+    problem = shape_problem(data, Draft202012Validator(schema))
+    if problem is None:
         return data
-    message = error.message if len(error.message) <= 100 else error.message[:97] + "..."
-    raise DamagedFile(path, f"not {what} ({error.json_path}: {message})")
+    raise DamagedFile(path, f"not {what} ({problem})")
 
 
 def load_cell(results_dir: Path, cell_id: str) -> dict[str, Any] | None:
@@ -203,6 +208,17 @@ def cell_records(results_dir: Path, cell_ids: list[str]) -> tuple[dict[str, dict
             warn_once(f"{error}; the cell counts as without a record")
             records[cell_id], damaged[cell_id] = None, error.problem
     return records, damaged
+
+
+def read_results(path: Path) -> dict[str, Any] | None:
+    """A run directory's ``results.json`` at ``path``, None when it has none, or when it is damaged (cut short, or not
+    of :data:`RESULTS_SCHEMA`'s shape; a warning names it, once): the run then needs its results written again,
+    which resuming a finished run does."""
+    try:
+        return check_shape(path, read_json(path), RESULTS_SCHEMA, "a run's results") if path.exists() else None
+    except DamagedFile as damaged:
+        warn_once(f"{damaged}; the run is resumed to write it again")
+        return None
 
 
 def read_job(directory: Path) -> dict[str, Any]:

@@ -84,7 +84,6 @@ from benchmarks.results import (
     read_cell,
     read_job,
     read_json,
-    warn_once,
     write_json,
 )
 from benchmarks.status import lock_holder
@@ -100,7 +99,7 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator
-from vaezoo.args import Parser
+from vaezoo.args import Parser, warn_once
 from vaezoo.errors import UsageError
 from vaezoo.rundir import process_text
 

@@ -39,9 +39,8 @@ from benchmarks.results import (
     cell_dir,
     read_job,
     read_json,
-    warn_once,
 )
-from vaezoo.args import Parser
+from vaezoo.args import Parser, warn_once
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
 from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, process_gone, read_json_lines

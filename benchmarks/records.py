@@ -18,7 +18,7 @@ import attrs
 
 from benchmarks.aggregate import load_matrix
 from benchmarks.results import CELL_NAME, CELLS_DIR, MATRIX_NAME, cell_dir
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.errors import UsageError
 
 
@@ -68,6 +68,7 @@ def _copy(source: Path, target: Path) -> Path:
     return target
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(
         prog="python -m benchmarks.records",

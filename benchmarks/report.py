@@ -58,7 +58,7 @@ from benchmarks.aggregate import (
     reference_group,
 )
 from benchmarks.results import DAMAGED, OK, PENDING
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.errors import UsageError
 from vaezoo.test_prior_names import check_test_prior
 
@@ -486,6 +486,7 @@ def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]])
     return (f"{mi} and AU against -ELBO", TRADEOFF_FIGURE, caption)
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(prog="python -m benchmarks.report", description="Tables and plots of a matrix.")
     parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of benchmarks.run")

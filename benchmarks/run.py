@@ -99,7 +99,7 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator
-from vaezoo.args import Parser, warn_once
+from vaezoo.args import Parser, quiet_when_output_closes, warn_once
 from vaezoo.errors import UsageError
 from vaezoo.rundir import process_text
 
@@ -497,6 +497,7 @@ def _answer_stop_signals() -> None:
     signal.signal(signal.SIGTERM, _terminated)
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:

@@ -40,7 +40,7 @@ from benchmarks.results import (
     read_job,
     read_json,
 )
-from vaezoo.args import Parser, warn_once
+from vaezoo.args import Parser, quiet_when_output_closes, warn_once
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
 from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, process_gone, read_json_lines
@@ -140,6 +140,7 @@ def status_lines(matrix: Matrix) -> tuple[list[str], Counter[str], int]:
     return lines, counts, ended
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(prog="python -m benchmarks.status", description="Each cell's state in a suite's results.")
     parser.add_argument("out", type=Path, metavar="OUT", help="the results directory (the runner's --out)")
@@ -162,9 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # the reader went away (``| head``)
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn, ParamSpec
+from typing import NoReturn, ParamSpec, TypeVar
 
 P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,7 +29,7 @@ def warn_once(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def quiet_when_output_closes(main: Callable[P, int]) -> Callable[P, int]:
+def quiet_when_output_closes(main: Callable[P, R]) -> Callable[P, R | int]:
     """Wrap a command's ``main`` so that a closed standard output (its reader, say ``head``, has ended) ends the
     command quietly with status 0 instead of a BrokenPipeError traceback.
 
@@ -36,7 +37,7 @@ def quiet_when_output_closes(main: Callable[P, int]) -> Callable[P, int]:
     surfaces here, then point stdout at devnull, so the interpreter's own flush at exit cannot fail again."""
 
     @functools.wraps(main)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> int:
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R | int:
         try:
             status = main(*args, **kwargs)
             sys.stdout.flush()

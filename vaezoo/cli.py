@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.config import (
     CALLBACKS,
@@ -450,6 +450,7 @@ COMMANDS = {
 }
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     plugin_commands, command_failures = load_commands(taken=tuple(COMMANDS))
     parser = _parser(plugin_commands)
@@ -471,9 +472,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nvaezoo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
-        sys.stderr.close()
-        return 0
     except UsageError as error:
         print(f"vaezoo: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -329,10 +329,12 @@ class Matrix:
 
 
 def read_matrix_document(results_dir: Path) -> dict[str, Any] | None:
-    """``results_dir``'s matrix.json, None when it has none; a UsageError for a path that is a file and a
+    """``results_dir``'s matrix.json, None when it has none; a UsageError for a path that is (or lies under) a file, a
     :class:`benchmarks.results.DamagedFile` for a matrix.json that is not JSON or not of a matrix's shape."""
-    if results_dir.exists() and not results_dir.is_dir():
-        raise UsageError(f"{str(results_dir)!r} is a file; name a results directory (the --out of benchmarks.run)")
+    for candidate in (results_dir, *results_dir.parents):
+        if candidate.exists() and not candidate.is_dir():
+            where = "is a file" if candidate == results_dir else f"lies under the file {str(candidate)!r}"
+            raise UsageError(f"{str(results_dir)!r} {where}; name a results directory (the --out of benchmarks.run)")
     path = results_dir / MATRIX_NAME
     document = read_json(path)
     return None if document is None else check_shape(path, document, MATRIX_SCHEMA, "a suite's matrix")

@@ -180,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     try:
         for run in args.runs:
-            data_dir = resolve_data_dir(args.data_dir, RunDirectory(run).recorded_data_dir())
+            directory = RunDirectory(run)
+            directory.check_usable()
+            data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
             session = load_trained(run, plugins.registry, data_dir)
             figures = diagnose(session, args.split)
             if args.json:

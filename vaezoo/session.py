@@ -144,6 +144,7 @@ def load_trained(
     checkpoint's, or best.pt's), under the settings in force (``config.json`` and the changes of its resumes) and
     ``overrides``."""
     directory = RunDirectory(run_dir)
+    directory.check_usable()
     if not directory.file(CONFIG_NAME).is_file():
         raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_NAME})")
     config = directory.current_config(registry)  # names the run's files when what they hold does not resolve

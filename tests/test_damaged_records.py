@@ -35,7 +35,15 @@ from tests.conftest import REPO, run_cli
 from tests.test_benchmarks import TINY_BASE
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
-from vaezoo.rundir import CONFIG_NAME, HISTORY_NAME, METRICS_NAME, RESULTS_NAME, RunDirectory, read_json_lines
+from vaezoo.rundir import (
+    CONFIG_NAME,
+    HISTORY_NAME,
+    METRICS_NAME,
+    RESULTS_NAME,
+    RunDirectory,
+    append_json_line,
+    read_json_lines,
+)
 
 MEASURED = REPO / "benchmarks" / "measured" / "table1-cpu"
 CELL = "beta=0.2_method=vae_seed=0"
@@ -307,6 +315,14 @@ def test_foreign_lines_of_a_run_s_json_lines_file_are_left_out_and_named(tmp_pat
     assert [line.split(" of ")[0] for line in warned] == [f"warning: line {n}" for n in (2, 3, 4, 5, 6)]
     assert all(f"of {str(path)!r} is left out" in line for line in warned), "the cut-short last line is not warned"
     assert "$.step: 'ten' is not of type 'integer'" in warned[0] and "is not of type 'array'" in warned[4]
+
+
+def test_a_line_appended_after_a_cut_short_line_is_kept(tmp_path, capsys):
+    path = tmp_path / HISTORY_NAME
+    path.write_text('{"step": 0, "event": "started"}\n{"step": 40, "ev')  # a process killed while writing
+    append_json_line(path, {"step": 40, "event": "resumed"})
+    assert [line["event"] for line in read_json_lines(path)] == ["started", "resumed"]
+    assert f"line 2 of {str(path)!r} is left out: it is not JSON" in capsys.readouterr().err
 
 
 def test_run_settings_that_do_not_resolve_name_the_run_s_files(tmp_path, registry):

@@ -68,11 +68,23 @@ def process_gone(text: str) -> bool:
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk, so a crash loses at most the line being written."""
+    """Append one JSON line and flush it to disk, so a crash loses at most the line being written; after a line cut
+    short by such a crash, on a line of its own (the cut line stays unreadable, the new one is kept)."""
+    start = "\n" if _ends_mid_line(path) else ""
     with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(start + json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file at ``path`` ends without a newline (a line cut short); False when it is missing or empty."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:  # missing, or empty (seeking before its start)
+        return False
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:

@@ -116,10 +116,14 @@ CELL_SCHEMA = {
         "valid": {"type": ["object", "null"], "properties": {"metrics": _METRICS, "step": {"type": "integer"}}},
         "curve": {
             "type": ["array", "null"],
-            "items": {"type": "object", "required": ["step", "valid"], "properties": {"step": {"type": "integer"}}},
+            "items": {
+                "type": "object",
+                "required": ["step", "valid"],
+                "properties": {"step": {"type": "integer"}, "valid": _METRICS},
+            },
         },
         "latent_dim": {"type": ["integer", "null"]},
-        "examples": {"type": ["object", "null"], "additionalProperties": {"type": "integer"}},
+        "examples": {"type": ["object", "null"], "required": ["test"], "additionalProperties": {"type": "integer"}},
         "job": {"type": ["object", "null"]},
     },
 }
@@ -217,7 +221,7 @@ def read_results(path: Path) -> dict[str, Any] | None:
     try:
         return check_shape(path, read_json(path), RESULTS_SCHEMA, "a run's results") if path.exists() else None
     except DamagedFile as damaged:
-        warn_once(f"{damaged}; the run is resumed to write it again")
+        warn_once(f"{damaged}; the run counts as without results (resumed or trained again to write them)")
         return None
 
 

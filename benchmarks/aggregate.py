@@ -23,7 +23,17 @@ from typing import Any
 
 import attrs
 
-from benchmarks.results import MATRIX_NAME, OK, PENDING, PRIOR_INDEPENDENT, read_cell, read_json
+from benchmarks.results import (
+    MATRIX_NAME,
+    MATRIX_SCHEMA,
+    OK,
+    PENDING,
+    PRIOR_INDEPENDENT,
+    cell_records,
+    check_shape,
+    read_cell,
+    read_json,
+)
 from vaezoo.errors import UsageError
 
 #: How test priors are named in tables (the paper's "Test/Validation Prior Variance" column).
@@ -225,13 +235,15 @@ def selection_records(results_dir: Path, group: Mapping[str, Any], unsettled: fr
 
 @attrs.frozen
 class Matrix:
-    """matrix.json and every cell's cell.json (None while pending), in matrix order, with each selection group's
-    choice (``choices``: group id -> Choice)."""
+    """matrix.json and every cell's cell.json (None while pending, or when damaged), in matrix order, with each
+    selection group's choice (``choices``: group id -> Choice) and what is wrong with each damaged cell.json
+    (``damaged``: cell id -> the problem)."""
 
     root: Path
     document: dict[str, Any]
     records: dict[str, dict[str, Any] | None]
     choices: dict[str, Choice] = attrs.field(factory=dict)
+    damaged: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def table(self) -> dict[str, Any]:
@@ -316,18 +328,33 @@ class Matrix:
         )
 
 
+def read_matrix_document(results_dir: Path) -> dict[str, Any] | None:
+    """``results_dir``'s matrix.json, None when it has none; a UsageError for a path that is (or lies under) a file, a
+    :class:`benchmarks.results.DamagedFile` for a matrix.json that is not JSON or not of a matrix's shape."""
+    for candidate in (results_dir, *results_dir.parents):
+        if candidate.exists() and not candidate.is_dir():
+            where = "is a file" if candidate == results_dir else f"lies under the file {str(candidate)!r}"
+            raise UsageError(f"{str(results_dir)!r} {where}; name a results directory (the --out of benchmarks.run)")
+    path = results_dir / MATRIX_NAME
+    document = read_json(path)
+    return None if document is None else check_shape(path, document, MATRIX_SCHEMA, "a suite's matrix")
+
+
 def load_matrix(results_dir: Path) -> Matrix:
-    """matrix.json, every cell's record, and each selection group's choice, read from ``results_dir``."""
-    document = read_json(results_dir / MATRIX_NAME)
+    """matrix.json, every cell's record, and each selection group's choice, read from ``results_dir``.
+
+    UsageErrors for a directory without a matrix.json and for a damaged one (it describes the whole suite); a
+    damaged cell.json is warned about and its cell read as without a record (``Matrix.damaged`` names it)."""
+    document = read_matrix_document(results_dir)
     if document is None:
         raise UsageError(f"{str(results_dir)!r} holds no {MATRIX_NAME}: it is not a results directory of a suite")
-    records = {cell["id"]: read_cell(results_dir, cell["id"]) for cell in document["cells"]}
+    records, damaged = cell_records(results_dir, [cell["id"] for cell in document["cells"]])
     choices = {}
     if document.get("selection"):
         rules = document["selection"]["rules"]
         for group in document["selection"]["groups"]:
             choices[group["id"]] = choose(group, rules[group["select"]], records)
-    return Matrix(results_dir, document, records, choices)
+    return Matrix(results_dir, document, records, choices, damaged)
 
 
 @attrs.frozen

@@ -36,7 +36,8 @@ from benchmarks.results import (
     RUN_DIR,
     cell_dir,
     cell_record,
-    read_json,
+    read_job,
+    read_results,
     write_json,
 )
 from benchmarks.suite import Cell
@@ -79,9 +80,9 @@ class StageFailed(Exception):
 
 
 def stage_of(run: Path) -> str | None:
-    """What a run directory still needs: EVALUATE when it has results, RESUME when it has a checkpoint, None when
-    it holds nothing trained (train from scratch)."""
-    if (run / RESULTS_NAME).exists():
+    """What a run directory still needs: EVALUATE when it has results, RESUME when it has a checkpoint (and no
+    results, or damaged ones), None when it holds nothing trained (train from scratch)."""
+    if read_results(run / RESULTS_NAME) is not None:
         return EVALUATE
     if (run / CHECKPOINT_NAME).exists():
         return RESUME
@@ -182,7 +183,7 @@ class CellRunner:
                 self._vaezoo("train", log, "run", "--config", config, "--out", str(run), "--overwrite", "--no-progress")
             elif planned.action == RESUME:
                 self._vaezoo("resume", log, "run", "--resume", str(run), "--no-progress")
-            results = read_json(run / RESULTS_NAME)
+            results = read_results(run / RESULTS_NAME)
             if results is None:
                 raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
             train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}
@@ -226,7 +227,7 @@ class CellRunner:
             curve=curve,
             latent_dim=latent_dim,
             examples=planned.examples,
-            job=read_json(directory / JOB_NAME),
+            job=read_job(directory) or None,
         )
         write_json(directory / CELL_NAME, record)
         return record
@@ -321,4 +322,4 @@ def note_job(directory: Path, **fields: Any) -> None:
     """Merge ``fields`` into the cell's ``job.json`` (executor, id, submitted, ended, the runner's process and
     whether the job outlives it), written by the runner only: the job a cell's latest attempt was given to, shown
     by ``benchmarks.status`` and copied into its cell.json."""
-    write_json(directory / JOB_NAME, {**(read_json(directory / JOB_NAME) or {}), **fields})
+    write_json(directory / JOB_NAME, {**read_job(directory), **fields})

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.distributions import diagonal_normal, isotropic_normal
 from vaezoo.errors import UsageError
 from vaezoo.evaluation import evaluation_rng
@@ -167,6 +167,7 @@ def summary_row(name: str, figures: dict[str, Any]) -> list[str]:
     return cells
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(prog="python -m benchmarks.diagnose", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -179,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     try:
         for run in args.runs:
-            data_dir = resolve_data_dir(args.data_dir, RunDirectory(run).recorded_data_dir())
+            directory = RunDirectory(run)
+            directory.check_usable()
+            data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
             session = load_trained(run, plugins.registry, data_dir)
             figures = diagnose(session, args.split)
             if args.json:

@@ -18,18 +18,20 @@ import attrs
 
 from benchmarks.aggregate import load_matrix
 from benchmarks.results import CELL_NAME, CELLS_DIR, MATRIX_NAME, cell_dir
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.errors import UsageError
 
 
 @attrs.frozen
 class Kept:
     """What :func:`keep_records` copied: the cells with a record, the planned cells still without one (a sweep's
-    values that were not chosen never run on the other seeds, so they are not planned), and the bytes written."""
+    values that were not chosen never run on the other seeds, so they are not planned), and the bytes written;
+    ``damaged`` maps each cell whose cell.json is damaged (not copied) to what is wrong with it."""
 
     recorded: tuple[str, ...]
     pending: tuple[str, ...]
     size: int
+    damaged: dict[str, str] = attrs.field(factory=dict)
 
 
 def keep_records(results_dir: Path, dest: Path, overwrite: bool = False) -> Kept:
@@ -37,7 +39,7 @@ def keep_records(results_dir: Path, dest: Path, overwrite: bool = False) -> Kept
 
     ``dest`` must not exist, or be empty; with ``overwrite``, records it already holds are replaced (its other
     files are left alone). Raises :class:`UsageError` for a directory that is not a suite's results, or a
-    ``dest`` that holds files without ``overwrite``."""
+    ``dest`` that holds files without ``overwrite``. A damaged cell.json is not copied (a warning names it)."""
     matrix = load_matrix(results_dir)
     if dest.resolve() == results_dir.resolve():
         raise UsageError(f"DEST {str(dest)!r} is the results directory itself; name another directory")
@@ -55,8 +57,9 @@ def keep_records(results_dir: Path, dest: Path, overwrite: bool = False) -> Kept
         scatter = matrix.records[cell_id].get("scatter")
         if scatter and (source / scatter).exists():
             copied.append(_copy(source / scatter, target / scatter))
-    pending = [cell["id"] for cell in matrix.planned_cells() if matrix.records[cell["id"]] is None]
-    return Kept(tuple(recorded), tuple(pending), sum(path.stat().st_size for path in copied))
+    planned = [cell["id"] for cell in matrix.planned_cells()]
+    pending = [i for i in planned if matrix.records[i] is None and i not in matrix.damaged]
+    return Kept(tuple(recorded), tuple(pending), sum(path.stat().st_size for path in copied), matrix.damaged)
 
 
 def _copy(source: Path, target: Path) -> Path:
@@ -65,6 +68,7 @@ def _copy(source: Path, target: Path) -> Path:
     return target
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(
         prog="python -m benchmarks.records",
@@ -81,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmarks.records: error: {error}", file=sys.stderr)
         return 2
     print(f"kept the records of {len(kept.recorded)} cells ({kept.size / 1000:.0f} kB) in {args.dest}")
+    if kept.damaged:
+        print(f"{len(kept.damaged)} cell(s) with a damaged cell.json were left out: {', '.join(kept.damaged)}")
     if kept.pending:
         print(f"{len(kept.pending)} planned cell(s) have no record yet: {', '.join(kept.pending)}")
     print(f"render them with: python -m benchmarks.report {args.dest} --out REPORT_DIR")

@@ -57,8 +57,8 @@ from benchmarks.aggregate import (
     prior_label,
     reference_group,
 )
-from benchmarks.results import OK, PENDING
-from vaezoo.args import Parser
+from benchmarks.results import DAMAGED, OK, PENDING
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.errors import UsageError
 from vaezoo.test_prior_names import check_test_prior
 
@@ -142,7 +142,10 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
     doc, spec = matrix.document, matrix.table
     planned = matrix.planned_cells()
     records = [matrix.records[cell["id"]] for cell in planned]
-    statuses = Counter(r["status"] if r else PENDING for r in records)
+    statuses = Counter(
+        r["status"] if r else DAMAGED if c["id"] in matrix.damaged else PENDING
+        for c, r in zip(planned, records, strict=True)
+    )
     layout = LAYOUT_TITLES[spec["layout"]]
     seed = f" (`{spec['seed_axis']}`)" if spec["seed_axis"] else ""
     tuned = matrix.tuned_axes
@@ -150,7 +153,9 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
         f"# {doc['suite']}" + (f": results {layout}" if layout else ""),
         "",
         f"Profile: {doc['profile'] or 'none'}. Cells: {len(records)} planned, "
-        + ", ".join(f"{statuses[s]} {s}" for s in (OK, "failed", "skipped", PENDING))
+        + ", ".join(
+            f"{statuses[s]} {s}" for s in (OK, "failed", "skipped", DAMAGED, PENDING) if s != DAMAGED or statuses[s]
+        )
         + ".",
         "",
         f"Entries are the mean ± standard deviation (n - 1) over seeds{seed} on the test split, in nats per "
@@ -216,20 +221,30 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
             out.pop()
     if matrix.choices:
         out += ["", "## Selection", "", *_selection_lines(matrix)]
-    unfinished = [(c, r) for c, r in zip(planned, records, strict=True) if r is None or r["status"] != OK]
-    if unfinished:
-        out += ["", "## Cells that did not finish", ""]
-        rows = []
-        for cell, record in unfinished:
-            if record is None:
-                rows.append([cell["id"], PENDING, "", "not run yet"])
-            else:
-                why = record["reason"] or _last_line(record["error"])
-                rows.append([cell["id"], record["status"], record["stage"] or "", why])
-        out += _markdown_table(["cell", "status", "stage", "reason or last line of the error"], rows)
+    out += _unfinished_lines(matrix, planned)
     if matrix.choices:
         out += ["", "## Appendix: every swept value", "", *_sweep_tables(matrix)]
     return "\n".join(out) + "\n"
+
+
+def _unfinished_lines(matrix: Matrix, planned: Sequence[dict[str, Any]]) -> list[str]:
+    """The section listing every planned cell that did not finish, with its status and why; a cell whose cell.json
+    is damaged is listed as such (left out of the table) with what is wrong with the file."""
+    rows = []
+    for cell in planned:
+        record = matrix.records[cell["id"]]
+        if cell["id"] in matrix.damaged:
+            rows.append([cell["id"], DAMAGED, "", f"left out: its cell.json is {matrix.damaged[cell['id']]}"])
+        elif record is None:
+            rows.append([cell["id"], PENDING, "", "not run yet"])
+        elif record["status"] != OK:
+            rows.append(
+                [cell["id"], record["status"], record["stage"] or "", record["reason"] or _last_line(record["error"])]
+            )
+    if not rows:
+        return []
+    header = ["cell", "status", "stage", "reason or last line of the error"]
+    return ["", "## Cells that did not finish", "", *_markdown_table(header, rows)]
 
 
 def _titles(metrics: Sequence[str]) -> list[str]:
@@ -418,7 +433,7 @@ def write_report(
     (``mi``: mi_he or mi; ``prior``: the test prior of -ELBO and IW-NLL), which override the suite's."""
     matrix = load_matrix(results_dir)
     table = groups(matrix)
-    out.mkdir(parents=True, exist_ok=True)
+    make_directory(out, "--out")
     written, figures = [], []
     if plots:
         from benchmarks.plots import metric_against_x, scatter_panel, tradeoff_figure, validation_curves
@@ -447,6 +462,17 @@ def write_report(
     return [out / "report.md", out / "table.csv", *written]
 
 
+def make_directory(path: Path, role: str) -> None:
+    """Create the directory ``path`` (and its parents) if it is missing; a UsageError naming it and ``role`` (the
+    option that named it) when it is a file, lies under one, or cannot be created."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{role} {str(path)!r} is a file; name a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{role} {str(path)!r} cannot be created: {error.strerror}") from None
+
+
 def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]]) -> Figure:
     mi = METRIC_TITLES[settings["mi"]]
     points = sum(len(d["points"]) for d in drawn if d["x"] == "neg_elbo" and d["y"] == settings["mi"])
@@ -460,6 +486,7 @@ def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]])
     return (f"{mi} and AU against -ELBO", TRADEOFF_FIGURE, caption)
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(prog="python -m benchmarks.report", description="Tables and plots of a matrix.")
     parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of benchmarks.run")

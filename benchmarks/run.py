@@ -28,7 +28,13 @@ Resuming: rerunning the same command on the same ``--out`` continues the matrix.
 it stopped: a run with results.json is only evaluated again, a run with a checkpoint but no results.json is
 continued with ``vaezoo run --resume`` (no training is lost), anything else trains from scratch. Invalid
 combinations (see :mod:`benchmarks.validate`) are recorded as skipped and never run. When the suite or profile
-has changed a cell's configuration after it started, the runner refuses (use another ``--out``).
+has changed a cell's configuration after it started, the runner refuses (use another ``--out``). A cell whose
+cell.json is damaged (cut short, not a cell record) is named in a warning and run again like a pending cell.
+
+A results directory belongs to one suite: when its matrix.json names another suite or profile, or holds cells the
+new matrix does not (or with other axis values), the runner refuses before writing anything, naming both. The same
+suite may gain cells or test priors and continue in its directory, and runs restricted with ``--only`` share it. A
+damaged matrix.json is named in a warning and written again from the suite file.
 
 A failing cell (a non-zero exit, a timeout) is recorded with the tail of its child's output and does not stop
 the others. Exit status: 0 when no cell failed, 1 when some did, 2 for a bad suite or argument, 130 when
@@ -51,7 +57,7 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from pathlib import Path
 from typing import Any
 
-from benchmarks.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, selection_records
+from benchmarks.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, read_matrix_document, selection_records
 from benchmarks.cell_job import (
     DONE,
     EVALUATE,
@@ -70,13 +76,15 @@ from benchmarks.results import (
     CELL_NAME,
     CONFIG_IN_NAME,
     FAILED,
-    JOB_NAME,
     MATRIX_NAME,
     OK,
     RUN_DIR,
     SKIPPED,
+    DamagedFile,
     cell_dir,
     cell_record,
+    read_cell,
+    read_job,
     read_json,
     write_json,
 )
@@ -93,7 +101,7 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes, warn_once
 from vaezoo.errors import UsageError
 from vaezoo.rundir import process_text
 
@@ -110,7 +118,11 @@ def check_unchanged(cells: Sequence[Cell], out: Path) -> None:
     changed = []
     for cell in cells:
         directory = cell_dir(out, cell.id)
-        stored = read_json(directory / CONFIG_IN_NAME)
+        try:
+            stored = read_json(directory / CONFIG_IN_NAME)
+        except DamagedFile as damaged:  # the cell's run keeps its own config.json; this copy is written again
+            warn_once(f"{damaged}; it cannot be compared and is written again from the suite")
+            continue
         if stored is not None and stored != _comparable(cell.raw) and (directory / RUN_DIR).exists():
             changed.append(cell.id)
     if changed:
@@ -121,10 +133,44 @@ def check_unchanged(cells: Sequence[Cell], out: Path) -> None:
         )
 
 
+def _suite_text(document: dict[str, Any]) -> str:
+    source = f", {document['suite_file']}" if document.get("suite_file") else ""
+    return f"{document['suite']!r} (profile {document['profile'] or 'none'}{source})"
+
+
+def check_same_suite(document: dict[str, Any], out: Path) -> None:
+    """Refuse (UsageError naming both suites) when ``out`` holds the results of another suite than ``document``
+    (this run's matrix.json): another suite name or profile, or a cell of its matrix that ``document`` lacks or
+    gives other axis values. A damaged matrix.json is warned about; the run writes it again."""
+    try:
+        held = read_matrix_document(out)
+    except DamagedFile as damaged:
+        warn_once(f"{damaged}; it is written again from the suite file")
+        return
+    if held is None:
+        return
+    wanted = {cell["id"]: _comparable(cell["axes"]) for cell in document["cells"]}
+    lost = [cell["id"] for cell in held["cells"] if cell["id"] not in wanted or wanted[cell["id"]] != cell["axes"]]
+    if held["suite"] != document["suite"]:
+        problem = "a different suite"
+    elif held["profile"] != document["profile"]:
+        problem = "a different profile of it"
+    elif lost:
+        shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+        problem = f"whose matrix lacks {len(lost)} of its cells (or gives them other axis values): {shown}"
+    else:
+        return
+    raise UsageError(
+        f"results directory {str(out)!r} holds suite {_suite_text(held)}; this run asks for suite "
+        f"{_suite_text(document)}, {problem}; choose another --out"
+    )
+
+
 def plan_cell(cell: Cell, out: Path, validator: Validator) -> Planned:
-    """Decide a cell's action from what ``out`` already holds (its configuration is known to be unchanged)."""
+    """Decide a cell's action from what ``out`` already holds (its configuration is known to be unchanged); a
+    damaged cell.json counts as none."""
     directory = cell_dir(out, cell.id)
-    previous = read_json(directory / CELL_NAME)
+    previous = read_cell(out, cell.id)
     have = previous["test_priors"] if previous else {}
     if previous is not None and previous["status"] == OK and all(p in have for p in cell.test_priors):
         return Planned(cell, DONE, None, previous)
@@ -272,6 +318,7 @@ def run_suite(args: argparse.Namespace) -> int:
         print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     document = matrix_document(suite, profile, cells)
     chosen = select(cells, allowed)
+    check_same_suite(document, out)
     check_unchanged(chosen, out)
     validator = Validator(plugins.registry, data_dir)
     planned = [plan_cell(cell, out, validator) for cell in chosen if cell.phase != 2]
@@ -409,7 +456,7 @@ def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path
             tail = f"(its log could not be read: {reading})"
         named = f"job {submission.job_id}" if submission.job_id is not None else "the job"
         planned, directory = job.planned, cell_dir(out, job.cell_id)
-        previous = read_json(directory / CELL_NAME) or planned.previous or {}
+        previous = read_cell(out, job.cell_id) or planned.previous or {}
         record = cell_record(
             job.cell_id,
             planned.cell.axes,
@@ -418,7 +465,7 @@ def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path
             error=failure_text(f"{named} of executor {executor.name!r} failed: {error}", tail),
             stage="job",
             examples=planned.examples,
-            job=read_json(directory / JOB_NAME),
+            job=read_job(directory) or None,
         )
         write_json(directory / CELL_NAME, record)
         return record
@@ -466,6 +513,7 @@ def _answer_stop_signals() -> None:
     signal.signal(signal.SIGTERM, _terminated)
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:

@@ -7,8 +7,10 @@ process holds its run directory (the holder the run's lock file names: process, 
 training step reached, from ``metrics.jsonl``, and the executor's job id from ``job.json``); ``queued`` while the
 job the runner handed it to (``job.json``) has not started it (a job that ends with its runner, as the local
 executor's do, counts as ended once that runner's process is gone); ``stopped`` when its run has a checkpoint but
-nothing runs it (an interrupted attempt, which the runner resumes); ``pending`` before it started. Phase-2 cells of a
-selection group that has not chosen yet are counted as ``waiting``. A progress bar counts the cells that ended.
+nothing runs it (an interrupted attempt, which the runner resumes); ``damaged`` when its cell.json cannot be read
+(cut short, not a cell record: the note says what is wrong; the runner runs the cell again, from what its run
+directory holds); ``pending`` before it started. Phase-2 cells of a selection group that has not chosen yet are
+counted as ``waiting``. A progress bar counts the cells that ended.
 Reading takes no lock, so it never disturbs a run: a holder is known from the lock file's text, which a run clears
 when it lets go; one killed outright leaves its text behind, and is told apart by its process no longer existing (on
 this host; a holder on another host is taken at its word).
@@ -26,14 +28,25 @@ from typing import Any
 from tqdm import tqdm
 
 from benchmarks.aggregate import WAITING, Matrix, load_matrix
-from benchmarks.results import FAILED, JOB_NAME, OK, PENDING, RUN_DIR, SKIPPED, cell_dir, read_json
-from vaezoo.args import Parser
+from benchmarks.results import (
+    DAMAGED,
+    FAILED,
+    OK,
+    PENDING,
+    RUN_DIR,
+    SKIPPED,
+    DamagedFile,
+    cell_dir,
+    read_job,
+    read_json,
+)
+from vaezoo.args import Parser, quiet_when_output_closes, warn_once
 from vaezoo.checkpoint import CHECKPOINT_NAME
 from vaezoo.errors import UsageError
 from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, process_gone, read_json_lines
 
 RUNNING, QUEUED, STOPPED, WAITING_STATE = "running", "queued", "stopped", "waiting"
-STATES = (OK, FAILED, SKIPPED, RUNNING, QUEUED, STOPPED, PENDING, WAITING_STATE)
+STATES = (OK, FAILED, SKIPPED, RUNNING, QUEUED, STOPPED, DAMAGED, PENDING, WAITING_STATE)
 
 
 def lock_holder(run: Path) -> str | None:
@@ -50,21 +63,33 @@ def _progress(run: Path) -> str:
     """The training step the run reached (its last validation line) of its configured steps, when known."""
     lines = [line for line in read_json_lines(run / METRICS_NAME) if "step" in line] if run.is_dir() else []
     step = max((line["step"] for line in lines), default=0)
-    total = ((read_json(run / CONFIG_NAME) or {}).get("train") or {}).get("steps")
+    total = _configured_steps(run)
     return f"step {step}" + (f" of {total}" if total else "")
+
+
+def _configured_steps(run: Path) -> int | None:
+    """``train.steps`` of the run's config.json; None when it has none (or the file is damaged: warned once)."""
+    try:
+        config = read_json(run / CONFIG_NAME)
+    except DamagedFile as damaged:
+        warn_once(f"{damaged}; the run's length is not shown")
+        return None
+    train = config.get("train") if isinstance(config, dict) else None
+    steps = train.get("steps") if isinstance(train, dict) else None
+    return steps if isinstance(steps, int) else None
 
 
 def _job_text(job: dict[str, Any]) -> str:
     return f"{job.get('executor')} job {job['id']}" if job.get("id") else f"{job.get('executor')} executor"
 
 
-def cell_state(out: Path, cell_id: str, record: dict[str, Any] | None) -> tuple[str, str]:
+def cell_state(out: Path, cell_id: str, record: dict[str, Any] | None, damaged: str | None = None) -> tuple[str, str]:
     """A cell's state (one of :data:`STATES` but waiting) and a note on it (error line, holder and step, the
-    job, ...)."""
+    job, what is wrong with its cell.json when ``damaged`` says so, ...)."""
     directory = cell_dir(out, cell_id)
     run = directory / RUN_DIR
     holder = lock_holder(run) if run.is_dir() else None
-    job = read_json(directory / JOB_NAME) or {}
+    job = read_job(directory)
     # a job the runner handed the cell to and has not seen end (a cell.json from before it is an earlier attempt's),
     # unless the job could not outlive its runner and that runner is gone (killed with no time to note the end)
     orphaned = not job.get("outlives_runner", True) and process_gone(job.get("runner") or "")
@@ -80,6 +105,8 @@ def cell_state(out: Path, cell_id: str, record: dict[str, Any] | None) -> tuple[
         if record["status"] == SKIPPED:
             return SKIPPED, record.get("reason") or ""
         return record["status"], f"{record.get('wall_time_s') or 0:.0f} s"
+    if damaged is not None:
+        return DAMAGED, f"cell.json damaged: {damaged}; the next run of the suite runs it again"
     if (run / CHECKPOINT_NAME).is_file():
         return STOPPED, f"{_progress(run)}; resumed by the next run of the suite"
     return PENDING, ""
@@ -92,7 +119,7 @@ def status_lines(matrix: Matrix) -> tuple[list[str], Counter[str], int]:
     counts: Counter[str] = Counter()
     rows = []
     for cell in matrix.planned_cells():
-        state, note = cell_state(out, cell["id"], matrix.records.get(cell["id"]))
+        state, note = cell_state(out, cell["id"], matrix.records.get(cell["id"]), matrix.damaged.get(cell["id"]))
         counts[state] += 1
         rows.append((state, cell["id"], note))
     for choice in matrix.choices.values():
@@ -113,6 +140,7 @@ def status_lines(matrix: Matrix) -> tuple[list[str], Counter[str], int]:
     return lines, counts, ended
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(prog="python -m benchmarks.status", description="Each cell's state in a suite's results.")
     parser.add_argument("out", type=Path, metavar="OUT", help="the results directory (the runner's --out)")
@@ -135,9 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # the reader went away (``| head``)
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

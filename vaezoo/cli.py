@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.config import (
     CALLBACKS,
     CORE_SECTIONS,
@@ -209,9 +209,8 @@ def _resume_config(directory: RunDirectory, flags: dict[str, Any], plugins: Plug
     """The configuration a resume continues with and the settings it changes; changing anything but the run's
     length, device, threads or evaluation is a UsageError naming each difference."""
     directory.check_resumable()
-    current = directory.current_raw()
-    before = resolve(merge_raw(current), plugins.registry)
-    after = resolve(merge_raw(current, flags), plugins.registry)
+    before = directory.current_config(plugins.registry)
+    after = resolve(merge_raw(directory.current_raw(), flags), plugins.registry)
     changes = config_changes(before, after)
     refused = {key: change for key, change in changes.items() if not _resumable(key, plugins)}
     if refused:
@@ -402,7 +401,7 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     if not directory.file(CONFIG_NAME).is_file():
         raise UsageError(f"{str(args.run_dir)!r} is not a run directory (no {CONFIG_NAME})")
     data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
-    config = resolve(merge_raw(directory.current_raw()), plugins.registry)
+    config = directory.current_config(plugins.registry)
     overrides = _eval_overrides(args, plugins.registry.get("data", config.data.name).cls)
     with directory.locked("evaluating"):
         if overrides.get("data"):
@@ -458,6 +457,7 @@ COMMANDS = {
 }
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     plugin_commands, command_failures = load_commands(taken=tuple(COMMANDS))
     parser = _parser(plugin_commands)
@@ -480,9 +480,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nvaezoo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
-        sys.stderr.close()
-        return 0
     except UsageError as error:
         print(f"vaezoo: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,10 +22,18 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jsonschema import Draft202012Validator
+
+from vaezoo.args import warn_once
 from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
 from vaezoo.errors import UsageError
+from vaezoo.schema import shape_problem
+
+if TYPE_CHECKING:
+    from vaezoo.config import RunConfig
+    from vaezoo.registry import Registry
 
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.jsonl"
@@ -60,11 +68,23 @@ def process_gone(text: str) -> bool:
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk, so a crash loses at most the line being written."""
+    """Append one JSON line and flush it to disk, so a crash loses at most the line being written; after a line cut
+    short by such a crash, on a line of its own (the cut line stays unreadable, the new one is kept)."""
+    start = "\n" if _ends_mid_line(path) else ""
     with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(start + json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file at ``path`` ends without a newline (a line cut short); False when it is missing or empty."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:  # missing, or empty (seeking before its start)
+        return False
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
@@ -74,18 +94,44 @@ def write_json(path: Path, record: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+#: What the readers of a run's JSON-lines files (history.jsonl, metrics.jsonl) rely on in each line.
+LINE_SCHEMA = {
+    "type": "object",
+    "required": ["step"],
+    "properties": {
+        "step": {"type": "integer"},
+        "valid": {"type": "object"},
+        "train": {"type": "object"},
+        "changed": {"type": "object", "additionalProperties": {"type": "array", "minItems": 2, "maxItems": 2}},
+        "data_dir": {"type": ["string", "null"]},
+    },
+}
+_LINE_CHECK = Draft202012Validator(LINE_SCHEMA)
+
+
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file; a line cut short by a killed process is skipped."""
-    if not path.exists():
+    """The records of one of a run's JSON-lines files. A last line cut short by a killed process is skipped; any
+    other line that is not JSON or not a record of :data:`LINE_SCHEMA`'s shape is skipped with a warning naming
+    the file and the line (once per process)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
         return []
+    except OSError as error:
+        raise UsageError(f"{str(path)!r} cannot be read: {error.strerror}") from None
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
+            if number < len(lines):
+                warn_once(f"line {number} of {str(path)!r} is left out: it is not JSON")
             continue
-        if isinstance(record, dict):
+        problem = shape_problem(record, _LINE_CHECK)
+        if problem is None:
             records.append(record)
+        else:
+            warn_once(f"line {number} of {str(path)!r} is left out: it is not a record of the run ({problem})")
     return records
 
 
@@ -182,6 +228,20 @@ class RunDirectory:
                 else:
                     values[name] = new
         return raw
+
+    def current_config(self, registry: Registry) -> RunConfig:
+        """The settings in force (:meth:`current_raw`) resolved against ``registry``; a UsageError naming the run's
+        files when they do not resolve (a damaged or foreign config.json, or a plugin the run used that is gone)."""
+        from vaezoo.config import merge_raw, resolve
+
+        raw = self.current_raw()
+        try:
+            return resolve(merge_raw(raw), registry)
+        except UsageError as error:
+            raise UsageError(
+                f"the settings of run {str(self.path)!r} ({CONFIG_NAME} with the changes in {HISTORY_NAME}) are not "
+                f"valid: {error}"
+            ) from None
 
     def recorded_data_dir(self) -> Path | None:
         """The data directory the run last used, if it recorded one."""

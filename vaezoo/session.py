@@ -164,9 +164,12 @@ def load_trained(
     checkpoint's, or best.pt's), under the settings in force (``config.json`` and the changes of its resumes) and
     ``overrides``; its data keeps the run's own train and valid splits (see :attr:`DataSource.trained`)."""
     directory = RunDirectory(run_dir)
+    directory.check_usable()
     if not directory.file(CONFIG_NAME).is_file():
         raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_NAME})")
-    config = resolve(merge_raw(directory.current_raw(), overrides or {}), registry)
+    config = directory.current_config(registry)  # names the run's files when what they hold does not resolve
+    if overrides:
+        config = resolve(merge_raw(directory.current_raw(), overrides), registry)
     session = open_session(config, registry, data_dir, trained=trained_data(directory, registry))
     if load_tested_model(session.model, directory, config) is None:  # best.pt's weights, else the latest's
         session.model.load_state_dict(load_checkpoint(directory.file(CHECKPOINT_NAME))["model"])

@@ -54,7 +54,7 @@ from benchmarks.perf.configs import (
     YARDSTICK_QUICK_REPEATS,
     YARDSTICK_REPEATS,
 )
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 
 PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick", "evaluation")
 #: Parts whose FLOPs are counted: the peak is measured when one of them runs.
@@ -495,6 +495,7 @@ def _results(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [*peak, *single, *(result for part in lists for result in document.get(part, []))]
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     document = measure_all(args)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.config import merge_raw, resolve
 from vaezoo.distributions import kl_or_estimate
 from vaezoo.errors import UsageError
@@ -119,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:

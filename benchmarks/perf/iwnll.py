@@ -23,7 +23,7 @@ import time
 import torch
 
 from benchmarks.perf.flops import count_flops
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.config import merge_raw, resolve
 from vaezoo.interfaces import DataSpec
 from vaezoo.metrics import importance_weighted_log_likelihood
@@ -79,6 +79,7 @@ def measure_iwnll(
     }
 
 
+@quiet_when_output_closes
 def main() -> None:
     parser = Parser(
         prog="python -m benchmarks.perf.iwnll",

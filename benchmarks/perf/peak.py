@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from benchmarks.perf.configs import PRECISIONS
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -72,6 +72,7 @@ def measure_peak(
     }
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(
         prog="python -m benchmarks.perf.peak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.interfaces import DataSpec
 from vaezoo_plugins.pixelcnn import PixelCNNDecoder, PixelCNNParams
 
@@ -75,6 +75,7 @@ def measure_sampling(
     }
 
 
+@quiet_when_output_closes
 def main() -> None:
     parser = Parser(
         prog="python -m benchmarks.perf.sampling",

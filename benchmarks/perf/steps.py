@@ -38,7 +38,7 @@ import torch
 
 from benchmarks.perf.configs import ARCH_COMPONENTS, NETWORKS, PRECISIONS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
 from benchmarks.perf.flops import count_flops
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.config import TrainConfig, merge_raw, resolve
 from vaezoo.distributed import Context
 from vaezoo.errors import UsageError
@@ -209,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     from vaezoo.session import resolve_data_dir
 

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.interfaces import DataSpec
 from vaezoo.session import subnormals_flushed
 from vaezoo_plugins.lstm import LSTMEncoder, LSTMEncoderParams
@@ -78,6 +78,7 @@ def measure_subnormals(
     }
 
 
+@quiet_when_output_closes
 def main() -> None:
     parser = Parser(
         prog="python -m benchmarks.perf.subnormals",

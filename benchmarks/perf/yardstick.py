@@ -63,7 +63,7 @@ from benchmarks.perf.flops import count_flops, gflops_per_s
 from benchmarks.perf.peak import Matmul
 from benchmarks.perf.steps import equal_length_batch, image_batch, stepper, text_data
 from benchmarks.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, YardstickStep, parameter_count
-from vaezoo.args import Parser
+from vaezoo.args import Parser, quiet_when_output_closes
 from vaezoo.config import RunConfig, merge_raw, resolve
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec
@@ -277,6 +277,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
     from vaezoo.session import resolve_data_dir
 

@@ -16,10 +16,17 @@ from tqdm import tqdm
 from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.errors import TrainingDiverged
 from vaezoo.interfaces import evaluation_rows
-from vaezoo.metrics import evaluate_priors
+from vaezoo.metric_names import METRIC_NAMES
+from vaezoo.metrics import evaluate_priors, is_diagonal_normal
 from vaezoo.precision import autocast
 from vaezoo.session import Session, subnormals_flushed
 from vaezoo.test_priors import resolve_test_prior
+
+#: Metrics every evaluation reports, whatever the data, model and settings.
+ALWAYS_REPORTED = ("neg_elbo", "recon", "kl", "mi", "au")
+#: Importance samples of a validation line's evaluation: a validation never computes IW-NLL (it would cost k
+#: decoder passes per example at every evaluation point).
+VALIDATION_IW_SAMPLES = 0
 
 
 @contextmanager
@@ -99,3 +106,40 @@ def evaluate_split_priors(
         if prior.variance is not None:
             metrics[choice]["test_prior_variance"] = prior.variance
     return metrics
+
+
+def evaluation_metrics(session: Session, test_prior: str, iw_samples: int) -> tuple[str, ...]:
+    """The metrics an evaluation of ``session``'s model under ``test_prior`` with ``iw_samples`` reports
+    (:func:`evaluate_split`), in the order of ``METRIC_NAMES``; decided before training, from the configuration,
+    the data and the freshly built model, and the one place that knows it.
+
+    Always ``neg_elbo``, ``recon``, ``kl``, ``mi`` and ``au``; ``mi_he`` when the encoder's posterior is a
+    diagonal Gaussian (asked of one validation example); ``iw_nll``, ``iw_nll_se`` and ``iw_examples`` when
+    ``iw_samples > 0``; ``ppl_elbo`` for token data (and ``ppl_iw`` with IW-NLL); ``test_prior_variance`` when the
+    test prior is N(0, s^2 I) (built to find out: ``tuned`` costs one encoder pass over the validation split).
+    The extra test metrics of evaluation plugins (``vaezoo_finish``, e.g. ``separability``) are not among them:
+    they are added to a finished run's test metrics only. The training RNG is left as it was."""
+    names = set(ALWAYS_REPORTED)
+    tokens = session.data.spec.kind == "tokens"
+    iw = iw_samples > 0
+    names |= {"iw_nll", "iw_nll_se", "iw_examples"} if iw else set()
+    names |= ({"ppl_elbo"} | ({"ppl_iw"} if iw else set())) if tokens else set()
+    model = session.model
+    was_training = model.training
+    model.eval()
+    try:
+        with evaluation_rng(session), torch.no_grad():
+            if is_diagonal_normal(model.encoder(next(session.batches("valid"))[:2])):
+                names.add("mi_he")
+            if resolve_test_prior(session, test_prior).variance is not None:
+                names.add("test_prior_variance")
+    finally:
+        model.train(was_training)
+    return tuple(name for name in METRIC_NAMES if name in names)
+
+
+def validation_metrics(session: Session) -> tuple[str, ...]:
+    """The metrics of every validation line of ``session``'s run (metrics.jsonl, what callbacks such as early
+    stopping and a suite's selection rule see): :func:`evaluation_metrics` under the run's test prior, without
+    IW-NLL."""
+    return evaluation_metrics(session, session.config.eval.test_prior, VALIDATION_IW_SAMPLES)

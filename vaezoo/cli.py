@@ -36,7 +36,7 @@ from vaezoo.kinds import ALL_KINDS, KINDS
 from vaezoo.metric_names import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
 from vaezoo.plugins import Command, PluginFailure, Plugins, default_plugins, load_commands
-from vaezoo.rundir import CONFIG_NAME, RunDirectory
+from vaezoo.rundir import CONFIG_NAME, STOPPED_EARLY, RunDirectory
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -242,6 +242,32 @@ def _note_unused_noise(config: RunConfig, plugins: Plugins) -> None:
         )
 
 
+def _check_resume_length(directory: RunDirectory, config: RunConfig, total: int, plugins: Plugins) -> None:
+    """Refuse, before anything is written, a resume whose length ``total`` (steps, from --steps or --epochs) would
+    contradict what the run has done: fewer steps than its checkpoint's (results.json and the settings in force
+    would disagree), or training on past the step where a callback stopped it early (it would stop again at its
+    next validation and rewrite its results, so an early-stopped run is extended only by a new run)."""
+    from vaezoo.checkpoint import load_checkpoint
+
+    step = int(load_checkpoint(directory.file(CHECKPOINT_NAME))["step"])
+    path = str(directory.path)
+    if total < step:
+        asked = f"train.epochs {config.train.epochs} ({total} steps)" if config.train.epochs else f"{total} steps"
+        raise UsageError(
+            f"--resume cannot shorten run {path!r}: its checkpoint is at step {step} and the length asked is {asked}; "
+            f"ask for at least {step} steps, or evaluate the run as it is with vaezoo eval {path}"
+        )
+    stopped = any(e.get("event") == STOPPED_EARLY and e.get("step") == step for e in directory.history())
+    if stopped and total > step:
+        stoppers = [c.name for c in config.callbacks if plugins.registry.get("callback", c.name).cls.changes_training]
+        raise UsageError(
+            f"run {path!r} was stopped early at step {step} by its callbacks ({', '.join(stoppers)}); resuming it "
+            f"would train on, stop again at its next validation and rewrite its results. Its results stand (vaezoo "
+            f"eval {path}); to train longer, start a new run: vaezoo run --config {directory.file(CONFIG_NAME)} "
+            f"--out NEW_DIR (with a larger patience, e.g. --set callbacks.early_stop.patience=N)"
+        )
+
+
 def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
     words = ["vaezoo", "run", "--resume", str(directory.path)]
     if data_dir is not None:
@@ -250,9 +276,10 @@ def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
 
 
 def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
+    from vaezoo.callbacks import RunHooks
     from vaezoo.distributed import process_group
     from vaezoo.session import open_session, resolve_data_dir, resolve_device
-    from vaezoo.train import Trainer
+    from vaezoo.train import Trainer, total_steps
 
     flags = _raw_from_flags(args)
     changes: dict[str, list[Any]] = {}
@@ -271,13 +298,18 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
         directory.check_new(args.overwrite)
     device = resolve_device(config.train.device)
     if args.dry_run:
-        open_session(config, plugins.registry, data_dir)  # loads the data and builds the model
+        session = open_session(config, plugins.registry, data_dir)  # loads the data and builds the model
+        RunHooks(config, plugins.registry).check(session, plugins.registry)
+        if args.resume is not None:
+            _check_resume_length(directory, config, total_steps(config, session.data), plugins)
         print(json.dumps(config.as_dict(), indent=2))
         return 0
     trainer = None
     with process_group(device) as context:
         try:
             trainer = Trainer(config, plugins.registry, directory.path, data_dir, context)
+            if args.resume is not None:
+                _check_resume_length(directory, config, trainer.total_steps, plugins)
             results = trainer.run(resume=args.resume is not None, overwrite=args.overwrite, changes=changes)
         except Interrupted as stop:
             if trainer is None or not directory.file(CHECKPOINT_NAME).exists():

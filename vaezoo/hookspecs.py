@@ -48,6 +48,12 @@ def vaezoo_finish(session, run_dir):
     evaluation; files may be written into ``run_dir`` (a figure, say). None when the plugin has nothing to add."""
 
 
+@hookspec
+def vaezoo_finish_metrics(session):
+    """The names of the metrics ``vaezoo_finish`` will add for ``session``'s run, declared before it trains (so
+    that early stopping, a suite's columns and the like are checked against them); None for none."""
+
+
 # -- the lifecycle of a run ------------------------------------------------------------------------------
 # Implemented by the callbacks a run is configured with (``vaezoo.interfaces.Callback``, ``--callback NAME``):
 # each callback object is registered in the run's own plugin manager, so these hooks reach only the run's

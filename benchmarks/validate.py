@@ -5,7 +5,8 @@ whatever the machine: ``resolve`` rejects it (an unknown component, an unknown o
 regulariser that needs noise where none is chosen and the data set has no default), its noise sampler refuses
 the data (Gaussian noise on token ids), its networks refuse the data (an MLP on token ids), a callback cannot act
 on it (early stopping on a metric its validation lines do not hold, a KL schedule on a regulariser without a KL
-weight), or its validation lines will not hold the metric its ``[select]`` rule scores (``ppl_elbo`` of images).
+weight), a setting its other choices ignore (``train.momentum`` with adam), or its validation lines will not
+hold the metric its ``[select]`` rule scores (``ppl_elbo`` of images).
 A suite column that none of its cells would report is refused before any cell runs (:func:`check_columns`).
 
 Problems of the environment are *not* skip reasons: a data set whose files are missing, or a device the
@@ -27,7 +28,7 @@ import torch
 from benchmarks.results import PRIOR_INDEPENDENT
 from benchmarks.suite import Cell, Selection, Suite, selection_where
 from vaezoo.callbacks import RunHooks
-from vaezoo.config import RunConfig, resolve
+from vaezoo.config import RunConfig, check_no_ignored_settings, resolve
 from vaezoo.errors import UsageError
 from vaezoo.evaluation import evaluation_metrics, finish_metrics, validation_metrics
 from vaezoo.interfaces import Data
@@ -94,6 +95,7 @@ class Validator:
         plugin fails to build it (a bug, not an invalid combination: the run fails and records it); a UsageError
         when vaezoo refuses the configuration."""
         config = resolve(raw, self.registry)
+        check_no_ignored_settings(config)
         data = self._load(config)
         if data is None:
             return None

@@ -23,6 +23,7 @@ from vaezoo.config import (
     CORE_SECTIONS,
     RESUMABLE_SETTINGS,
     RunConfig,
+    check_no_ignored_settings,
     config_changes,
     core_settings_class,
     merge_raw,
@@ -292,6 +293,7 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
     else:
         layers = [read_config_file(args.config)] if args.config is not None else []
         config = resolve(merge_raw(*layers, flags), plugins.registry)
+        check_no_ignored_settings(config)
         _note_unused_noise(config, plugins)
         data_dir = resolve_data_dir(args.data_dir)
         directory = RunDirectory(args.out or _fresh_run_dir(config))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +207,20 @@ class EarlyStopping(Callback):
 
     @hookimpl
     def vaezoo_run_started(self, run) -> None:
+        """Rebuild the count from the run's validation lines, and say so on stderr when the validations left are
+        too few to ever stop (a note, not an error: a suite's short profile may keep the callback of its long one)."""
         self.best = BestSoFar(self.params.metric, self.params.mode, self.params.min_delta)
         self.best.replay(read_json_lines(run.run_dir / METRICS_NAME), run.start_step)
+        left = validations_left(run.start_step, run.total_steps, run.config.train.eval_every)
+        # the first validation sets the best; each one after it without improvement counts towards patience
+        needed = self.params.patience + (1 if self.best.value is None else -self.best.waited)
+        if left < needed:
+            print(
+                f"vaezoo: note: callback 'early_stop' cannot stop this run: it stops after {self.params.patience} "
+                f"validations without improvement, and {left} of the run's validations are left "
+                f"(train.eval_every {run.config.train.eval_every}, {run.total_steps} steps)",
+                file=sys.stderr,
+            )
 
     @hookimpl
     def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> bool:
@@ -220,6 +233,14 @@ class EarlyStopping(Callback):
             )
         self.best.offer(step, metrics)
         return self.best.waited >= self.params.patience
+
+
+def validations_left(start_step: int, total_steps: int, eval_every: int) -> int:
+    """How many validation lines a run writes after ``start_step``: one at every multiple of ``eval_every`` up to
+    ``total_steps``, and one at ``total_steps``."""
+    if total_steps <= start_step:
+        return 0
+    return total_steps // eval_every - start_step // eval_every + (1 if total_steps % eval_every else 0)
 
 
 @hookimpl

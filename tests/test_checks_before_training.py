@@ -21,12 +21,13 @@ from tests.conftest import REPO, run_cli, small_config, small_raw
 from vaezoo.callbacks import RunHooks
 from vaezoo.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vaezoo.cli import _check_resume_length
-from vaezoo.config import merge_raw, resolve
+from vaezoo.config import check_no_ignored_settings, merge_raw, resolve
 from vaezoo.errors import UsageError
 from vaezoo.evaluation import evaluation_metrics, finish_metrics, validation_metrics
 from vaezoo.plugins import load_plugins
 from vaezoo.rundir import STOPPED_EARLY, RunDirectory
 from vaezoo.session import open_session
+from vaezoo_plugins.callbacks import validations_left
 
 ALWAYS = ("neg_elbo", "recon", "kl", "mi", "mi_he", "au")
 PPL_STOP = {"early_stop": {"metric": "ppl_elbo"}}
@@ -143,6 +144,25 @@ def test_each_regularizer_declares_truly_whether_it_reads_the_kl_scale(plugins):
         assert (losses[0] != losses[1]) == entry.cls.uses_kl_scale, name
 
 
+def test_momentum_with_an_optimizer_that_ignores_it_is_refused(plugins):
+    with pytest.raises(UsageError, match=r"train.momentum 0.5 applies to train.optimizer 'sgd' only; with 'adam'"):
+        check_no_ignored_settings(small_config(plugins.registry, train={"momentum": 0.5}))
+    check_no_ignored_settings(small_config(plugins.registry, train={"momentum": 0.5, "optimizer": "sgd"}))
+    check_no_ignored_settings(small_config(plugins.registry))
+    assert "train.momentum 0.5" in Validator(plugins.registry, None).skip_reason(
+        merge_raw(small_raw(train={"momentum": 0.5}))
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "total", "every", "left"),
+    [(0, 40, 10, 4), (0, 12, 5, 3), (10, 12, 5, 1), (10, 10, 5, 0), (12, 12, 5, 0), (3, 4, 5, 1), (0, 5, 5, 1)],
+)
+def test_the_validations_left_are_those_the_trainer_writes(start, total, every, left):
+    assert validations_left(start, total, every) == left
+    assert left == sum(1 for step in range(start + 1, total + 1) if step % every == 0 or step == total)
+
+
 # -- resumes ---------------------------------------------------------------------------------------------------
 def _checkpointed_run(path: Path, step: int, stopped_early: bool = False):
     directory = RunDirectory(path)
@@ -249,21 +269,38 @@ def _snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.iterdir())}
 
 
+STOP_ON = ["--callback", "early_stop", "--set"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "fragments"),
     [
-        (["--callback", "early_stop", "--set", "callbacks.early_stop.metric=iw_nll"], ["metric 'iw_nll'"]),
-        (
-            ["--callback", "early_stop", "--set", "callbacks.early_stop.metric=iw_nll", "--set", "eval.iw_samples=0"],
+        pytest.param([*STOP_ON, "callbacks.early_stop.metric=iw_nll"], ["metric 'iw_nll'"], id="early-stop-iw-nll"),
+        pytest.param(
+            [*STOP_ON, "callbacks.early_stop.metric=iw_nll", "--set", "eval.iw_samples=0"],
             ["metric 'iw_nll'", "never by a validation"],
+            id="early-stop-iw-nll-without-iw",
         ),
-        (["--callback", "early_stop", "--set", "callbacks.early_stop.metric=ppl_elbo"], ["only for token data"]),
-        (["--regularizer", "aae", "--callback", "cyclical_kl"], ["regularizer 'aae'", "use it: betavae, ncvae"]),
-        (["--regularizer", "infovae", "--callback", "cyclical_kl"], ["regularizer 'infovae'"]),
+        pytest.param(
+            [*STOP_ON, "callbacks.early_stop.metric=ppl_elbo"], ["only for token data"], id="early-stop-ppl-of-vectors"
+        ),
+        pytest.param(
+            ["--regularizer", "aae", "--callback", "cyclical_kl"],
+            ["regularizer 'aae'", "use it: betavae, ncvae"],
+            id="cyclical-kl-aae",
+        ),
+        pytest.param(
+            ["--regularizer", "infovae", "--callback", "cyclical_kl"],
+            ["regularizer 'infovae'"],
+            id="cyclical-kl-infovae",
+        ),
+        pytest.param(
+            ["--set", "train.momentum=0.9"], ["train.momentum 0.9 applies to train.optimizer 'sgd' only"], id="momentum"
+        ),
     ],
 )
-def test_a_run_a_callback_cannot_act_on_is_refused_before_its_directory_exists(tmp_path, options, fragments):
+def test_a_run_with_a_setting_that_cannot_act_is_refused_before_its_directory_exists(tmp_path, options, fragments):
     out = tmp_path / "run"
     for dry_run in ([], ["--dry-run"]):
         result = run_cli("run", "--steps", "20", *SMALL, *options, "--out", str(out), *dry_run)
@@ -312,3 +349,16 @@ def test_the_benchmark_runner_refuses_a_column_no_cell_reports(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "[suite] columns ppl_elbo: no cell reports it" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_early_stopping_that_cannot_stop_the_run_is_noted_and_the_run_trains(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("run", "--steps", "12", *SMALL, "--callback", "early_stop", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "vaezoo: note: callback 'early_stop' cannot stop this run: it stops after 3 validations without "
+        "improvement, and 3 of the run's validations are left (train.eval_every 5, 12 steps)"
+    ) in result.stderr
+    longer = run_cli("run", "--steps", "40", *SMALL, "--callback", "early_stop", "--out", str(tmp_path / "longer"))
+    assert longer.returncode == 0 and "note: callback" not in longer.stderr

@@ -196,10 +196,10 @@ class EarlyStopping(Callback):
         self.best = BestSoFar(params.metric, params.mode, params.min_delta)
 
     def incompatibility(self, session, registry) -> str | None:
-        reported = validation_metrics(session)
         metric = self.params.metric
-        if metric in reported:
+        if validation_metrics(session, among=[metric]):  # asks only what this metric depends on
             return None
+        reported = validation_metrics(session)
         return (
             f"metric {metric!r} is not in its validation lines (it is reported {REPORTED_WHEN[metric]}); they hold: "
             f"{', '.join(reported)}"

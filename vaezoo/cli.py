@@ -276,35 +276,55 @@ def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
     return shlex.join(words)
 
 
-def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.callbacks import RunHooks
-    from vaezoo.distributed import process_group
-    from vaezoo.session import open_session, resolve_data_dir, resolve_device
-    from vaezoo.train import Trainer, total_steps
+def _run_target(
+    args: argparse.Namespace, plugins: Plugins
+) -> tuple[RunConfig, dict[str, list[Any]], RunDirectory, Path | None]:
+    """What ``vaezoo run`` trains: its configuration, the settings a resume changes, its run directory and its data
+    directory, checked as far as they can be without the data (nothing is written)."""
+    from vaezoo.session import resolve_data_dir
 
     flags = _raw_from_flags(args)
-    changes: dict[str, list[Any]] = {}
     if args.resume is not None:
         if args.out is not None or args.config is not None or args.overwrite:
             raise UsageError("--resume continues an existing run: it takes no --out, --config or --overwrite")
         directory = RunDirectory(args.resume)
         config, changes = _resume_config(directory, flags, plugins)
-        data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
-    else:
-        layers = [read_config_file(args.config)] if args.config is not None else []
-        config = resolve(merge_raw(*layers, flags), plugins.registry)
-        check_no_ignored_settings(config)
-        _note_unused_noise(config, plugins)
-        data_dir = resolve_data_dir(args.data_dir)
-        directory = RunDirectory(args.out or _fresh_run_dir(config))
-        directory.check_new(args.overwrite)
+        return config, changes, directory, resolve_data_dir(args.data_dir, directory.recorded_data_dir())
+    layers = [read_config_file(args.config)] if args.config is not None else []
+    config = resolve(merge_raw(*layers, flags), plugins.registry)
+    check_no_ignored_settings(config)
+    _note_unused_noise(config, plugins)
+    data_dir = resolve_data_dir(args.data_dir)
+    directory = RunDirectory(args.out or _fresh_run_dir(config))
+    directory.check_new(args.overwrite)
+    return config, {}, directory, data_dir
+
+
+def _dry_run(
+    args: argparse.Namespace, config: RunConfig, directory: RunDirectory, data_dir: Path | None, plugins: Plugins
+) -> None:
+    """``vaezoo run --dry-run``: load the data, build the model, make every check the run makes and print the
+    configuration."""
+    from vaezoo.callbacks import RunHooks
+    from vaezoo.session import open_session
+    from vaezoo.train import total_steps
+
+    session = open_session(config, plugins.registry, data_dir)
+    RunHooks(config, plugins.registry).check(session, plugins.registry)
+    if args.resume is not None:
+        _check_resume_length(directory, config, total_steps(config, session.data), plugins)
+    print(json.dumps(config.as_dict(), indent=2))
+
+
+def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
+    from vaezoo.distributed import process_group
+    from vaezoo.session import resolve_device
+    from vaezoo.train import Trainer
+
+    config, changes, directory, data_dir = _run_target(args, plugins)
     device = resolve_device(config.train.device)
     if args.dry_run:
-        session = open_session(config, plugins.registry, data_dir)  # loads the data and builds the model
-        RunHooks(config, plugins.registry).check(session, plugins.registry)
-        if args.resume is not None:
-            _check_resume_length(directory, config, total_steps(config, session.data), plugins)
-        print(json.dumps(config.as_dict(), indent=2))
+        _dry_run(args, config, directory, data_dir, plugins)
         return 0
     trainer = None
     with process_group(device) as context:

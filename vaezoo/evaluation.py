@@ -16,14 +16,14 @@ from tqdm import tqdm
 from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.errors import TrainingDiverged
 from vaezoo.interfaces import evaluation_rows
-from vaezoo.metric_names import METRIC_NAMES
+from vaezoo.metric_names import METRIC_NAMES, REPORTED_WHEN
 from vaezoo.metrics import evaluate_priors, is_diagonal_normal
 from vaezoo.precision import autocast
 from vaezoo.session import Session, subnormals_flushed
 from vaezoo.test_priors import resolve_test_prior
 
-#: Metrics every evaluation reports, whatever the data, model and settings.
-ALWAYS_REPORTED = ("neg_elbo", "recon", "kl", "mi", "au")
+#: Metrics every evaluation reports, whatever the data, model and settings (neg_elbo, recon, kl, mi, au).
+ALWAYS_REPORTED = tuple(name for name in METRIC_NAMES if name not in REPORTED_WHEN)
 #: Importance samples of a validation line's evaluation: a validation never computes IW-NLL (it would cost k
 #: decoder passes per example at every evaluation point).
 VALIDATION_IW_SAMPLES = 0

@@ -87,5 +87,6 @@ def vaezoo_run_finished(run, results: dict) -> None:
 def vaezoo_kl_scale(run, step: int):
     """A factor on the KL weight β of the regulariser at training step ``step`` (counted from 0), or None.
 
-    The factors of all callbacks multiply; a regulariser with a β reads the product as ``Step.kl_scale``.
+    The factors of all callbacks multiply; a regulariser with a β reads the product as ``Step.kl_scale`` and
+    declares so (``Regularizer.uses_kl_scale``), since a schedule on any other regulariser is refused.
     Called on every process of a run, since it changes what is trained."""

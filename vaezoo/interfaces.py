@@ -320,7 +320,8 @@ class Callback(Component):
     A callback implements any of the lifecycle hooks of :mod:`vaezoo.hookspecs` as methods marked with
     ``vaezoo.hookimpl`` (``vaezoo_run_started``, ``vaezoo_step_done``, ``vaezoo_evaluated``,
     ``vaezoo_run_finished``, ``vaezoo_kl_scale``); the run registers the callbacks it is configured with, and only
-    those, in a plugin manager of its own. A run may have several callbacks, each at most once.
+    those, in a plugin manager of its own. A run may have several callbacks, each at most once. A callback that
+    cannot act on some runs says why in ``incompatibility``, and those runs are refused before they start.
     """
 
     kind = "callback"

@@ -329,8 +329,11 @@ def test_extending_an_early_stopped_run_is_refused_and_changes_nothing(tmp_path)
     before = _snapshot(out)
     for more in ([], ["--steps", "100"]):
         result = run_cli("run", "--resume", str(out), *more)
-        _one_line_refusal(result, "stopped early at step 10 by its callbacks (early_stop)", "vaezoo eval")
+        _one_line_refusal(result, "stopped early at step 10 by its callbacks (early_stop)", "--steps 10")
     assert _snapshot(out) == before
+    finished = run_cli("run", "--resume", str(out), "--steps", "10", "--no-progress")  # the way out it names
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads((out / "results.json").read_text())["steps"] == 10
 
 
 @pytest.mark.slow

@@ -247,7 +247,8 @@ def _check_resume_length(directory: RunDirectory, config: RunConfig, total: int,
     """Refuse, before anything is written, a resume whose length ``total`` (steps, from --steps or --epochs) would
     contradict what the run has done: fewer steps than its checkpoint's (results.json and the settings in force
     would disagree), or training on past the step where a callback stopped it early (it would stop again at its
-    next validation and rewrite its results, so an early-stopped run is extended only by a new run)."""
+    next validation and rewrite its results, so an early-stopped run is extended only by a new run; a resume to
+    the step it stopped at finishes it, e.g. after an interrupted final evaluation)."""
     from vaezoo.checkpoint import load_checkpoint
 
     step = int(load_checkpoint(directory.file(CHECKPOINT_NAME))["step"])
@@ -263,9 +264,10 @@ def _check_resume_length(directory: RunDirectory, config: RunConfig, total: int,
         stoppers = [c.name for c in config.callbacks if plugins.registry.get("callback", c.name).cls.changes_training]
         raise UsageError(
             f"run {path!r} was stopped early at step {step} by its callbacks ({', '.join(stoppers)}); resuming it "
-            f"would train on, stop again at its next validation and rewrite its results. Its results stand (vaezoo "
-            f"eval {path}); to train longer, start a new run: vaezoo run --config {directory.file(CONFIG_NAME)} "
-            f"--out NEW_DIR (with a larger patience, e.g. --set callbacks.early_stop.patience=N)"
+            f"would train on, stop again at its next validation and rewrite its results. Finish it where it stopped "
+            f"with --resume {path} --steps {step} (or evaluate it with vaezoo eval {path}); to train longer, start a "
+            f"new run: vaezoo run --config {directory.file(CONFIG_NAME)} --out NEW_DIR with a larger patience "
+            f"(--set callbacks.early_stop.patience=N)"
         )
 
 

@@ -14,16 +14,19 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
+from torch.distributions import Independent, Laplace
 
 from benchmarks.suite import load_suite
 from benchmarks.validate import Validator, check_columns
 from tests.conftest import REPO, run_cli, small_config, small_raw
+from vaezoo import hookimpl
 from vaezoo.callbacks import RunHooks
 from vaezoo.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vaezoo.cli import _check_resume_length
 from vaezoo.config import check_no_ignored_settings, merge_raw, resolve
 from vaezoo.errors import UsageError
 from vaezoo.evaluation import evaluation_metrics, finish_metrics, validation_metrics
+from vaezoo.interfaces import Encoder
 from vaezoo.plugins import load_plugins
 from vaezoo.rundir import STOPPED_EARLY, RunDirectory
 from vaezoo.session import open_session
@@ -365,3 +368,33 @@ def test_early_stopping_that_cannot_stop_the_run_is_noted_and_the_run_trains(tmp
     ) in result.stderr
     longer = run_cli("run", "--steps", "40", *SMALL, "--callback", "early_stop", "--out", str(tmp_path / "longer"))
     assert longer.returncode == 0 and "note: callback" not in longer.stderr
+
+
+class LaplaceEncoder(Encoder):
+    """A posterior that is not a diagonal Gaussian (He et al.'s MI estimator needs one)."""
+
+    name = "laplace_test"
+
+    def __init__(self, params, spec, latent_dim: int) -> None:
+        super().__init__(params, spec, latent_dim)
+        self.linear = torch.nn.Linear(spec.shape[0], 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> Independent:
+        loc, log_scale = self.linear(x).chunk(2, dim=-1)
+        return Independent(Laplace(loc, log_scale.exp()), 1)
+
+
+@hookimpl
+def vaezoo_register(register) -> None:
+    register(LaplaceEncoder)
+
+
+def test_mi_he_only_for_diagonal_gaussian_posteriors_as_an_evaluation_finds():
+    from vaezoo.evaluation import evaluate_split
+
+    with_laplace = load_plugins(extra=(sys.modules[__name__],))
+    raw = small_raw()
+    raw["encoder"] = {"name": "laplace_test"}
+    session = open_session(resolve(merge_raw(raw), with_laplace.registry), with_laplace.registry, None)
+    assert "mi_he" not in validation_metrics(session)
+    assert set(validation_metrics(session)) == set(evaluate_split(session, "valid", "trained", iw_samples=0))

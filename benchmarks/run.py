@@ -27,9 +27,10 @@ Resuming: rerunning the same command on the same ``--out`` continues the matrix.
 (and which has every requested test prior) is never touched. A failed or pending cell is run again from where
 it stopped: a run with results.json is only evaluated again, a run with a checkpoint but no results.json is
 continued with ``vaezoo run --resume`` (no training is lost), anything else trains from scratch. Invalid
-combinations (see :mod:`benchmarks.validate`) are recorded as skipped and never run. When the suite or profile
-has changed a cell's configuration after it started, the runner refuses (use another ``--out``). A cell whose
-cell.json is damaged (cut short, not a cell record) is named in a warning and run again like a pending cell.
+combinations (see :mod:`benchmarks.validate`) are recorded as skipped and never run, and a suite column that
+no cell would report is refused before any runs. When the suite or profile has changed a cell's configuration
+after it started, the runner refuses (use another ``--out``). A cell whose cell.json is damaged (cut short, not a
+cell record) is named in a warning and run again like a pending cell.
 
 A results directory belongs to one suite: when its matrix.json names another suite or profile, or holds cells the
 new matrix does not (or with other axis values), the runner refuses before writing anything, naming both. The same
@@ -100,7 +101,7 @@ from benchmarks.suite import (
     select,
     short_names,
 )
-from benchmarks.validate import Validator
+from benchmarks.validate import Validator, check_columns
 from vaezoo.args import Parser, quiet_when_output_closes, warn_once
 from vaezoo.errors import UsageError
 from vaezoo.rundir import process_text
@@ -177,7 +178,7 @@ def plan_cell(cell: Cell, out: Path, validator: Validator) -> Planned:
     # A run that has started passed these checks before; only fresh cells are validated.
     action, reason = stage_of(directory / RUN_DIR), None
     if action is None:
-        reason = validator.skip_reason(cell.raw)
+        reason = validator.skip_reason(cell.raw, cell.select)
         action = TRAIN if reason is None else SKIP
     examples = None if action == SKIP else validator.evaluated_examples(cell.raw)
     return Planned(cell, action, reason, previous, examples)
@@ -320,11 +321,12 @@ def run_suite(args: argparse.Namespace) -> int:
     chosen = select(cells, allowed)
     check_same_suite(document, out)
     check_unchanged(chosen, out)
-    validator = Validator(plugins.registry, data_dir)
+    validator = Validator(plugins.registry, data_dir, suite.selections)
     planned = [plan_cell(cell, out, validator) for cell in chosen if cell.phase != 2]
     phase_two = PhaseTwo(document, chosen, out)
     decided = phase_two.decide(frozenset(p.cell.id for p in planned if p.action not in (DONE, SKIP)))
     planned += [plan_cell(cell, out, validator) for _, more in decided for cell in more]
+    check_columns(suite, [p.cell for p in planned if p.action != SKIP], validator)
     for problem in validator.data_problems.values():
         print(f"warning: {problem}; its cells run and report their own errors", file=sys.stderr)
     actions = Counter(p.action for p in planned)

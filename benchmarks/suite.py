@@ -462,7 +462,8 @@ def _selections(reader: _Reader, value: Any, axes: Sequence[Axis]) -> tuple[Sele
     return tuple(reader.selection(v, f"[[select]] {i + 1}", axes) for i, v in enumerate(value))
 
 
-def _where(selections: Sequence[Selection], index: int) -> str:
+def selection_where(selections: Sequence[Selection], index: int) -> str:
+    """How messages name the ``index``-th selection of a suite: ``[select]``, or ``[[select]] N`` among several."""
     return "[select]" if len(selections) == 1 else f"[[select]] {index + 1}"
 
 
@@ -470,12 +471,13 @@ def _check_tuned(reader: _Reader, selections: Sequence[Selection], roles: Mappin
     """The tuned axes, each tuned once and none the seed, column or x axis (``roles``: role -> axis)."""
     tuned: list[str] = []
     for index, selection in enumerate(selections):
+        where = selection_where(selections, index)
         for axis in selection.axes:
             role = next((r for r, name in roles.items() if name == axis), None)
             if role is not None:
-                raise reader.fail(f"{_where(selections, index)} cannot tune {axis!r}: it is the suite's {role}")
+                raise reader.fail(f"{where} cannot tune {axis!r}: it is the suite's {role}")
             if axis in tuned:
-                raise reader.fail(f"{_where(selections, index)} tunes {axis!r}, which another [[select]] tunes already")
+                raise reader.fail(f"{where} tunes {axis!r}, which another [[select]] tunes already")
             tuned.append(axis)
     return tuned
 
@@ -485,8 +487,8 @@ def _check_assignments(reader: _Reader, selections: Sequence[Selection], table: 
     fixed = [*(a for s in selections for a in s.axes), *([table.seed_axis] if table.seed_axis else [])]
     named = [("[suite] reference", table.reference or {})]
     for index, selection in enumerate(selections):
-        named += [(f"{_where(selections, index)} where", selection.where)]
-        named += [(f"{_where(selections, index)} within.of", selection.within.of)] if selection.within else []
+        named += [(f"{selection_where(selections, index)} where", selection.where)]
+        named += [(f"{selection_where(selections, index)} within.of", selection.within.of)] if selection.within else []
     for where, assignment in named:
         bad = next((axis for axis in assignment if axis in fixed), None)
         if bad is not None:

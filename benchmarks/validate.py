@@ -3,7 +3,11 @@
 A cell is *invalid* (skipped, with the reason, and never run) when vaezoo would refuse its configuration
 whatever the machine: ``resolve`` rejects it (an unknown component, an unknown or out-of-range parameter, a
 regulariser that needs noise where none is chosen and the data set has no default), its noise sampler refuses
-the data (Gaussian noise on token ids), or its networks refuse the data (an MLP on token ids).
+the data (Gaussian noise on token ids), its networks refuse the data (an MLP on token ids), a callback cannot act
+on it (early stopping on a metric its validation lines do not hold, a KL schedule on a regulariser without a KL
+weight), a setting its other choices ignore (``train.momentum`` with adam), or its validation lines will not
+hold the metric its ``[select]`` rule scores (``ppl_elbo`` of images).
+A suite column that none of its cells would report is refused before any cell runs (:func:`check_columns`).
 
 Problems of the environment are *not* skip reasons: a data set whose files are missing, or a device the
 machine lacks. Such cells run and fail, with vaezoo's own message recorded, so that fixing the machine and
@@ -15,43 +19,93 @@ those two checks are left to the run.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vaezoo.config import RunConfig, resolve
+import torch
+
+from benchmarks.results import PRIOR_INDEPENDENT
+from benchmarks.suite import Cell, Selection, Suite, selection_where
+from vaezoo.callbacks import RunHooks
+from vaezoo.config import RunConfig, check_no_ignored_settings, resolve
 from vaezoo.errors import UsageError
+from vaezoo.evaluation import evaluation_metrics, finish_metrics, validation_metrics
 from vaezoo.interfaces import Data
+from vaezoo.metric_names import METRIC_NAMES, REPORTED_WHEN
 from vaezoo.model import build_model_for_data
 from vaezoo.registry import Registry
+from vaezoo.session import Session
 
 
 class Validator:
-    """``skip_reason(raw)`` for merged raw configs, with one data load per distinct data config."""
+    """``skip_reason(raw)`` for merged raw configs, with one data load per distinct data config; ``selections`` are
+    the suite's, whose metrics the cells they tune must report."""
 
-    def __init__(self, registry: Registry, data_dir: Path | None) -> None:
+    def __init__(self, registry: Registry, data_dir: Path | None, selections: Sequence[Selection] = ()) -> None:
         self.registry = registry
         self.data_dir = data_dir
+        self.selections = tuple(selections)
         self._data: dict[str, Data | None] = {}
         #: data config (JSON) -> why it could not be loaded here (reported once by the runner)
         self.data_problems: dict[str, str] = {}
 
-    def skip_reason(self, raw: Mapping[str, Any]) -> str | None:
-        """Why a cell with this merged raw config is an invalid combination, or None when it may run."""
+    def skip_reason(self, raw: Mapping[str, Any], select: int | None = None) -> str | None:
+        """Why a cell with this merged raw config (tuned by selection ``select``, if any) is an invalid
+        combination, or None when it may run."""
         try:
-            config = resolve(raw, self.registry)
+            session = self._session(raw)
+            if session is None:
+                return None
+            RunHooks(session.config, self.registry).check(session, self.registry)
         except UsageError as error:
             return str(error)
+        if select is None:
+            return None
+        metric = self.selections[select].metric
+        if validation_metrics(session, among=[metric]):
+            return None
+        return (
+            f"{selection_where(self.selections, select)} metric {metric!r} is not in this cell's validation lines "
+            f"(it is reported {REPORTED_WHEN[metric]}); they hold: {', '.join(validation_metrics(session))}"
+        )
+
+    def reported_columns(self, cell: Cell, columns: Collection[str]) -> set[str] | None:
+        """Which of ``columns`` the report will find for ``cell`` under some test prior of its own (or, for a metric
+        no test prior changes, in its run's test metrics); None when its config or data cannot be checked here."""
+        try:
+            session = self._session(cell.raw)
+        except UsageError:
+            return None
+        if session is None:
+            return None
+        iw_samples = session.config.eval.iw_samples
+        reported = set(finish_metrics(session)) & set(columns) & set(PRIOR_INDEPENDENT)
+        independent = [c for c in columns if c in PRIOR_INDEPENDENT]
+        reported |= set(evaluation_metrics(session, session.config.eval.test_prior, iw_samples, independent))
+        for prior in cell.test_priors:
+            try:
+                reported |= set(evaluation_metrics(session, prior, iw_samples, columns))
+            except UsageError:  # a test prior not offered for this model: its evaluation fails and says so
+                continue
+        return reported
+
+    def _session(self, raw: Mapping[str, Any]) -> Session | None:
+        """A freshly built session of the cell (on the CPU), or None when its data cannot be loaded here or a
+        plugin fails to build it (a bug, not an invalid combination: the run fails and records it); a UsageError
+        when vaezoo refuses the configuration."""
+        config = resolve(raw, self.registry)
+        check_no_ignored_settings(config)
         data = self._load(config)
         if data is None:
             return None
         try:
-            build_model_for_data(config, self.registry, data)
-        except UsageError as error:
-            return str(error)
-        except Exception:  # a plugin's bug is not an invalid combination: the run fails and records it
+            model = build_model_for_data(config, self.registry, data)
+        except UsageError:
+            raise
+        except Exception:
             return None
-        return None
+        return Session(config, data, model, torch.device("cpu"), self.registry.hook)
 
     def evaluated_examples(self, raw: Mapping[str, Any]) -> dict[str, int] | None:
         """How many examples a run of this config evaluates on its validation and test splits (each split's size
@@ -82,3 +136,29 @@ class Validator:
                 problem = f"cells with data {config.data.name!r} cannot be checked before they run: {error}"
                 self.data_problems[key] = problem
         return self._data[key]
+
+
+def check_columns(suite: Suite, cells: Sequence[Cell], validator: Validator) -> None:
+    """Refuse (a UsageError naming the suite, the columns and what its first cell reports) a ``[suite] columns``
+    metric that none of ``cells`` would report, before any of them runs; a cell that cannot be checked here may
+    report anything, and so passes every column."""
+    columns = suite.table.columns
+    missing = set(columns)
+    first: Cell | None = None
+    for cell in cells:
+        reported = validator.reported_columns(cell, columns)
+        if reported is None:
+            return
+        first = first or cell
+        missing -= reported
+        if not missing:
+            return
+    if first is None:
+        return
+    shown = [name for name in columns if name in missing]
+    offered = validator.reported_columns(first, METRIC_NAMES) or set()
+    raise UsageError(
+        f"suite {str(suite.path)!r}: [suite] columns {', '.join(shown)}: no cell reports "
+        f"{'it' if len(shown) == 1 else 'them'} ({'; '.join(f'{n}: {REPORTED_WHEN[n]}' for n in shown)}); cell "
+        f"{first.id} reports: {', '.join(name for name in METRIC_NAMES if name in offered)}"
+    )

@@ -44,6 +44,7 @@ class BetaVAE(Regularizer):
     name = "betavae"
     description = "ReconE + beta * KL(q(z|x) || p(z))"
     Params = BetaParams
+    uses_kl_scale = True  # beta is multiplied by a KL schedule's factor
 
     def forward(self, step: Step) -> dict[str, Tensor]:
         weight = kl_weight(self.params.beta, self.params.warmup_steps, step.step) * step.kl_scale

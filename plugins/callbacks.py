@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import attrs
 from vaezoo import hookimpl
 from vaezoo.best import BestSoFar
 from vaezoo.errors import UsageError
+from vaezoo.evaluation import validation_metrics
 from vaezoo.interfaces import Callback
+from vaezoo.metric_names import REPORTED_WHEN
 from vaezoo.metrics import METRIC_NAMES
 from vaezoo.params import param
 from vaezoo.rundir import METRICS_NAME, read_json_lines
@@ -131,7 +134,8 @@ class CyclicalKLAnnealing(Callback):
     """The cyclical schedule of Fu et al. (2019) on the KL weight β of any regulariser that has one.
 
     The run's steps are cut into ``cycles`` equal cycles; within each, the factor on β rises linearly from 0 to 1
-    over the first ``ratio`` of the cycle and stays at 1 for the rest (docs/maths.md section 1)."""
+    over the first ``ratio`` of the cycle and stays at 1 for the rest (docs/maths.md section 1). A run whose
+    regulariser reads no KL scale (``Regularizer.uses_kl_scale`` False: aae, infovae) is refused before training."""
 
     name = "cyclical_kl"
     description = "cyclical annealing of the KL weight beta (Fu et al. 2019)"
@@ -141,6 +145,16 @@ class CyclicalKLAnnealing(Callback):
     class Params:
         cycles: int = param(4, ge=1, le=10**6, help="cycles over the run's steps")
         ratio: float = param(0.5, ge=1e-6, le=1, help="fraction of each cycle over which beta rises from 0 to 1")
+
+    def incompatibility(self, session, registry) -> str | None:
+        chosen = session.config.regularizer.name
+        if session.model.regularizer.uses_kl_scale:
+            return None
+        users = [name for name, entry in registry.entries("regularizer").items() if entry.cls.uses_kl_scale]
+        return (
+            f"regularizer {chosen!r} has no KL weight that a schedule scales (it does not read Step.kl_scale), so "
+            f"the schedule would change nothing; regularizers that use it: {', '.join(users) or '(none registered)'}"
+        )
 
     @hookimpl
     def vaezoo_kl_scale(self, run, step: int) -> float:
@@ -158,7 +172,8 @@ def cyclical_factor(step: int, total_steps: int, cycles: int, ratio: float) -> f
 class EarlyStopping(Callback):
     """Stops training when a validation metric has not improved for ``patience`` evaluations in a row. A resumed run
     counts from its validation lines, so it stops where the run straight through would have. With
-    ``train.test_model = "best"`` the test metrics are those of the best validation -ELBO's model."""
+    ``train.test_model = "best"`` the test metrics are those of the best validation -ELBO's model. A metric the
+    run's validation lines will not hold (IW-NLL, perplexities of images, ...) is refused before training."""
 
     name = "early_stop"
     description = "stop training when a validation metric stops improving"
@@ -180,10 +195,32 @@ class EarlyStopping(Callback):
             )
         self.best = BestSoFar(params.metric, params.mode, params.min_delta)
 
+    def incompatibility(self, session, registry) -> str | None:
+        metric = self.params.metric
+        if validation_metrics(session, among=[metric]):  # asks only what this metric depends on
+            return None
+        reported = validation_metrics(session)
+        return (
+            f"metric {metric!r} is not in its validation lines (it is reported {REPORTED_WHEN[metric]}); they hold: "
+            f"{', '.join(reported)}"
+        )
+
     @hookimpl
     def vaezoo_run_started(self, run) -> None:
+        """Rebuild the count from the run's validation lines, and say so on stderr when the validations left are
+        too few to ever stop (a note, not an error: a suite's short profile may keep the callback of its long one)."""
         self.best = BestSoFar(self.params.metric, self.params.mode, self.params.min_delta)
         self.best.replay(read_json_lines(run.run_dir / METRICS_NAME), run.start_step)
+        left = validations_left(run.start_step, run.total_steps, run.config.train.eval_every)
+        # the first validation sets the best; each one after it without improvement counts towards patience
+        needed = self.params.patience + (1 if self.best.value is None else -self.best.waited)
+        if left < needed:
+            print(
+                f"vaezoo: note: callback 'early_stop' cannot stop this run: it stops after {self.params.patience} "
+                f"validations without improvement, and {left} of the run's validations are left "
+                f"(train.eval_every {run.config.train.eval_every}, {run.total_steps} steps)",
+                file=sys.stderr,
+            )
 
     @hookimpl
     def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> bool:
@@ -196,6 +233,14 @@ class EarlyStopping(Callback):
             )
         self.best.offer(step, metrics)
         return self.best.waited >= self.params.patience
+
+
+def validations_left(start_step: int, total_steps: int, eval_every: int) -> int:
+    """How many validation lines a run writes after ``start_step``: one at every multiple of ``eval_every`` up to
+    ``total_steps``, and one at ``total_steps``."""
+    if total_steps <= start_step:
+        return 0
+    return total_steps // eval_every - start_step // eval_every + (1 if total_steps % eval_every else 0)
 
 
 @hookimpl

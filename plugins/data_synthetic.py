@@ -102,11 +102,21 @@ def _test_codes(session) -> tuple[Tensor, Tensor]:
         return encode(data.splits["test"]), encode(data.noise["test"])
 
 
+def _has_test_noise(session) -> bool:
+    return isinstance(session.data, NoisyData) and "test" in session.data.noise
+
+
+@hookimpl
+def vaezoo_finish_metrics(session) -> tuple[str, ...] | None:
+    """``separability``, for a data set with a noise distribution (see :func:`vaezoo_finish`)."""
+    return ("separability",) if _has_test_noise(session) else None
+
+
 @hookimpl
 def vaezoo_finish(session, run_dir: Path) -> dict[str, float] | None:
     """For a data set with a noise distribution: the paper's Fig. 2 scatter of data and noise codes
     (``latent_scatter.png``) and ``separability``, the held-out accuracy of a classifier telling them apart."""
-    if not isinstance(session.data, NoisyData) or "test" not in session.data.noise:
+    if not _has_test_noise(session):
         return None
     data_codes, noise_codes = _test_codes(session)
     config = session.config

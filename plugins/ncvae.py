@@ -47,6 +47,7 @@ class NCVAE(Regularizer):
     description = "beta KL(q(z|x)||p) on data + delta KL(q(z|x_n)||N(0,K^2 I)) on noise"
     Params = NCParams
     needs_noise = True
+    uses_kl_scale = True  # beta (not delta) is multiplied by a KL schedule's factor
 
     def forward(self, step: Step) -> dict[str, Tensor]:
         p = self.params

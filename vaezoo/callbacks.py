@@ -16,9 +16,11 @@ import pluggy
 
 from vaezoo import hookspecs
 from vaezoo.config import RunConfig
+from vaezoo.errors import UsageError
 from vaezoo.interfaces import Callback, Data
 from vaezoo.model import VAE
 from vaezoo.registry import Registry
+from vaezoo.session import Session
 
 
 @attrs.frozen
@@ -47,6 +49,14 @@ class RunHooks:
             self.manager.register(callback, name=choice.name)
             self.callbacks.append(callback)
         self.manager.check_pending()  # a misspelt hook name in a callback is an error, not silence
+
+    def check(self, session: Session, registry: Registry) -> None:
+        """Refuse the run of ``session`` when a callback cannot act on it (its ``incompatibility``): a UsageError
+        naming the callback and the reason, before the run creates anything."""
+        for callback in self.callbacks:
+            reason = callback.incompatibility(session, registry)
+            if reason:
+                raise UsageError(f"callback {callback.name!r} cannot act on this run: {reason}")
 
     def started(self, run: RunInfo) -> None:
         self.manager.hook.vaezoo_run_started(run=run)

@@ -22,6 +22,7 @@ from vaezoo.config import (
     CORE_SECTIONS,
     RESUMABLE_SETTINGS,
     RunConfig,
+    check_no_ignored_settings,
     config_changes,
     core_settings_class,
     merge_raw,
@@ -35,7 +36,7 @@ from vaezoo.kinds import ALL_KINDS, KINDS
 from vaezoo.metric_names import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
 from vaezoo.plugins import Command, PluginFailure, Plugins, default_plugins, load_commands
-from vaezoo.rundir import CONFIG_NAME, RunDirectory
+from vaezoo.rundir import CONFIG_NAME, STOPPED_EARLY, RunDirectory
 
 if TYPE_CHECKING:  # the command line imports torch only when a command needs it
     from vaezoo.interfaces import TrainedData
@@ -243,6 +244,34 @@ def _note_unused_noise(config: RunConfig, plugins: Plugins) -> None:
         )
 
 
+def _check_resume_length(directory: RunDirectory, config: RunConfig, total: int, plugins: Plugins) -> None:
+    """Refuse, before anything is written, a resume whose length ``total`` (steps, from --steps or --epochs) would
+    contradict what the run has done: fewer steps than its checkpoint's (results.json and the settings in force
+    would disagree), or training on past the step where a callback stopped it early (it would stop again at its
+    next validation and rewrite its results, so an early-stopped run is extended only by a new run; a resume to
+    the step it stopped at finishes it, e.g. after an interrupted final evaluation)."""
+    from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    step = int(load_checkpoint(directory.file(CHECKPOINT_NAME))["step"])
+    path = str(directory.path)
+    if total < step:
+        asked = f"train.epochs {config.train.epochs} ({total} steps)" if config.train.epochs else f"{total} steps"
+        raise UsageError(
+            f"--resume cannot shorten run {path!r}: its checkpoint is at step {step} and the length asked is {asked}; "
+            f"ask for at least {step} steps, or evaluate the run as it is with vaezoo eval {path}"
+        )
+    stopped = any(e.get("event") == STOPPED_EARLY and e.get("step") == step for e in directory.history())
+    if stopped and total > step:
+        stoppers = [c.name for c in config.callbacks if plugins.registry.get("callback", c.name).cls.changes_training]
+        raise UsageError(
+            f"run {path!r} was stopped early at step {step} by its callbacks ({', '.join(stoppers)}); resuming it "
+            f"would train on, stop again at its next validation and rewrite its results. Finish it where it stopped "
+            f"with --resume {path} --steps {step} (or evaluate it with vaezoo eval {path}); to train longer, start a "
+            f"new run: vaezoo run --config {directory.file(CONFIG_NAME)} --out NEW_DIR with a larger patience "
+            f"(--set callbacks.early_stop.patience=N)"
+        )
+
+
 def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
     words = ["vaezoo", "run", "--resume", str(directory.path)]
     if data_dir is not None:
@@ -250,35 +279,62 @@ def _resume_command(directory: RunDirectory, data_dir: Path | None) -> str:
     return shlex.join(words)
 
 
-def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.distributed import process_group
-    from vaezoo.session import open_session, resolve_data_dir, resolve_device
-    from vaezoo.train import Trainer
+def _run_target(
+    args: argparse.Namespace, plugins: Plugins
+) -> tuple[RunConfig, dict[str, list[Any]], RunDirectory, Path | None]:
+    """What ``vaezoo run`` trains: its configuration, the settings a resume changes, its run directory and its data
+    directory, checked as far as they can be without the data (nothing is written)."""
+    from vaezoo.session import resolve_data_dir
 
     flags = _raw_from_flags(args)
-    changes: dict[str, list[Any]] = {}
     if args.resume is not None:
         if args.out is not None or args.config is not None or args.overwrite:
             raise UsageError("--resume continues an existing run: it takes no --out, --config or --overwrite")
         directory = RunDirectory(args.resume)
         config, changes = _resume_config(directory, flags, plugins)
-        data_dir = resolve_data_dir(args.data_dir, directory.recorded_data_dir())
-    else:
-        layers = [read_config_file(args.config)] if args.config is not None else []
-        config = resolve(merge_raw(*layers, flags), plugins.registry)
-        _note_unused_noise(config, plugins)
-        data_dir = resolve_data_dir(args.data_dir)
-        directory = RunDirectory(args.out or _fresh_run_dir(config))
-        directory.check_new(args.overwrite)
+        return config, changes, directory, resolve_data_dir(args.data_dir, directory.recorded_data_dir())
+    layers = [read_config_file(args.config)] if args.config is not None else []
+    config = resolve(merge_raw(*layers, flags), plugins.registry)
+    check_no_ignored_settings(config)
+    _note_unused_noise(config, plugins)
+    data_dir = resolve_data_dir(args.data_dir)
+    directory = RunDirectory(args.out or _fresh_run_dir(config))
+    directory.check_new(args.overwrite)
+    return config, {}, directory, data_dir
+
+
+def _dry_run(
+    args: argparse.Namespace, config: RunConfig, directory: RunDirectory, data_dir: Path | None, plugins: Plugins
+) -> None:
+    """``vaezoo run --dry-run``: load the data, build the model, make every check the run makes and print the
+    configuration."""
+    from vaezoo.callbacks import RunHooks
+    from vaezoo.session import open_session
+    from vaezoo.train import total_steps
+
+    session = open_session(config, plugins.registry, data_dir)
+    RunHooks(config, plugins.registry).check(session, plugins.registry)
+    if args.resume is not None:
+        _check_resume_length(directory, config, total_steps(config, session.data), plugins)
+    print(json.dumps(config.as_dict(), indent=2))
+
+
+def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
+    from vaezoo.distributed import process_group
+    from vaezoo.session import resolve_device
+    from vaezoo.train import Trainer
+
+    config, changes, directory, data_dir = _run_target(args, plugins)
     device = resolve_device(config.train.device)
     if args.dry_run:
-        open_session(config, plugins.registry, data_dir)  # loads the data and builds the model
-        print(json.dumps(config.as_dict(), indent=2))
+        _dry_run(args, config, directory, data_dir, plugins)
         return 0
     trainer = None
     with process_group(device) as context:
         try:
             trainer = Trainer(config, plugins.registry, directory.path, data_dir, context)
+            if args.resume is not None:
+                _check_resume_length(directory, config, trainer.total_steps, plugins)
             results = trainer.run(resume=args.resume is not None, overwrite=args.overwrite, changes=changes)
         except Interrupted as stop:
             if trainer is None or trainer.saved_step is None:

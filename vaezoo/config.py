@@ -70,7 +70,7 @@ class TrainConfig:
     batch_size: int = param(64, ge=1, le=10**6, help="examples per training batch")
     optimizer: str = param("adam", choices=("adam", "sgd"), help="optimiser of the model: adam or sgd")
     lr: float = param(1e-3, gt=0, le=100, help="learning rate")
-    momentum: float = param(0.0, ge=0, lt=1, help="momentum of sgd")
+    momentum: float = param(0.0, ge=0, lt=1, help="momentum of sgd (refused with adam, which would ignore it)")
     grad_clip: float | None = param(None, gt=0, help="clip the gradient norm to this value (none: no clipping)")
     seed: int = param(0, ge=0, le=2**32 - 1, help="seed of every random draw of the run")
     device: str = param("cpu", help="torch device, e.g. cpu or cuda")
@@ -284,3 +284,13 @@ def resolve(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
             f"{', '.join(registry.names('noise')) or '(none registered)'}"
         )
     return config
+
+
+def check_no_ignored_settings(config: RunConfig) -> None:
+    """Refuse (UsageError) a new run's setting that its other choices would ignore: ``train.momentum`` with an
+    optimiser other than sgd. Not part of :func:`resolve`, so that the runs recorded before stay readable."""
+    if config.train.momentum and config.train.optimizer != "sgd":  # Adam keeps moments of its own, not this one
+        raise UsageError(
+            f"train.momentum {config.train.momentum} applies to train.optimizer 'sgd' only; with "
+            f"{config.train.optimizer!r} it would be ignored: set train.optimizer=sgd, or leave train.momentum at 0"
+        )

@@ -7,7 +7,7 @@ perturbs training and the same model always gets the same figures.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -16,10 +16,17 @@ from tqdm import tqdm
 from vaezoo.distributions import refuses_invalid_parameters
 from vaezoo.errors import TrainingDiverged
 from vaezoo.interfaces import evaluation_rows
-from vaezoo.metrics import evaluate_priors
+from vaezoo.metric_names import METRIC_NAMES, REPORTED_WHEN
+from vaezoo.metrics import evaluate_priors, is_diagonal_normal
 from vaezoo.precision import autocast
 from vaezoo.session import Session, subnormals_flushed
 from vaezoo.test_priors import resolve_test_prior
+
+#: Metrics every evaluation reports, whatever the data, model and settings (neg_elbo, recon, kl, mi, au).
+ALWAYS_REPORTED = tuple(name for name in METRIC_NAMES if name not in REPORTED_WHEN)
+#: Importance samples of a validation line's evaluation: a validation never computes IW-NLL (it would cost k
+#: decoder passes per example at every evaluation point).
+VALIDATION_IW_SAMPLES = 0
 
 
 @contextmanager
@@ -99,3 +106,54 @@ def evaluate_split_priors(
         if prior.variance is not None:
             metrics[choice]["test_prior_variance"] = prior.variance
     return metrics
+
+
+def evaluation_metrics(
+    session: Session, test_prior: str, iw_samples: int, among: Collection[str] = METRIC_NAMES
+) -> tuple[str, ...]:
+    """Which of ``among`` (default: every metric) an evaluation of ``session``'s model under ``test_prior`` with
+    ``iw_samples`` reports (:func:`evaluate_split`), in the order of ``METRIC_NAMES``; decided before training,
+    from the configuration, the data and the freshly built model. The one place that knows it.
+
+    Always ``neg_elbo``, ``recon``, ``kl``, ``mi`` and ``au``; ``mi_he`` when the encoder's posterior is a
+    diagonal Gaussian (asked of two validation examples); ``iw_nll``, ``iw_nll_se`` and ``iw_examples`` when
+    ``iw_samples > 0``; ``ppl_elbo`` for token data (and ``ppl_iw`` with IW-NLL); ``test_prior_variance`` when the
+    test prior is N(0, s^2 I) (built to find out, and only when asked: ``tuned`` costs an encoder pass over the
+    validation split). Never the extra test metrics of evaluation plugins (``separability``): see
+    :func:`finish_metrics`. The model's mode and the training RNG are left as they were."""
+    iw, tokens = iw_samples > 0, session.data.spec.kind == "tokens"
+    conditions: dict[str, Callable[[], bool]] = {
+        "mi_he": lambda: is_diagonal_normal(session.model.encoder(next(session.batches("valid"))[:2])),
+        "iw_nll": lambda: iw,
+        "iw_nll_se": lambda: iw,
+        "iw_examples": lambda: iw,
+        "ppl_elbo": lambda: tokens,
+        "ppl_iw": lambda: tokens and iw,
+        "test_prior_variance": lambda: resolve_test_prior(session, test_prior).variance is not None,
+    }
+    model = session.model
+    was_training = model.training
+    model.eval()
+    try:
+        with evaluation_rng(session), torch.no_grad():
+            return tuple(
+                name
+                for name in METRIC_NAMES
+                if name in among and (name in ALWAYS_REPORTED or conditions.get(name, lambda: False)())
+            )
+    finally:
+        model.train(was_training)
+
+
+def validation_metrics(session: Session, among: Collection[str] = METRIC_NAMES) -> tuple[str, ...]:
+    """Which of ``among`` every validation line of ``session``'s run holds (metrics.jsonl; what callbacks such as
+    early stopping and a suite's selection rule see): :func:`evaluation_metrics` under the run's test prior,
+    without IW-NLL."""
+    return evaluation_metrics(session, session.config.eval.test_prior, VALIDATION_IW_SAMPLES, among)
+
+
+def finish_metrics(session: Session) -> tuple[str, ...]:
+    """The extra test metrics evaluation plugins add to ``session``'s finished run (``vaezoo_finish``), as they
+    declare them before training (``vaezoo_finish_metrics``)."""
+    answers = session.hook.vaezoo_finish_metrics(session=session) if session.hook is not None else []
+    return tuple(dict.fromkeys(name for answer in answers if answer for name in answer))

@@ -48,6 +48,12 @@ def vaezoo_finish(session, run_dir):
     evaluation; files may be written into ``run_dir`` (a figure, say). None when the plugin has nothing to add."""
 
 
+@hookspec
+def vaezoo_finish_metrics(session):
+    """The names of the metrics ``vaezoo_finish`` will add for ``session``'s run, declared before it trains (so
+    that early stopping, a suite's columns and the like are checked against them); None for none."""
+
+
 # -- the lifecycle of a run ------------------------------------------------------------------------------
 # Implemented by the callbacks a run is configured with (``vaezoo.interfaces.Callback``, ``--callback NAME``):
 # each callback object is registered in the run's own plugin manager, so these hooks reach only the run's
@@ -81,5 +87,6 @@ def vaezoo_run_finished(run, results: dict) -> None:
 def vaezoo_kl_scale(run, step: int):
     """A factor on the KL weight β of the regulariser at training step ``step`` (counted from 0), or None.
 
-    The factors of all callbacks multiply; a regulariser with a β reads the product as ``Step.kl_scale``.
+    The factors of all callbacks multiply; a regulariser with a β reads the product as ``Step.kl_scale`` and
+    declares so (``Regularizer.uses_kl_scale``), since a schedule on any other regulariser is refused.
     Called on every process of a run, since it changes what is trained."""

@@ -29,6 +29,8 @@ from vaezoo.params import NoParams
 
 if TYPE_CHECKING:
     from vaezoo.model import VAE
+    from vaezoo.registry import Registry
+    from vaezoo.session import Session
 
 
 @attrs.frozen
@@ -184,6 +186,10 @@ class Regularizer(Component, nn.Module, ABC):
     needs_noise: ClassVar[bool] = False
     #: The smallest training batch the objective is defined on (a statistic over pairs of codes needs two).
     min_batch_size: ClassVar[int] = 1
+    #: True when the objective multiplies a KL weight by ``Step.kl_scale``, so that a KL schedule (the
+    #: ``cyclical_kl`` callback) acts on it; a run that schedules the KL of a regulariser without one is refused
+    #: before training. False by default: a regulariser that reads the scale declares it.
+    uses_kl_scale: ClassVar[bool] = False
 
     def __init__(self, params: Any, latent_dim: int) -> None:
         super().__init__()
@@ -327,7 +333,8 @@ class Callback(Component):
     A callback implements any of the lifecycle hooks of :mod:`vaezoo.hookspecs` as methods marked with
     ``vaezoo.hookimpl`` (``vaezoo_run_started``, ``vaezoo_step_done``, ``vaezoo_evaluated``,
     ``vaezoo_run_finished``, ``vaezoo_kl_scale``); the run registers the callbacks it is configured with, and only
-    those, in a plugin manager of its own. A run may have several callbacks, each at most once.
+    those, in a plugin manager of its own. A run may have several callbacks, each at most once. A callback that
+    cannot act on some runs says why in ``incompatibility``, and those runs are refused before they start.
     """
 
     kind = "callback"
@@ -337,6 +344,12 @@ class Callback(Component):
 
     def __init__(self, params: Any) -> None:
         self.params = params
+
+    def incompatibility(self, session: Session, registry: Registry) -> str | None:
+        """Why this callback cannot act on the run of ``session`` (its configuration, data and freshly built model;
+        ``registry`` holds every component), or None. Asked before the run creates anything (and by the benchmark
+        runner, which skips such cells); a reason refuses the run. The default accepts every run."""
+        return None
 
 
 INTERFACES: dict[str, type] = {

@@ -34,3 +34,15 @@ METRIC_LEGEND = {
     "separability": "separability = accuracy telling data codes from noise codes",
     "test_prior_variance": "test_prior_variance = s^2 of the test prior N(0, s^2 I)",
 }
+#: When an evaluation reports each metric that not every evaluation reports (the others always are);
+#: :func:`vaezoo.evaluation.evaluation_metrics` decides it for a run, these words explain it to people.
+REPORTED_WHEN = {
+    "mi_he": "only when the encoder's posterior is a diagonal Gaussian",
+    "iw_nll": "only by evaluations that compute IW-NLL (eval.iw_samples > 0), never by a validation",
+    "iw_nll_se": "only by evaluations that compute IW-NLL (eval.iw_samples > 0), never by a validation",
+    "iw_examples": "only by evaluations that compute IW-NLL (eval.iw_samples > 0), never by a validation",
+    "ppl_elbo": "only for token data (text)",
+    "ppl_iw": "only for token data, by evaluations that compute IW-NLL, never by a validation",
+    "separability": "only in a finished run's test metrics, for data with a noise distribution of their own",
+    "test_prior_variance": "only when the test prior is N(0, s^2 I)",
+}

@@ -49,7 +49,8 @@ def mutual_information(posterior: Distribution) -> Tensor:
     return (log_q_cross.diagonal() - log_aggregate).mean().to(z.dtype)
 
 
-def _is_diagonal_normal(posterior: Distribution) -> bool:
+def is_diagonal_normal(posterior: Distribution) -> bool:
+    """Whether ``posterior`` is a batch of diagonal Gaussians (what ``mi_he`` and the fast pairwise density need)."""
     return isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal) and posterior.mean.dim() == 2
 
 
@@ -62,7 +63,7 @@ def pairwise_log_density(posterior: Distribution, z: Tensor) -> Tensor:
     2 z_i . (m_j p_j) + m_j^2 . p_j with p = 1 / s^2, two matrix products; in float64, so that the expansion's
     large, nearly cancelling terms (sharp posteriors far from 0) lose nothing a float32 result would keep. Any
     other posterior goes through its own ``log_prob``."""
-    if not (_is_diagonal_normal(posterior) and z.dim() == 2):
+    if not (is_diagonal_normal(posterior) and z.dim() == 2):
         return posterior.log_prob(einops.rearrange(z, "i d -> i 1 d"))
     loc, scale, z = (t.double() for t in (posterior.base_dist.loc, posterior.base_dist.scale, z))  # 'j d' x 2, 'i d'
     precision = scale.pow(-2)
@@ -225,7 +226,7 @@ def evaluate_priors(
         if iw[0] > 0:
             iw_count += int(chosen.sum())
         means.append(posterior.mean)
-        gaussian = gaussian and _is_diagonal_normal(posterior)
+        gaussian = gaussian and is_diagonal_normal(posterior)
         if gaussian:
             scales.append(posterior.stddev)
         count += b

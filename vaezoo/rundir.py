@@ -41,6 +41,8 @@ METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
 SCATTER_NAME = "latent_scatter.png"
 LOCK_NAME = ".lock"
+#: The history event of a run whose callbacks stopped its training early (a resume may not train it on).
+STOPPED_EARLY = "stopped_early"
 RUN_FILES = (CONFIG_NAME, HISTORY_NAME, METRICS_NAME, CHECKPOINT_NAME, BEST_MODEL_NAME, RESULTS_NAME, SCATTER_NAME)
 
 

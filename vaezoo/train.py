@@ -47,13 +47,14 @@ from vaezoo.checkpoint import (
 from vaezoo.config import RunConfig
 from vaezoo.distributed import Context, StepFunction
 from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.evaluation import evaluate_split
+from vaezoo.evaluation import VALIDATION_IW_SAMPLES, evaluate_split
 from vaezoo.interfaces import Data
 from vaezoo.interrupts import Interrupted, StopSignals
 from vaezoo.registry import Registry
 from vaezoo.rundir import (
     METRICS_NAME,
     RESULTS_NAME,
+    STOPPED_EARLY,
     RunDirectory,
     append_json_line,
     read_json_lines,
@@ -104,7 +105,8 @@ class Trainer:
     """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json).
 
     ``context`` places the process in a data-parallel run (default: the only process). Everything that can be
-    checked before training (data, model, devices, batch sizes, test prior) is checked on construction.
+    checked before training (data, model, devices, batch sizes, test prior, whether each callback can act on
+    the run) is checked on construction.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class Trainer:
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         self.training_step = TrainingStep(self.session.model, config.train, self.context)
         self.hooks = RunHooks(config, registry)
+        self.hooks.check(self.session, registry)
         self.run_info = RunInfo(run_dir, config, self.session.model, self.session.data, self.total_steps)
         self.step = 0
         # The step of the checkpoint on disk (None before the first is written or read): what a stop keeps.
@@ -225,7 +228,7 @@ class Trainer:
                 if signals.requested is not None:
                     raise Interrupted(signals.requested)
                 if self._train(signals):
-                    self._record("stopped_early")
+                    self._record(STOPPED_EARLY)
                 results = self.finish() if self.context.is_main else {}
             except Interrupted as stop:
                 self._record("interrupted", signal=signal.Signals(stop.signum).name, checkpoint=self.saved_step)
@@ -365,7 +368,7 @@ class Trainer:
 
         Rank 0 evaluates alone, exactly as one process would (same batches and seeded RNG, so MI's aggregate
         posterior is the same evaluation batch); the other ranks wait in their next collective."""
-        valid = evaluate_split(self.session, "valid", self.config.eval.test_prior, iw_samples=0)
+        valid = evaluate_split(self.session, "valid", self.config.eval.test_prior, iw_samples=VALIDATION_IW_SAMPLES)
         # best.pt before the line: a line on disk always has its model kept when it is the best
         if self.best.offer(line["step"], valid) and self.config.train.test_model == "best":
             save_checkpoint(

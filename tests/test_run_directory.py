@@ -286,3 +286,15 @@ def test_eval_takes_evaluation_settings_and_shows_progress(tmp_path):
     assert "metric (nats per example)" in limited.stdout and "iw_nll = -log p(x)" in limited.stdout
     one_line_error(run_cli("eval", str(out), "--set", "regularizer.beta=2"), "evaluation settings only")
     one_line_error(run_cli("eval", str(out), "--set", "eval.limit=0"), "'limit' must be >= 1: 0")
+
+
+def test_a_run_directory_that_is_a_file_is_refused_with_advice_for_the_command_at_hand(tmp_path):
+    from vaezoo.errors import UsageError
+    from vaezoo.rundir import RunDirectory
+
+    file = tmp_path / "notes.txt"
+    file.write_text("")
+    with pytest.raises(UsageError, match=r"'.*notes.txt' is a file; name the directory of a run$"):
+        RunDirectory(file).check_usable()  # what eval, sample and --resume read
+    with pytest.raises(UsageError, match=r"lies under the file '.*notes.txt'; choose a directory with --out$"):
+        RunDirectory(file / "run").check_new(overwrite=False)

@@ -150,12 +150,12 @@ class RunDirectory:
         return self.path / name
 
     # -- checks before anything is written -----------------------------------------------------------
-    def check_usable(self) -> None:
-        """Refuse a path that is a file or lies under a file (UsageError naming it)."""
+    def check_usable(self, advice: str = "name the directory of a run") -> None:
+        """Refuse a path that is a file or lies under a file (UsageError naming it, then ``advice``)."""
         for candidate in (self.path, *self.path.parents):
             if candidate.exists() and not candidate.is_dir():
                 where = "is a file" if candidate == self.path else f"lies under the file {str(candidate)!r}"
-                raise UsageError(f"run directory {str(self.path)!r} {where}; choose a directory with --out")
+                raise UsageError(f"run directory {str(self.path)!r} {where}; {advice}")
 
     def foreign_entries(self) -> list[str]:
         """What the directory holds besides its lock (sorted names; empty when it does not exist)."""
@@ -165,7 +165,7 @@ class RunDirectory:
 
     def check_new(self, overwrite: bool) -> None:
         """A new run may start here: the directory is missing or empty, or ``overwrite`` allows replacing it."""
-        self.check_usable()
+        self.check_usable("choose a directory with --out")
         entries = self.foreign_entries()
         if entries and not overwrite:
             shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")

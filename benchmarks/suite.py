@@ -404,6 +404,8 @@ def load_suite(path: Path) -> Suite:
     if unknown:
         raise reader.fail(f"[suite] has unknown key {unknown[0]!r}; valid keys: {', '.join(SUITE_KEYS)}")
     axes = tuple(reader.axis(n, v) for n, v in reader.axis_values(document.get("axes", {})).items())
+    if not axes:  # the cells would have no ids, and no directories of their own
+        raise reader.fail("has no [axes]: a suite is a matrix over at least one axis (one run is vaezoo run --config)")
     profiles = {
         name: _profile(reader, name, table)
         for name, table in reader.table(document.get("profile", {}), "[profile]").items()

@@ -599,3 +599,9 @@ def test_perf_entry_point_refuses_a_bad_option_in_one_line_naming_the_choices(ca
     err = capsys.readouterr().err
     assert err.startswith("python -m benchmarks.perf: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["", '[suite]\nname = "bare"\n', '[suite]\nname = "bare"\n[axes]\n'])
+def test_a_suite_without_axes_is_refused_rather_than_run_as_a_cell_without_an_id(tmp_path, text):
+    with pytest.raises(UsageError, match=r"has no \[axes\]"):
+        load_suite(write(tmp_path, text))

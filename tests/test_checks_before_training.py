@@ -191,12 +191,14 @@ def test_a_resume_may_not_shorten_a_run(plugins, tmp_path):
 def test_a_resume_may_not_train_an_early_stopped_run_on(plugins, tmp_path):
     directory = _checkpointed_run(tmp_path / "run", step=20, stopped_early=True)
     config = small_config(plugins.registry, callbacks={"early_stop": {}})
+    lengthened = {"train.steps": [40, 60]}
     with pytest.raises(UsageError, match=r"stopped early at step 20 by its callbacks \(early_stop\)"):
-        _check_resume_length(directory, config, 40, plugins)
-    _check_resume_length(directory, config, 20, plugins)  # trains nothing more
+        _check_resume_length(directory, config, 60, lengthened, plugins)
+    _check_resume_length(directory, config, 40, {}, plugins)  # the length left alone: the trainer only evaluates
+    _check_resume_length(directory, config, 20, {"train.steps": [40, 20]}, plugins)  # trains nothing more
     later = _checkpointed_run(tmp_path / "later", step=30)
     later.record(STOPPED_EARLY, 20)  # a stop the run has trained past is not in force
-    _check_resume_length(later, config, 40, plugins)
+    _check_resume_length(later, config, 60, lengthened, plugins)
 
 
 # -- suites ----------------------------------------------------------------------------------------------------
@@ -322,7 +324,7 @@ def test_a_resume_that_would_shorten_the_run_changes_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_extending_an_early_stopped_run_is_refused_and_changes_nothing(tmp_path):
+def test_extending_an_early_stopped_run_is_refused_and_a_plain_resume_only_evaluates_it(tmp_path):
     out = tmp_path / "run"
     never_better = ["--callback", "early_stop", "--set", "callbacks.early_stop.patience=1"]
     never_better += ["--set", "callbacks.early_stop.min_delta=1e6"]
@@ -330,13 +332,15 @@ def test_extending_an_early_stopped_run_is_refused_and_changes_nothing(tmp_path)
     stopped = [e for e in RunDirectory(out).history() if e["event"] == STOPPED_EARLY]
     assert [e["step"] for e in stopped] == [10]
     before = _snapshot(out)
-    for more in ([], ["--steps", "100"]):
-        result = run_cli("run", "--resume", str(out), *more)
-        _one_line_refusal(result, "stopped early at step 10 by its callbacks (early_stop)", "--steps 10")
+    result = run_cli("run", "--resume", str(out), "--steps", "100")
+    _one_line_refusal(result, "stopped early at step 10 by its callbacks (early_stop)", "and no new length")
     assert _snapshot(out) == before
-    finished = run_cli("run", "--resume", str(out), "--steps", "10", "--no-progress")  # the way out it names
+    (out / "results.json").unlink()  # as if its final evaluation had been interrupted
+    finished = run_cli("run", "--resume", str(out), "--no-progress")  # the way out it names: only evaluates
     assert finished.returncode == 0, finished.stderr
     assert json.loads((out / "results.json").read_text())["steps"] == 10
+    assert [e["event"] for e in RunDirectory(out).history()][-2:] == ["resumed", "finished"], "no training, no stop"
+    assert max(line["step"] for line in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())) == 10
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ from vaezoo.kinds import ALL_KINDS, KINDS
 from vaezoo.metric_names import METRIC_LEGEND, METRIC_NAMES
 from vaezoo.params import describe_params
 from vaezoo.plugins import Command, PluginFailure, Plugins, default_plugins, load_commands
-from vaezoo.rundir import CONFIG_NAME, STOPPED_EARLY, RunDirectory
+from vaezoo.rundir import CONFIG_NAME, RunDirectory
 
 if TYPE_CHECKING:  # the command line imports torch only when a command needs it
     from vaezoo.interfaces import TrainedData
@@ -244,12 +244,15 @@ def _note_unused_noise(config: RunConfig, plugins: Plugins) -> None:
         )
 
 
-def _check_resume_length(directory: RunDirectory, config: RunConfig, total: int, plugins: Plugins) -> None:
+def _check_resume_length(
+    directory: RunDirectory, config: RunConfig, total: int, changes: dict[str, list[Any]], plugins: Plugins
+) -> None:
     """Refuse, before anything is written, a resume whose length ``total`` (steps, from --steps or --epochs) would
     contradict what the run has done: fewer steps than its checkpoint's (results.json and the settings in force
-    would disagree), or training on past the step where a callback stopped it early (it would stop again at its
-    next validation and rewrite its results, so an early-stopped run is extended only by a new run; a resume to
-    the step it stopped at finishes it, e.g. after an interrupted final evaluation)."""
+    would disagree), or a length this resume ``changes`` to train on past the step where a callback stopped it
+    early (it would stop again at its next validation and rewrite its results, so an early-stopped run is extended
+    only by a new run). A resume that leaves the length alone finishes an early-stopped run where it stopped (the
+    trainer only evaluates it: after an interrupted final evaluation, say)."""
     from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
     step = int(load_checkpoint(directory.file(CHECKPOINT_NAME))["step"])
@@ -260,14 +263,14 @@ def _check_resume_length(directory: RunDirectory, config: RunConfig, total: int,
             f"--resume cannot shorten run {path!r}: its checkpoint is at step {step} and the length asked is {asked}; "
             f"ask for at least {step} steps, or evaluate the run as it is with vaezoo eval {path}"
         )
-    stopped = any(e.get("event") == STOPPED_EARLY and e.get("step") == step for e in directory.history())
-    if stopped and total > step:
+    lengthened = any(key in changes for key in ("train.steps", "train.epochs"))
+    if lengthened and total > step and directory.stopped_early_at(step):
         stoppers = [c.name for c in config.callbacks if plugins.registry.get("callback", c.name).cls.changes_training]
         raise UsageError(
             f"run {path!r} was stopped early at step {step} by its callbacks ({', '.join(stoppers)}); resuming it "
             f"would train on, stop again at its next validation and rewrite its results. Finish it where it stopped "
-            f"with --resume {path} --steps {step} (or evaluate it with vaezoo eval {path}); to train longer, start a "
-            f"new run: vaezoo run --config {directory.file(CONFIG_NAME)} --out NEW_DIR with a larger patience "
+            f"with --resume {path} and no new length (or evaluate it with vaezoo eval {path}); to train longer, "
+            f"start a new run: vaezoo run --config {directory.file(CONFIG_NAME)} --out NEW_DIR with a larger patience "
             f"(--set callbacks.early_stop.patience=N)"
         )
 
@@ -304,7 +307,12 @@ def _run_target(
 
 
 def _dry_run(
-    args: argparse.Namespace, config: RunConfig, directory: RunDirectory, data_dir: Path | None, plugins: Plugins
+    args: argparse.Namespace,
+    config: RunConfig,
+    changes: dict[str, list[Any]],
+    directory: RunDirectory,
+    data_dir: Path | None,
+    plugins: Plugins,
 ) -> None:
     """``vaezoo run --dry-run``: load the data, build the model, make every check the run makes and print the
     configuration."""
@@ -315,7 +323,7 @@ def _dry_run(
     session = open_session(config, plugins.registry, data_dir)
     RunHooks(config, plugins.registry).check(session, plugins.registry)
     if args.resume is not None:
-        _check_resume_length(directory, config, total_steps(config, session.data), plugins)
+        _check_resume_length(directory, config, total_steps(config, session.data), changes, plugins)
     print(json.dumps(config.as_dict(), indent=2))
 
 
@@ -327,14 +335,14 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
     config, changes, directory, data_dir = _run_target(args, plugins)
     device = resolve_device(config.train.device)
     if args.dry_run:
-        _dry_run(args, config, directory, data_dir, plugins)
+        _dry_run(args, config, changes, directory, data_dir, plugins)
         return 0
     trainer = None
     with process_group(device) as context:
         try:
             trainer = Trainer(config, plugins.registry, directory.path, data_dir, context)
             if args.resume is not None:
-                _check_resume_length(directory, config, trainer.total_steps, plugins)
+                _check_resume_length(directory, config, trainer.total_steps, changes, plugins)
             results = trainer.run(resume=args.resume is not None, overwrite=args.overwrite, changes=changes)
         except Interrupted as stop:
             if trainer is None or trainer.saved_step is None:

@@ -216,6 +216,10 @@ class RunDirectory:
     def history(self) -> list[dict[str, Any]]:
         return read_json_lines(self.file(HISTORY_NAME))
 
+    def stopped_early_at(self, step: int) -> bool:
+        """Whether a callback stopped the run's training early at ``step`` (a resume from there only evaluates)."""
+        return any(entry.get("event") == STOPPED_EARLY and entry.get("step") == step for entry in self.history())
+
     def current_raw(self) -> dict[str, Any]:
         """``config.json`` with the changes of every resume applied in order: the settings in force."""
         from vaezoo.config import CALLBACKS, read_config_file

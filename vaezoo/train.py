@@ -130,6 +130,8 @@ class Trainer:
         self.step = 0
         # The step of the checkpoint on disk (None before the first is written or read): what a stop keeps.
         self.saved_step: int | None = None
+        # Whether a callback stopped this run's training early at the step it resumes from.
+        self.stopped_early = False
         self.wall_time = 0.0
         # Training losses summed since the last validation line, and that line while it awaits its validation.
         self.sums: dict[str, float] = defaultdict(float)
@@ -264,6 +266,7 @@ class Trainer:
             remove_stale_temporaries(directory.path)
         if resume:
             self.restore(load_checkpoint(directory.file(CHECKPOINT_NAME)))
+            self.stopped_early = directory.stopped_early_at(self.step)  # then only its final evaluation is left
         if main:
             _keep_metric_lines_up_to(directory.file(METRICS_NAME), self.step if resume else -1)
             self.best.replay(read_json_lines(directory.file(METRICS_NAME)), self.step)
@@ -295,7 +298,7 @@ class Trainer:
                 self._validate(self.pending)  # a checkpoint written before its evaluation, which was cut short
             # Deferred throughout, between steps too: there the state is ahead of the checkpoint as well.
             with signals.deferred():
-                while self.step < self.total_steps:
+                while self.step < self.total_steps and not self.stopped_early:
                     if self._advance(forward, signals, started, bar):
                         return True
             if signals.requested is not None:  # came after the last step's check; its checkpoint is written

@@ -32,6 +32,8 @@ from vaezoo.rundir import STOPPED_EARLY, RunDirectory
 from vaezoo.session import open_session
 from vaezoo_plugins.callbacks import validations_left
 
+pytestmark = pytest.mark.adversarial
+
 ALWAYS = ("neg_elbo", "recon", "kl", "mi", "mi_he", "au")
 PPL_STOP = {"early_stop": {"metric": "ppl_elbo"}}
 SMALL_LSTMS = {"encoder": {"name": "lstm", "hidden": 16, "embed_dim": 8}, "decoder": {"name": "lstm", "hidden": 16}}

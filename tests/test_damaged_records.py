@@ -45,6 +45,8 @@ from vaezoo.rundir import (
     read_json_lines,
 )
 
+pytestmark = pytest.mark.adversarial
+
 MEASURED = REPO / "benchmarks" / "measured" / "table1-cpu"
 CELL = "beta=0.2_method=vae_seed=0"
 OTHER_CELL = "beta=0.2_method=vae_seed=1"

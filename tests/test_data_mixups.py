@@ -25,6 +25,8 @@ from vaezoo_plugins.data_image import MNIST, MNIST_CSV, SPLITS, Omniglot
 from vaezoo_plugins.data_synthetic import SyntheticData
 from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, Yahoo, read_lines
 
+pytestmark = pytest.mark.adversarial
+
 ALLOWED = "(allowed by data.allow_overlap=true)"
 
 

@@ -314,8 +314,15 @@ def test_mi_he_on_a_collapsed_encoder_is_noise_of_the_predicted_spread():
 
 
 def test_he_groups_are_their_evaluation_batches():
-    """Images: consecutive groups of 50; documents: the documents of each length in order, at most 32 a group."""
-    assert [len(g) for g in he_groups(120, 50)] == [50, 50, 20]
+    """Images: groups of 50 drawn at random, seeded, covering every example once; documents: the documents of each
+    length in order, at most 32 a group."""
+    torch.manual_seed(0)
+    images = he_groups(120, 50)
+    assert [len(g) for g in images] == [50, 50, 20]
+    assert sorted(torch.cat(images).tolist()) == list(range(120))
+    assert images[0].tolist() != list(range(50)), "not consecutive: a split stored class by class is mixed"
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(images, he_groups(120, 50), strict=True)), "seeded"
     lengths = torch.tensor([5, 3, 5, 3, 5, 7] + [4] * 70)
     groups = he_groups(len(lengths), 32, lengths)
     assert [g.tolist() for g in groups[:2]] == [[1, 3], list(range(6, 38))]

@@ -182,12 +182,12 @@ def test_a_resume_may_not_shorten_a_run(plugins, tmp_path):
     directory = _checkpointed_run(tmp_path / "run", step=20)
     config = small_config(plugins.registry)
     with pytest.raises(UsageError, match=r"cannot shorten run .*checkpoint is at step 20 .*asked is 19 steps"):
-        _check_resume_length(directory, config, 19, plugins)
+        _check_resume_length(directory, config, 19, {}, plugins)
     epochs = small_config(plugins.registry, train={"epochs": 1})
     with pytest.raises(UsageError, match=r"asked is train.epochs 1 \(16 steps\)"):
-        _check_resume_length(directory, epochs, 16, plugins)
-    _check_resume_length(directory, config, 20, plugins)
-    _check_resume_length(directory, config, 21, plugins)
+        _check_resume_length(directory, epochs, 16, {}, plugins)
+    _check_resume_length(directory, config, 20, {}, plugins)
+    _check_resume_length(directory, config, 21, {}, plugins)
 
 
 def test_a_resume_may_not_train_an_early_stopped_run_on(plugins, tmp_path):

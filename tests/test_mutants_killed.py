@@ -1,0 +1,237 @@
+"""Behaviour of the maths that the mutation run (``tox -e mutants``, tests/mutants/SCORE.md) found untested.
+
+Each expected value is derived independently of the code under test: a closed form worked by hand, a numerical
+check, or an exact count.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.distributions import Normal
+
+from tests.conftest import small_config
+from vaezoo.config import TrainConfig
+from vaezoo.distributed import Context
+from vaezoo.distributions import isotropic_normal, refuses_invalid_parameters
+from vaezoo.errors import UsageError
+from vaezoo.interfaces import DataSpec, Step
+from vaezoo.metrics import code_separability
+from vaezoo.model import VAE, build_model
+from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
+from vaezoo.test_priors import check_test_prior_offered
+from vaezoo_plugins.aae import AAE, AAEParams
+from vaezoo_plugins.betavae import BetaParams, BetaVAE
+from vaezoo_plugins.gaussian import GaussianPrior
+from vaezoo_plugins.infovae import InfoParams, InfoVAE
+
+F, D = 6, 2
+
+
+def small_model(registry, **sections) -> VAE:
+    """An MLP VAE on 6 real features with a 2-d code (``sections`` override the run config)."""
+    config = small_config(registry, **sections)
+    return build_model(config, registry, DataSpec(shape=(F,), kind="real"))
+
+
+def train_config(**options) -> TrainConfig:
+    return TrainConfig(**{"steps": 1, "batch_size": 8, **options})
+
+
+def snapshot(parameters) -> list[Tensor]:
+    return [p.detach().clone() for p in parameters]
+
+
+# -- the optimisers and one training step (vaezoo.step) ------------------------------------------------------------
+
+
+def test_sgd_gets_the_configured_learning_rate_and_momentum_and_adam_the_learning_rate():
+    parameters = [nn.Parameter(torch.zeros(3))]
+    sgd = make_optimizer(train_config(optimizer="sgd", lr=0.25, momentum=0.5), parameters)
+    adam = make_optimizer(train_config(optimizer="adam", lr=0.125), parameters)
+    assert isinstance(sgd, torch.optim.SGD) and isinstance(adam, torch.optim.Adam)
+    assert (sgd.param_groups[0]["lr"], sgd.param_groups[0]["momentum"]) == (0.25, 0.5)
+    assert adam.param_groups[0]["lr"] == 0.125
+
+
+def test_a_plain_sgd_step_moves_every_parameter_by_minus_lr_times_its_gradient(registry):
+    torch.manual_seed(0)
+    model, x, lr = small_model(registry), torch.randn(8, F), 0.1
+    before = snapshot(model.parameters())
+    torch.manual_seed(1)  # the same posterior sample for the gradient and the step
+    loss, _ = model.loss(model.forward_step(x, 0))
+    gradients = torch.autograd.grad(loss, list(model.parameters()))
+    torch.manual_seed(1)
+    logged = TrainingStep(model, train_config(optimizer="sgd", lr=lr))(Context().wrap(model), x, 0, None)
+    for old, new, gradient in zip(before, model.parameters(), gradients, strict=True):
+        torch.testing.assert_close(new.detach(), old - lr * gradient)
+    assert logged["loss"] == pytest.approx(loss.item()) and isinstance(logged["loss"], float)
+
+
+def test_the_gradient_norm_is_clipped_to_grad_clip(registry):
+    torch.manual_seed(0)
+    model, x, lr, clip = small_model(registry), torch.randn(8, F), 1.0, 1e-3
+    before = snapshot(model.parameters())
+    TrainingStep(model, train_config(optimizer="sgd", lr=lr, grad_clip=clip))(Context().wrap(model), x, 0, None)
+    moved = torch.cat([(new.detach() - old).flatten() for old, new in zip(before, model.parameters(), strict=True)])
+    # an unclipped gradient of this loss is far larger than 1e-3; the step is lr times the clipped gradient
+    assert moved.norm().item() == pytest.approx(lr * clip, rel=1e-3)
+
+
+def test_a_nan_loss_raises_non_finite_loss_and_updates_nothing(registry):
+    model = small_model(registry)
+    before = snapshot(model.parameters())
+
+    def nan_forward(x, step, data, kl_scale):
+        record = model.forward_step(x, step)
+        loss = model.loss(record)[0] * float("nan")
+        return record, loss, {"loss": loss}
+
+    with pytest.raises(NonFiniteLoss, match="loss became nan") as raised:
+        TrainingStep(model, train_config())(nan_forward, torch.randn(8, F), 0, None)
+    assert math.isnan(raised.value.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def invalid_parameters_error() -> ValueError:
+    """The error torch.distributions raises for a NaN parameter (what a diverged encoder produces)."""
+    try:
+        Normal(torch.tensor(float("nan")), torch.tensor(1.0), validate_args=True)
+    except ValueError as error:
+        return error
+    raise AssertionError("torch accepted a NaN location")
+
+
+def test_torchs_refusal_of_a_nan_parameter_is_recognised_and_other_value_errors_are_not():
+    assert refuses_invalid_parameters(invalid_parameters_error())
+    assert not refuses_invalid_parameters(ValueError("batch_size must be positive"))
+
+
+def test_a_distribution_refusing_its_parameters_is_a_non_finite_loss_and_another_value_error_propagates(registry):
+    step = TrainingStep(small_model(registry), train_config())
+
+    def refusing(x, step, data, kl_scale):
+        raise invalid_parameters_error()
+
+    def mistaken(x, step, data, kl_scale):
+        raise ValueError("a bug of the forward pass")
+
+    with pytest.raises(NonFiniteLoss):
+        step(refusing, torch.randn(8, F), 0, None)
+    with pytest.raises(ValueError, match="a bug of the forward pass"):
+        step(mistaken, torch.randn(8, F), 0, None)
+
+
+def test_the_step_hands_its_arguments_to_the_forward_pass(registry):
+    model, seen = small_model(registry), {}
+    wrapped = Context().wrap(model)
+
+    def spying(x, step, data, kl_scale):
+        seen.update(step=step, data=data, kl_scale=kl_scale)
+        return wrapped(x, step, data, kl_scale)
+
+    TrainingStep(model, train_config())(spying, torch.randn(8, F), 7, "data", kl_scale=0.25)
+    assert seen == {"step": 7, "data": "data", "kl_scale": 0.25}
+
+
+def test_the_auxiliary_optimiser_steps_the_discriminator_alone_at_its_own_learning_rate(registry):
+    torch.manual_seed(0)
+    model = small_model(registry, regularizer={"name": "aae", "hidden": [8], "disc_lr": 0.01})
+    step = TrainingStep(model, train_config(optimizer="sgd", lr=1e-3))
+    discriminator = list(model.regularizer.discriminator.parameters())
+    assert {id(p) for p in step.optimizer.param_groups[0]["params"]}.isdisjoint(map(id, discriminator))
+    group = step.auxiliary_optimizer.param_groups[0]
+    assert (group["lr"], group["betas"]) == (0.01, (0.5, 0.999))
+    assert [id(p) for p in group["params"]] == [id(p) for p in discriminator]
+    before = snapshot(discriminator)
+    step(Context().wrap(model), torch.randn(8, F), 0, None)
+    # Adam's first step moves every parameter with a gradient by about the learning rate
+    moves = [(new.detach() - old).abs().max().item() for old, new in zip(before, discriminator, strict=True)]
+    assert all(move == pytest.approx(0.01, rel=0.05) for move in moves)
+    assert all(p.grad is not None for p in discriminator)
+
+
+def test_without_auxiliary_parameters_there_is_no_auxiliary_optimiser(registry):
+    assert TrainingStep(small_model(registry), train_config()).auxiliary_optimizer is None
+
+
+# -- the training loss and the model's parameters (vaezoo.model) -------------------------------------------------
+
+
+def test_the_loss_is_the_mean_reconstruction_error_plus_every_regulariser_term_and_the_kl_is_logged():
+    # q(z|x) = N((1, 0), diag(1, 0.25)) against p(z) = N(0, I): KL = 0.5 + 0.5 * (0.25 - 1 + log 4) per example
+    kl = 0.5 + 0.5 * (0.25 - 1 + math.log(4))
+    posterior = torch.distributions.Independent(Normal(torch.tensor([[1.0, 0.0]] * 2), torch.tensor([1.0, 0.5])), 1)
+    record = Step(
+        torch.zeros(2, 3), posterior, torch.zeros(2, 2), torch.tensor([-1.0, -3.0]), isotropic_normal(2, 1.0), None, 0
+    )
+    model = VAE(nn.Identity(), nn.Identity(), nn.Identity(), BetaVAE(BetaParams(beta=3.0), 2), None)
+    loss, logged = model.loss(record)
+    assert loss.item() == pytest.approx(2.0 + 3 * kl)
+    assert set(logged) == {"loss", "recon", "kl", "beta_kl"}
+    assert logged["recon"].item() == pytest.approx(2.0) and logged["kl"].item() == pytest.approx(kl)
+    assert logged["beta_kl"].item() == pytest.approx(3 * kl) and logged["loss"] is loss
+
+
+def test_the_models_optimiser_gets_every_parameter_but_the_discriminators():
+    encoder, decoder = nn.Linear(3, 4), nn.Linear(2, 3)
+    regularizer = AAE(AAEParams(hidden=(5,)), 2)
+    model = VAE(encoder, decoder, nn.Identity(), regularizer, None)
+    expected = [*encoder.parameters(), *decoder.parameters()]
+    assert [id(p) for p in model.main_parameters()] == [id(p) for p in expected]
+
+
+# -- the separability of data and noise codes (vaezoo.metrics) ---------------------------------------------------
+
+
+def test_codes_told_apart_by_their_spread_alone_are_separated_and_codes_of_one_distribution_are_not():
+    generator = torch.Generator().manual_seed(0)
+    data = 0.5 * torch.randn(200, 2, generator=generator)
+    wide_noise = 8.0 * torch.randn(200, 2, generator=generator)
+    same = 0.5 * torch.randn(200, 2, generator=generator)
+    # The densities cross at |z|^2 = ln 256 / (2 - 1/128) = 2.78, where the Bayes classifier errs on
+    # exp(-2.78 / 0.5) = 0.4 % of data and 1 - exp(-2.78 / 128) = 2.1 % of noise: 98.7 % accuracy, with a
+    # boundary that only the squared features can draw (both means are 0).
+    assert code_separability(data, wide_noise) >= 0.95
+    assert 0.35 <= code_separability(data, same) <= 0.65
+
+
+def test_separability_is_scored_on_the_held_out_half_and_is_reproducible_by_seed():
+    generator = torch.Generator().manual_seed(1)
+    data, noise = torch.randn(30, 2, generator=generator), torch.randn(31, 2, generator=generator) + 6.0
+    accuracy = code_separability(data, noise, seed=3)
+    # 61 codes, 30 trained on, 31 held out: an accuracy is a count of the 31
+    assert round(accuracy * 31) == pytest.approx(accuracy * 31, abs=1e-9) and accuracy == 1.0
+    assert code_separability(data, noise, seed=3) == accuracy
+
+
+# -- test priors (vaezoo.test_priors, plugins.gaussian) -------------------------------------------------------------
+
+
+def test_an_unoffered_test_prior_name_is_refused_before_training_and_a_variance_needs_no_offer():
+    session = SimpleNamespace(
+        hook=None, config=SimpleNamespace(regularizer=SimpleNamespace(name="betavae")), model=SimpleNamespace()
+    )
+    check_test_prior_offered(session, "2.5")
+    check_test_prior_offered(session, "standard")
+    with pytest.raises(UsageError, match=r"'optimal' is not offered for regularizer 'betavae'.*trained, standard"):
+        check_test_prior_offered(session, "optimal")
+
+
+def test_the_gaussian_prior_has_the_configured_variance_and_zero_mean():
+    prior = GaussianPrior(GaussianPrior.Params(variance=4.0), 3)()
+    assert prior.event_shape == (3,)
+    torch.testing.assert_close(prior.variance, torch.full((3,), 4.0))
+    torch.testing.assert_close(prior.mean, torch.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "regularizer", [BetaVAE(BetaParams(beta=3.0), 2), InfoVAE(InfoParams(alpha=0.5), 2), AAE(AAEParams(), 2)]
+)
+def test_objectives_without_a_contrastive_term_imply_the_training_prior_as_test_prior(regularizer):
+    # f(K, beta, delta = 0) = K^2 beta / (beta K^2) = 1 whatever the weights
+    assert regularizer.optimal_test_variance() == 1.0

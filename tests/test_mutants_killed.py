@@ -12,22 +12,25 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.distributions import Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from tests.conftest import small_config
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context
-from vaezoo.distributions import isotropic_normal, refuses_invalid_parameters
+from vaezoo.distributions import diagonal_normal, isotropic_normal, refuses_invalid_parameters
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import DataSpec, Step
-from vaezoo.metrics import code_separability
+from vaezoo.metrics import code_separability, perplexities
 from vaezoo.model import VAE, build_model
 from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
-from vaezoo.test_priors import check_test_prior_offered
+from vaezoo.test_priors import check_test_prior_offered, resolve_test_prior
 from vaezoo_plugins.aae import AAE, AAEParams
 from vaezoo_plugins.betavae import BetaParams, BetaVAE
 from vaezoo_plugins.gaussian import GaussianPrior
 from vaezoo_plugins.infovae import InfoParams, InfoVAE
+from vaezoo_plugins.mixture_priors import MixtureOfGaussians
+from vaezoo_plugins.ncvae import NCVAE, NCParams
+from vaezoo_plugins.noise import DecoderNoise, DecoderNoiseParams
 
 F, D = 6, 2
 
@@ -235,3 +238,162 @@ def test_the_gaussian_prior_has_the_configured_variance_and_zero_mean():
 def test_objectives_without_a_contrastive_term_imply_the_training_prior_as_test_prior(regularizer):
     # f(K, beta, delta = 0) = K^2 beta / (beta K^2) = 1 whatever the weights
     assert regularizer.optimal_test_variance() == 1.0
+
+
+# -- one training step's forward pass (vaezoo.model.VAE.forward_step) ------------------------------------------
+
+
+def test_the_forward_step_records_its_inputs_and_one_log_likelihood_per_example(registry):
+    torch.manual_seed(0)
+    model, x, batch = small_model(registry), torch.randn(5, F), object()
+    record = model.forward_step(x, 3, None, kl_scale=0.5, batch=batch)
+    assert record.x is x and (record.step, record.kl_scale, record.batch) == (3, 0.5, batch)
+    assert record.noise_posterior is None and record.z.shape == (5, D)
+    # log p(x|z) of each example at its own code, as the decoder computes it for one sample per example
+    one_by_one = [model.decoder.log_prob(x[i : i + 1], record.z[i : i + 1].unsqueeze(0)).item() for i in range(5)]
+    assert record.log_px.shape == (5,)
+    torch.testing.assert_close(record.log_px, torch.tensor(one_by_one))
+
+
+def test_the_noise_sampler_gets_the_batch_the_model_the_data_and_the_step(registry, monkeypatch):
+    model = small_model(registry, regularizer={"name": "ncvae"}, noise={"name": "gaussian"})
+    x, data, seen = torch.randn(4, F), object(), {}
+
+    def spying(self, x_in, model_in, data_in, step_in):
+        seen.update(x=x_in, model=model_in, data=data_in, step=step_in)
+        return x_in + 1.0
+
+    monkeypatch.setattr(type(model.noise), "forward", spying)
+    record = model.forward_step(x, 9, data)
+    assert seen["x"] is x and seen["model"] is model and seen["data"] is data and seen["step"] == 9
+    torch.testing.assert_close(record.noise_posterior.mean, model.encoder(x + 1.0).mean)
+
+
+# -- the regularisers' weights and free bits (plugins) ----------------------------------------------------------
+
+# q(z|x) = N((1, 0), diag(1, 0.25)) for both examples, p(z) = N(0, I): KL 0.5 and 0.5 * (0.25 - 1 + log 4) per dim
+KL_DIMS = (0.5, 0.5 * (0.25 - 1 + math.log(4)))
+
+
+def two_example_step(prior=None, step=0, kl_scale=1.0, noise_posterior=None, z=None) -> Step:
+    posterior = Independent(Normal(torch.tensor([[1.0, 0.0]] * 2), torch.tensor([1.0, 0.5])), 1)
+    z = torch.tensor([[1.0, 0.0], [0.5, -0.5]]) if z is None else z
+    prior = isotropic_normal(2, 1.0) if prior is None else prior
+    return Step(torch.zeros(2, 3), posterior, z, torch.zeros(2), prior, noise_posterior, step, kl_scale)
+
+
+def test_the_kl_schedules_factor_multiplies_beta():
+    value = BetaVAE(BetaParams(beta=2.0), 2)(two_example_step(kl_scale=0.25))["beta_kl"]
+    assert value.item() == pytest.approx(2.0 * 0.25 * sum(KL_DIMS))
+
+
+def test_one_free_bit_per_dim_raises_both_dims_to_one_nat():
+    value = BetaVAE(BetaParams(free_bits=1.0), 2)(two_example_step())["beta_kl"]
+    assert value.item() == pytest.approx(2.0)
+
+
+def test_free_bits_under_a_mixture_prior_clamp_the_whole_codes_kl_at_d_times_lambda():
+    # a one-component mixture equal to N(0, I): no closed form, so the KL is the estimate log q(z) - log p(z)
+    one_component = MixtureSameFamily(
+        Categorical(logits=torch.zeros(1)), Independent(Normal(torch.zeros(1, 2), torch.ones(1, 2)), 1)
+    )
+    step = two_example_step(prior=one_component)
+    # log q(z) - log p(z) = log 2 - (z1 - 1)^2 / 2 - (z2 / 0.5)^2 / 2 + (z1^2 + z2^2) / 2 (the 2 pi terms cancel)
+    log_ratio = [
+        math.log(2) - 0.5 * (z1 - 1.0) ** 2 - 0.5 * (z2 / 0.5) ** 2 + 0.5 * (z1**2 + z2**2)
+        for z1, z2 in ((1.0, 0.0), (0.5, -0.5))
+    ]
+    estimate = sum(log_ratio) / 2
+    assert BetaVAE(BetaParams(free_bits=0.01), 2)(step)["beta_kl"].item() == pytest.approx(estimate)
+    assert BetaVAE(BetaParams(free_bits=3.0), 2)(step)["beta_kl"].item() == pytest.approx(3.0 * 2)
+
+
+def test_ncvae_warms_both_weights_up_and_scales_beta_alone_by_the_kl_schedule():
+    # q(z|x_n) = N(0, I) against n(z) = N(0, 25 I): per dim 0.5 * (1/25 - 1 + log 25)
+    noise_kl = 2 * 0.5 * (1 / 25 - 1 + math.log(25))
+    noise_posterior = Independent(Normal(torch.zeros(2, 2), torch.ones(2, 2)), 1)
+    regularizer = NCVAE(NCParams(beta=2.0, delta=3.0, K=5.0, warmup_steps=10), 2)
+    terms = regularizer(two_example_step(step=5, kl_scale=0.5, noise_posterior=noise_posterior))
+    assert terms["beta_kl"].item() == pytest.approx(2.0 * 0.5 * 0.5 * sum(KL_DIMS))
+    assert terms["delta_noise_kl"].item() == pytest.approx(3.0 * 0.5 * noise_kl)
+
+
+def test_ncvaes_contrastive_prior_is_built_where_the_codes_are():
+    meta = torch.zeros(2, 2, device="meta")
+    noise_posterior = diagonal_normal(meta, meta)
+    regularizer = NCVAE(NCParams(beta=0.0), 2)
+    # every tensor of the step on a device that is not torch's default: n(z) must follow the codes there
+    prior = isotropic_normal(2, 1.0, like=meta)
+    step = Step(torch.zeros(2, 3), diagonal_normal(meta, meta), meta, torch.zeros(2), prior, noise_posterior, 0)
+    assert regularizer(step)["delta_noise_kl"].device.type == "meta"
+
+
+class PointsPrior:
+    """A stand-in prior whose n samples are the first n of fixed points, and whose density is flat."""
+
+    def __init__(self, points: Tensor) -> None:
+        self.points = points
+
+    def sample(self, shape: tuple[int, ...]) -> Tensor:
+        return self.points[: shape[0]]
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return torch.zeros(z.shape[0])
+
+
+def test_infovae_compares_the_codes_with_as_many_prior_samples_under_its_bandwidth():
+    # codes {0, 1} and prior samples {0, 2} in 1-d, inverse multiquadric kernel c / (c + r^2) with c = 0.5:
+    # k(0, 1) = 1/3, k(0, 2) = 1/9, so MMD^2 = 1/3 + 1/9 - 2 * (1 + 1/9 + 1/3 + 1/3) / 4 = -4/9
+    posterior = Independent(Normal(torch.zeros(2, 1), torch.ones(2, 1)), 1)
+    prior = PointsPrior(torch.tensor([[0.0], [2.0], [5.0]]))
+    step = Step(torch.zeros(2, 3), posterior, torch.tensor([[0.0], [1.0]]), torch.zeros(2), prior, None, 0)
+    terms = InfoVAE(InfoParams(alpha=1.0, lambda_=1.0, kernel="imq", bandwidth=0.5), 1)(step)
+    assert terms["mmd_term"].item() == pytest.approx(-4 / 9)
+
+
+# -- priors' parameters (plugins.mixture_priors) ------------------------------------------------------------------
+
+
+def test_the_mixtures_means_start_with_the_requested_spread_and_the_prior_keeps_its_parameters():
+    torch.manual_seed(0)
+    params = MixtureOfGaussians.Params(components=1000, init_scale=0.1)
+    prior = MixtureOfGaussians(params, 2)
+    assert prior.params == params and prior.latent_dim == 2
+    assert prior.means.std().item() == pytest.approx(0.1, rel=0.1)
+    collapsed = MixtureOfGaussians(MixtureOfGaussians.Params(components=3, init_scale=0.0), 2)
+    assert torch.equal(collapsed.means.detach(), torch.zeros(3, 2))
+
+
+# -- the decoder noise sampler's state (plugins.noise) -----------------------------------------------------------
+
+
+def test_a_fresh_decoder_samplers_state_restores_a_sampler_that_has_not_drawn():
+    spec = DataSpec(shape=(F,), kind="real")
+    fresh = DecoderNoise(DecoderNoiseParams(refresh_every=100), spec)
+    restored = DecoderNoise(DecoderNoiseParams(refresh_every=100), spec)
+    restored.pool = torch.ones(4, F)
+    restored.set_extra_state(fresh.get_extra_state())
+    assert restored.pool is None
+
+
+@pytest.mark.parametrize(("kind", "bf16"), [("tokens", True), ("real", False)])
+def test_an_automatic_draw_precision_is_bf16_for_tokens_alone(kind, bf16):
+    sampler = DecoderNoise(DecoderNoiseParams(precision="auto"), DataSpec(shape=(F,), kind=kind))
+    with sampler.arithmetic(torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu") is bf16
+        assert (torch.get_autocast_dtype("cpu") == torch.bfloat16) or not bf16
+
+
+# -- test priors and perplexities -------------------------------------------------------------------------------
+
+
+def test_the_trained_test_prior_is_the_models_own_prior():
+    prior = isotropic_normal(D, 4.0)
+    session = SimpleNamespace(model=SimpleNamespace(prior=lambda: prior), hook=None)
+    chosen = resolve_test_prior(session, "trained")
+    assert chosen.distribution is prior and chosen.variance == pytest.approx(4.0)
+
+
+def test_a_perplexity_beyond_floating_point_is_infinite():
+    # exp(800) overflows a double (largest about exp(709.8)): reported as infinite, not an OverflowError
+    assert perplexities({"neg_elbo": 800.0}, {"neg_elbo": 1.0}) == {"ppl_elbo": math.inf}

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+from torch.distributions import Categorical, Independent, Laplace, MixtureSameFamily, Normal
 
 from tests.conftest import small_config
 from vaezoo.config import TrainConfig
@@ -23,12 +23,13 @@ from vaezoo.interfaces import DataSpec, Step
 from vaezoo.metrics import code_separability, perplexities
 from vaezoo.model import VAE, build_model
 from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
-from vaezoo.test_priors import check_test_prior_offered, resolve_test_prior
+from vaezoo.test_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
 from vaezoo_plugins.aae import AAE, AAEParams
 from vaezoo_plugins.betavae import BetaParams, BetaVAE
 from vaezoo_plugins.gaussian import GaussianPrior
 from vaezoo_plugins.infovae import InfoParams, InfoVAE
 from vaezoo_plugins.mixture_priors import MixtureOfGaussians
+from vaezoo_plugins.mlp import MAX_LAYERS
 from vaezoo_plugins.ncvae import NCVAE, NCParams
 from vaezoo_plugins.noise import DecoderNoise, DecoderNoiseParams
 
@@ -397,3 +398,54 @@ def test_the_trained_test_prior_is_the_models_own_prior():
 def test_a_perplexity_beyond_floating_point_is_infinite():
     # exp(800) overflows a double (largest about exp(709.8)): reported as infinite, not an OverflowError
     assert perplexities({"neg_elbo": 800.0}, {"neg_elbo": 1.0}) == {"ppl_elbo": math.inf}
+
+
+def test_the_variance_of_a_one_dimensional_isotropic_normal_and_of_non_normals():
+    assert isotropic_variance(isotropic_normal(1, 4.0)) == pytest.approx(4.0)
+    assert isotropic_variance(Independent(Laplace(torch.zeros(3), torch.ones(3)), 1)) is None
+    assert isotropic_variance(Normal(torch.zeros(3), torch.ones(3))) is None
+
+
+# -- the adversarial autoencoder (plugins.aae) ------------------------------------------------------------------
+
+
+def linear_aae(weights: list[float], bias: float, **params) -> AAE:
+    """An AAE whose discriminator is the one linear map logit = weights . z + bias."""
+    aae = AAE(AAEParams(hidden=(), **params), len(weights))
+    layer = aae.discriminator[0]
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([weights]))
+        layer.bias.fill_(bias)
+    return aae
+
+
+def test_the_discriminator_gives_one_logit_per_code():
+    aae = linear_aae([1.0, -2.0, 0.5], 0.25)
+    assert aae.latent_dim == 3
+    codes = torch.tensor([[1.0, 1.0, 2.0], [0.0, 0.5, 0.0]])
+    torch.testing.assert_close(aae.logits(codes), torch.tensor([0.25, -0.75]))
+    assert AAE(AAEParams(hidden=(4,)), 3).logits(codes).shape == (2,)
+
+
+def test_too_many_discriminator_layers_are_refused_naming_the_parameter():
+    with pytest.raises(ValueError, match="'hidden' must list at most"):
+        AAEParams(hidden=(1,) * (MAX_LAYERS + 1))
+
+
+def test_the_nonsaturating_generator_loss_is_lambda_times_minus_log_d_of_the_codes():
+    # a discriminator that says "prior" with logit c = 1 everywhere: -log sigmoid(1) = log(1 + e^-1)
+    aae = linear_aae([0.0, 0.0], 1.0, lambda_=2.0, generator_loss="nonsaturating")
+    terms = aae(two_example_step())
+    assert set(terms) == {"adversarial"}
+    assert terms["adversarial"].item() == pytest.approx(2.0 * math.log(1 + math.exp(-1)))
+
+
+def test_the_minimax_term_draws_as_many_prior_samples_as_codes():
+    # logit = z1: the codes and the first two prior points sit on the boundary, where the JSD estimate is 0;
+    # a third prior point, at z1 = 100, would change it if it were drawn
+    aae = linear_aae([1.0, 0.0, 0.0], 0.0, lambda_=3.0)
+    prior = PointsPrior(torch.tensor([[0.0, 1.0, 2.0], [0.0, -1.0, 5.0], [100.0, 0.0, 0.0]]))
+    codes = torch.tensor([[0.0, 3.0, 1.0], [0.0, 1.0, 1.0]])
+    step = Step(torch.zeros(2, 3), None, codes, torch.zeros(2), prior, None, 0)
+    assert aae(step)["lambda_jsd"].item() == pytest.approx(0.0, abs=1e-6)
+    assert aae.auxiliary_loss(step).item() == pytest.approx(2 * math.log(2), abs=1e-6)

@@ -18,18 +18,19 @@ from tests.conftest import small_config
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context
 from vaezoo.distributions import diagonal_normal, isotropic_normal, refuses_invalid_parameters
+from vaezoo.divergences import discriminator_jsd
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Step
+from vaezoo.interfaces import DataSpec, Encoder, Step
 from vaezoo.metrics import code_separability, perplexities
 from vaezoo.model import VAE, build_model
 from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
 from vaezoo.test_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
 from vaezoo_plugins.aae import AAE, AAEParams
 from vaezoo_plugins.betavae import BetaParams, BetaVAE
-from vaezoo_plugins.gaussian import GaussianPrior
+from vaezoo_plugins.gaussian import GaussianPrior, StandardPrior
 from vaezoo_plugins.infovae import InfoParams, InfoVAE
-from vaezoo_plugins.mixture_priors import MixtureOfGaussians
-from vaezoo_plugins.mlp import MAX_LAYERS
+from vaezoo_plugins.mixture_priors import MixtureOfGaussians, VampPrior
+from vaezoo_plugins.mlp import MAX_LAYERS, MLPEncoder, MLPParams
 from vaezoo_plugins.ncvae import NCVAE, NCParams
 from vaezoo_plugins.noise import DecoderNoise, DecoderNoiseParams
 
@@ -449,3 +450,54 @@ def test_the_minimax_term_draws_as_many_prior_samples_as_codes():
     step = Step(torch.zeros(2, 3), None, codes, torch.zeros(2), prior, None, 0)
     assert aae(step)["lambda_jsd"].item() == pytest.approx(0.0, abs=1e-6)
     assert aae.auxiliary_loss(step).item() == pytest.approx(2 * math.log(2), abs=1e-6)
+
+
+def test_the_jsd_of_weighted_support_points_is_their_exact_expectation():
+    # sigmoid(ln 3) = 3/4: log D = ln(3/4) there, and log(1 - D) = ln(3/4) at the logit -ln 3
+    prior_logits, prior_weights = torch.tensor([0.0, math.log(3)]), torch.tensor([0.25, 0.75])
+    code_logits, code_weights = torch.tensor([0.0, -math.log(3)]), torch.tensor([0.5, 0.5])
+    expected_log_d_prior = 0.25 * -math.log(2) + 0.75 * math.log(0.75)
+    expected_log_not_d_code = 0.5 * -math.log(2) + 0.5 * math.log(0.75)
+    expected = 0.5 * (expected_log_d_prior + expected_log_not_d_code) + math.log(2)
+    value = discriminator_jsd(prior_logits, code_logits, prior_weights, code_weights)
+    assert value.item() == pytest.approx(expected)
+
+
+# -- the VampPrior's pseudo-inputs and the standard prior's device (plugins) ---------------------------------------
+
+
+class ParameterFreeEncoder(Encoder):
+    """q(z|x) = N(0, I) whatever x: an encoder without a parameter of its own."""
+
+    def forward(self, x: Tensor):
+        return isotropic_normal(self.latent_dim, 1.0)
+
+
+def test_vamp_pseudo_inputs_follow_the_encoders_dtype_and_real_ones_start_standard_normal():
+    torch.manual_seed(0)
+    spec = DataSpec(shape=(20,), kind="real")
+    prior = VampPrior(VampPrior.Params(components=50), 2)
+    prior.attach(MLPEncoder(MLPParams(hidden=(8,)), spec, 2).double())
+    assert prior.latent_dim == 2 and prior.pseudo_inputs.dtype == torch.float64
+    assert prior.pseudo_inputs.mean().item() == pytest.approx(0.0, abs=0.15)
+    assert prior.pseudo_inputs.std().item() == pytest.approx(1.0, rel=0.1)
+    parameter_free = VampPrior(VampPrior.Params(components=3), 2)
+    parameter_free.attach(ParameterFreeEncoder(None, spec, 2))
+    assert parameter_free.pseudo_inputs.shape == (3, 20) and parameter_free.pseudo_inputs.dtype == torch.float32
+
+
+def test_vamp_refuses_a_second_encoder_and_says_why_token_ids_cannot_be_pseudo_inputs():
+    spec = DataSpec(shape=(20,), kind="real")
+    prior = VampPrior(VampPrior.Params(components=3), 2)
+    prior.attach(ParameterFreeEncoder(None, spec, 2))
+    with pytest.raises(RuntimeError, match="prior 'vamp' is already attached to an encoder"):
+        prior.attach(ParameterFreeEncoder(None, spec, 2))
+    tokens = DataSpec(shape=(7,), kind="tokens", vocab_size=10)
+    with pytest.raises(UsageError, match="gradient descent in data space, and token ids are not differentiable"):
+        VampPrior(VampPrior.Params(components=3), 2).attach(ParameterFreeEncoder(None, tokens, 2))
+
+
+def test_the_standard_prior_is_n_0_i_in_the_dtype_of_the_model():
+    prior = StandardPrior(None, 3).double()()
+    assert prior.mean.dtype == torch.float64
+    torch.testing.assert_close(prior.variance, torch.ones(3, dtype=torch.float64))

@@ -20,19 +20,20 @@ from vaezoo.distributed import Context
 from vaezoo.distributions import diagonal_normal, isotropic_normal, refuses_invalid_parameters
 from vaezoo.divergences import discriminator_jsd
 from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Encoder, Step
+from vaezoo.interfaces import Data, DataSpec, Encoder, Step
 from vaezoo.metrics import code_separability, perplexities
-from vaezoo.model import VAE, build_model
+from vaezoo.model import VAE, build_model, build_model_for_data
 from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
 from vaezoo.test_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
 from vaezoo_plugins.aae import AAE, AAEParams
 from vaezoo_plugins.betavae import BetaParams, BetaVAE
+from vaezoo_plugins.data_synthetic import NoisyData
 from vaezoo_plugins.gaussian import GaussianPrior, StandardPrior
 from vaezoo_plugins.infovae import InfoParams, InfoVAE
 from vaezoo_plugins.mixture_priors import MixtureOfGaussians, VampPrior
 from vaezoo_plugins.mlp import MAX_LAYERS, MLPEncoder, MLPParams
 from vaezoo_plugins.ncvae import NCVAE, NCParams
-from vaezoo_plugins.noise import DecoderNoise, DecoderNoiseParams
+from vaezoo_plugins.noise import DatasetNoise, DecoderNoise, DecoderNoiseParams
 
 F, D = 6, 2
 
@@ -501,3 +502,29 @@ def test_the_standard_prior_is_n_0_i_in_the_dtype_of_the_model():
     prior = StandardPrior(None, 3).double()()
     assert prior.mean.dtype == torch.float64
     torch.testing.assert_close(prior.variance, torch.ones(3, dtype=torch.float64))
+
+
+# -- models built for loaded data (vaezoo.model, plugins.noise) -------------------------------------------------
+
+
+def splits(spec: DataSpec) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.zeros(8, *spec.shape), torch.zeros(4, *spec.shape), torch.zeros(4, *spec.shape)
+
+
+def test_dataset_noise_needs_training_noise_examples_of_the_data_set():
+    spec = DataSpec(shape=(F,), kind="real")
+    sampler = DatasetNoise(None, spec)
+    expected = "this data set defines no noise distribution of its own"
+    assert sampler.incompatibility(Data(spec, *splits(spec))) == expected
+    assert sampler.incompatibility(NoisyData(spec, *splits(spec), noise={"test": torch.ones(3, F)})) == expected
+    assert sampler.incompatibility(NoisyData(spec, *splits(spec), noise={"train": torch.ones(3, F)})) is None
+
+
+def test_a_model_for_loaded_data_takes_its_shape_from_the_data_and_asks_the_noise_sampler_about_it(registry):
+    spec = DataSpec(shape=(5,), kind="real")
+    config = small_config(registry, regularizer={"name": "ncvae"}, noise={"name": "dataset"})
+    model = build_model_for_data(config, registry, NoisyData(spec, *splits(spec), noise={"train": torch.ones(3, 5)}))
+    assert model.encoder.spec == spec and isinstance(model.noise, DatasetNoise)
+    assert model.decoder.log_prob(torch.zeros(2, 5), torch.zeros(1, 2, D)).shape == (1, 2)
+    with pytest.raises(UsageError, match="noise 'dataset' cannot be used with data 'synthetic'"):
+        build_model_for_data(config, registry, Data(spec, *splits(spec)))

@@ -18,7 +18,7 @@ from tests.conftest import small_config
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context
 from vaezoo.distributions import diagonal_normal, isotropic_normal, refuses_invalid_parameters
-from vaezoo.divergences import discriminator_jsd
+from vaezoo.divergences import discriminator_jsd, mmd
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec, Encoder, Step
 from vaezoo.metrics import code_separability, perplexities
@@ -528,3 +528,10 @@ def test_a_model_for_loaded_data_takes_its_shape_from_the_data_and_asks_the_nois
     assert model.decoder.log_prob(torch.zeros(2, 5), torch.zeros(1, 2, D)).shape == (1, 2)
     with pytest.raises(UsageError, match="noise 'dataset' cannot be used with data 'synthetic'"):
         build_model_for_data(config, registry, Data(spec, *splits(spec)))
+
+
+def test_the_default_mmd_bandwidth_is_twice_the_dimension():
+    # 2-d samples {0, e1} and {0, 2 e1}, inverse multiquadric kernel with c = 2 * 2 = 4: k at squared distance
+    # 1 is 4/5, at 4 it is 1/2, so MMD^2 = 4/5 + 1/2 - 2 * (1 + 1/2 + 4/5 + 4/5) / 4 = -1/4
+    x, y = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    assert mmd(x, y, "imq").item() == pytest.approx(-0.25)

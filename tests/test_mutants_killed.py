@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, Laplace, MixtureSameFamily, Normal
 
+from benchmarks.aggregate import valid_metric
 from tests.conftest import small_config
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context
@@ -535,3 +536,19 @@ def test_the_default_mmd_bandwidth_is_twice_the_dimension():
     # 1 is 4/5, at 4 it is 1/2, so MMD^2 = 4/5 + 1/2 - 2 * (1 + 1/2 + 4/5 + 4/5) / 4 = -1/4
     x, y = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 0.0], [2.0, 0.0]])
     assert mmd(x, y, "imq").item() == pytest.approx(-0.25)
+
+
+def test_the_standard_prior_leaves_nothing_in_a_checkpoint():
+    assert StandardPrior(None, 3).state_dict() == {}
+
+
+# -- the selection rule's reading of a cell (benchmarks.aggregate) --------------------------------------------------
+
+
+def test_a_validation_metric_is_read_from_finished_cells_alone():
+    metrics = {"mi_he": 2.5, "neg_elbo": 90}
+    assert valid_metric({"status": "ok", "valid": {"metrics": metrics}}, "neg_elbo") == 90.0
+    assert valid_metric({"status": "failed", "valid": {"metrics": metrics}}, "mi_he") is None
+    assert valid_metric({"status": "ok", "valid": {"metrics": metrics}}, "au") is None
+    assert valid_metric({"status": "ok", "valid": None}, "mi_he") is None
+    assert valid_metric(None, "mi_he") is None

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, Laplace, MixtureSameFamily, Normal
 
-from benchmarks.aggregate import valid_metric
+from benchmarks.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, valid_metric
 from tests.conftest import small_config
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context
@@ -552,3 +552,58 @@ def test_a_validation_metric_is_read_from_finished_cells_alone():
     assert valid_metric({"status": "ok", "valid": {"metrics": metrics}}, "au") is None
     assert valid_metric({"status": "ok", "valid": None}, "mi_he") is None
     assert valid_metric(None, "mi_he") is None
+
+
+def selection_group(values: list[float], reference: bool) -> dict:
+    """A selection group sweeping regularizer.delta over ``values``, one sweep cell each (``d<value>``)."""
+    candidates = [{"values": {"regularizer.delta": v}, "sweep": [f"d{v}"], "phase2": []} for v in values]
+    return {"id": "g", "candidates": candidates, "reference": ["ref"] if reference else []}
+
+
+def finished(**metrics: float) -> dict:
+    return {"status": "ok", "valid": {"metrics": metrics}}
+
+
+MAX_MI_WITHIN_2_NATS = {"rule": "max", "metric": "mi_he", "within": {"metric": "neg_elbo", "nats": 2.0}}
+
+
+def test_a_value_without_the_rules_metric_is_named_and_an_unconstrained_rule_reports_no_reference():
+    records = {"d1": finished(neg_elbo=90.0), "d2": finished(mi_he=3.0)}
+    choice = choose(selection_group([1, 2], reference=False), {"rule": "max", "metric": "mi_he"}, records)
+    assert (choice.state, choice.chosen, choice.reference) == (CHOSEN, 1, None)
+    missing, scored = choice.candidates
+    assert (missing.status, missing.score, missing.values, missing.cells) == (
+        "no mi_he",
+        None,
+        {"regularizer.delta": 1},
+        ("d1",),
+    )
+    assert (scored.status, scored.score, scored.eligible) == ("ok", 3.0, True)
+
+
+def test_a_value_without_the_constraints_metric_is_named_with_its_score():
+    records = {"d1": finished(mi_he=5.0), "d2": finished(mi_he=3.0, neg_elbo=91.0), "ref": finished(neg_elbo=90.0)}
+    choice = choose(selection_group([1, 2], reference=True), MAX_MI_WITHIN_2_NATS, records)
+    assert (choice.state, choice.chosen, choice.reference) == (CHOSEN, 1, 90.0)
+    unconstrained = choice.candidates[0]
+    assert (unconstrained.status, unconstrained.score, unconstrained.values) == (
+        "no neg_elbo",
+        5.0,
+        {"regularizer.delta": 1},
+    )
+    assert unconstrained.cells == ("d1",) and not unconstrained.eligible
+
+
+def test_a_reference_without_the_constraints_metric_leaves_no_choice():
+    records = {"d1": finished(mi_he=5.0, neg_elbo=90.0), "ref": finished(mi_he=1.0)}
+    choice = choose(selection_group([1], reference=True), MAX_MI_WITHIN_2_NATS, records)
+    assert (choice.state, choice.problem, choice.chosen) == (NO_CHOICE, "reference", None)
+    assert choice.candidates[0].status == "no neg_elbo" and choice.candidates[0].score == 5.0
+
+
+def test_a_waiting_rule_already_reports_the_reference_and_the_finished_values():
+    records = {"d1": finished(mi_he=5.0, neg_elbo=91.0), "d2": None, "ref": finished(neg_elbo=90.0)}
+    choice = choose(selection_group([1, 2], reference=True), MAX_MI_WITHIN_2_NATS, records)
+    assert (choice.state, choice.waiting_for, choice.reference) == (WAITING, ("d2",), 90.0)
+    assert [c.status for c in choice.candidates] == ["ok", "pending"]
+    assert choice.candidates[0].excess == pytest.approx(1.0) and choice.candidates[0].eligible

@@ -607,3 +607,19 @@ def test_a_waiting_rule_already_reports_the_reference_and_the_finished_values():
     assert (choice.state, choice.waiting_for, choice.reference) == (WAITING, ("d2",), 90.0)
     assert [c.status for c in choice.candidates] == ["ok", "pending"]
     assert choice.candidates[0].excess == pytest.approx(1.0) and choice.candidates[0].eligible
+
+
+def test_under_the_min_rule_too_a_tie_goes_to_the_value_listed_first():
+    records = {"d1": finished(mi_he=4.0), "d2": finished(mi_he=2.0), "d3": finished(mi_he=2.0)}
+    choice = choose(selection_group([1, 2, 3], reference=False), {"rule": "min", "metric": "mi_he"}, records)
+    assert (choice.state, choice.chosen) == (CHOSEN, 1)
+
+
+def test_a_variance_test_prior_is_n_0_s2_i_over_the_latent_space_in_the_models_dtype():
+    anchor = nn.Linear(1, 1).double()
+    session = SimpleNamespace(
+        model=SimpleNamespace(parameters=anchor.parameters), config=SimpleNamespace(model=SimpleNamespace(latent_dim=3))
+    )
+    chosen = resolve_test_prior(session, "2.5")
+    assert chosen.variance == 2.5 and chosen.distribution.event_shape == (3,)
+    torch.testing.assert_close(chosen.distribution.variance, torch.full((3,), 2.5, dtype=torch.float64))

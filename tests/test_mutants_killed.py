@@ -33,7 +33,7 @@ from vaezoo_plugins.gaussian import GaussianPrior, StandardPrior
 from vaezoo_plugins.infovae import InfoParams, InfoVAE
 from vaezoo_plugins.mixture_priors import MixtureOfGaussians, VampPrior
 from vaezoo_plugins.mlp import MAX_LAYERS, MLPEncoder, MLPParams
-from vaezoo_plugins.ncvae import NCVAE, NCParams
+from vaezoo_plugins.ncvae import NCVAE, NCParams, optimal_test_variance
 from vaezoo_plugins.noise import DatasetNoise, DecoderNoise, DecoderNoiseParams
 
 F, D = 6, 2
@@ -623,3 +623,10 @@ def test_a_variance_test_prior_is_n_0_s2_i_over_the_latent_space_in_the_models_d
     chosen = resolve_test_prior(session, "2.5")
     assert chosen.variance == 2.5 and chosen.distribution.event_shape == (3,)
     torch.testing.assert_close(chosen.distribution.variance, torch.full((3,), 2.5, dtype=torch.float64))
+
+
+def test_the_optimal_test_variance_at_the_edges_of_the_weights():
+    # delta alone (beta = 0): only the noise KL to N(0, K^2 I) is weighed, so the implied variance is K^2
+    assert optimal_test_variance(5.0, 0.0, 1.0) == pytest.approx(25.0)
+    # neither KL weighed: the objective implies nothing, and the training prior N(0, I) stays
+    assert optimal_test_variance(5.0, 0.0, 0.0) == 1.0

@@ -16,13 +16,14 @@ from torch.distributions import Categorical, Independent, Laplace, MixtureSameFa
 
 from benchmarks.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, valid_metric
 from tests.conftest import small_config
+from tests.test_metrics import RowCountingDecoder, exact_encoder, linear_decoder, linear_encoder, marginal
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context
 from vaezoo.distributions import diagonal_normal, isotropic_normal, refuses_invalid_parameters
 from vaezoo.divergences import discriminator_jsd, mmd
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec, Encoder, Step
-from vaezoo.metrics import code_separability, perplexities
+from vaezoo.metrics import code_separability, evaluate, evaluate_priors, perplexities
 from vaezoo.model import VAE, build_model, build_model_for_data
 from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
 from vaezoo.test_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
@@ -667,3 +668,51 @@ def test_separability_does_not_depend_on_the_scale_of_the_codes():
     data = 1e-3 * torch.randn(200, 2, generator=generator) + shift
     noise = 1e-3 * torch.randn(200, 2, generator=generator) - shift
     assert code_separability(data, noise) >= 0.93
+
+
+# -- evaluation: IW-NLL on a subset, progress, memory bound (vaezoo.metrics) ---------------------------------------
+
+LATENT, FEATURES = 2, 3  # the linear Gaussian model of tests/test_metrics.py
+
+
+def test_iw_nll_on_a_mask_within_one_batch_is_the_exact_nll_of_those_examples_with_its_standard_error():
+    # with the exact posterior every importance weight is p(x): IW-NLL is -log p(x) exactly, whatever the samples
+    torch.manual_seed(0)
+    x = marginal().sample((10,))
+    mask = torch.tensor([True, False, True, True, False, False, False, False, False, False])
+    result = evaluate(
+        exact_encoder(),
+        linear_decoder(),
+        isotropic_normal(LATENT, 1.0),
+        [x[:6], x[6:]],
+        iw_samples=2,
+        iw_chunk=2,
+        iw_mask=mask,
+    )
+    exact = -marginal().log_prob(x[mask]).double()
+    assert result["iw_examples"] == 3
+    assert result["iw_nll"] == pytest.approx(exact.mean().item(), abs=1e-4)
+    assert result["iw_nll_se"] == pytest.approx((exact.std() / math.sqrt(3)).item(), abs=1e-4)
+
+
+def test_progress_counts_examples_without_iw_and_samples_times_examples_with_it_and_rows_bound_the_decoder():
+    torch.manual_seed(0)
+    x, prior = marginal().sample((10,)), {"": isotropic_normal(LATENT, 1.0)}
+    without, with_iw = [], []
+    evaluate_priors(exact_encoder(), linear_decoder(), prior, [x[:6], x[6:]], on_progress=without.append)
+    decoder = RowCountingDecoder(linear_decoder())
+    options = {"iw_samples": 5, "iw_chunk": 5, "iw_rows": 10, "on_progress": with_iw.append}
+    evaluate_priors(exact_encoder(), decoder, prior, [x[:6], x[6:]], **options)
+    assert sum(without) == 10 and sum(with_iw) == 5 * 10
+    # at most max(rows, chunk) = 10 rows per importance-sampling call (the reconstruction sees the 6 of a batch)
+    assert max(decoder.calls) == 10
+
+
+def test_the_kl_to_a_test_prior_without_a_closed_form_is_estimated_at_the_posterior_sample():
+    # q(z|x) = N(0, I) for every x and p = a one-component mixture equal to it: log q(z) - log p(z) = 0 at any z
+    encoder = linear_encoder(torch.zeros(LATENT, FEATURES), torch.zeros(LATENT), torch.ones(LATENT))
+    mixture = MixtureSameFamily(
+        Categorical(logits=torch.zeros(1)), Independent(Normal(torch.zeros(1, LATENT), torch.ones(1, LATENT)), 1)
+    )
+    result = evaluate(encoder, linear_decoder(), mixture, [marginal().sample((8,))])
+    assert result["kl"] == pytest.approx(0.0, abs=1e-6)

@@ -716,3 +716,14 @@ def test_the_kl_to_a_test_prior_without_a_closed_form_is_estimated_at_the_poster
     )
     result = evaluate(encoder, linear_decoder(), mixture, [marginal().sample((8,))])
     assert result["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_standard_error_of_iw_nll_over_two_close_examples_is_half_their_difference():
+    # the sample standard deviation of two values a, b is |a - b| / sqrt 2, so the standard error is |a - b| / 2
+    torch.manual_seed(1)
+    first = marginal().sample((1,))
+    x = torch.cat([first, first + 0.1])
+    exact = -marginal().log_prob(x)
+    result = evaluate(exact_encoder(), linear_decoder(), isotropic_normal(LATENT, 1.0), [x], iw_samples=1, iw_chunk=1)
+    assert abs(exact[0] - exact[1]).item() < 1.0
+    assert result["iw_nll_se"] == pytest.approx(abs(exact[0] - exact[1]).item() / 2, abs=1e-4)

@@ -23,7 +23,15 @@ from vaezoo.distributions import diagonal_normal, isotropic_normal, refuses_inva
 from vaezoo.divergences import discriminator_jsd, mmd
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec, Encoder, Step
-from vaezoo.metrics import code_separability, evaluate, evaluate_priors, perplexities
+from vaezoo.metrics import (
+    active_units,
+    code_separability,
+    evaluate,
+    evaluate_priors,
+    mutual_information,
+    mutual_information_he,
+    perplexities,
+)
 from vaezoo.model import VAE, build_model, build_model_for_data
 from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
 from vaezoo.test_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
@@ -727,3 +735,28 @@ def test_the_standard_error_of_iw_nll_over_two_close_examples_is_half_their_diff
     result = evaluate(exact_encoder(), linear_decoder(), isotropic_normal(LATENT, 1.0), [x], iw_samples=1, iw_chunk=1)
     assert abs(exact[0] - exact[1]).item() < 1.0
     assert result["iw_nll_se"] == pytest.approx(abs(exact[0] - exact[1]).item() / 2, abs=1e-4)
+
+
+# -- MI and active units (vaezoo.metrics) ------------------------------------------------------------------------
+
+
+def test_he_mi_over_groups_is_the_size_weighted_mean_of_each_groups_estimate():
+    generator = torch.Generator().manual_seed(2)
+    loc, scale = torch.randn(7, 3, generator=generator), torch.rand(7, 3, generator=generator) + 0.5
+    first, second = torch.arange(4), torch.arange(4, 7)
+    torch.manual_seed(0)  # the same draws, group by group, in both evaluations
+    whole = mutual_information_he(loc, scale, [first, second])
+    torch.manual_seed(0)
+    parts = [mutual_information_he(loc, scale, [first]), mutual_information_he(loc, scale, [second])]
+    assert whole == pytest.approx((4 * parts[0] + 3 * parts[1]) / 7)
+
+
+def test_the_mi_estimate_has_the_posteriors_dtype():
+    posterior = diagonal_normal(torch.randn(5, 2), torch.zeros(5, 2))
+    assert mutual_information(posterior).dtype == torch.float32
+
+
+def test_active_units_of_two_examples_and_of_one():
+    # dim 1 varies across the two examples (variance 2), dim 2 does not
+    assert active_units(torch.tensor([[-1.0, 0.5], [1.0, 0.5]])) == 1
+    assert active_units(torch.tensor([[3.0, -4.0]])) == 0

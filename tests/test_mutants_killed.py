@@ -19,7 +19,7 @@ from tests.conftest import small_config
 from tests.test_metrics import RowCountingDecoder, exact_encoder, linear_decoder, linear_encoder, marginal
 from vaezoo.config import TrainConfig
 from vaezoo.distributed import Context
-from vaezoo.distributions import diagonal_normal, isotropic_normal, refuses_invalid_parameters
+from vaezoo.distributions import diagonal_normal, diagonal_normal_from, isotropic_normal, refuses_invalid_parameters
 from vaezoo.divergences import discriminator_jsd, mmd
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import Data, DataSpec, Encoder, Step
@@ -760,3 +760,11 @@ def test_active_units_of_two_examples_and_of_one():
     # dim 1 varies across the two examples (variance 2), dim 2 does not
     assert active_units(torch.tensor([[-1.0, 0.5], [1.0, 0.5]])) == 1
     assert active_units(torch.tensor([[3.0, -4.0]])) == 0
+
+
+def test_an_encoder_head_is_read_as_loc_and_log_scale_or_as_loc_and_log_variance():
+    head = torch.tensor([[1.0, 2.0, math.log(4.0), math.log(9.0)]])  # 'b (2 d)' with d = 2
+    as_log_variance = diagonal_normal_from(head, log_variance=True)
+    torch.testing.assert_close(as_log_variance.mean, torch.tensor([[1.0, 2.0]]))
+    torch.testing.assert_close(as_log_variance.stddev, torch.tensor([[2.0, 3.0]]))
+    torch.testing.assert_close(diagonal_normal_from(head).stddev, torch.tensor([[4.0, 9.0]]))

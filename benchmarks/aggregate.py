@@ -63,6 +63,8 @@ RULES = ("max", "min")
 CHOSEN, WAITING, NO_CHOICE = "chosen", "waiting", "no choice"
 
 
+# Mutation testing (tox -e mutants) covers the selection rule only: choose and what it calls.
+# pragma: no mutate start
 def canonical(value: Any) -> str:
     """A hashable, order-stable key for an axis value (which may be a list)."""
     return json.dumps(value, sort_keys=True)
@@ -81,12 +83,16 @@ def prior_label(prior: str) -> str:
     return PRIOR_LABELS.get(prior, prior)
 
 
+# pragma: no mutate end
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     """The mean, and the sample standard deviation (n - 1) when there are at least two values."""
     mean = math.fsum(values) / len(values)
     return mean, statistics.stdev(values) if len(values) > 1 else None
 
 
+# pragma: no mutate start
 def nats(value: float) -> str:
     """A number of nats as text: ``1 nat``, ``2.5 nats``."""
     return f"{value:g} nat" + ("" if value == 1 else "s")
@@ -99,6 +105,9 @@ def metric_value(record: Mapping[str, Any], prior: str, metric: str) -> float | 
     if value is None and metric in PRIOR_INDEPENDENT and record.get("train"):
         value = record["train"]["metrics"].get(metric)
     return None if value is None else float(value)
+
+
+# pragma: no mutate end
 
 
 def valid_metric(record: Mapping[str, Any] | None, metric: str) -> float | None:
@@ -226,6 +235,7 @@ def choose(group: Mapping[str, Any], rule: Mapping[str, Any], records: Mapping[s
     return Choice(**base, state=NO_CHOICE, candidates=candidates, reference=reference, problem=problem)
 
 
+# pragma: no mutate block
 def selection_records(results_dir: Path, group: Mapping[str, Any], unsettled: frozenset[str] = frozenset()):
     """The records :func:`choose` reads for ``group``: its sweep and reference cells' cell.json, those in
     ``unsettled`` (cells a runner is about to run again) counted as pending."""

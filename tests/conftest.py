@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from mutation_hook import load_plugins_from_mutated_copy
 
-from vaezoo.config import merge_raw, resolve
-from vaezoo.plugins import load_plugins
+load_plugins_from_mutated_copy()  # before vaezoo loads its plugins; does nothing outside a mutmut run
+
+from vaezoo.config import merge_raw, resolve  # noqa: E402
+from vaezoo.plugins import load_plugins  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("VAEZOO_DATA", REPO.parent / "shared" / "data")).resolve()

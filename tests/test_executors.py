@@ -179,8 +179,11 @@ def test_slurm_jobs_through_submitit_interrupted_and_rerun_give_the_local_result
 @pytest.mark.slow
 def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_resumes(tmp_path):
     """submitit signals each attempt 10 s into its 1-minute limit (signal_delay_s 50): the cell's child writes its
-    checkpoint, submitit requeues the job and the next attempt resumes, until the cell is done."""
-    suite = write(tmp_path, LONG)
+    checkpoint, submitit requeues the job and the next attempt resumes, until the cell is done. submitit's local
+    controller ends a job a minute after its first start, requeues included, so the cells train 8,000 steps: more
+    than a first attempt's few seconds of training reach on a fast core, few enough for a slow one (about 15 s of
+    training at 550 steps a second) to finish within the minute despite each restart's seconds."""
+    suite = write(tmp_path, LONG.replace("steps = 20000", "steps = 8000"))
     options = ["cluster=local", "time=1", "signal_delay_s=50", "max_timeouts=20"]
     arguments = [str(suite), "--jobs", "2", "--threads", "1", "--executor", "slurm"]
     arguments += [item for option in options for item in ("--executor-option", option)]

@@ -92,6 +92,8 @@ from benchmarks.results import (
 from benchmarks.status import lock_holder
 from benchmarks.suite import (
     Cell,
+    Profile,
+    Suite,
     choose_profile,
     effective_axes,
     expand,
@@ -296,26 +298,40 @@ def _phase_two_cells(group: dict[str, Any], cells: Sequence[Cell]) -> int:
     return max(sum(i in {c.id for c in cells} for i in spec["phase2"]) for spec in group["candidates"])
 
 
+def _wait_lines(
+    suite: Suite, profile: Profile | None, phase_two: PhaseTwo, waiting: Sequence[tuple[str, int]]
+) -> list[tuple[str, str]]:
+    """For a dry run, each selection group still waiting for its sweep: its id and what its phase 2 will run."""
+    tuned = ", ".join(short_names(effective_axes(suite, profile))[a] for s in suite.selections for a in s.axes)
+    return [
+        (group, f"phase 2: {n} cell(s) of the chosen {tuned}; {phase_two.matrix.explain(phase_two.choices[group])}")
+        for group, n in waiting
+    ]
+
+
+def _matrix_size(document: dict[str, Any], cells: Sequence[Cell]) -> int:
+    """The cells of the whole matrix: those of phase 1 and, for each selection group, its phase-2 cells."""
+    groups = (document.get("selection") or {}).get("groups", [])
+    return sum(c.phase != 2 for c in cells) + sum(len(g["candidates"][0]["phase2"]) for g in groups)
+
+
 def run_suite(args: argparse.Namespace) -> int:
     """The command's body; UsageErrors propagate to :func:`main`."""
     from vaezoo.plugins import default_plugins
     from vaezoo.session import resolve_data_dir
 
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    for option in ("jobs", "threads"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise UsageError(f"--{option} must be at least 1, got {getattr(args, option)}")
     suite = load_suite(args.suite)
     profile = choose_profile(suite, args.profile)
     allowed = parse_selection(args.only, effective_axes(suite, profile))
     out = (args.out or Path("runs", "bench", suite.name + (f"-{profile.name}" if profile else ""))).resolve()
     data_dir = resolve_data_dir(args.data_dir)
     plugins = default_plugins()
-    for failure in plugins.failures:
-        print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     cells = expand(suite, profile)
     executor, broken = make_executor(args.executor, args.executor_option, _context(args, out, data_dir, len(cells)))
-    for failure in broken:
+    for failure in [*plugins.failures, *broken]:
         print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     document = matrix_document(suite, profile, cells)
     chosen = select(cells, allowed)
@@ -330,23 +346,16 @@ def run_suite(args: argparse.Namespace) -> int:
     for problem in validator.data_problems.values():
         print(f"warning: {problem}; its cells run and report their own errors", file=sys.stderr)
     actions = Counter(p.action for p in planned)
-    groups = {g["id"]: g for g in (document.get("selection") or {}).get("groups", [])}
     waiting = [(c.group["id"], _phase_two_cells(c.group, chosen)) for c in phase_two.waiting()]
     actions[WAIT] = sum(n for _, n in waiting)
-    size = sum(c.phase != 2 for c in cells) + sum(len(g["candidates"][0]["phase2"]) for g in groups.values())
+    size = _matrix_size(document, cells)
     count = len(planned) + actions[WAIT]
-    profile_text = profile.name if profile else "none"
     selected = f"{count} of {size} cells (--only)" if allowed else f"{count} cells"
-    print(f"suite {suite.name} (profile {profile_text}): {selected}; " + _counts(actions))
+    print(f"suite {suite.name} (profile {profile.name if profile else 'none'}): {selected}; " + _counts(actions))
     for choice, more in decided:
         print(phase_two.announce(choice, more))
-    tuned = ", ".join(short_names(effective_axes(suite, profile))[a] for s in suite.selections for a in s.axes)
-    wait_lines = [
-        (group, f"phase 2: {n} cell(s) of the chosen {tuned}; {phase_two.matrix.explain(phase_two.choices[group])}")
-        for group, n in waiting
-    ]
     if args.dry_run:
-        _print_plan(planned, wait_lines)
+        _print_plan(planned, _wait_lines(suite, profile, phase_two, waiting))
         return 0
     executor.start()
     write_json(out / MATRIX_NAME, document)

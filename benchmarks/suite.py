@@ -387,6 +387,14 @@ def matches(value_ids: Mapping[str, str], assignment: Mapping[str, frozenset[str
     return all(value_ids.get(axis) in ids for axis, ids in assignment.items())
 
 
+def _axes(reader: _Reader, document: dict[str, Any]) -> tuple[Axis, ...]:
+    """The suite's [axes], at least one: without any, its one cell would have no id and no directory of its own."""
+    axes = tuple(reader.axis(n, v) for n, v in reader.axis_values(document.get("axes", {})).items())
+    if not axes:
+        raise reader.fail("has no [axes]: a suite is a matrix over at least one axis (one run is vaezoo run --config)")
+    return axes
+
+
 def load_suite(path: Path) -> Suite:
     """Read and check a suite file; every problem is a UsageError naming the file and the entry."""
     reader = _Reader(path)
@@ -403,9 +411,7 @@ def load_suite(path: Path) -> Suite:
     unknown = sorted(set(meta) - set(SUITE_KEYS))
     if unknown:
         raise reader.fail(f"[suite] has unknown key {unknown[0]!r}; valid keys: {', '.join(SUITE_KEYS)}")
-    axes = tuple(reader.axis(n, v) for n, v in reader.axis_values(document.get("axes", {})).items())
-    if not axes:  # the cells would have no ids, and no directories of their own
-        raise reader.fail("has no [axes]: a suite is a matrix over at least one axis (one run is vaezoo run --config)")
+    axes = _axes(reader, document)
     profiles = {
         name: _profile(reader, name, table)
         for name, table in reader.table(document.get("profile", {}), "[profile]").items()

@@ -34,7 +34,7 @@ from benchmarks.results import (
     read_cell,
     read_json,
 )
-from vaezoo.errors import UsageError
+from vaezoo.api import UsageError
 
 #: How test priors are named in tables (the paper's "Test/Validation Prior Variance" column).
 PRIOR_LABELS = {"standard": "1", "optimal": "f(K,β,δ)", "tuned": "tuned"}

@@ -41,9 +41,7 @@ from benchmarks.results import (
     write_json,
 )
 from benchmarks.suite import Cell
-from vaezoo.checkpoint import CHECKPOINT_NAME
-from vaezoo.interrupts import STOP_WITH_PARENT_ENV
-from vaezoo.rundir import METRICS_NAME, RESULTS_NAME, SCATTER_NAME, read_json_lines
+from vaezoo.api import CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, SCATTER_NAME, STOP_WITH_PARENT_ENV, read_json_lines
 
 # What the runner does with a cell: nothing (finished), record it as invalid, evaluate a finished run again,
 # continue a run from its checkpoint, or train from scratch.

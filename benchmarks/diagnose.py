@@ -37,16 +37,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.distributions import diagonal_normal, isotropic_normal
-from vaezoo.errors import UsageError
-from vaezoo.evaluation import evaluation_rng
-from vaezoo.metrics import code_separability, he_groups, mutual_information_he, predicted_tokens
-from vaezoo.plugins import load_plugins
-from vaezoo.precision import autocast
-from vaezoo.rundir import RunDirectory
-from vaezoo.session import Session, load_trained, resolve_data_dir
-from vaezoo.test_priors import resolve_test_prior
+from vaezoo.api import (
+    Parser,
+    RunDirectory,
+    Session,
+    UsageError,
+    autocast,
+    code_separability,
+    diagonal_normal,
+    evaluation_rng,
+    he_groups,
+    isotropic_normal,
+    load_plugins,
+    load_trained,
+    mutual_information_he,
+    predicted_tokens,
+    quiet_when_output_closes,
+    resolve_data_dir,
+    resolve_test_prior,
+)
 
 
 def posterior_statistics(

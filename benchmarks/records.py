@@ -18,8 +18,7 @@ import attrs
 
 from benchmarks.aggregate import load_matrix
 from benchmarks.results import CELL_NAME, CELLS_DIR, MATRIX_NAME, cell_dir
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.errors import UsageError
+from vaezoo.api import Parser, UsageError, quiet_when_output_closes
 
 
 @attrs.frozen

@@ -58,9 +58,7 @@ from benchmarks.aggregate import (
     reference_group,
 )
 from benchmarks.results import DAMAGED, OK, PENDING
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.errors import UsageError
-from vaezoo.test_prior_names import check_test_prior
+from vaezoo.api import Parser, UsageError, check_test_prior, quiet_when_output_closes
 
 DIGITS = {"au": 1}
 #: Metrics that count things: a single seed's value is printed as the whole number it is.

@@ -30,9 +30,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from vaezoo.args import warn_once
-from vaezoo.errors import UsageError
-from vaezoo.schema import shape_problem
+from vaezoo.api import UsageError, shape_problem, warn_once
 
 MATRIX_NAME = "matrix.json"
 CELLS_DIR = "cells"

@@ -104,9 +104,7 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator, check_columns
-from vaezoo.args import Parser, quiet_when_output_closes, warn_once
-from vaezoo.errors import UsageError
-from vaezoo.rundir import process_text
+from vaezoo.api import Parser, UsageError, process_text, quiet_when_output_closes, warn_once
 
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).
 WAIT = "wait"
@@ -317,8 +315,7 @@ def _matrix_size(document: dict[str, Any], cells: Sequence[Cell]) -> int:
 
 def run_suite(args: argparse.Namespace) -> int:
     """The command's body; UsageErrors propagate to :func:`main`."""
-    from vaezoo.plugins import default_plugins
-    from vaezoo.session import resolve_data_dir
+    from vaezoo.api import default_plugins, resolve_data_dir
 
     for option in ("jobs", "threads"):
         if getattr(args, option) is not None and getattr(args, option) < 1:

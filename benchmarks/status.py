@@ -40,10 +40,18 @@ from benchmarks.results import (
     read_job,
     read_json,
 )
-from vaezoo.args import Parser, quiet_when_output_closes, warn_once
-from vaezoo.checkpoint import CHECKPOINT_NAME
-from vaezoo.errors import UsageError
-from vaezoo.rundir import CONFIG_NAME, LOCK_NAME, METRICS_NAME, process_gone, read_json_lines
+from vaezoo.api import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    LOCK_NAME,
+    METRICS_NAME,
+    Parser,
+    UsageError,
+    process_gone,
+    quiet_when_output_closes,
+    read_json_lines,
+    warn_once,
+)
 
 RUNNING, QUEUED, STOPPED, WAITING_STATE = "running", "queued", "stopped", "waiting"
 STATES = (OK, FAILED, SKIPPED, RUNNING, QUEUED, STOPPED, DAMAGED, PENDING, WAITING_STATE)

@@ -36,10 +36,7 @@ from typing import Any
 import attrs
 
 from benchmarks.aggregate import CONSTRAINT_METRICS, MI_METRICS, RULES, VALID_METRICS
-from vaezoo.config import SECTIONS, merge_raw
-from vaezoo.errors import UsageError
-from vaezoo.metrics import METRIC_NAMES
-from vaezoo.test_priors import check_test_prior
+from vaezoo.api import METRIC_NAMES, SECTIONS, UsageError, check_test_prior, merge_raw
 
 LAYOUTS = ("table1", "table2", "generic")
 DEFAULT_COLUMNS = {

@@ -27,15 +27,22 @@ import torch
 
 from benchmarks.results import PRIOR_INDEPENDENT
 from benchmarks.suite import Cell, Selection, Suite, selection_where
-from vaezoo.callbacks import RunHooks
-from vaezoo.config import RunConfig, check_no_ignored_settings, resolve
-from vaezoo.errors import UsageError
-from vaezoo.evaluation import evaluation_metrics, finish_metrics, validation_metrics
-from vaezoo.interfaces import Data
-from vaezoo.metric_names import METRIC_NAMES, REPORTED_WHEN
-from vaezoo.model import build_model_for_data
-from vaezoo.registry import Registry
-from vaezoo.session import Session
+from vaezoo.api import (
+    METRIC_NAMES,
+    REPORTED_WHEN,
+    Data,
+    Registry,
+    RunConfig,
+    RunHooks,
+    Session,
+    UsageError,
+    build_model_for_data,
+    check_no_ignored_settings,
+    evaluation_metrics,
+    finish_metrics,
+    resolve,
+    validation_metrics,
+)
 
 
 class Validator:

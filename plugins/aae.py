@@ -20,11 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaezoo import hookimpl
-from vaezoo.divergences import discriminator_jsd
-from vaezoo.interfaces import Regularizer, Step
-from vaezoo.optim import adam
-from vaezoo.params import param
+from vaezoo.api import Regularizer, Step, adam, discriminator_jsd, hookimpl, param
 from vaezoo_plugins.mlp import MAX_WIDTH, WIDTHS_NOTE, check_widths, perceptron
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import attrs
 from torch import Tensor
 
-from vaezoo import hookimpl
-from vaezoo.interfaces import Regularizer, Step
-from vaezoo.params import param
+from vaezoo.api import Regularizer, Step, hookimpl, param
 
 
 @attrs.frozen

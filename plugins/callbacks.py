@@ -14,15 +14,18 @@ from typing import Any
 
 import attrs
 
-from vaezoo import hookimpl
-from vaezoo.best import BestSoFar
-from vaezoo.errors import UsageError
-from vaezoo.evaluation import validation_metrics
-from vaezoo.interfaces import Callback
-from vaezoo.metric_names import REPORTED_WHEN
-from vaezoo.metrics import METRIC_NAMES
-from vaezoo.params import param
-from vaezoo.rundir import METRICS_NAME, read_json_lines
+from vaezoo.api import (
+    METRIC_NAMES,
+    METRICS_NAME,
+    REPORTED_WHEN,
+    BestSoFar,
+    Callback,
+    UsageError,
+    hookimpl,
+    param,
+    read_json_lines,
+    validation_metrics,
+)
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:

@@ -37,7 +37,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from vaezoo.errors import UsageError
+from vaezoo.api import UsageError
 
 SPLITS = ("train", "valid", "test")
 #: The largest fraction of a split's examples that may also occur in another split without data.allow_overlap: above

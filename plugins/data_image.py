@@ -74,10 +74,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaezoo import hookimpl
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, DataSpec, TrainedData
-from vaezoo.params import param
+from vaezoo.api import Data, DataSource, DataSpec, TrainedData, UsageError, hookimpl, param
 from vaezoo_plugins.data_checks import Read, check_splits_apart, image_keys
 
 SIDE = 28

@@ -8,12 +8,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from vaezoo import hookimpl
-from vaezoo.evaluation import evaluation_rng
-from vaezoo.figures import latent_scatter
-from vaezoo.interfaces import Data, DataSource, DataSpec
-from vaezoo.metrics import code_separability
-from vaezoo.params import param
+from vaezoo.api import Data, DataSource, DataSpec, code_separability, evaluation_rng, hookimpl, latent_scatter, param
 
 #: Numbers the generated data set may hold (float32: 1 GiB).
 MAX_NUMBERS = 2**28

@@ -70,10 +70,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from torch import Tensor
 
-from vaezoo import hookimpl
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, DataSpec, SourceRecord, evaluation_rows
-from vaezoo.params import param
+from vaezoo.api import Data, DataSource, DataSpec, SourceRecord, UsageError, evaluation_rows, hookimpl, param
 from vaezoo_plugins.data_checks import Read, check_splits_apart, document_keys, unknown_token_note
 from vaezoo_plugins.data_image import (
     ALLOW_OVERLAP_HELP,

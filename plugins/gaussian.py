@@ -6,10 +6,7 @@ import attrs
 import torch
 from torch.distributions import Distribution
 
-from vaezoo import hookimpl
-from vaezoo.distributions import isotropic_normal
-from vaezoo.interfaces import Prior
-from vaezoo.params import param
+from vaezoo.api import Prior, hookimpl, isotropic_normal, param
 
 
 class StandardPrior(Prior):

@@ -10,10 +10,7 @@ from __future__ import annotations
 import attrs
 from torch import Tensor
 
-from vaezoo import hookimpl
-from vaezoo.divergences import KERNELS, mmd
-from vaezoo.interfaces import Regularizer, Step
-from vaezoo.params import param
+from vaezoo.api import KERNELS, Regularizer, Step, hookimpl, mmd, param
 
 
 @attrs.frozen

@@ -47,11 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vaezoo import hookimpl
-from vaezoo.distributions import diagonal_normal_from
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Decoder, Encoder
-from vaezoo.params import param
+from vaezoo.api import DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, hookimpl, param
 
 #: LSTM activations held at once per chunk of sequences when gradients are off.
 ROW_ELEMENTS = 2**25

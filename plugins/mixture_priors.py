@@ -17,10 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 from torch.func import functional_call
 
-from vaezoo import hookimpl
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Encoder, Prior
-from vaezoo.params import param
+from vaezoo.api import Encoder, Prior, UsageError, hookimpl, param
 
 
 class MixtureOfGaussians(Prior):

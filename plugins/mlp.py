@@ -14,11 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from vaezoo import hookimpl
-from vaezoo.distributions import UNCHECKED, diagonal_normal_from
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Decoder, Encoder
-from vaezoo.params import param
+from vaezoo.api import UNCHECKED, DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, hookimpl, param
 
 
 def perceptron(sizes: list[int]) -> nn.Sequential:

@@ -17,11 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from vaezoo import hookimpl
-from vaezoo.distributions import isotropic_normal
-from vaezoo.interfaces import Encoder, Regularizer, Step
-from vaezoo.params import param
-from vaezoo.test_priors import TestPrior
+from vaezoo.api import Encoder, Regularizer, Step, TestPrior, hookimpl, isotropic_normal, param
 from vaezoo_plugins.betavae import kl_weight, penalised_kl
 
 

@@ -12,13 +12,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from vaezoo import hookimpl
-from vaezoo.interfaces import Data, NoiseSampler
-from vaezoo.params import param
-from vaezoo.precision import autocast
+from vaezoo.api import Data, NoiseSampler, autocast, hookimpl, param
 
 if TYPE_CHECKING:
-    from vaezoo.model import VAE
+    from vaezoo.api import VAE
 
 
 @attrs.frozen

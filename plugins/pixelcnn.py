@@ -53,10 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaezoo import hookimpl
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Decoder
-from vaezoo.params import param
+from vaezoo.api import DataSpec, Decoder, UsageError, hookimpl, param
 from vaezoo_plugins.resnet import ARCHS, channels_last, nhwc, refuse_sizes_fixed_by_arch
 
 PAPER_KERNELS = (7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3)

@@ -34,10 +34,7 @@ from typing import Any
 import attrs
 import torch
 
-from vaezoo import hookimpl
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSource
-from vaezoo.params import param
+from vaezoo.api import DataSource, UsageError, hookimpl, param
 from vaezoo_plugins.data_text import (
     PTB,
     SPLITS,

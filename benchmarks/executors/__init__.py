@@ -28,8 +28,7 @@ from typing import Any, ClassVar
 import attrs
 
 from benchmarks.cell_job import CellJob
-from vaezoo.errors import UsageError
-from vaezoo.plugins import PluginFailure, load_group
+from vaezoo.api import PluginFailure, UsageError, load_group
 
 GROUP = "vaezoo.executors"
 DEFAULT = "local"

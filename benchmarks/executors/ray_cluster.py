@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import benchmarks
 from benchmarks.cell_job import STOP_GRACE_S, CellJob
 from benchmarks.executors import Context, Executor, Option, Submission
-from vaezoo.errors import UsageError
+from vaezoo.api import UsageError
 
 #: Seconds to wait for a cluster's address to answer before giving up (Ray itself retries for minutes).
 CONNECT_TIMEOUT_S = 10.0

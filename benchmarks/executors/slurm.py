@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from benchmarks.cell_job import STOP_GRACE_S, CellJob
 from benchmarks.executors import Context, Executor, Option, Submission
-from vaezoo.errors import UsageError
+from vaezoo.api import UsageError
 
 #: Seconds between two looks at the jobs that have not ended (submitit rate-limits its sacct calls itself).
 POLL_S = 1.0

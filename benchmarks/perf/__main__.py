@@ -54,7 +54,7 @@ from benchmarks.perf.configs import (
     YARDSTICK_QUICK_REPEATS,
     YARDSTICK_REPEATS,
 )
-from vaezoo.args import Parser, quiet_when_output_closes
+from vaezoo.api import Parser, quiet_when_output_closes
 
 PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick", "evaluation")
 #: Parts whose FLOPs are counted: the peak is measured when one of them runs.

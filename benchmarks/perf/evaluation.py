@@ -31,15 +31,21 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.config import merge_raw, resolve
-from vaezoo.distributions import kl_or_estimate
-from vaezoo.errors import UsageError
-from vaezoo.metrics import active_units, mutual_information
-from vaezoo.model import build_model_for_data
-from vaezoo.plugins import load_plugins
-from vaezoo.precision import autocast
-from vaezoo.session import resolve_data_dir, subnormals_flushed
+from vaezoo.api import (
+    Parser,
+    UsageError,
+    active_units,
+    autocast,
+    build_model_for_data,
+    kl_or_estimate,
+    load_plugins,
+    merge_raw,
+    mutual_information,
+    quiet_when_output_closes,
+    resolve,
+    resolve_data_dir,
+    subnormals_flushed,
+)
 
 NETWORKS = {
     "omniglot": {"data": {"name": "omniglot"}, "encoder": {"name": "resnet"}, "decoder": {"name": "pixelcnn"}},

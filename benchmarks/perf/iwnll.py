@@ -23,12 +23,16 @@ import time
 import torch
 
 from benchmarks.perf.flops import count_flops
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.config import merge_raw, resolve
-from vaezoo.interfaces import DataSpec
-from vaezoo.metrics import importance_weighted_log_likelihood
-from vaezoo.model import build_model
-from vaezoo.plugins import load_plugins
+from vaezoo.api import (
+    DataSpec,
+    Parser,
+    build_model,
+    importance_weighted_log_likelihood,
+    load_plugins,
+    merge_raw,
+    quiet_when_output_closes,
+    resolve,
+)
 
 DIM = 784
 LATENT = 32

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from benchmarks.perf.configs import PRECISIONS
-from vaezoo.args import Parser, quiet_when_output_closes
+from vaezoo.api import Parser, quiet_when_output_closes
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

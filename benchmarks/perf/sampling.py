@@ -19,8 +19,7 @@ import time
 
 import torch
 
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.interfaces import DataSpec
+from vaezoo.api import DataSpec, Parser, quiet_when_output_closes
 from vaezoo_plugins.pixelcnn import PixelCNNDecoder, PixelCNNParams
 
 HEIGHT = WIDTH = 28

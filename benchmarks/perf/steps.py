@@ -38,17 +38,25 @@ import torch
 
 from benchmarks.perf.configs import ARCH_COMPONENTS, NETWORKS, PRECISIONS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
 from benchmarks.perf.flops import count_flops
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.config import TrainConfig, merge_raw, resolve
-from vaezoo.distributed import Context
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSpec
-from vaezoo.metrics import predicted_tokens
-from vaezoo.model import VAE, build_model_for_data
-from vaezoo.plugins import load_plugins
-from vaezoo.registry import Registry
-from vaezoo.session import configure_cpu, subnormals_flushed
-from vaezoo.step import TrainingStep
+from vaezoo.api import (
+    VAE,
+    Context,
+    Data,
+    DataSpec,
+    Parser,
+    Registry,
+    TrainConfig,
+    TrainingStep,
+    UsageError,
+    build_model_for_data,
+    configure_cpu,
+    load_plugins,
+    merge_raw,
+    predicted_tokens,
+    quiet_when_output_closes,
+    resolve,
+    subnormals_flushed,
+)
 from vaezoo_plugins.data_text import TextData
 
 IMAGE = DataSpec((1, 28, 28), "binary")
@@ -211,7 +219,7 @@ def parser() -> argparse.ArgumentParser:
 
 @quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
-    from vaezoo.session import resolve_data_dir
+    from vaezoo.api import resolve_data_dir
 
     args = parser().parse_args(argv)
     try:

@@ -21,9 +21,7 @@ import time
 
 import torch
 
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.interfaces import DataSpec
-from vaezoo.session import subnormals_flushed
+from vaezoo.api import DataSpec, Parser, quiet_when_output_closes, subnormals_flushed
 from vaezoo_plugins.lstm import LSTMEncoder, LSTMEncoderParams
 
 VOCAB = 20_000

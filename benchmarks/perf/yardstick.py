@@ -63,14 +63,22 @@ from benchmarks.perf.flops import count_flops, gflops_per_s
 from benchmarks.perf.peak import Matmul
 from benchmarks.perf.steps import equal_length_batch, image_batch, stepper, text_data
 from benchmarks.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, YardstickStep, parameter_count
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.config import RunConfig, merge_raw, resolve
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSpec
-from vaezoo.model import VAE, build_model_for_data
-from vaezoo.plugins import load_plugins
-from vaezoo.registry import Registry
-from vaezoo.session import configure_cpu, subnormals_flushed
+from vaezoo.api import (
+    VAE,
+    Data,
+    DataSpec,
+    Parser,
+    Registry,
+    RunConfig,
+    UsageError,
+    build_model_for_data,
+    configure_cpu,
+    load_plugins,
+    merge_raw,
+    quiet_when_output_closes,
+    resolve,
+    subnormals_flushed,
+)
 
 LATENT = 32
 #: Untimed steps of each system and precision before anything is counted or timed.
@@ -279,7 +287,7 @@ def parser() -> argparse.ArgumentParser:
 
 @quiet_when_output_closes
 def main(argv: Sequence[str] | None = None) -> int:
-    from vaezoo.session import resolve_data_dir
+    from vaezoo.api import resolve_data_dir
 
     args = parser().parse_args(argv)
     try:

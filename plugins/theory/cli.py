@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vaezoo.errors import UsageError
+from vaezoo.api import UsageError
 from vaezoo_plugins.theory.defaults import (
     DEFAULT_BETAS,
     DEFAULT_DELTAS,

@@ -30,8 +30,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical, kl_divergence
 
-from vaezoo.divergences import discriminator_jsd
-from vaezoo.errors import UsageError
+from vaezoo.api import UsageError, discriminator_jsd
 from vaezoo_plugins.theory.defaults import (
     DEFAULT_BETAS,
     DEFAULT_DELTAS,

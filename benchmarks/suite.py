@@ -6,7 +6,7 @@ A suite file has four tables (see ``benchmarks/README.md`` for a full example):
   variance); the report's table settings ``layout`` (table1, table2 or generic), ``rows``, ``columns``,
   ``seed_axis``, ``column_axis``, ``x_axis``, ``headers``; and ``default_profile``.
 - ``[base]``: a raw vaezoo config (sections data, encoder, decoder, prior, regularizer, noise, model, train,
-  eval, as in :mod:`vaezoo.config`).
+  eval, as in :mod:`vaezoo.config.run_config`).
 - ``[profile.NAME]``: raw config overrides for a budget (steps, sizes, evaluation subset ...), plus an optional
   ``axes`` table that replaces the values of some axes (fewer seeds, say).
 - ``[axes]``, in order: a *parameter axis* is a ``"SECTION.PARAM"`` key with a list of values; a *variant axis*

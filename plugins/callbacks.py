@@ -1,7 +1,7 @@
 """Callbacks on a run's lifecycle: a CSV and a TensorBoard logger, cyclical KL annealing, early stopping.
 
 Each is added to a run with ``--callback NAME`` and configured with ``--set callbacks.NAME.PARAM=VALUE``; see
-``vaezoo.hookspecs`` for the hooks and when they are called.
+``vaezoo.plugins.hookspecs`` for the hooks and when they are called.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ file (``valid_fraction``, by character for Omniglot) and need a test file: the s
 of the full sets. When the data is loaded, a note on stderr names each standard file present in the data directory
 that ``auto`` uses (adding one changes the data of later runs) or that the configuration does not use (with the
 setting that would). The loaded :class:`BinarisedImages` records which file made each
-split and how (``sources``, see :class:`vaezoo.interfaces.Data`).
+split and how (``sources``, see :class:`vaezoo.components.interfaces.Data`).
 
 Splits are kept apart (:mod:`vaezoo_plugins.data_checks`): two splits read from one file, or sharing more than 5 %
 of their images (equal grey levels), are refused unless ``data.allow_overlap`` is set; fewer shared images are noted

@@ -234,7 +234,7 @@ class TextData(Data):
 
     ``splits[name] 'n t'`` holds each split padded to its longest sequence; ``lengths[name] 'n'`` the number of
     non-padding tokens of each sequence (start and end included); ``sources`` where each split comes from (see
-    :class:`~vaezoo.interfaces.Data`; empty unless a source fills it).
+    :class:`~vaezoo.components.interfaces.Data`; empty unless a source fills it).
     """
 
     def __init__(self, splits: Mapping[str, Tensor], vocabulary: Vocabulary, max_len: int, bucket_batches: int):

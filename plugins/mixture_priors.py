@@ -114,7 +114,7 @@ class VampPrior(Prior):
         if not self._encoder:
             raise RuntimeError(
                 "prior 'vamp' is defined through the model's encoder: call attach(encoder) first "
-                "(vaezoo.model.build_model does)"
+                "(vaezoo.model.assembly.build_model does)"
             )
         return self._encoder[0]
 

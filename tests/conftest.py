@@ -14,8 +14,8 @@ from mutation_hook import load_plugins_from_mutated_copy
 
 load_plugins_from_mutated_copy()  # before vaezoo loads its plugins; does nothing outside a mutmut run
 
-from vaezoo.config import merge_raw, resolve  # noqa: E402
-from vaezoo.plugins import load_plugins  # noqa: E402
+from vaezoo.config.run_config import merge_raw, resolve  # noqa: E402
+from vaezoo.plugins.loading import load_plugins  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("VAEZOO_DATA", REPO.parent / "shared" / "data")).resolve()
@@ -66,7 +66,7 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     """``vaezoo ARGS`` in a real child process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli", *args],
+        [sys.executable, "-m", "vaezoo.cli.main", *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaezoo.cli import main
-from vaezoo.config import SECTIONS
+from vaezoo.cli.main import main
+from vaezoo.config.run_config import SECTIONS
 
 KNOWN_KEYS = ["name", "beta", "delta", "K", "hidden", "lambda", "kernel", "steps", "lr", "seed", "latent_dim",
               "batch_size", "sigma", "refresh_every", "dim", "n_train", "iw_samples", "test_prior", "device",

@@ -36,9 +36,9 @@ from benchmarks.suite import (
 from benchmarks.validate import Validator
 from tests.conftest import REPO
 from vaezoo import hookimpl
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, DataSpec
-from vaezoo.plugins import load_plugins
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import Data, DataSource, DataSpec
+from vaezoo.plugins.loading import load_plugins
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"
 
@@ -182,7 +182,7 @@ TOKENS = {"data": {"name": "fixture_tokens"}}
     ],
 )
 def test_invalid_combinations_are_skipped_with_vaezoo_s_reason(validator, raw, fragments):
-    from vaezoo.config import merge_raw
+    from vaezoo.config.run_config import merge_raw
 
     reason = validator.skip_reason(merge_raw(raw))
     assert reason is not None
@@ -191,7 +191,7 @@ def test_invalid_combinations_are_skipped_with_vaezoo_s_reason(validator, raw, f
 
 
 def test_problems_of_the_machine_are_not_skip_reasons(validator):
-    from vaezoo.config import merge_raw
+    from vaezoo.config.run_config import merge_raw
 
     assert validator.skip_reason(merge_raw({"regularizer": {"name": "ncvae"}})) is None
     assert validator.skip_reason(merge_raw({"train": {"device": "cuda:99"}})) is None
@@ -565,7 +565,7 @@ def test_lstm_step_times_come_with_token_throughput_and_refused_variants_with_th
 def test_subnormal_measurement_times_both_modes_and_leaves_the_callers_mode_alone():
     from benchmarks.perf.__main__ import markdown
     from benchmarks.perf.subnormals import measure_subnormals
-    from vaezoo.session import flushing_subnormals
+    from vaezoo.runs.session import flushing_subnormals
 
     before = flushing_subnormals()
     result = measure_subnormals(batch=2, length=40, embed_dim=8, hidden=16, repeats=2, threads=1)

@@ -10,14 +10,14 @@ import pytest
 
 from tests.conftest import run_cli, small_config
 from vaezoo import hookimpl
-from vaezoo.best import BestSoFar
-from vaezoo.callbacks import RunHooks
-from vaezoo.checkpoint import load_checkpoint
-from vaezoo.evaluation import evaluate_split
-from vaezoo.interfaces import Callback
-from vaezoo.plugins import load_plugins
-from vaezoo.session import load_trained
-from vaezoo.train import Trainer
+from vaezoo.components.interfaces import Callback
+from vaezoo.evaluation.evaluate import evaluate_split
+from vaezoo.plugins.loading import load_plugins
+from vaezoo.runs.checkpoint import load_checkpoint
+from vaezoo.runs.session import load_trained
+from vaezoo.training.best import BestSoFar
+from vaezoo.training.callbacks import RunHooks
+from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.callbacks import cyclical_factor
 
 

@@ -20,16 +20,16 @@ from benchmarks.suite import load_suite
 from benchmarks.validate import Validator, check_columns
 from tests.conftest import REPO, run_cli, small_config, small_raw
 from vaezoo import hookimpl
-from vaezoo.callbacks import RunHooks
-from vaezoo.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from vaezoo.cli import _check_resume_length
-from vaezoo.config import check_no_ignored_settings, merge_raw, resolve
-from vaezoo.errors import UsageError
-from vaezoo.evaluation import evaluation_metrics, finish_metrics, validation_metrics
-from vaezoo.interfaces import Encoder
-from vaezoo.plugins import load_plugins
-from vaezoo.rundir import STOPPED_EARLY, RunDirectory
-from vaezoo.session import open_session
+from vaezoo.base.errors import UsageError
+from vaezoo.cli.main import _check_resume_length
+from vaezoo.components.interfaces import Encoder
+from vaezoo.config.run_config import check_no_ignored_settings, merge_raw, resolve
+from vaezoo.evaluation.evaluate import evaluation_metrics, finish_metrics, validation_metrics
+from vaezoo.plugins.loading import load_plugins
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from vaezoo.runs.directory import STOPPED_EARLY, RunDirectory
+from vaezoo.runs.session import open_session
+from vaezoo.training.callbacks import RunHooks
 from vaezoo_plugins.callbacks import validations_left
 
 pytestmark = pytest.mark.adversarial
@@ -94,7 +94,7 @@ def test_test_prior_variance_only_under_an_isotropic_test_prior(plugins):
 
 
 def test_the_reported_metrics_are_those_an_evaluation_reports(synthetic, ptb):
-    from vaezoo.evaluation import evaluate_split
+    from vaezoo.evaluation.evaluate import evaluate_split
 
     for session in (synthetic, ptb):
         for iw_samples in (0, 2):
@@ -396,7 +396,7 @@ def vaezoo_register(register) -> None:
 
 
 def test_mi_he_only_for_diagonal_gaussian_posteriors_as_an_evaluation_finds():
-    from vaezoo.evaluation import evaluate_split
+    from vaezoo.evaluation.evaluate import evaluate_split
 
     with_laplace = load_plugins(extra=(sys.modules[__name__],))
     raw = small_raw()

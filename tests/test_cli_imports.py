@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-import vaezoo.interfaces
-import vaezoo.kinds
-import vaezoo.metric_names
-import vaezoo.metrics
-import vaezoo.test_prior_names
-import vaezoo.test_priors
+import vaezoo.components.interfaces
+import vaezoo.config.test_prior_setting
+import vaezoo.evaluation.metric_names
+import vaezoo.evaluation.metrics
+import vaezoo.evaluation.test_time_priors
+import vaezoo.plugins.kinds
 from vaezoo_plugins.theory import defaults as theory_defaults
 from vaezoo_plugins.theory import lab as theory_lab
 from vaezoo_plugins.theory import report as theory_report
@@ -70,7 +70,7 @@ def probe(statement: str) -> dict:
     ],
 )
 def test_help_and_usage_errors_import_nothing_heavy(argv, code, shown):
-    got = probe(f"import vaezoo.cli; code = vaezoo.cli.main({argv!r})")  # returns or exits
+    got = probe(f"import vaezoo.cli.main; code = vaezoo.cli.main.main({argv!r})")  # returns or exits
     assert got["code"] == code, got
     assert shown in got["stdout"] + got["stderr"], got
     assert got["loaded"] == [], got["loaded"]
@@ -80,16 +80,16 @@ def test_help_and_usage_errors_import_nothing_heavy(argv, code, shown):
 
 @pytest.mark.slow
 def test_the_probe_sees_torch_when_it_is_imported():
-    assert "torch" in probe("import vaezoo.interfaces")["loaded"]
+    assert "torch" in probe("import vaezoo.components.interfaces")["loaded"]
 
 
 def test_torch_free_names_have_one_definition_that_the_heavy_modules_re_export():
-    assert vaezoo.interfaces.KINDS is vaezoo.kinds.KINDS
-    assert vaezoo.interfaces.ALL_KINDS is vaezoo.kinds.ALL_KINDS
-    assert vaezoo.interfaces.MULTI_KINDS is vaezoo.kinds.MULTI_KINDS
-    assert vaezoo.metrics.METRIC_NAMES is vaezoo.metric_names.METRIC_NAMES
-    assert vaezoo.metrics.METRIC_LEGEND is vaezoo.metric_names.METRIC_LEGEND
-    assert vaezoo.test_priors.check_test_prior is vaezoo.test_prior_names.check_test_prior
+    assert vaezoo.components.interfaces.KINDS is vaezoo.plugins.kinds.KINDS
+    assert vaezoo.components.interfaces.ALL_KINDS is vaezoo.plugins.kinds.ALL_KINDS
+    assert vaezoo.components.interfaces.MULTI_KINDS is vaezoo.plugins.kinds.MULTI_KINDS
+    assert vaezoo.evaluation.metrics.METRIC_NAMES is vaezoo.evaluation.metric_names.METRIC_NAMES
+    assert vaezoo.evaluation.metrics.METRIC_LEGEND is vaezoo.evaluation.metric_names.METRIC_LEGEND
+    assert vaezoo.evaluation.test_time_priors.check_test_prior is vaezoo.config.test_prior_setting.check_test_prior
     assert theory_lab.REGULARIZERS is theory_defaults.REGULARIZERS
     assert theory_report.FILES is theory_defaults.FILES
     config = theory_lab.LabConfig()

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch.distributions import Distribution
 
-from vaezoo.config import merge_raw, resolve
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Step
-from vaezoo.model import build_model
-from vaezoo.plugins import load_plugins
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import DataSpec, Step
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.model.assembly import build_model
+from vaezoo.plugins.loading import load_plugins
 
 REGISTRY = load_plugins().registry
 SPECS = {
@@ -24,7 +24,7 @@ SPECS = {
     "tokens": DataSpec((9,), "tokens", vocab_size=30, pad_id=0, bos_id=1, eos_id=2),
 }
 LATENT = 3
-#: Names :meth:`vaezoo.model.VAE.loss` logs itself; a regulariser's term of the same name would overwrite one.
+#: Names :meth:`vaezoo.model.assembly.VAE.loss` logs itself; a regulariser's term of the same name would overwrite one.
 LOGGED_BY_THE_TRAINER = ("loss", "recon", "kl")
 
 

@@ -33,9 +33,9 @@ from benchmarks.suite import expand, load_suite, matrix_document
 from benchmarks.validate import Validator
 from tests.conftest import REPO, run_cli
 from tests.test_benchmarks import TINY_BASE
-from vaezoo.checkpoint import CHECKPOINT_NAME
-from vaezoo.errors import UsageError
-from vaezoo.rundir import (
+from vaezoo.base.errors import UsageError
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME
+from vaezoo.runs.directory import (
     CONFIG_NAME,
     HISTORY_NAME,
     METRICS_NAME,
@@ -450,9 +450,9 @@ def test_every_command_ends_quietly_when_its_output_is_closed(finished_suite, tm
         ["benchmarks.run", str(suite), "--out", str(out), "--dry-run"],
         ["benchmarks.diagnose", run],
         ["benchmarks.perf.peak", "--size", "16", "--repeats", "1", "--threads", "1"],
-        ["vaezoo.cli", "list"],
-        ["vaezoo.cli", "theory"],
-        ["vaezoo.cli", "eval", run, "--json", "--no-progress"],
+        ["vaezoo.cli.main", "list"],
+        ["vaezoo.cli.main", "theory"],
+        ["vaezoo.cli.main", "eval", run, "--json", "--no-progress"],
     ]
     for command in commands:
         ended = output_closed(*command)

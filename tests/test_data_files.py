@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from vaezoo.cli import main
-from vaezoo.config import merge_raw, resolve
-from vaezoo.errors import UsageError
+from vaezoo.base.errors import UsageError
+from vaezoo.cli.main import main
+from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo_plugins.data_image import (
     IDX1_UBYTE,
     IDX3_UBYTE,

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import evaluation_rows
-from vaezoo.params import build_params
+from vaezoo.base.errors import UsageError
+from vaezoo.base.params import build_params
+from vaezoo.components.interfaces import evaluation_rows
 from vaezoo_plugins.data_image import (
     CHARDATA,
     FIXED_BITS,
@@ -336,7 +336,7 @@ def test_chardata_without_scipy_says_which_extra_to_install(tmp_path, monkeypatc
 
 def vaezoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "VAEZOO_DATA"}
-    command = [sys.executable, "-m", "vaezoo.cli", *args]
+    command = [sys.executable, "-m", "vaezoo.cli.main", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 

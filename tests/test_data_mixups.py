@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from vaezoo.cli import main
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import TrainedData
+from vaezoo.base.errors import UsageError
+from vaezoo.cli.main import main
+from vaezoo.components.interfaces import TrainedData
 from vaezoo_plugins.data_checks import (
     MAX_SHARED_FRACTION,
     MAX_UNKNOWN_TOKEN_RATE,

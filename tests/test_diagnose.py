@@ -13,7 +13,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 from benchmarks.diagnose import posterior_statistics
 from tests.conftest import REPO, run_cli
-from vaezoo.metrics import he_groups
+from vaezoo.evaluation.metrics import he_groups
 
 D, N = 4, 2000
 

@@ -25,14 +25,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tests.conftest import small_raw
 from vaezoo import hookimpl
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from vaezoo.config import merge_raw, resolve
-from vaezoo.distributed import Context, ShardedBatch, process_group
-from vaezoo.distributions import diagonal_normal, diagonal_normal_from, isotropic_normal
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import WHOLE_BATCH, BatchStatistics, Step
-from vaezoo.plugins import load_plugins
-from vaezoo.train import Trainer
+from vaezoo.base.errors import UsageError
+from vaezoo.components.distributions import diagonal_normal, diagonal_normal_from, isotropic_normal
+from vaezoo.components.interfaces import WHOLE_BATCH, BatchStatistics, Step
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.plugins.loading import load_plugins
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vaezoo.training.distributed import Context, ShardedBatch, process_group
+from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.mlp import MLPEncoder
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
@@ -244,9 +244,10 @@ RUN = [
 
 
 def torchrun(*args: str, logs: Path) -> subprocess.CompletedProcess:
-    """``torchrun --nproc-per-node 2 -m vaezoo.cli ARGS``; each rank's output goes to its own files under ``logs``."""
+    """``torchrun --nproc-per-node 2 -m vaezoo.cli.main ARGS``; each rank's output goes to its own files under
+    ``logs``."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}"]
-    command += ["--redirects", "3", "--log-dir", str(logs), "-m", "vaezoo.cli", *args]
+    command += ["--redirects", "3", "--log-dir", str(logs), "-m", "vaezoo.cli.main", *args]
     env = {**os.environ, **CHILD_ENV}
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.conftest import run_cli
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -26,7 +26,7 @@ EXPECTED_STEPS = list(range(5, 61, 5))
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "vaezoo.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "vaezoo.cli.main", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaezoo.cli import main
-from vaezoo.config import EvalConfig, ModelConfig, TrainConfig
-from vaezoo.interfaces import KINDS
-from vaezoo.params import public_name
-from vaezoo.plugins import load_plugins
+from vaezoo.base.params import public_name
+from vaezoo.cli.main import main
+from vaezoo.components.interfaces import KINDS
+from vaezoo.config.run_config import EvalConfig, ModelConfig, TrainConfig
+from vaezoo.plugins.loading import load_plugins
 
 pytestmark = pytest.mark.slow
 

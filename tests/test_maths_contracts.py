@@ -16,12 +16,12 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, kl_divergence
 
 from tests.conftest import small_config
-from vaezoo.distributions import diagonal_normal, isotropic_normal, kl_or_estimate
-from vaezoo.interfaces import DataSpec, Step
-from vaezoo.metrics import evaluate_priors
-from vaezoo.model import build_model
-from vaezoo.plugins import load_plugins
-from vaezoo.test_priors import resolve_test_prior
+from vaezoo.components.distributions import diagonal_normal, isotropic_normal, kl_or_estimate
+from vaezoo.components.interfaces import DataSpec, Step
+from vaezoo.evaluation.metrics import evaluate_priors
+from vaezoo.evaluation.test_time_priors import resolve_test_prior
+from vaezoo.model.assembly import build_model
+from vaezoo.plugins.loading import load_plugins
 from vaezoo_plugins.mlp import MLPEncoder, MLPParams
 from vaezoo_plugins.ncvae import optimal_test_variance
 

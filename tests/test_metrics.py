@@ -17,10 +17,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from vaezoo.distributions import isotropic_normal
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec, Regularizer, evaluation_rows
-from vaezoo.metrics import (
+from vaezoo.base.errors import UsageError
+from vaezoo.components.distributions import isotropic_normal
+from vaezoo.components.interfaces import DataSpec, Regularizer, evaluation_rows
+from vaezoo.evaluation.metrics import (
     active_units,
     evaluate,
     he_groups,
@@ -30,8 +30,8 @@ from vaezoo.metrics import (
     mutual_information_he,
     pairwise_log_density,
 )
-from vaezoo.plugins import load_plugins
-from vaezoo.test_priors import isotropic_variance, offered_test_priors, resolve_test_prior
+from vaezoo.evaluation.test_time_priors import isotropic_variance, offered_test_priors, resolve_test_prior
+from vaezoo.plugins.loading import load_plugins
 from vaezoo_plugins.mlp import MLPDecoder, MLPDecoderParams, MLPEncoder, MLPParams
 from vaezoo_plugins.ncvae import kl_optimal_test_variance, tuned_test_variance
 

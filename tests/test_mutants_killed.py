@@ -17,13 +17,17 @@ from torch.distributions import Categorical, Independent, Laplace, MixtureSameFa
 from benchmarks.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, valid_metric
 from tests.conftest import small_config
 from tests.test_metrics import RowCountingDecoder, exact_encoder, linear_decoder, linear_encoder, marginal
-from vaezoo.config import TrainConfig
-from vaezoo.distributed import Context
-from vaezoo.distributions import diagonal_normal, diagonal_normal_from, isotropic_normal, refuses_invalid_parameters
-from vaezoo.divergences import discriminator_jsd, mmd
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSpec, Encoder, Step
-from vaezoo.metrics import (
+from vaezoo.base.errors import UsageError
+from vaezoo.components.distributions import (
+    diagonal_normal,
+    diagonal_normal_from,
+    isotropic_normal,
+    refuses_invalid_parameters,
+)
+from vaezoo.components.divergences import discriminator_jsd, mmd
+from vaezoo.components.interfaces import Data, DataSpec, Encoder, Step
+from vaezoo.config.run_config import TrainConfig
+from vaezoo.evaluation.metrics import (
     active_units,
     code_separability,
     evaluate,
@@ -32,9 +36,10 @@ from vaezoo.metrics import (
     mutual_information_he,
     perplexities,
 )
-from vaezoo.model import VAE, build_model, build_model_for_data
-from vaezoo.step import NonFiniteLoss, TrainingStep, make_optimizer
-from vaezoo.test_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
+from vaezoo.evaluation.test_time_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
+from vaezoo.model.assembly import VAE, build_model, build_model_for_data
+from vaezoo.training.distributed import Context
+from vaezoo.training.step import NonFiniteLoss, TrainingStep, make_optimizer
 from vaezoo_plugins.aae import AAE, AAEParams
 from vaezoo_plugins.betavae import BetaParams, BetaVAE
 from vaezoo_plugins.data_synthetic import NoisyData
@@ -62,7 +67,7 @@ def snapshot(parameters) -> list[Tensor]:
     return [p.detach().clone() for p in parameters]
 
 
-# -- the optimisers and one training step (vaezoo.step) ------------------------------------------------------------
+# -- the optimisers and one training step (vaezoo.training.step) -------------------------------------------------------
 
 
 def test_sgd_gets_the_configured_learning_rate_and_momentum_and_adam_the_learning_rate():
@@ -175,7 +180,7 @@ def test_without_auxiliary_parameters_there_is_no_auxiliary_optimiser(registry):
     assert TrainingStep(small_model(registry), train_config()).auxiliary_optimizer is None
 
 
-# -- the training loss and the model's parameters (vaezoo.model) -------------------------------------------------
+# -- the training loss and the model's parameters (vaezoo.model.assembly) ----------------------------------------------
 
 
 def test_the_loss_is_the_mean_reconstruction_error_plus_every_regulariser_term_and_the_kl_is_logged():
@@ -201,7 +206,7 @@ def test_the_models_optimiser_gets_every_parameter_but_the_discriminators():
     assert [id(p) for p in model.main_parameters()] == [id(p) for p in expected]
 
 
-# -- the separability of data and noise codes (vaezoo.metrics) ---------------------------------------------------
+# -- the separability of data and noise codes (vaezoo.evaluation.metrics) ----------------------------------------------
 
 
 def test_codes_told_apart_by_their_spread_alone_are_separated_and_codes_of_one_distribution_are_not():
@@ -225,7 +230,7 @@ def test_separability_is_scored_on_the_held_out_half_and_is_reproducible_by_seed
     assert code_separability(data, noise, seed=3) == accuracy
 
 
-# -- test priors (vaezoo.test_priors, plugins.gaussian) -------------------------------------------------------------
+# -- test priors (vaezoo.evaluation.test_time_priors, plugins.gaussian) ------------------------------------------------
 
 
 def test_an_unoffered_test_prior_name_is_refused_before_training_and_a_variance_needs_no_offer():
@@ -253,7 +258,7 @@ def test_objectives_without_a_contrastive_term_imply_the_training_prior_as_test_
     assert regularizer.optimal_test_variance() == 1.0
 
 
-# -- one training step's forward pass (vaezoo.model.VAE.forward_step) ------------------------------------------
+# -- one training step's forward pass (vaezoo.model.assembly.VAE.forward_step) -----------------------------------------
 
 
 def test_the_forward_step_records_its_inputs_and_one_log_likelihood_per_example(registry):
@@ -514,7 +519,7 @@ def test_the_standard_prior_is_n_0_i_in_the_dtype_of_the_model():
     torch.testing.assert_close(prior.variance, torch.ones(3, dtype=torch.float64))
 
 
-# -- models built for loaded data (vaezoo.model, plugins.noise) -------------------------------------------------
+# -- models built for loaded data (vaezoo.model.assembly, plugins.noise) -----------------------------------------------
 
 
 def splits(spec: DataSpec) -> tuple[Tensor, Tensor, Tensor]:
@@ -678,7 +683,7 @@ def test_separability_does_not_depend_on_the_scale_of_the_codes():
     assert code_separability(data, noise) >= 0.93
 
 
-# -- evaluation: IW-NLL on a subset, progress, memory bound (vaezoo.metrics) ---------------------------------------
+# -- evaluation: IW-NLL on a subset, progress, memory bound (vaezoo.evaluation.metrics) --------------------------------
 
 LATENT, FEATURES = 2, 3  # the linear Gaussian model of tests/test_metrics.py
 
@@ -737,7 +742,7 @@ def test_the_standard_error_of_iw_nll_over_two_close_examples_is_half_their_diff
     assert result["iw_nll_se"] == pytest.approx(abs(exact[0] - exact[1]).item() / 2, abs=1e-4)
 
 
-# -- MI and active units (vaezoo.metrics) ------------------------------------------------------------------------
+# -- MI and active units (vaezoo.evaluation.metrics) -------------------------------------------------------------------
 
 
 def test_he_mi_over_groups_is_the_size_weighted_mean_of_each_groups_estimate():

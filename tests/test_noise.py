@@ -7,12 +7,12 @@ import torch
 
 from tests.conftest import small_config
 from vaezoo import hookimpl
-from vaezoo.config import merge_raw, resolve
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, DataSpec
-from vaezoo.model import build_model
-from vaezoo.plugins import load_plugins
-from vaezoo.train import Trainer
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import Data, DataSource, DataSpec
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.model.assembly import build_model
+from vaezoo.plugins.loading import load_plugins
+from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.noise import DecoderNoise, DecoderNoiseParams, GaussianNoise, GaussianNoiseParams
 
 REAL = DataSpec((50,), "real")

@@ -21,9 +21,9 @@ from benchmarks.perf.configs import PRECISIONS
 from benchmarks.perf.flops import count_flops, rnn_matmul_flops
 from benchmarks.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, parameter_count
 from tests.conftest import REPO
-from vaezoo.config import merge_raw, resolve
-from vaezoo.interfaces import DataSpec
-from vaezoo.model import build_model
+from vaezoo.components.interfaces import DataSpec
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.model.assembly import build_model
 
 IMAGES = DataSpec((1, 28, 28), "binary")
 YAHOO = DataSpec((202,), "tokens", vocab_size=20_000, pad_id=0, bos_id=1, eos_id=2, unk_id=3)

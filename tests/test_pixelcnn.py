@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaezoo.config import merge_raw, resolve
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec
-from vaezoo.model import build_model
-from vaezoo.params import build_params
+from vaezoo.base.errors import UsageError
+from vaezoo.base.params import build_params
+from vaezoo.components.interfaces import DataSpec
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.model.assembly import build_model
 from vaezoo_plugins.pixelcnn import PAPER_KERNELS, PixelCNN, PixelCNNDecoder, PixelCNNParams
 
 SMALL = PixelCNNParams(kernels=(5, 3, 3), channels=8, z_channels=2)

@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import REPO
 from tests.conftest import run_cli as run_vaezoo
 from tests.test_plugins import PLUGIN_SITE, TINY_RUN, parse_listing
-from vaezoo.plugins import DISABLE_VARIABLE
+from vaezoo.plugins.loading import DISABLE_VARIABLE
 
 README = REPO / "README.md"
 SECTION = "## Writing a plugin"

@@ -26,12 +26,12 @@ from torch.distributions import Independent, Normal
 
 from tests.conftest import run_cli as run_vaezoo
 from vaezoo import hookimpl
-from vaezoo.config import merge_raw, resolve
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import KINDS, Regularizer, Step
-from vaezoo.params import build_params
-from vaezoo.plugins import DISABLE_VARIABLE, PluginFailure, load_plugins
-from vaezoo.registry import DuplicateComponent, Registry
+from vaezoo.base.errors import UsageError
+from vaezoo.base.params import build_params
+from vaezoo.components.interfaces import KINDS, Regularizer, Step
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.plugins.loading import DISABLE_VARIABLE, PluginFailure, load_plugins
+from vaezoo.plugins.registry import DuplicateComponent, Registry
 from vaezoo_plugins import mlp
 from vaezoo_plugins.betavae import BetaVAE
 
@@ -73,7 +73,7 @@ TINY_RUN = (
 
 
 def run_cli(*args: str, sites: tuple[Path, ...], cwd: Path, disable: str | None = None):
-    """``python -m vaezoo.cli ARGS`` in a fresh process with ``sites`` first on PYTHONPATH."""
+    """``python -m vaezoo.cli.main ARGS`` in a fresh process with ``sites`` first on PYTHONPATH."""
     env = {"PYTHONPATH": os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env[DISABLE_VARIABLE] = disable or ""
     env["OMP_NUM_THREADS"] = "1"
@@ -463,7 +463,7 @@ def test_duplicate_registration_is_a_failure_naming_both_origins(clean_plugin_en
     plugins = load_plugins(extra=(DuplicateBetaVAE,))
     assert len(plugins.failures) == 1
     error = plugins.failures[0].error
-    assert error.startswith("vaezoo.registry.DuplicateComponent: regularizer 'betavae' is registered twice: ")
+    assert error.startswith("vaezoo.plugins.registry.DuplicateComponent: regularizer 'betavae' is registered twice: ")
     assert BETAVAE_ORIGIN in error and "plugin 'DuplicateBetaVAE'" in error
     assert plugins.registry.names("regularizer").count("betavae") == 1  # one of the two, never a mixture
 

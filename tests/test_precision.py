@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from vaezoo.config import merge_raw, resolve
-from vaezoo.distributed import Context
-from vaezoo.interfaces import DataSpec
-from vaezoo.model import build_model
-from vaezoo.precision import autocast
-from vaezoo.step import TrainingStep
-from vaezoo.train import Trainer
+from vaezoo.components.interfaces import DataSpec
+from vaezoo.components.precision import autocast
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.model.assembly import build_model
+from vaezoo.training.distributed import Context
+from vaezoo.training.step import TrainingStep
+from vaezoo.training.trainer import Trainer
 
 IMAGES = DataSpec((1, 28, 28), "binary")
 TOKENS = DataSpec((12,), "tokens", vocab_size=30, pad_id=0, bos_id=1, eos_id=2, unk_id=3)

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from tests.conftest import run_cli, small_raw
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from vaezoo.config import merge_raw, resolve
-from vaezoo.distributions import kl_or_estimate
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec
-from vaezoo.model import build_model
-from vaezoo.session import open_session
+from vaezoo.base.errors import UsageError
+from vaezoo.components.distributions import kl_or_estimate
+from vaezoo.components.interfaces import DataSpec
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.model.assembly import build_model
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vaezoo.runs.session import open_session
 
 SPECS = {"real": DataSpec((12,), "real"), "binary": DataSpec((1, 4, 5), "binary")}
 TOKENS = DataSpec((9,), "tokens", vocab_size=30, pad_id=0, bos_id=1, eos_id=2)

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from tests.conftest import run_cli
 from tests.test_pixelcnn import calibrate_norms, dependency, fast_and_naive, window_pattern
-from vaezoo.config import RunConfig, merge_raw, parse_override, resolve
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec
-from vaezoo.model import VAE, build_model
-from vaezoo.session import open_session
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import DataSpec
+from vaezoo.config.run_config import RunConfig, merge_raw, parse_override, resolve
+from vaezoo.model.assembly import VAE, build_model
+from vaezoo.runs.session import open_session
 from vaezoo_plugins.pixelcnn import PAPER_KERNELS, Bottleneck, He2019PixelCNN, PixelCNNDecoder, PixelCNNParams
 
 #: ``--set`` settings of an Omniglot run with the ResNet encoder and PixelCNN decoder, 32-d z, and He et al.'s archs.

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal
 
-from vaezoo.distributions import isotropic_normal
-from vaezoo.divergences import discriminator_jsd, mmd
-from vaezoo.interfaces import Step
+from vaezoo.components.distributions import isotropic_normal
+from vaezoo.components.divergences import discriminator_jsd, mmd
+from vaezoo.components.interfaces import Step
 from vaezoo_plugins.aae import AAE, AAEParams
 from vaezoo_plugins.betavae import BetaParams, BetaVAE
 from vaezoo_plugins.infovae import InfoParams, InfoVAE
@@ -99,8 +99,8 @@ def test_infovae_combines_kl_and_mmd_with_its_weights():
 
 
 def test_infovae_lambda_is_spelt_lambda(registry):
-    from vaezoo.config import merge_raw, resolve
-    from vaezoo.errors import UsageError
+    from vaezoo.base.errors import UsageError
+    from vaezoo.config.run_config import merge_raw, resolve
 
     config = resolve(merge_raw({"regularizer": {"name": "infovae", "lambda": 50}}), registry)
     assert config.regularizer.params.lambda_ == 50.0

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "vaezoo.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "vaezoo.cli.main", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -220,7 +220,7 @@ def test_resume_alone_finds_the_recorded_data_directory(tmp_path, data_dir):
     assert first.returncode == 0, first.stderr
     without_variable = {key: value for key, value in os.environ.items() if key != "VAEZOO_DATA"}
     resumed = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli", "run", "--resume", str(out), "--steps", "20", "--no-progress"],
+        [sys.executable, "-m", "vaezoo.cli.main", "run", "--resume", str(out), "--steps", "20", "--no-progress"],
         capture_output=True,
         text=True,
         env=without_variable,
@@ -228,7 +228,7 @@ def test_resume_alone_finds_the_recorded_data_directory(tmp_path, data_dir):
     )
     assert resumed.returncode == 0, resumed.stderr
     evaluated = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli", "eval", str(out), "--iw-samples", "0", "--json", "--no-progress"],
+        [sys.executable, "-m", "vaezoo.cli.main", "eval", str(out), "--iw-samples", "0", "--json", "--no-progress"],
         capture_output=True,
         text=True,
         env=without_variable,
@@ -290,8 +290,8 @@ def test_eval_takes_evaluation_settings_and_shows_progress(tmp_path):
 
 
 def test_a_run_directory_that_is_a_file_is_refused_with_advice_for_the_command_at_hand(tmp_path):
-    from vaezoo.errors import UsageError
-    from vaezoo.rundir import RunDirectory
+    from vaezoo.base.errors import UsageError
+    from vaezoo.runs.directory import RunDirectory
 
     file = tmp_path / "notes.txt"
     file.write_text("")

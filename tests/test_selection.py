@@ -39,7 +39,7 @@ from benchmarks.suite import (
 )
 from tests.conftest import REPO
 from tests.test_benchmarks import TINY_BASE
-from vaezoo.errors import UsageError
+from vaezoo.base.errors import UsageError
 
 SUITE = """
 [suite]

@@ -24,9 +24,10 @@ import pytest
 from tests.conftest import REPO, small_raw
 from tests.test_benchmarks import TINY_BASE, write
 from tests.test_executors import LONG, history, results, run_suite, trained_once
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from vaezoo.errors import UsageError
-from vaezoo.interrupts import (
+from vaezoo.base.errors import UsageError
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaezoo.runs.directory import LOCK_NAME
+from vaezoo.runs.interrupts import (
     ALREADY_STOPPING,
     STOP_WITH_PARENT_ENV,
     Interrupted,
@@ -34,7 +35,6 @@ from vaezoo.interrupts import (
     signals_held,
     stop_with_launcher,
 )
-from vaezoo.rundir import LOCK_NAME
 
 pytestmark = pytest.mark.adversarial
 
@@ -42,8 +42,8 @@ pytestmark = pytest.mark.adversarial
 #: sleeps $SAVE_SECONDS before writing, so that a test can send signals while a save is under way.
 SLOW_SAVE = """
 import os, sys, time
-import vaezoo.checkpoint as checkpoint
-from vaezoo.cli import main
+import vaezoo.runs.checkpoint as checkpoint
+from vaezoo.cli.main import main
 write_all = checkpoint._write_all
 def slow_write_all(fd, data):
     with open(os.environ["SAVE_MARKS"], "a") as marks:
@@ -98,7 +98,7 @@ def test_signals_held_during_a_block_are_handled_once_each_when_it_ends():
 
 
 def test_a_save_interrupted_by_signals_completes_and_the_stop_comes_after_it(tmp_path, monkeypatch):
-    import vaezoo.checkpoint as checkpoint
+    import vaezoo.runs.checkpoint as checkpoint
 
     path = tmp_path / CHECKPOINT_NAME
     save_checkpoint(path, {"step": 1})
@@ -179,13 +179,16 @@ def test_signals_during_a_save_keep_the_step_being_saved_and_the_message_names_i
     assert not list(out.glob(".*.tmp")), "the save was not cut short"
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli", "run", "--resume", str(out)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "vaezoo.cli.main", "run", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
     straight = tmp_path / "straight"
     config = tmp_path / "run.json"
     done = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli", "run", "--config", str(config), "--out", str(straight)],
+        [sys.executable, "-m", "vaezoo.cli.main", "run", "--config", str(config), "--out", str(straight)],
         capture_output=True,
         text=True,
         timeout=300,

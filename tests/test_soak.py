@@ -31,8 +31,9 @@ RUN = [
 HOARDING_RUN = textwrap.dedent(
     '''
     import sys
-    from vaezoo import cli, hookimpl
-    from vaezoo.plugins import load_plugins
+    from vaezoo import hookimpl
+    from vaezoo.cli import main as cli
+    from vaezoo.plugins.loading import load_plugins
     from vaezoo_plugins.betavae import BetaVAE
 
     class Hoarder(BetaVAE):
@@ -104,7 +105,7 @@ def soak(out: Path, program: list[str], *options: str) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_resident_memory_stays_flat_over_2000_steps(tmp_path):
-    baseline, growth = soak(tmp_path / "run", ["-m", "vaezoo.cli"])
+    baseline, growth = soak(tmp_path / "run", ["-m", "vaezoo.cli.main"])
     print(f"RSS {baseline:.1f} MB after warm-up, growth {growth:.2f} MB over {STEPS - WARMUP_STEP} steps")
     assert growth < BOUND_MB
 

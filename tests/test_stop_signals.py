@@ -10,9 +10,9 @@ import signal
 import pytest
 
 from tests.conftest import small_config
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from vaezoo.interrupts import Interrupted, StopSignals
-from vaezoo.train import Trainer
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vaezoo.runs.interrupts import Interrupted, StopSignals
+from vaezoo.training.trainer import Trainer
 
 SIGNAL_AFTER_CALLS = 13  # the 13th step: not an evaluation point (every 10 steps)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import run_cli, small_config
-from vaezoo.train import Trainer
+from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.ncvae import optimal_test_variance
 
 

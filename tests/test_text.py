@@ -23,13 +23,13 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from vaezoo.config import merge_raw, resolve
-from vaezoo.distributions import isotropic_normal
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import DataSpec
-from vaezoo.metrics import evaluate, predicted_tokens
-from vaezoo.model import build_model
-from vaezoo.train import Trainer
+from vaezoo.base.errors import UsageError
+from vaezoo.components.distributions import isotropic_normal
+from vaezoo.components.interfaces import DataSpec
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.evaluation.metrics import evaluate, predicted_tokens
+from vaezoo.model.assembly import build_model
+from vaezoo.training.trainer import Trainer
 from vaezoo_plugins import lstm, torchtext_adapter
 from vaezoo_plugins.data_text import (
     PTB,

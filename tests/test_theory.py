@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch.distributions import Categorical, kl_divergence
 
-from vaezoo.divergences import discriminator_jsd
-from vaezoo.errors import UsageError
+from vaezoo.base.errors import UsageError
+from vaezoo.components.divergences import discriminator_jsd
 from vaezoo_plugins.theory import cli as theory_cli
 from vaezoo_plugins.theory.lab import (
     COLLAPSE_NATS,

@@ -14,7 +14,7 @@ from benchmarks.aggregate import load_matrix, tradeoff_points
 from benchmarks.plots import tradeoff_figure
 from benchmarks.report import main, write_report
 from tests.test_selection import SUITE, figures, write_results
-from vaezoo.errors import UsageError
+from vaezoo.base.errors import UsageError
 
 # Two data sets as the column axis, so that the figure has a row of panels for each.
 TWO_DATA = SUITE.replace(

@@ -16,14 +16,14 @@ import torch
 
 from tests.conftest import small_config, small_raw
 from vaezoo import hookimpl
-from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from vaezoo.config import merge_raw, resolve
-from vaezoo.distributions import diagonal_normal_from
-from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.interfaces import Encoder, Regularizer
-from vaezoo.plugins import load_plugins
-from vaezoo.session import flushing_subnormals
-from vaezoo.train import Trainer
+from vaezoo.base.errors import TrainingDiverged, UsageError
+from vaezoo.components.distributions import diagonal_normal_from
+from vaezoo.components.interfaces import Encoder, Regularizer
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.plugins.loading import load_plugins
+from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from vaezoo.runs.session import flushing_subnormals
+from vaezoo.training.trainer import Trainer
 
 
 def read_metrics(run_dir):
@@ -178,7 +178,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path):
         f"""
         import os, torch
         from pathlib import Path
-        from vaezoo import checkpoint
+        from vaezoo.runs import checkpoint
         real_write = os.write
         def dying_write(fd, data):
             real_write(fd, bytes(data[: len(data) // 2]))

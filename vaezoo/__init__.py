@@ -7,6 +7,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-from vaezoo.hookspecs import hookimpl
+from vaezoo.plugins.hookspecs import hookimpl
 
 __all__ = ["__version__", "hookimpl"]

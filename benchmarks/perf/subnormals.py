@@ -2,7 +2,8 @@
 
 The gradient of the encoder's last state fades at every step back through time; after a couple of hundred tokens
 it is subnormal (below 1.2e-38), and x86 arithmetic on subnormals is slow. Runs flush them by default
-(``train.flush_denormal``, applied through ``vaezoo.session.subnormals_flushed``); this measures what that saves. The
+(``train.flush_denormal``, applied through ``vaezoo.runs.session.subnormals_flushed``); this measures what that saves.
+The
 encoder is the ``lstm`` plugin's (random weights, 20000-word vocabulary) on random token sequences with no
 padding; the figure per mode is the median time of ``repeats`` backward passes of the posterior mean's sum, after
 one untimed pass, alternating the modes. Also reported: the share of the input embeddings' gradient entries that

@@ -19,7 +19,7 @@ parameters; the two models must have the same number of parameters (else the mea
 the arch is wrong).
 
 Method. One vaezoo model and one yardstick model, each shared by the precisions (every precision has its own
-optimiser): vaezoo's step is the trainer's own (``vaezoo.step.TrainingStep`` with ``train.precision``), the
+optimiser): vaezoo's step is the trainer's own (``vaezoo.training.step.TrainingStep`` with ``train.precision``), the
 yardstick's is :class:`benchmarks.perf.yardsticks.YardstickStep`. After ``WARMUP`` untimed steps of each, one more
 untimed step of each runs under the FLOP counter (:mod:`benchmarks.perf.flops`), which also records whether
 the forward pass ran under autocast (``autocast``: for bf16, if not, vaezoo ignored ``train.precision``). Then

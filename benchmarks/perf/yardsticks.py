@@ -1,4 +1,4 @@
-"""Plain PyTorch training steps that vaezoo's own (``vaezoo.step.TrainingStep``) is measured against.
+"""Plain PyTorch training steps that vaezoo's own (``vaezoo.training.step.TrainingStep``) is measured against.
 
 No vaezoo code: each yardstick is a network and its training step written directly in torch, the way a careful
 reference implementation does it, for the networks, batch and optimiser of vaezoo's configuration

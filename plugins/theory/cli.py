@@ -1,7 +1,7 @@
 """The ``vaezoo theory`` subcommand, added through the entry-point group ``vaezoo.commands``: ``HELP``,
 ``add_arguments`` and ``run``.
 
-``run`` raises :class:`vaezoo.errors.UsageError` for bad input; the main command turns it into one line and
+``run`` raises :class:`vaezoo.base.errors.UsageError` for bad input; the main command turns it into one line and
 exit code 2. The lab (torch) and the report are imported by the functions that use them, not here: ``vaezoo
 --help`` imports this module for ``HELP`` and ``add_arguments``, which must not load torch.
 """

@@ -175,7 +175,8 @@ def mutual_information(p_data: Tensor, encoder_logits: Tensor) -> Tensor:
 def exact_jsd(q: Tensor, p: Tensor) -> Tensor:
     """JSD(q || p) of categoricals ``'... z'`` and ``'z'`` (or ``'... z'``) -> ``'...'``, in nats.
 
-    Realised as :func:`vaezoo.divergences.discriminator_jsd`, the function the AAE regulariser trains through,
+    Realised as :func:`vaezoo.components.divergences.discriminator_jsd`, the function the AAE regulariser trains
+    through,
     with the optimal discriminator logit log p(z) - log q(z) and the exact weights p(z) and q(z) in place of
     samples; then the discriminator bound is the JSD itself. Both must have full support.
     """

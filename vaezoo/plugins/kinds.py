@@ -1,5 +1,5 @@
 """The kinds of component, by name. Free of torch, so that the command line can list them without loading it;
-:mod:`vaezoo.interfaces` holds the interface of each kind."""
+:mod:`vaezoo.components.interfaces` holds the interface of each kind."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from typing import Any
 import attrs
 import pluggy
 
-from vaezoo import hookspecs
-from vaezoo.registry import Registry
+from vaezoo.plugins import hookspecs
+from vaezoo.plugins.registry import Registry
 
 DISABLE_VARIABLE = "VAEZOO_DISABLE_PLUGINS"
 #: Entry-point group of subcommands plugins add to ``vaezoo`` (``vaezoo NAME``), e.g. the theory lab.

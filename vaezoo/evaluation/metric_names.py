@@ -1,5 +1,5 @@
 """The names of the test metrics and their legend. Free of torch, so that the command line and benchmark configs
-can use them without loading it; :mod:`vaezoo.metrics` computes the metrics."""
+can use them without loading it; :mod:`vaezoo.evaluation.metrics` computes the metrics."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ METRIC_LEGEND = {
     "test_prior_variance": "test_prior_variance = s^2 of the test prior N(0, s^2 I)",
 }
 #: When an evaluation reports each metric that not every evaluation reports (the others always are);
-#: :func:`vaezoo.evaluation.evaluation_metrics` decides it for a run, these words explain it to people.
+#: :func:`vaezoo.evaluation.evaluate.evaluation_metrics` decides it for a run, these words explain it to people.
 REPORTED_WHEN = {
     "mi_he": "only when the encoder's posterior is a diagonal Gaussian",
     "iw_nll": "only by evaluations that compute IW-NLL (eval.iw_samples > 0), never by a validation",

@@ -1,6 +1,6 @@
 """The training loop: checkpoints, validation lines, stopping and resuming.
 
-A run directory (``vaezoo.rundir``) holds ``config.json``, ``history.jsonl``, ``metrics.jsonl`` (one line per
+A run directory (``vaezoo.runs.directory``) holds ``config.json``, ``history.jsonl``, ``metrics.jsonl`` (one line per
 evaluation), ``checkpoint.pt`` and ``results.json`` (final test metrics, versions, seed, wall time), and what
 evaluation plugins add (the synthetic task's ``latent_scatter.png``).
 
@@ -13,7 +13,8 @@ of a run straight through.
 Determinism: the model is initialised after seeding, training batches are a pure function of (seed, epoch,
 index), and evaluation runs under a forked RNG seeded from the run seed, so evaluating never perturbs training.
 
-Launched by torchrun, the run is data-parallel (``vaezoo.distributed`` states the contract): ``train.batch_size``
+Launched by torchrun, the run is data-parallel (``vaezoo.training.distributed`` states the contract):
+``train.batch_size``
 is the global batch, each rank trains on its shard of it, and rank 0 alone evaluates, writes and prints.
 """
 
@@ -35,23 +36,19 @@ import torch
 from tqdm import tqdm
 
 import vaezoo
-from vaezoo.best import BestSoFar
-from vaezoo.callbacks import RunHooks, RunInfo
-from vaezoo.checkpoint import (
+from vaezoo.base.errors import TrainingDiverged, UsageError
+from vaezoo.components.interfaces import Data
+from vaezoo.config.run_config import RunConfig
+from vaezoo.evaluation.evaluate import VALIDATION_IW_SAMPLES, evaluate_split
+from vaezoo.plugins.registry import Registry
+from vaezoo.runs.checkpoint import (
     BEST_MODEL_NAME,
     CHECKPOINT_NAME,
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
 )
-from vaezoo.config import RunConfig
-from vaezoo.distributed import Context, StepFunction
-from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.evaluation import VALIDATION_IW_SAMPLES, evaluate_split
-from vaezoo.interfaces import Data
-from vaezoo.interrupts import Interrupted, StopSignals
-from vaezoo.registry import Registry
-from vaezoo.rundir import (
+from vaezoo.runs.directory import (
     METRICS_NAME,
     RESULTS_NAME,
     STOPPED_EARLY,
@@ -60,8 +57,12 @@ from vaezoo.rundir import (
     read_json_lines,
     write_json,
 )
-from vaezoo.session import load_tested_model, open_session, resolve_device, subnormals_flushed
-from vaezoo.step import NonFiniteLoss, TrainingStep
+from vaezoo.runs.interrupts import Interrupted, StopSignals
+from vaezoo.runs.session import load_tested_model, open_session, resolve_device, subnormals_flushed
+from vaezoo.training.best import BestSoFar
+from vaezoo.training.callbacks import RunHooks, RunInfo
+from vaezoo.training.distributed import Context, StepFunction
+from vaezoo.training.step import NonFiniteLoss, TrainingStep
 
 DEFAULT_STEPS = 3000
 
@@ -220,7 +221,7 @@ class Trainer:
         ``resume`` continues from the directory's checkpoint (recording ``changes``, the settings changed for
         this resume, in the history); otherwise the directory must be empty, or ``overwrite`` replaces its run
         files. Rank 0 holds the directory's lock throughout. SIGINT or SIGTERM stops the run with a checkpoint
-        of the last finished step and raises :class:`~vaezoo.interrupts.Interrupted`.
+        of the last finished step and raises :class:`~vaezoo.runs.interrupts.Interrupted`.
         """
         lock = self.directory.locked("training") if self.context.is_main else contextlib.nullcontext()
         with lock, subnormals_flushed(self.config.train.flush_denormal), StopSignals() as signals:

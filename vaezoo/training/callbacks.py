@@ -1,8 +1,9 @@
 """The lifecycle of one run as pluggy hooks, reaching the callbacks that run is configured with.
 
-Each run has a plugin manager of its own holding its callbacks (``vaezoo.interfaces.Callback`` instances), so a
+Each run has a plugin manager of its own holding its callbacks (``vaezoo.components.interfaces.Callback`` instances),
+so a
 callback installed on the machine takes part only in the runs that name it. The hooks are declared in
-:mod:`vaezoo.hookspecs`.
+:mod:`vaezoo.plugins.hookspecs`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import Any
 import attrs
 import pluggy
 
-from vaezoo import hookspecs
-from vaezoo.config import RunConfig
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Callback, Data
-from vaezoo.model import VAE
-from vaezoo.registry import Registry
-from vaezoo.session import Session
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import Callback, Data
+from vaezoo.config.run_config import RunConfig
+from vaezoo.model.assembly import VAE
+from vaezoo.plugins import hookspecs
+from vaezoo.plugins.registry import Registry
+from vaezoo.runs.session import Session
 
 
 @attrs.frozen

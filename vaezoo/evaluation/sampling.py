@@ -13,10 +13,10 @@ import attrs
 import einops
 import torch
 
-from vaezoo.errors import UsageError
-from vaezoo.evaluation import evaluation_rng
-from vaezoo.figures import save_image_grid
-from vaezoo.session import Session
+from vaezoo.base.errors import UsageError
+from vaezoo.evaluation.evaluate import evaluation_rng
+from vaezoo.evaluation.figures import save_image_grid
+from vaezoo.runs.session import Session
 
 PRIOR_NAME = "samples_prior.png"
 RECONSTRUCTION_NAME = "samples_reconstruction.png"

@@ -16,11 +16,11 @@ from typing import Any
 
 import attrs
 
-from vaezoo.errors import UsageError
-from vaezoo.kinds import KINDS
-from vaezoo.params import build_params, param, params_as_dict
-from vaezoo.registry import Registry
-from vaezoo.test_prior_names import check_test_prior
+from vaezoo.base.errors import UsageError
+from vaezoo.base.params import build_params, param, params_as_dict
+from vaezoo.config.test_prior_setting import check_test_prior
+from vaezoo.plugins.kinds import KINDS
+from vaezoo.plugins.registry import Registry
 
 OPTIONAL_KINDS = ("noise",)
 CORE_SECTIONS = ("model", "train", "eval")

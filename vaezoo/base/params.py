@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from vaezoo.errors import UsageError
+from vaezoo.base.errors import UsageError
 
 
 @attrs.frozen

@@ -3,7 +3,8 @@
 Under bf16 the matrix multiplies and convolutions of the forward pass run in bfloat16 on CPU and CUDA alike, while
 the parameters, their gradients and the optimiser's state stay float32 (torch.autocast casts on the fly). Every
 number that is summed stays float32: posteriors are built from float32 parameters
-(:func:`vaezoo.distributions.diagonal_normal_from`), decoders compute their log-likelihoods from float32 logits,
+(:func:`vaezoo.components.distributions.diagonal_normal_from`), decoders compute their log-likelihoods from float32
+logits,
 and losses and metrics are accumulated from those. The backward pass runs outside the autocast region, as torch
 recommends; its operations follow the dtypes the forward pass recorded.
 """

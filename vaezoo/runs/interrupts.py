@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import FrameType
 
-from vaezoo.errors import UsageError
+from vaezoo.base.errors import UsageError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ALREADY_STOPPING = (

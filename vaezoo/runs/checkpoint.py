@@ -21,8 +21,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from vaezoo.errors import UsageError
-from vaezoo.interrupts import signals_held
+from vaezoo.base.errors import UsageError
+from vaezoo.runs.interrupts import signals_held
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: The weights of the validation line with the lowest -ELBO (``train.test_model = "best"``).

@@ -11,14 +11,14 @@ from typing import Any
 import attrs
 import torch
 
-from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint
-from vaezoo.config import RunConfig, TrainConfig, merge_raw, resolve
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import Data, DataSource, TrainedData
-from vaezoo.model import VAE, build_model_for_data
-from vaezoo.registry import Registry
-from vaezoo.rundir import CONFIG_NAME, RunDirectory
-from vaezoo.test_priors import check_test_prior_offered
+from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint
+from vaezoo.config.run_config import RunConfig, TrainConfig, merge_raw, resolve
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import Data, DataSource, TrainedData
+from vaezoo.model.assembly import VAE, build_model_for_data
+from vaezoo.plugins.registry import Registry
+from vaezoo.runs.directory import CONFIG_NAME, RunDirectory
+from vaezoo.evaluation.test_time_priors import check_test_prior_offered
 
 DATA_DIR_VARIABLE = "VAEZOO_DATA"
 DEVICE_TYPES = ("cpu", "cuda")

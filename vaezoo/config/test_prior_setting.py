@@ -1,12 +1,13 @@
 """Checking a test-prior choice (``--test-prior``, ``eval.test_prior``) before anything is built: a name, or a
-variance s^2 in range. Free of torch, so that configs are validated without loading it; :mod:`vaezoo.test_priors`
+variance s^2 in range. Free of torch, so that configs are validated without loading it;
+:mod:`vaezoo.evaluation.test_time_priors`
 builds the test priors."""
 
 from __future__ import annotations
 
 import re
 
-from vaezoo.errors import UsageError
+from vaezoo.base.errors import UsageError
 
 CORE = ("trained", "standard")
 #: Variances a test prior may take: the scale sqrt(s^2) and log-densities stay well inside float32 range.
@@ -17,7 +18,8 @@ NAME = re.compile(r"[a-z][a-z0-9_-]*")
 def check_test_prior(choice: str) -> str:
     """``choice`` if it can name a test prior (a name, or a variance in range), else a UsageError.
 
-    Whether a name is offered depends on the model; :func:`vaezoo.test_priors.resolve_test_prior` decides that."""
+    Whether a name is offered depends on the model; :func:`vaezoo.evaluation.test_time_priors.resolve_test_prior`
+    decides that."""
     variance = variance_of(choice)
     if variance is None and NAME.fullmatch(choice):
         return choice

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vaezoo.config import RunConfig
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import (
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import (
     WHOLE_BATCH,
     BatchStatistics,
     Data,
@@ -19,7 +18,8 @@ from vaezoo.interfaces import (
     Regularizer,
     Step,
 )
-from vaezoo.registry import Registry
+from vaezoo.config.run_config import RunConfig
+from vaezoo.plugins.registry import Registry
 
 
 class VAE(nn.Module):

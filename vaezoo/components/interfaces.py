@@ -20,17 +20,17 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from vaezoo.distributions import kl_or_estimate
-from vaezoo.kinds import ALL_KINDS as ALL_KINDS  # re-exported: defined without torch for the command line
-from vaezoo.kinds import KINDS as KINDS
-from vaezoo.kinds import MULTI_KINDS as MULTI_KINDS
-from vaezoo.optim import adam
-from vaezoo.params import NoParams
+from vaezoo.base.params import NoParams
+from vaezoo.components.distributions import kl_or_estimate
+from vaezoo.components.optim import adam
+from vaezoo.plugins.kinds import ALL_KINDS as ALL_KINDS  # re-exported: defined without torch for the command line
+from vaezoo.plugins.kinds import KINDS as KINDS
+from vaezoo.plugins.kinds import MULTI_KINDS as MULTI_KINDS
 
 if TYPE_CHECKING:
-    from vaezoo.model import VAE
-    from vaezoo.registry import Registry
-    from vaezoo.session import Session
+    from vaezoo.model.assembly import VAE
+    from vaezoo.plugins.registry import Registry
+    from vaezoo.runs.session import Session
 
 
 @attrs.frozen
@@ -123,7 +123,7 @@ class BatchStatistics:
 
     This is the case where the batch at hand is the whole batch (one process, or an evaluation): both methods
     return their argument. In a data-parallel training step each process holds a shard, and
-    ``vaezoo.distributed`` hands the regulariser a version that communicates, differentiably."""
+    ``vaezoo.training.distributed`` hands the regulariser a version that communicates, differentiably."""
 
     def mean(self, x: Tensor) -> Tensor:
         """The whole batch's mean of ``x``, a mean over this process's examples."""
@@ -160,7 +160,7 @@ class Step:
 
     def kl(self) -> Tensor:
         """KL(q(z|x) || p(z)) per example, ``'b'``, summed over latent dims: in closed form where torch has one,
-        else estimated at the step's own sample ``z`` (see :func:`vaezoo.distributions.kl_or_estimate`)."""
+        else estimated at the step's own sample ``z`` (see :func:`vaezoo.components.distributions.kl_or_estimate`)."""
         return kl_or_estimate(self.posterior, self.prior, self.z)
 
     def kl_per_dim(self) -> Tensor | None:
@@ -330,7 +330,7 @@ class DataSource(Component, ABC):
 class Callback(Component):
     """Takes part in a run's lifecycle: logging, schedules, early stopping.
 
-    A callback implements any of the lifecycle hooks of :mod:`vaezoo.hookspecs` as methods marked with
+    A callback implements any of the lifecycle hooks of :mod:`vaezoo.plugins.hookspecs` as methods marked with
     ``vaezoo.hookimpl`` (``vaezoo_run_started``, ``vaezoo_step_done``, ``vaezoo_evaluated``,
     ``vaezoo_run_finished``, ``vaezoo_kl_scale``); the run registers the callbacks it is configured with, and only
     those, in a plugin manager of its own. A run may have several callbacks, each at most once. A callback that

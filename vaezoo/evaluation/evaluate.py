@@ -13,14 +13,14 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
-from vaezoo.distributions import refuses_invalid_parameters
-from vaezoo.errors import TrainingDiverged
-from vaezoo.interfaces import evaluation_rows
-from vaezoo.metric_names import METRIC_NAMES, REPORTED_WHEN
-from vaezoo.metrics import evaluate_priors, is_diagonal_normal
-from vaezoo.precision import autocast
-from vaezoo.session import Session, subnormals_flushed
-from vaezoo.test_priors import resolve_test_prior
+from vaezoo.base.errors import TrainingDiverged
+from vaezoo.components.distributions import refuses_invalid_parameters
+from vaezoo.components.interfaces import evaluation_rows
+from vaezoo.components.precision import autocast
+from vaezoo.evaluation.metric_names import METRIC_NAMES, REPORTED_WHEN
+from vaezoo.evaluation.metrics import evaluate_priors, is_diagonal_normal
+from vaezoo.evaluation.test_time_priors import resolve_test_prior
+from vaezoo.runs.session import Session, subnormals_flushed
 
 #: Metrics every evaluation reports, whatever the data, model and settings (neg_elbo, recon, kl, mi, au).
 ALWAYS_REPORTED = tuple(name for name in METRIC_NAMES if name not in REPORTED_WHEN)

@@ -45,12 +45,12 @@ import torch.distributed.nn.functional as dist_fn
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from vaezoo.errors import UsageError
-from vaezoo.interfaces import WHOLE_BATCH, BatchStatistics
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import WHOLE_BATCH, BatchStatistics
 
 if TYPE_CHECKING:
-    from vaezoo.interfaces import Data, Step
-    from vaezoo.model import VAE
+    from vaezoo.components.interfaces import Data, Step
+    from vaezoo.model.assembly import VAE
 
 # The differentiable collectives of torch.distributed.nn.functional are deprecated in recent torch in favour of
 # private ones; they work on every torch this project supports, so their warning is only noise in each process.

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 
-from vaezoo.args import warn_once
-from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
-from vaezoo.errors import UsageError
-from vaezoo.schema import shape_problem
+from vaezoo.base.args import warn_once
+from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
+from vaezoo.base.errors import UsageError
+from vaezoo.base.schema import shape_problem
 
 if TYPE_CHECKING:
-    from vaezoo.config import RunConfig
-    from vaezoo.registry import Registry
+    from vaezoo.config.run_config import RunConfig
+    from vaezoo.plugins.registry import Registry
 
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.jsonl"
@@ -222,7 +222,7 @@ class RunDirectory:
 
     def current_raw(self) -> dict[str, Any]:
         """``config.json`` with the changes of every resume applied in order: the settings in force."""
-        from vaezoo.config import CALLBACKS, read_config_file
+        from vaezoo.config.run_config import CALLBACKS, read_config_file
 
         raw = read_config_file(self.file(CONFIG_NAME))
         for entry in self.history():
@@ -238,7 +238,7 @@ class RunDirectory:
     def current_config(self, registry: Registry) -> RunConfig:
         """The settings in force (:meth:`current_raw`) resolved against ``registry``; a UsageError naming the run's
         files when they do not resolve (a damaged or foreign config.json, or a plugin the run used that is gone)."""
-        from vaezoo.config import merge_raw, resolve
+        from vaezoo.config.run_config import merge_raw, resolve
 
         raw = self.current_raw()
         try:

@@ -14,15 +14,15 @@ import attrs
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
-from vaezoo.distributions import isotropic_normal
-from vaezoo.errors import UsageError
-from vaezoo.test_prior_names import CORE as CORE  # re-exported: checking a choice needs no torch
-from vaezoo.test_prior_names import VARIANCE_RANGE as VARIANCE_RANGE
-from vaezoo.test_prior_names import check_test_prior as check_test_prior
-from vaezoo.test_prior_names import variance_of
+from vaezoo.base.errors import UsageError
+from vaezoo.components.distributions import isotropic_normal
+from vaezoo.config.test_prior_setting import CORE as CORE  # re-exported: checking a choice needs no torch
+from vaezoo.config.test_prior_setting import VARIANCE_RANGE as VARIANCE_RANGE
+from vaezoo.config.test_prior_setting import check_test_prior as check_test_prior
+from vaezoo.config.test_prior_setting import variance_of
 
 if TYPE_CHECKING:
-    from vaezoo.session import Session
+    from vaezoo.runs.session import Session
 
 
 @attrs.frozen

@@ -6,13 +6,13 @@ import attrs
 import torch
 from torch import Tensor
 
-from vaezoo.config import TrainConfig
-from vaezoo.distributed import Context, StepFunction
-from vaezoo.distributions import refuses_invalid_parameters
-from vaezoo.interfaces import Data, Step
-from vaezoo.model import VAE
-from vaezoo.optim import adam
-from vaezoo.precision import autocast
+from vaezoo.components.distributions import refuses_invalid_parameters
+from vaezoo.components.interfaces import Data, Step
+from vaezoo.components.optim import adam
+from vaezoo.components.precision import autocast
+from vaezoo.config.run_config import TrainConfig
+from vaezoo.model.assembly import VAE
+from vaezoo.training.distributed import Context, StepFunction
 
 
 class NonFiniteLoss(Exception):
@@ -36,7 +36,7 @@ class TrainingStep:
     The model's parameters (all but the regulariser's auxiliary ones) get the optimiser ``train`` configures, with
     the gradient norm clipped to ``train.grad_clip``; auxiliary parameters, if any, get the regulariser's own
     optimiser, stepped after the model's on the detached codes of the same batch. Forward passes run at
-    ``train.precision`` (:mod:`vaezoo.precision`).
+    ``train.precision`` (:mod:`vaezoo.components.precision`).
     """
 
     def __init__(self, model: VAE, train: TrainConfig, context: Context | None = None) -> None:

@@ -24,7 +24,7 @@ def vaezoo_register(register) -> None:
     """Add this plugin's components to the registry.
 
     ``register(component_class)`` adds one component. The class must derive from one of the
-    interfaces in :mod:`vaezoo.interfaces` (its base decides the kind: data, encoder, decoder, prior,
+    interfaces in :mod:`vaezoo.components.interfaces` (its base decides the kind: data, encoder, decoder, prior,
     regularizer or noise), carry a class attribute ``name`` unique within its kind, and a frozen attrs
     ``Params`` class. Registering a name that another plugin already registered for the same kind is an
     error that names both plugins.
@@ -33,13 +33,14 @@ def vaezoo_register(register) -> None:
 
 # -- evaluation ---------------------------------------------------------------------------------------------
 # Implemented by plugin modules (like vaezoo_register): every loaded plugin is asked, and each answers for the
-# sessions it knows about, returning None otherwise. ``session`` is a :class:`vaezoo.session.Session`.
+# sessions it knows about, returning None otherwise. ``session`` is a :class:`vaezoo.runs.session.Session`.
 
 
 @hookspec
 def vaezoo_test_priors(session):
     """Test priors this plugin offers for ``session``'s model: ``{name: function}``, each function building a
-    :class:`vaezoo.test_priors.TestPrior` when that name is asked for (``--test-prior NAME``); or None."""
+    :class:`vaezoo.evaluation.test_time_priors.TestPrior` when that name is asked for (``--test-prior NAME``); or
+    None."""
 
 
 @hookspec
@@ -55,9 +56,10 @@ def vaezoo_finish_metrics(session):
 
 
 # -- the lifecycle of a run ------------------------------------------------------------------------------
-# Implemented by the callbacks a run is configured with (``vaezoo.interfaces.Callback``, ``--callback NAME``):
+# Implemented by the callbacks a run is configured with (``vaezoo.components.interfaces.Callback``, ``--callback
+# NAME``):
 # each callback object is registered in the run's own plugin manager, so these hooks reach only the run's
-# callbacks. ``run`` is a :class:`vaezoo.callbacks.RunInfo`. Except ``vaezoo_kl_scale``, they are called on the
+# callbacks. ``run`` is a :class:`vaezoo.training.callbacks.RunInfo`. Except ``vaezoo_kl_scale``, they are called on the
 # process that writes the run (rank 0 of a distributed run).
 
 

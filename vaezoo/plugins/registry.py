@@ -6,8 +6,8 @@ import fnmatch
 
 import attrs
 
-from vaezoo.errors import UsageError
-from vaezoo.kinds import ALL_KINDS
+from vaezoo.base.errors import UsageError
+from vaezoo.plugins.kinds import ALL_KINDS
 
 
 @attrs.frozen
@@ -73,7 +73,9 @@ class Registry:
 
 def kind_of(cls: type) -> str:
     """The kind a component class belongs to, decided by the interface it derives from."""
-    from vaezoo.interfaces import INTERFACES  # torch: imported when a component is registered, not by the CLI
+    from vaezoo.components.interfaces import (
+        INTERFACES,  # torch: imported when a component is registered, not by the CLI
+    )
 
     for kind, interface in INTERFACES.items():
         if isinstance(cls, type) and issubclass(cls, interface):

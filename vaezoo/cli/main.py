@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaezoo.args import Parser, quiet_when_output_closes
-from vaezoo.config import (
+from vaezoo.base.args import Parser, quiet_when_output_closes
+from vaezoo.base.errors import TrainingDiverged, UsageError
+from vaezoo.base.params import describe_params
+from vaezoo.config.run_config import (
     CALLBACKS,
     CORE_SECTIONS,
     RESUMABLE_SETTINGS,
@@ -30,16 +32,14 @@ from vaezoo.config import (
     read_config_file,
     resolve,
 )
-from vaezoo.errors import TrainingDiverged, UsageError
-from vaezoo.interrupts import Interrupted, StopSignals, stop_with_launcher
-from vaezoo.kinds import ALL_KINDS, KINDS
-from vaezoo.metric_names import METRIC_LEGEND, METRIC_NAMES
-from vaezoo.params import describe_params
-from vaezoo.plugins import Command, PluginFailure, Plugins, default_plugins, load_commands
-from vaezoo.rundir import CONFIG_NAME, RunDirectory
+from vaezoo.evaluation.metric_names import METRIC_LEGEND, METRIC_NAMES
+from vaezoo.plugins.kinds import ALL_KINDS, KINDS
+from vaezoo.plugins.loading import Command, PluginFailure, Plugins, default_plugins, load_commands
+from vaezoo.runs.directory import CONFIG_NAME, RunDirectory
+from vaezoo.runs.interrupts import Interrupted, StopSignals, stop_with_launcher
 
 if TYPE_CHECKING:  # the command line imports torch only when a command needs it
-    from vaezoo.interfaces import TrainedData
+    from vaezoo.components.interfaces import TrainedData
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -253,7 +253,7 @@ def _check_resume_length(
     early (it would stop again at its next validation and rewrite its results, so an early-stopped run is extended
     only by a new run). A resume that leaves the length alone finishes an early-stopped run where it stopped (the
     trainer only evaluates it: after an interrupted final evaluation, say)."""
-    from vaezoo.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
     step = int(load_checkpoint(directory.file(CHECKPOINT_NAME))["step"])
     path = str(directory.path)
@@ -287,7 +287,7 @@ def _run_target(
 ) -> tuple[RunConfig, dict[str, list[Any]], RunDirectory, Path | None]:
     """What ``vaezoo run`` trains: its configuration, the settings a resume changes, its run directory and its data
     directory, checked as far as they can be without the data (nothing is written)."""
-    from vaezoo.session import resolve_data_dir
+    from vaezoo.runs.session import resolve_data_dir
 
     flags = _raw_from_flags(args)
     if args.resume is not None:
@@ -316,9 +316,9 @@ def _dry_run(
 ) -> None:
     """``vaezoo run --dry-run``: load the data, build the model, make every check the run makes and print the
     configuration."""
-    from vaezoo.callbacks import RunHooks
-    from vaezoo.session import open_session
-    from vaezoo.train import total_steps
+    from vaezoo.runs.session import open_session
+    from vaezoo.training.callbacks import RunHooks
+    from vaezoo.training.trainer import total_steps
 
     session = open_session(config, plugins.registry, data_dir)
     RunHooks(config, plugins.registry).check(session, plugins.registry)
@@ -328,9 +328,9 @@ def _dry_run(
 
 
 def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.distributed import process_group
-    from vaezoo.session import resolve_device
-    from vaezoo.train import Trainer
+    from vaezoo.runs.session import resolve_device
+    from vaezoo.training.distributed import process_group
+    from vaezoo.training.trainer import Trainer
 
     config, changes, directory, data_dir = _run_target(args, plugins)
     device = resolve_device(config.train.device)
@@ -422,7 +422,7 @@ def _check_same_model_input(
     """Refuse data settings ``changed`` from the run's ``config`` that give the model another input space (data
     shape or kind, vocabulary), by loading the data under both as the run's data (``trained``); a UsageError
     names the difference."""
-    from vaezoo.session import data_source
+    from vaezoo.runs.session import data_source
 
     settings = ", ".join(f"{key}={new!r}" for key, (_, new) in config_changes(config, changed).items())
     if not settings:
@@ -451,9 +451,9 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     """Evaluate a run's tested model (its latest checkpoint, or best.pt with ``train.test_model = "best"``) on one
     split under one or several test priors; ``--set data.PARAM`` (the data source's ``evaluation_params``, e.g.
     ``data.test_file``) evaluates on other data of the same form."""
-    from vaezoo.evaluation import evaluate_split_priors
-    from vaezoo.session import load_trained, resolve_data_dir, trained_data
-    from vaezoo.test_priors import check_test_prior
+    from vaezoo.evaluation.evaluate import evaluate_split_priors
+    from vaezoo.evaluation.test_time_priors import check_test_prior
+    from vaezoo.runs.session import load_trained, resolve_data_dir, trained_data
 
     choices = None
     if args.test_prior is not None:
@@ -489,8 +489,8 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def _command_sample(args: argparse.Namespace, plugins: Plugins) -> int:
-    from vaezoo.sampling import write_sample_grids, write_text_samples
-    from vaezoo.session import load_trained, resolve_data_dir
+    from vaezoo.evaluation.sampling import write_sample_grids, write_text_samples
+    from vaezoo.runs.session import load_trained, resolve_data_dir
 
     if args.count < 2:
         raise UsageError(f"--count must be at least 2, got {args.count}")

@@ -1,0 +1,1 @@
+"""Assembling a VAE from the configured components."""

@@ -1,7 +1,7 @@
 """Callbacks on a run's lifecycle: a CSV and a TensorBoard logger, cyclical KL annealing, early stopping.
 
 Each is added to a run with ``--callback NAME`` and configured with ``--set callbacks.NAME.PARAM=VALUE``; see
-``vaezoo.plugins.hookspecs`` for the hooks and when they are called.
+``vaezoo.api.Callback`` for the methods and when they are called.
 """
 
 from __future__ import annotations
@@ -44,18 +44,15 @@ class CSVLogger(Callback):
     class Params:
         every: int = param(10, ge=1, le=10**9, help="steps between rows of train.csv")
 
-    @hookimpl
-    def vaezoo_run_started(self, run) -> None:
+    def run_started(self, run) -> None:
         for name in ("train.csv", "eval.csv"):
             _drop_rows_after(run.run_dir / name, run.start_step)
 
-    @hookimpl
-    def vaezoo_step_done(self, run, step: int, logged: dict) -> None:
+    def step_done(self, run, step: int, logged: dict) -> None:
         if step % self.params.every == 0:
             _append_row(run.run_dir / "train.csv", {"step": step, **logged})
 
-    @hookimpl
-    def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> None:
+    def evaluated(self, run, step: int, split: str, metrics: dict) -> None:
         _append_row(run.run_dir / "eval.csv", {"step": step, "split": split, **_numbers(metrics)})
 
 
@@ -112,24 +109,20 @@ class TensorBoardLogger(Callback):
         self._writer_class = SummaryWriter
         self.writer = None
 
-    @hookimpl
-    def vaezoo_run_started(self, run) -> None:
+    def run_started(self, run) -> None:
         self.writer = self._writer_class(log_dir=str(run.run_dir / "tensorboard"), purge_step=run.start_step + 1)
 
-    @hookimpl
-    def vaezoo_step_done(self, run, step: int, logged: dict) -> None:
+    def step_done(self, run, step: int, logged: dict) -> None:
         if step % self.params.every == 0:
             for name, value in logged.items():
                 self.writer.add_scalar(f"train/{name}", value, step)
 
-    @hookimpl
-    def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> None:
+    def evaluated(self, run, step: int, split: str, metrics: dict) -> None:
         for name, value in _numbers(metrics).items():
             self.writer.add_scalar(f"{split}/{name}", value, step)
         self.writer.flush()
 
-    @hookimpl
-    def vaezoo_run_finished(self, run, results: dict) -> None:
+    def run_finished(self, run, results: dict) -> None:
         self.writer.close()
 
 
@@ -159,8 +152,7 @@ class CyclicalKLAnnealing(Callback):
             f"the schedule would change nothing; regularizers that use it: {', '.join(users) or '(none registered)'}"
         )
 
-    @hookimpl
-    def vaezoo_kl_scale(self, run, step: int) -> float:
+    def kl_scale(self, run, step: int) -> float:
         return cyclical_factor(step, run.total_steps, self.params.cycles, self.params.ratio)
 
 
@@ -208,8 +200,7 @@ class EarlyStopping(Callback):
             f"{', '.join(reported)}"
         )
 
-    @hookimpl
-    def vaezoo_run_started(self, run) -> None:
+    def run_started(self, run) -> None:
         """Rebuild the count from the run's validation lines, and say so on stderr when the validations left are
         too few to ever stop (a note, not an error: a suite's short profile may keep the callback of its long one)."""
         self.best = BestSoFar(self.params.metric, self.params.mode, self.params.min_delta)
@@ -225,8 +216,7 @@ class EarlyStopping(Callback):
                 file=sys.stderr,
             )
 
-    @hookimpl
-    def vaezoo_evaluated(self, run, step: int, split: str, metrics: dict) -> bool:
+    def evaluated(self, run, step: int, split: str, metrics: dict) -> bool:
         if split != "valid":
             return False
         if self.params.metric not in metrics:

@@ -6,16 +6,12 @@ Each returns a batch ``'b ...'`` shaped like the data batch, without gradients.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
 
 import attrs
 import torch
 from torch import Tensor
 
-from vaezoo.api import Data, NoiseSampler, autocast, hookimpl, param
-
-if TYPE_CHECKING:
-    from vaezoo.api import VAE
+from vaezoo.api import Data, Decoder, NoiseSampler, Prior, autocast, hookimpl, param
 
 
 @attrs.frozen
@@ -36,7 +32,7 @@ class GaussianNoise(NoiseSampler):
         return None
 
     @torch.no_grad()
-    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
+    def forward(self, x: Tensor, decoder: Decoder, prior: Prior, data: Data | None, step: int) -> Tensor:
         return x + self.params.sigma * torch.randn(x.shape, device=x.device)
 
 
@@ -102,25 +98,25 @@ class DecoderNoise(NoiseSampler):
         return autocast(precision, device)
 
     @torch.no_grad()
-    def refill(self, model: VAE, size: int, x: Tensor) -> None:
+    def refill(self, decoder: Decoder, prior: Prior, size: int, x: Tensor) -> None:
         """Draw a new pool of ``size`` samples, the data batch ``x`` setting their length when lengths is batch."""
-        was_training = model.decoder.training
-        model.decoder.eval()  # sampling must not update normalisation statistics
+        was_training = decoder.training
+        decoder.eval()  # sampling must not update normalisation statistics
         try:
-            z = model.prior().sample((size,)).to(x.device)
+            z = prior().sample((size,)).to(x.device)
             cut = {"max_len": x.shape[1]} if self.params.lengths == "batch" and self.spec.kind == "tokens" else {}
             with self.arithmetic(x.device):
-                self.pool = model.decoder.sample(z, **cut)
+                self.pool = decoder.sample(z, **cut)
         finally:
-            model.decoder.train(was_training)
+            decoder.train(was_training)
 
     @torch.no_grad()
-    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
+    def forward(self, x: Tensor, decoder: Decoder, prior: Prior, data: Data | None, step: int) -> Tensor:
         b = x.shape[0]
         size = self.params.pool_size or b
         stale = self.pool is None or step - self.pool_step >= self.params.refresh_every or step < self.pool_step
         if stale:
-            self.refill(model, size, x)
+            self.refill(decoder, prior, size, x)
             self.pool_step = step
         if size == b:
             return self.pool
@@ -148,7 +144,7 @@ class DatasetNoise(NoiseSampler):
         return None
 
     @torch.no_grad()
-    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
+    def forward(self, x: Tensor, decoder: Decoder, prior: Prior, data: Data | None, step: int) -> Tensor:
         assert data is not None, "dataset noise needs the data set"
         pool = data.noise["train"]
         rows = torch.randint(len(pool), (x.shape[0],))

@@ -10,13 +10,12 @@ import pytest
 
 from tests.conftest import run_cli, small_config
 from vaezoo import hookimpl
-from vaezoo.components.interfaces import Callback
 from vaezoo.evaluation.evaluate import evaluate_split
 from vaezoo.plugins.loading import load_plugins
 from vaezoo.runs.checkpoint import load_checkpoint
 from vaezoo.runs.session import load_trained
 from vaezoo.training.best import BestSoFar
-from vaezoo.training.callbacks import RunHooks
+from vaezoo.training.callbacks import Callback, RunHooks
 from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.callbacks import cyclical_factor
 
@@ -38,27 +37,47 @@ def test_cyclical_factor_rises_linearly_over_the_first_part_of_each_cycle():
 class Half(Callback):
     name = "half"
 
-    @hookimpl
-    def vaezoo_kl_scale(self, run, step: int) -> float:
+    def kl_scale(self, run, step: int) -> float:
         return 0.5
 
 
-class Misspelt(Callback):
-    name = "misspelt"
-
-    @hookimpl
-    def vaezoo_step_finished(self, run, step: int) -> None:
-        pass
-
-
-def test_kl_factors_of_several_callbacks_multiply_and_a_misspelt_hook_is_refused(registry):
-    plugins = load_plugins(extra=(_Registering(Half, Misspelt),))
+def test_kl_factors_of_several_callbacks_multiply(registry):
+    plugins = load_plugins(extra=(_Registering(Half),))
     assert not plugins.failures, plugins.failures
     config = small_config(plugins.registry, callbacks={"half": {}, "cyclical_kl": {"cycles": 1, "ratio": 1.0}})
     hooks = RunHooks(config, plugins.registry)
     assert hooks.kl_scale(attrs.make_class("Run", {"total_steps": attrs.field(default=10)})(), 4) == 0.5 * 0.4
-    with pytest.raises(Exception, match="vaezoo_step_finished"):
-        RunHooks(small_config(plugins.registry, callbacks={"misspelt": {}}), plugins.registry)
+
+
+def test_a_misspelt_callback_method_is_refused_when_the_class_is_defined():
+    with pytest.raises(TypeError, match=r"step_finished, which is no method of a callback; its methods are .*step_do"):
+
+        class Misspelt(Callback):
+            name = "misspelt"
+
+            def step_finished(self, run, step: int) -> None:
+                pass
+
+    class Private(Callback):  # helpers with a leading underscore are the callback's own business
+        name = "private"
+
+        def _helper(self) -> None:
+            pass
+
+
+class LifecycleHookAtPluginLevel:
+    """A plugin implementing a run's lifecycle as a plugin hook: nobody would call it."""
+
+    @hookimpl
+    def vaezoo_step_done(self, run, step: int, logged: dict) -> None:
+        pass
+
+
+def test_a_plugin_implementing_a_hook_nobody_calls_is_refused_by_name():
+    plugins = load_plugins(extra=(LifecycleHookAtPluginLevel(),))
+    [failure] = plugins.failures
+    assert "LifecycleHookAtPluginLevel" in failure.plugin + failure.origin and "vaezoo_step_done" in failure.error
+    assert plugins.registry.names("regularizer"), "the other plugins still load"
 
 
 class _Registering:
@@ -67,8 +86,7 @@ class _Registering:
     def __init__(self, *classes: type) -> None:
         self.classes = classes
 
-    @hookimpl
-    def vaezoo_register(self, register) -> None:
+    def register(self, register) -> None:
         for cls in self.classes:
             register(cls)
 

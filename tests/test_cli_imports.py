@@ -10,12 +10,6 @@ import sys
 
 import pytest
 
-import vaezoo.components.interfaces
-import vaezoo.config.test_prior_setting
-import vaezoo.evaluation.metric_names
-import vaezoo.evaluation.metrics
-import vaezoo.evaluation.test_time_priors
-import vaezoo.plugins.kinds
 from vaezoo_plugins.theory import defaults as theory_defaults
 from vaezoo_plugins.theory import lab as theory_lab
 from vaezoo_plugins.theory import report as theory_report
@@ -83,13 +77,7 @@ def test_the_probe_sees_torch_when_it_is_imported():
     assert "torch" in probe("import vaezoo.components.interfaces")["loaded"]
 
 
-def test_torch_free_names_have_one_definition_that_the_heavy_modules_re_export():
-    assert vaezoo.components.interfaces.KINDS is vaezoo.plugins.kinds.KINDS
-    assert vaezoo.components.interfaces.ALL_KINDS is vaezoo.plugins.kinds.ALL_KINDS
-    assert vaezoo.components.interfaces.MULTI_KINDS is vaezoo.plugins.kinds.MULTI_KINDS
-    assert vaezoo.evaluation.metrics.METRIC_NAMES is vaezoo.evaluation.metric_names.METRIC_NAMES
-    assert vaezoo.evaluation.metrics.METRIC_LEGEND is vaezoo.evaluation.metric_names.METRIC_LEGEND
-    assert vaezoo.evaluation.test_time_priors.check_test_prior is vaezoo.config.test_prior_setting.check_test_prior
+def test_the_theory_lab_s_torch_free_defaults_have_one_definition():
     assert theory_lab.REGULARIZERS is theory_defaults.REGULARIZERS
     assert theory_report.FILES is theory_defaults.FILES
     config = theory_lab.LabConfig()

@@ -175,5 +175,5 @@ def test_noise_contract(name):
     model = build_model(config, REGISTRY, data.spec)
     assert model.noise.incompatibility(data) is None
     x = data.train_batch(0, 0, 6, seed=0).requires_grad_()
-    x_noise = model.noise(x, model, data, 0)
+    x_noise = model.noise(x, model.decoder, model.prior, data, 0)
     assert x_noise.shape == x.shape and not x_noise.requires_grad and torch.isfinite(x_noise).all()

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from vaezoo.base.params import public_name
 from vaezoo.cli.main import main
-from vaezoo.components.interfaces import KINDS
 from vaezoo.config.run_config import EvalConfig, ModelConfig, TrainConfig
+from vaezoo.plugins.component import KINDS
 from vaezoo.plugins.loading import load_plugins
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ def test_gaussian_noise_has_the_requested_variance_and_no_gradient():
     torch.manual_seed(0)
     x = torch.randn(4000, 50, requires_grad=True)
     noise = GaussianNoise(GaussianNoiseParams(sigma=0.3), REAL)
-    x_noise = noise(x, None, None, 0)
+    x_noise = noise(x, None, None, None, 0)
     residual = x_noise - x.detach()
     assert residual.std().item() == pytest.approx(0.3, rel=0.01)
     assert abs(residual.mean().item()) < 0.002
@@ -48,7 +48,7 @@ def test_decoder_noise_comes_from_the_current_decoder(registry, precision):
     model = decoder_noise_model(registry, precision=precision)
     x = torch.zeros(32, 50)
     torch.manual_seed(1)
-    first = model.noise(x, model, None, step=0)
+    first = model.noise(x, model.decoder, model.prior, None, step=0)
     torch.manual_seed(1)
     z = model.prior().sample((32,))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):  # auto: fp32 but for tokens
@@ -59,26 +59,27 @@ def test_decoder_noise_comes_from_the_current_decoder(registry, precision):
     assert torch.equal(first, in_float32) == (precision != "bf16"), "bf16 draws must round the decoder's outputs"
     with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 run changes no draw: fp32 and auto stay float32
         torch.manual_seed(1)
-        assert torch.equal(model.noise(x, model, None, step=1), first)
+        assert torch.equal(model.noise(x, model.decoder, model.prior, None, step=1), first)
     assert not first.requires_grad
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.add_(0.5)
     torch.manual_seed(1)
-    changed = model.noise(x, model, None, step=2)
+    changed = model.noise(x, model.decoder, model.prior, None, step=2)
     assert not torch.allclose(first, changed), "a changed decoder must give changed noise"
 
 
 def test_decoder_noise_pool_is_refreshed_every_n_steps_and_survives_a_checkpoint(registry):
     model = decoder_noise_model(registry, refresh_every=3)
     x = torch.zeros(8, 50)
-    pools = [model.noise(x, model, None, step=s).clone() for s in range(4)]
+    pools = [model.noise(x, model.decoder, model.prior, None, step=s).clone() for s in range(4)]
     assert torch.equal(pools[0], pools[1]) and torch.equal(pools[1], pools[2])
     assert not torch.equal(pools[2], pools[3])
     state = model.state_dict()
     fresh = decoder_noise_model(registry, refresh_every=3)
     fresh.load_state_dict(state)
-    assert torch.equal(fresh.noise(x, fresh, None, step=4), pools[3]), "a resumed run must reuse the saved pool"
+    resumed = fresh.noise(x, fresh.decoder, fresh.prior, None, step=4)
+    assert torch.equal(resumed, pools[3]), "a resumed run must reuse the saved pool"
     assert isinstance(model.noise, DecoderNoise) and DecoderNoiseParams().refresh_every == 1
 
 

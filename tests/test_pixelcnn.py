@@ -183,7 +183,7 @@ def test_decoder_noise_draws_binary_samples_with_the_fast_sampler(registry, monk
     torch.manual_seed(0)
     model = build_model(resolve(merge_raw(raw), registry), registry, DataSpec((1, 7, 6), "binary"))
     x = torch.bernoulli(torch.full((5, 1, 7, 6), 0.3)).requires_grad_()
-    x_noise = model.noise(x, model, None, 0)
+    x_noise = model.noise(x, model.decoder, model.prior, None, 0)
     assert x_noise.shape == x.shape and not x_noise.requires_grad
     assert set(x_noise.unique().tolist()) <= {0.0, 1.0}
     assert model.decoder.training

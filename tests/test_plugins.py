@@ -28,8 +28,9 @@ from tests.conftest import run_cli as run_vaezoo
 from vaezoo import hookimpl
 from vaezoo.base.errors import UsageError
 from vaezoo.base.params import build_params
-from vaezoo.components.interfaces import KINDS, Regularizer, Step
+from vaezoo.components.interfaces import Regularizer, Step
 from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.plugins.component import KINDS
 from vaezoo.plugins.loading import DISABLE_VARIABLE, PluginFailure, load_plugins
 from vaezoo.plugins.registry import DuplicateComponent, Registry
 from vaezoo_plugins import mlp

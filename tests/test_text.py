@@ -527,7 +527,7 @@ def test_decoder_noise_draws_documents_from_the_current_decoder(registry):
     torch.manual_seed(9)
     model = build_model(config, registry, SPEC)
     x = sequences([4, 5], [6])
-    noise = model.noise(x, model, None, step=0)
+    noise = model.noise(x, model.decoder, model.prior, None, step=0)
     assert noise.shape == (2, 4), "by default documents are cut at the data batch's width (4 tokens)"
     assert not noise.requires_grad and model.decoder.training
     assert_data_layout(noise, (noise != PAD).sum(dim=1))
@@ -540,7 +540,7 @@ def test_decoder_noise_on_text_is_drawn_in_bfloat16_by_default(registry):
     model = build_model(resolve(merge_raw(text_raw(regularizer={"name": "ncvae"})), registry), registry, SPEC)
     x = sequences([4, 5], [6])
     torch.manual_seed(1)
-    noise = model.noise(x, model, None, step=0)
+    noise = model.noise(x, model.decoder, model.prior, None, step=0)
     torch.manual_seed(1)
     z = model.prior().sample((2,))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -556,13 +556,16 @@ def test_decoder_noise_cut_at_the_batch_length(registry):
     with torch.no_grad():
         model.decoder.out.bias[EOS] = -50.0  # never ends by itself
     x = sequences([4, 5], [6])
-    noise = model.noise(x, model, None, step=0)
+    noise = model.noise(x, model.decoder, model.prior, None, step=0)
     assert noise.shape == (2, 4)
     assert_data_layout(noise, torch.tensor([4, 4]))
     uncut = text_raw(regularizer={"name": "ncvae"}, noise={"name": "decoder", "lengths": "decoder"})
     free = build_model(resolve(merge_raw(uncut), registry), registry, SPEC)
     free.load_state_dict(model.state_dict())
-    assert free.noise(x, free, None, step=1).shape == (2, 12)  # step 1: the loaded pool of step 0 is stale
+    assert free.noise(x, free.decoder, free.prior, None, step=1).shape == (
+        2,
+        12,
+    )  # step 1: the loaded pool of step 0 is stale
     with pytest.raises(UsageError, match="max_len must be between 2 and the data's 12, got 13"):
         model.decoder.sample(torch.randn(1, 4), max_len=13)
 

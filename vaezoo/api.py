@@ -22,7 +22,7 @@ _WHERE: dict[str, str] = {
     "param": "vaezoo.base.params",
     "UsageError": "vaezoo.base.errors",
     # the component interfaces
-    "Callback": "vaezoo.components.interfaces",
+    "Callback": "vaezoo.training.callbacks",
     "Data": "vaezoo.components.interfaces",
     "DataSource": "vaezoo.components.interfaces",
     "DataSpec": "vaezoo.components.interfaces",

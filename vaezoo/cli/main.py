@@ -33,7 +33,7 @@ from vaezoo.config.run_config import (
     resolve,
 )
 from vaezoo.evaluation.metric_names import METRIC_LEGEND, METRIC_NAMES
-from vaezoo.plugins.kinds import ALL_KINDS, KINDS
+from vaezoo.plugins.component import ALL_KINDS, KINDS
 from vaezoo.plugins.loading import Command, PluginFailure, Plugins, default_plugins, load_commands
 from vaezoo.runs.directory import CONFIG_NAME, RunDirectory
 from vaezoo.runs.interrupts import Interrupted, StopSignals, stop_with_launcher
@@ -316,12 +316,9 @@ def _dry_run(
 ) -> None:
     """``vaezoo run --dry-run``: load the data, build the model, make every check the run makes and print the
     configuration."""
-    from vaezoo.runs.session import open_session
-    from vaezoo.training.callbacks import RunHooks
-    from vaezoo.training.trainer import total_steps
+    from vaezoo.training.trainer import open_checked_session, total_steps
 
-    session = open_session(config, plugins.registry, data_dir)
-    RunHooks(config, plugins.registry).check(session, plugins.registry)
+    session, _ = open_checked_session(config, plugins.registry, data_dir)
     if args.resume is not None:
         _check_resume_length(directory, config, total_steps(config, session.data), changes, plugins)
     print(json.dumps(config.as_dict(), indent=2))
@@ -451,8 +448,8 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     """Evaluate a run's tested model (its latest checkpoint, or best.pt with ``train.test_model = "best"``) on one
     split under one or several test priors; ``--set data.PARAM`` (the data source's ``evaluation_params``, e.g.
     ``data.test_file``) evaluates on other data of the same form."""
+    from vaezoo.config.test_prior_setting import check_test_prior
     from vaezoo.evaluation.evaluate import evaluate_split_priors
-    from vaezoo.evaluation.test_time_priors import check_test_prior
     from vaezoo.runs.session import load_trained, resolve_data_dir, trained_data
 
     choices = None

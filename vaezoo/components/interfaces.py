@@ -13,24 +13,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from vaezoo.base.params import NoParams
 from vaezoo.components.distributions import kl_or_estimate
 from vaezoo.components.optim import adam
-from vaezoo.plugins.kinds import ALL_KINDS as ALL_KINDS  # re-exported: defined without torch for the command line
-from vaezoo.plugins.kinds import KINDS as KINDS
-from vaezoo.plugins.kinds import MULTI_KINDS as MULTI_KINDS
-
-if TYPE_CHECKING:
-    from vaezoo.model.assembly import VAE
-    from vaezoo.plugins.registry import Registry
-    from vaezoo.runs.session import Session
+from vaezoo.plugins.component import Component
 
 
 @attrs.frozen
@@ -51,15 +43,6 @@ class DataSpec:
     bos_id: int | None = None
     eos_id: int | None = None
     unk_id: int | None = None
-
-
-class Component:
-    """Common to every component: a registered ``name``, a ``Params`` class, and the parameters given."""
-
-    kind: ClassVar[str]
-    name: ClassVar[str]
-    Params: ClassVar[type] = NoParams
-    description: ClassVar[str] = ""
 
 
 class Encoder(Component, nn.Module, ABC):
@@ -230,8 +213,9 @@ class NoiseSampler(Component, nn.Module, ABC):
         return None
 
     @abstractmethod
-    def forward(self, x: Tensor, model: VAE, data: Data | None, step: int) -> Tensor:
-        """Contrastive batch for ``x``; never carries gradients."""
+    def forward(self, x: Tensor, decoder: Decoder, prior: Prior, data: Data | None, step: int) -> Tensor:
+        """Contrastive batch for ``x`` (drawn, where the sampler needs them, from the model's current ``decoder``
+        and ``prior``, or from ``data``); never carries gradients."""
 
 
 #: Where the examples of one split come from: ``{"file": absolute path, "examples": how many, "selection": how they
@@ -325,39 +309,3 @@ class DataSource(Component, ABC):
     @abstractmethod
     def load(self, data_dir: Path | None, seed: int) -> Data:
         """Read or generate the splits; missing or corrupt files raise UsageError naming the path."""
-
-
-class Callback(Component):
-    """Takes part in a run's lifecycle: logging, schedules, early stopping.
-
-    A callback implements any of the lifecycle hooks of :mod:`vaezoo.plugins.hookspecs` as methods marked with
-    ``vaezoo.hookimpl`` (``vaezoo_run_started``, ``vaezoo_step_done``, ``vaezoo_evaluated``,
-    ``vaezoo_run_finished``, ``vaezoo_kl_scale``); the run registers the callbacks it is configured with, and only
-    those, in a plugin manager of its own. A run may have several callbacks, each at most once. A callback that
-    cannot act on some runs says why in ``incompatibility``, and those runs are refused before they start.
-    """
-
-    kind = "callback"
-    #: True when the callback changes what the run trains (a KL schedule, early stopping): it may then not be
-    #: added, removed or changed when the run is resumed; a logger may.
-    changes_training: ClassVar[bool] = False
-
-    def __init__(self, params: Any) -> None:
-        self.params = params
-
-    def incompatibility(self, session: Session, registry: Registry) -> str | None:
-        """Why this callback cannot act on the run of ``session`` (its configuration, data and freshly built model;
-        ``registry`` holds every component), or None. Asked before the run creates anything (and by the benchmark
-        runner, which skips such cells); a reason refuses the run. The default accepts every run."""
-        return None
-
-
-INTERFACES: dict[str, type] = {
-    "data": DataSource,
-    "encoder": Encoder,
-    "decoder": Decoder,
-    "prior": Prior,
-    "regularizer": Regularizer,
-    "noise": NoiseSampler,
-    "callback": Callback,
-}

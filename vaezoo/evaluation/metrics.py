@@ -30,10 +30,6 @@ from torch.distributions import Distribution, Independent, Normal
 
 from vaezoo.components.distributions import diagonal_normal, kl_or_estimate
 from vaezoo.components.interfaces import DataSpec, Decoder, Encoder
-from vaezoo.evaluation.metric_names import (
-    METRIC_LEGEND as METRIC_LEGEND,  # re-exported: defined without torch for the CLI
-)
-from vaezoo.evaluation.metric_names import METRIC_NAMES as METRIC_NAMES
 
 
 def mutual_information(posterior: Distribution) -> Tensor:

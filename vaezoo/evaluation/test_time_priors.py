@@ -8,7 +8,6 @@ from 1e-6 to 1e6 (N(0, s^2 I)). Plugins offer more through the hook ``vaezoo_tes
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import attrs
 import torch
@@ -16,13 +15,8 @@ from torch.distributions import Distribution, Independent, Normal
 
 from vaezoo.base.errors import UsageError
 from vaezoo.components.distributions import isotropic_normal
-from vaezoo.config.test_prior_setting import CORE as CORE  # re-exported: checking a choice needs no torch
-from vaezoo.config.test_prior_setting import VARIANCE_RANGE as VARIANCE_RANGE
-from vaezoo.config.test_prior_setting import check_test_prior as check_test_prior
-from vaezoo.config.test_prior_setting import variance_of
-
-if TYPE_CHECKING:
-    from vaezoo.runs.session import Session
+from vaezoo.config.test_prior_setting import check_test_prior, variance_of
+from vaezoo.runs.session import Session
 
 
 @attrs.frozen

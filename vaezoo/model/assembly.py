@@ -57,7 +57,7 @@ class VAE(nn.Module):
         if self.regularizer.needs_noise:
             assert self.noise is not None, "resolve() guarantees a noise sampler for this regulariser"
             with torch.no_grad():
-                x_noise = self.noise(x, self, data, step)
+                x_noise = self.noise(x, self.decoder, self.prior, data, step)
             noise_posterior = self.encoder(x_noise)
         return Step(x, posterior, z, log_px, self.prior(), noise_posterior, step, kl_scale, batch)
 

@@ -7,7 +7,7 @@ import fnmatch
 import attrs
 
 from vaezoo.base.errors import UsageError
-from vaezoo.plugins.kinds import ALL_KINDS
+from vaezoo.plugins.component import ALL_KINDS, Component
 
 
 @attrs.frozen
@@ -72,13 +72,7 @@ class Registry:
 
 
 def kind_of(cls: type) -> str:
-    """The kind a component class belongs to, decided by the interface it derives from."""
-    from vaezoo.components.interfaces import (
-        INTERFACES,  # torch: imported when a component is registered, not by the CLI
-    )
-
-    for kind, interface in INTERFACES.items():
-        if isinstance(cls, type) and issubclass(cls, interface):
-            return kind
-    bases = ", ".join(i.__name__ for i in INTERFACES.values())
-    raise TypeError(f"{cls!r} derives from none of the component interfaces ({bases})")
+    """The kind a component class belongs to: the ``kind`` of the interface it derives from."""
+    if isinstance(cls, type) and issubclass(cls, Component) and getattr(cls, "kind", None) in ALL_KINDS:
+        return cls.kind
+    raise TypeError(f"{cls!r} derives from none of the component interfaces (their kinds: {', '.join(ALL_KINDS)})")

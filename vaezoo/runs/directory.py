@@ -22,7 +22,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jsonschema import Draft202012Validator
 
@@ -30,10 +30,7 @@ from vaezoo.base.args import warn_once
 from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
 from vaezoo.base.errors import UsageError
 from vaezoo.base.schema import shape_problem
-
-if TYPE_CHECKING:
-    from vaezoo.config.run_config import RunConfig
-    from vaezoo.plugins.registry import Registry
+from vaezoo.plugins.registry import Registry
 
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.jsonl"
@@ -222,7 +219,6 @@ class RunDirectory:
 
     def current_raw(self) -> dict[str, Any]:
         """``config.json`` with the changes of every resume applied in order: the settings in force."""
-        from vaezoo.config.run_config import CALLBACKS, read_config_file
 
         raw = read_config_file(self.file(CONFIG_NAME))
         for entry in self.history():
@@ -238,7 +234,6 @@ class RunDirectory:
     def current_config(self, registry: Registry) -> RunConfig:
         """The settings in force (:meth:`current_raw`) resolved against ``registry``; a UsageError naming the run's
         files when they do not resolve (a damaged or foreign config.json, or a plugin the run used that is gone)."""
-        from vaezoo.config.run_config import merge_raw, resolve
 
         raw = self.current_raw()
         try:

@@ -18,7 +18,6 @@ from vaezoo.components.interfaces import Data, DataSource, TrainedData
 from vaezoo.model.assembly import VAE, build_model_for_data
 from vaezoo.plugins.registry import Registry
 from vaezoo.runs.directory import CONFIG_NAME, RunDirectory
-from vaezoo.evaluation.test_time_priors import check_test_prior_offered
 
 DATA_DIR_VARIABLE = "VAEZOO_DATA"
 DEVICE_TYPES = ("cpu", "cuda")
@@ -152,9 +151,7 @@ def open_session(
         )
     torch.manual_seed(config.train.seed)
     model = build_model_for_data(config, registry, data).to(device)
-    session = Session(config, data, model, device, registry.hook)
-    check_test_prior_offered(session, config.eval.test_prior)
-    return session
+    return Session(config, data, model, device, registry.hook)
 
 
 def load_trained(

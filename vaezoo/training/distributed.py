@@ -36,7 +36,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import torch
@@ -46,11 +46,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vaezoo.base.errors import UsageError
-from vaezoo.components.interfaces import WHOLE_BATCH, BatchStatistics
-
-if TYPE_CHECKING:
-    from vaezoo.components.interfaces import Data, Step
-    from vaezoo.model.assembly import VAE
+from vaezoo.components.interfaces import WHOLE_BATCH, BatchStatistics, Data, Step
+from vaezoo.model.assembly import VAE
 
 # The differentiable collectives of torch.distributed.nn.functional are deprecated in recent torch in favour of
 # private ones; they work on every torch this project supports, so their warning is only noise in each process.

@@ -40,6 +40,7 @@ from vaezoo.base.errors import TrainingDiverged, UsageError
 from vaezoo.components.interfaces import Data
 from vaezoo.config.run_config import RunConfig
 from vaezoo.evaluation.evaluate import VALIDATION_IW_SAMPLES, evaluate_split
+from vaezoo.evaluation.test_time_priors import check_test_prior_offered
 from vaezoo.plugins.registry import Registry
 from vaezoo.runs.checkpoint import (
     BEST_MODEL_NAME,
@@ -58,7 +59,7 @@ from vaezoo.runs.directory import (
     write_json,
 )
 from vaezoo.runs.interrupts import Interrupted, StopSignals
-from vaezoo.runs.session import load_tested_model, open_session, resolve_device, subnormals_flushed
+from vaezoo.runs.session import Session, load_tested_model, open_session, resolve_device, subnormals_flushed
 from vaezoo.training.best import BestSoFar
 from vaezoo.training.callbacks import RunHooks, RunInfo
 from vaezoo.training.distributed import Context, StepFunction
@@ -102,6 +103,18 @@ def _keep_metric_lines_up_to(path: Path, step: int) -> None:
         path.write_text("".join(f"{json.dumps(record)}\n" for record in kept))
 
 
+def open_checked_session(
+    config: RunConfig, registry: Registry, data_dir: Path | None, device: torch.device | None = None
+) -> tuple[Session, RunHooks]:
+    """The session of a run about to train and its callbacks, once every check a run makes before it creates
+    anything has passed: its data and model build, its test prior is offered, and each callback can act on it."""
+    session = open_session(config, registry, data_dir, device)
+    check_test_prior_offered(session, config.eval.test_prior)
+    hooks = RunHooks(config, registry)
+    hooks.check(session, registry)
+    return session, hooks
+
+
 class Trainer:
     """Trains one run in ``run_dir``; ``run`` returns the final results (also written to results.json).
 
@@ -120,13 +133,11 @@ class Trainer:
     ) -> None:
         self.context = context or Context()
         device = self.context.device(resolve_device(config.train.device))
-        self.session = open_session(config, registry, data_dir, device)
+        self.session, self.hooks = open_checked_session(config, registry, data_dir, device)
         self.config, self.data_dir, self.registry = config, data_dir, registry
         self.directory = RunDirectory(run_dir)
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         self.training_step = TrainingStep(self.session.model, config.train, self.context)
-        self.hooks = RunHooks(config, registry)
-        self.hooks.check(self.session, registry)
         self.run_info = RunInfo(run_dir, config, self.session.model, self.session.data, self.total_steps)
         self.step = 0
         # The step of the checkpoint on disk (None before the first is written or read): what a stop keeps.

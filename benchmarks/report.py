@@ -58,7 +58,7 @@ from benchmarks.aggregate import (
     reference_group,
 )
 from benchmarks.results import DAMAGED, OK, PENDING
-from vaezoo.api import Parser, UsageError, check_test_prior, quiet_when_output_closes
+from vaezoo.api import Parser, UsageError, check_test_prior, markdown_table, quiet_when_output_closes
 
 DIGITS = {"au": 1}
 #: Metrics that count things: a single seed's value is printed as the whole number it is.
@@ -128,13 +128,6 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else ""
 
 
-def _markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
-    def row(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [row(header), "|" + "---|" * len(header), *(row(line) for line in lines)]
-
-
 def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Figure]) -> str:
     """The report as markdown; ``figures`` are (title, file name, caption) of the figures that were drawn."""
     doc, spec = matrix.document, matrix.table
@@ -194,7 +187,7 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
                     entry += "" if comparison.distinguishable else " (n.d.)"
                 entries.append(entry)
         lines.append([*shown, prior_label(first.prior), *entries])
-    out += _markdown_table(header, lines)
+    out += markdown_table(header, lines)
     columns = spec["columns"]
     notes = []
     if any(g.status() == OK and any(0 < len(g.values(m)) < g.planned for m in columns) for g in table):
@@ -242,7 +235,7 @@ def _unfinished_lines(matrix: Matrix, planned: Sequence[dict[str, Any]]) -> list
     if not rows:
         return []
     header = ["cell", "status", "stage", "reason or last line of the error"]
-    return ["", "## Cells that did not finish", "", *_markdown_table(header, rows)]
+    return ["", "## Cells that did not finish", "", *markdown_table(header, rows)]
 
 
 def _titles(metrics: Sequence[str]) -> list[str]:
@@ -382,7 +375,7 @@ def _sweep_tables(matrix: Matrix) -> list[str]:
                     lines.append([*shown, *validation, prior_label(prior), *(format_entry(group, m) for m in columns)])
         if len(matrix.selection["rules"]) > 1:
             out += [f"Rule {index + 1}:", ""]
-        out += [*_markdown_table(header, lines), ""]
+        out += [*markdown_table(header, lines), ""]
     return out[:-1]
 
 

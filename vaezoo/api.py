@@ -107,6 +107,8 @@ _WHERE: dict[str, str] = {
     "Parser": "vaezoo.args",
     "quiet_when_output_closes": "vaezoo.args",
     "warn_once": "vaezoo.args",
+    # files, tables and timestamps
+    "markdown_table": "vaezoo.base.tables",
 }
 
 __all__ = sorted(_WHERE)

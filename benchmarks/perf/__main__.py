@@ -54,7 +54,7 @@ from benchmarks.perf.configs import (
     YARDSTICK_QUICK_REPEATS,
     YARDSTICK_REPEATS,
 )
-from vaezoo.api import Parser, quiet_when_output_closes
+from vaezoo.api import Parser, markdown_table, quiet_when_output_closes
 
 PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick", "evaluation")
 #: Parts whose FLOPs are counted: the peak is measured when one of them runs.
@@ -236,14 +236,6 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     return document
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
-    ]
-
-
 def _network_name(result: dict[str, Any]) -> str:
     sizes = f" {result['embed_dim']}/{result['hidden']}" if "embed_dim" in result else ""
     setting = ", ".join(result[key] for key in ("arch", "precision") if key in result)
@@ -282,7 +274,7 @@ def markdown(document: dict[str, Any]) -> str:
             return f"{result['ratio_to_betavae'][variant]:.2f}x ({ms:.0f} ms)"
 
         lines += ["", "### Step time relative to betavae (median ms per step)", ""]
-        lines += _table(
+        lines += markdown_table(
             ["variant", *(f"{_network_name(r)} (batch {r['batch']})" for r in steps)],
             [[v, *(cell(r, v) for r in steps)] for v in variants],
         )
@@ -291,7 +283,7 @@ def markdown(document: dict[str, Any]) -> str:
         text = [r for r in steps if "tokens_per_s" in r]
         if text:
             lines += ["", "### LSTM training throughput (predicted tokens per second)", ""]
-            lines += _table(
+            lines += markdown_table(
                 [
                     "variant",
                     *(f"{_network_name(r)}, vocab {r['vocab_size']}, {r['tokens_per_step']} tokens" for r in text),
@@ -304,7 +296,7 @@ def markdown(document: dict[str, Any]) -> str:
         counted = [r for r in steps if "flops_per_step" in r]
         if counted:
             lines += ["", "### Step FLOPs against the fp32 matmul peak", ""]
-            lines += _table(
+            lines += markdown_table(
                 ["network", "variant", "GFLOP per step", "step (ms)", "GFLOP/s", "FLOP floor (ms)", "fraction of peak"],
                 [
                     [
@@ -326,7 +318,7 @@ def markdown(document: dict[str, Any]) -> str:
             else "timed"
         )
         lines += ["", "### PixelCNN sampling, fast against naive", ""]
-        lines += _table(
+        lines += markdown_table(
             ["images", "fast (s)", "naive (s)", "naive / fast", "largest probability gap"],
             [
                 [
@@ -362,11 +354,11 @@ def markdown(document: dict[str, Any]) -> str:
                     target,
                 ]
             )
-        lines += _table(header, rows)
+        lines += markdown_table(header, rows)
     subnormals = document.get("subnormals")
     if subnormals and "error" not in subnormals:
         lines += ["", "### LSTM encoder backward pass, subnormal floats kept against flushed", ""]
-        lines += _table(
+        lines += markdown_table(
             ["sequences x tokens", "embed/hidden", "kept (s)", "flushed (s)", "kept / flushed", "subnormal share"],
             [
                 [
@@ -382,7 +374,7 @@ def markdown(document: dict[str, Any]) -> str:
     evaluations = [r for r in document.get("evaluation", []) if "error" not in r]
     if evaluations:
         lines += ["", "### What MI and AU add to an evaluation pass (He et al.'s networks)", ""]
-        lines += _table(
+        lines += markdown_table(
             ["network", "examples", "encoder pass (s)", "MI + AU (s)", "MI + AU / encoder pass", "-ELBO pass (s)"],
             [
                 [
@@ -461,11 +453,11 @@ def _yardstick_markdown(results: list[dict[str, Any]], peak: dict[str, float] | 
             )
     header = ["network", "precision", "vaezoo (ms)", "yardstick (ms)", "vaezoo speed / yardstick", "target"]
     header += ["GFLOP per step", "vaezoo GFLOP/s", "FLOP floor (ms)", "vaezoo / peak", "yardstick / peak"]
-    lines += _table([*header, "vaezoo / interleaved matmul"], rows)
+    lines += markdown_table([*header, "vaezoo / interleaved matmul"], rows)
     speedups = [r for r in results if "bf16_speedup" in r]
     if speedups:
         lines += ["", "### bf16 speed-up over fp32", ""]
-        lines += _table(
+        lines += markdown_table(
             ["network", "vaezoo bf16 / fp32", "yardstick bf16 / fp32", "vaezoo bf16 / yardstick fp32", "target"],
             [
                 [

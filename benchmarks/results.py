@@ -24,13 +24,12 @@ go on without it (:func:`read_cell`) warn once and count the cell as without a r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from vaezoo.api import UsageError, shape_problem, warn_once
+from vaezoo.api import UsageError, shape_problem, warn_once, write_json_atomically
 
 MATRIX_NAME = "matrix.json"
 CELLS_DIR = "cells"
@@ -56,12 +55,10 @@ def cell_dir(results_dir: Path, cell_id: str) -> Path:
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON through a temporary file and a rename (atomic on POSIX).
 
-    The temporary file is the process's own: runners restricted to different cells (``--only``) share one
+    The temporary file is the writer's own: runners restricted to different cells (``--only``) share one
     results directory and may write its matrix.json at the same moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
+    write_json_atomically(path, data, ensure_ascii=False)
 
 
 class DamagedFile(UsageError):

@@ -108,6 +108,9 @@ _WHERE: dict[str, str] = {
     "quiet_when_output_closes": "vaezoo.args",
     "warn_once": "vaezoo.args",
     # files, tables and timestamps
+    "write_bytes_atomically": "vaezoo.base.files",
+    "write_json_atomically": "vaezoo.base.files",
+    "write_text_atomically": "vaezoo.base.files",
     "markdown_table": "vaezoo.base.tables",
 }
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from jsonschema import Draft202012Validator
 
 from vaezoo.args import warn_once
+from vaezoo.base.files import write_json_atomically
 from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
 from vaezoo.errors import UsageError
 from vaezoo.schema import shape_problem
@@ -91,9 +92,7 @@ def _ends_mid_line(path: Path) -> bool:
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` as indented JSON through a temporary file, so a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_json_atomically(path, record)
 
 
 #: What the readers of a run's JSON-lines files (history.jsonl, metrics.jsonl) rely on in each line.

@@ -104,7 +104,7 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator, check_columns
-from vaezoo.api import Parser, UsageError, process_text, quiet_when_output_closes, warn_once
+from vaezoo.api import Parser, UsageError, local_timestamp, process_text, quiet_when_output_closes, warn_once
 
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).
 WAIT = "wait"
@@ -397,7 +397,7 @@ def _execute(
                 directory,
                 executor=executor.name,
                 id=None,
-                submitted=_now(),
+                submitted=local_timestamp(),
                 ended=None,
                 runner=process_text(),
                 outlives_runner=executor.jobs_outlive_runner,
@@ -414,7 +414,7 @@ def _execute(
             for future in done:
                 job, submission = running.pop(future)
                 finished += 1
-                note_job(cell_dir(out, job.cell_id), ended=_now())
+                note_job(cell_dir(out, job.cell_id), ended=local_timestamp())
                 record = _outcome(executor, job, submission, out)
                 if record is None:
                     interrupted.add(job.cell_id)
@@ -444,10 +444,6 @@ def _execute(
         f"{actions[SKIP]} skipped. Results in {out}; report: python -m benchmarks.report {out}"
     )
     return 1 if outcomes[FAILED] or interrupted else 0
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path) -> dict[str, Any] | None:
@@ -488,7 +484,7 @@ def _stop(executor: Executor, jobs: Sequence[CellJob], out: Path) -> None:
         run = cell_dir(out, job.cell_id) / RUN_DIR
         while lock_holder(run) is not None and time.monotonic() < deadline:
             time.sleep(0.2)
-        note_job(cell_dir(out, job.cell_id), ended=_now())
+        note_job(cell_dir(out, job.cell_id), ended=local_timestamp())
 
 
 def _counts(actions: Counter[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import pytest
 import vaezoo.base.files as files
 from vaezoo.base.files import write_bytes_atomically, write_json_atomically, write_text_atomically
 from vaezoo.base.tables import markdown_table
+from vaezoo.base.timestamps import local_timestamp
 
 # -- tables --------------------------------------------------------------------------------------------------------
 
@@ -102,3 +104,16 @@ def test_a_missing_directory_is_an_error_and_creates_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_text_atomically(tmp_path / "missing" / "f.txt", "x")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- timestamps ----------------------------------------------------------------------------------------------------
+
+
+def test_a_timestamp_is_local_time_to_the_second_with_its_utc_offset():
+    before = datetime.datetime.now().astimezone().replace(microsecond=0)
+    text = local_timestamp()
+    after = datetime.datetime.now().astimezone()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", text), text
+    parsed = datetime.datetime.fromisoformat(text)
+    assert parsed.utcoffset() == before.utcoffset()
+    assert before <= parsed <= after

@@ -112,6 +112,7 @@ _WHERE: dict[str, str] = {
     "write_json_atomically": "vaezoo.base.files",
     "write_text_atomically": "vaezoo.base.files",
     "markdown_table": "vaezoo.base.tables",
+    "local_timestamp": "vaezoo.base.timestamps",
 }
 
 __all__ = sorted(_WHERE)

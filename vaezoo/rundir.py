@@ -14,7 +14,6 @@ Layout (every name is owned by vaezoo; ``--overwrite`` removes exactly these):
 
 from __future__ import annotations
 
-import datetime
 import fcntl
 import json
 import os
@@ -28,6 +27,7 @@ from jsonschema import Draft202012Validator
 
 from vaezoo.args import warn_once
 from vaezoo.base.files import write_json_atomically
+from vaezoo.base.timestamps import local_timestamp
 from vaezoo.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
 from vaezoo.errors import UsageError
 from vaezoo.schema import shape_problem
@@ -45,10 +45,6 @@ LOCK_NAME = ".lock"
 #: The history event of a run whose callbacks stopped its training early (a resume may not train it on).
 STOPPED_EARLY = "stopped_early"
 RUN_FILES = (CONFIG_NAME, HISTORY_NAME, METRICS_NAME, CHECKPOINT_NAME, BEST_MODEL_NAME, RESULTS_NAME, SCATTER_NAME)
-
-
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def process_text() -> str:
@@ -203,7 +199,7 @@ class RunDirectory:
         """Append an event of the run to ``history.jsonl`` (with the time, host and process)."""
         entry = {
             "event": event,
-            "time": _now(),
+            "time": local_timestamp(),
             "step": step,
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -274,7 +270,7 @@ class RunDirectory:
                 ) from None
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{process_text()} ({activity} since {_now()})\n")
+            handle.write(f"{process_text()} ({activity} since {local_timestamp()})\n")
             handle.flush()
             try:
                 yield

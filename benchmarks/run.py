@@ -389,22 +389,7 @@ def _execute(
                 queue.append(p)
                 total += 1
         while queue and len(running) < context.jobs:
-            p = queue.popleft()
-            job = CellJob(p, out, context.data_dir, context.threads, context.timeout)
-            directory = cell_dir(out, p.cell.id)
-            write_json(directory / CONFIG_IN_NAME, p.cell.raw)
-            note_job(
-                directory,
-                executor=executor.name,
-                id=None,
-                submitted=local_timestamp(),
-                ended=None,
-                runner=process_text(),
-                outlives_runner=executor.jobs_outlive_runner,
-            )
-            submission = executor.submit(job)
-            if submission.job_id is not None:
-                note_job(directory, id=submission.job_id)
+            job, submission = _submit(executor, queue.popleft(), out)
             running[submission.future] = (job, submission)
 
     start(planned)
@@ -416,15 +401,11 @@ def _execute(
                 finished += 1
                 note_job(cell_dir(out, job.cell_id), ended=local_timestamp())
                 record = _outcome(executor, job, submission, out)
+                print(_end_line(job, record, f"[{finished}/{total}]"), flush=True)
                 if record is None:
                     interrupted.add(job.cell_id)
-                    print(f"[{finished}/{total}] stopped {job.cell_id}: its job ended before the cell; rerun to resume")
-                    continue
-                outcomes[record["status"]] += 1
-                line = f"[{finished}/{total}] {record['status']:<7} {record['id']} ({record['wall_time_s'] or 0:.1f} s)"
-                if record["error"]:
-                    line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
-                print(line, flush=True)
+                else:
+                    outcomes[record["status"]] += 1
             unsettled = frozenset([*(job.cell_id for job, _ in running.values()), *(p.cell.id for p in queue)])
             for choice, more in phase_two.decide(unsettled | interrupted):
                 new = [plan_cell(cell, out, validator) for cell in more]
@@ -444,6 +425,38 @@ def _execute(
         f"{actions[SKIP]} skipped. Results in {out}; report: python -m benchmarks.report {out}"
     )
     return 1 if outcomes[FAILED] or interrupted else 0
+
+
+def _submit(executor: Executor, planned: Planned, out: Path) -> tuple[CellJob, Submission]:
+    """Write the cell's config-in.json and its job.json (submitted now, by this runner), then hand its job to
+    ``executor``; the job's id, when the engine gives one, goes into job.json too."""
+    context = executor.context
+    job = CellJob(planned, out, context.data_dir, context.threads, context.timeout)
+    directory = cell_dir(out, planned.cell.id)
+    write_json(directory / CONFIG_IN_NAME, planned.cell.raw)
+    note_job(
+        directory,
+        executor=executor.name,
+        id=None,
+        submitted=local_timestamp(),
+        ended=None,
+        runner=process_text(),
+        outlives_runner=executor.jobs_outlive_runner,
+    )
+    submission = executor.submit(job)
+    if submission.job_id is not None:
+        note_job(directory, id=submission.job_id)
+    return job, submission
+
+
+def _end_line(job: CellJob, record: dict[str, Any] | None, progress: str) -> str:
+    """The line printed when a job ends: the cell's status, wall time and last error line, or that it stopped."""
+    if record is None:
+        return f"{progress} stopped {job.cell_id}: its job ended before the cell; rerun to resume"
+    line = f"{progress} {record['status']:<7} {record['id']} ({record['wall_time_s'] or 0:.1f} s)"
+    if record["error"]:
+        line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
+    return line
 
 
 def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path) -> dict[str, Any] | None:

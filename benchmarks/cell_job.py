@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,40 +170,14 @@ class CellRunner:
         started = time.perf_counter()
         # Evaluations of a run that is not retrained stay valid; a retrained run is evaluated afresh.
         metrics: dict[str, dict[str, Any]] = dict(previous.get("test_priors", {})) if planned.action == EVALUATE else {}
-        train: dict[str, Any] | None = None
-        valid: dict[str, Any] | None = None
-        curve: list[dict[str, Any]] | None = None
-        latent_dim: int | None = None
+        trained: dict[str, Any] = dict.fromkeys(("train", "valid", "curve", "latent_dim"))
         status, stage, error = OK, None, None
         try:
-            if planned.action == TRAIN:
-                config = str(directory / CONFIG_IN_NAME)
-                # a run directory without a checkpoint holds nothing trained: start it afresh over what it left
-                self._vaezoo("train", log, "run", "--config", config, "--out", str(run), "--overwrite", "--no-progress")
-            elif planned.action == RESUME:
-                self._vaezoo("resume", log, "run", "--resume", str(run), "--no-progress")
-            results = read_results(run / RESULTS_NAME)
-            if results is None:
-                raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
-            train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}
-            train["tested_step"] = results.get("tested_step", results["steps"])
-            curve = validation_lines(run)
-            valid = tested_validation(curve, results)
-            latent_dim = results["config"]["model"]["latent_dim"]
+            results = self._trained_results(planned, run, log)
+            trained = _training_outcome(run, results)
             if results["test_prior"] in cell.test_priors and results["test_prior"] not in metrics:
                 metrics[results["test_prior"]] = results["metrics"]
-            missing = ",".join(prior for prior in cell.test_priors if prior not in metrics)
-            if missing:  # all in one pass: the decoder's IW-NLL work is shared by the priors
-                stdout = self._vaezoo(f"eval:{missing}", log, "eval", str(run), "--test-prior", missing, "--json")
-                for line in stdout.strip().splitlines():
-                    if line.startswith("{"):
-                        evaluated = json.loads(line)
-                        metrics[evaluated["test_prior"]] = {
-                            k: v for k, v in evaluated.items() if k not in ("split", "test_prior")
-                        }
-                unanswered = [prior for prior in cell.test_priors if prior not in metrics]
-                if unanswered:
-                    raise StageFailed(f"eval:{missing}", f"vaezoo eval printed no metrics for {', '.join(unanswered)}")
+            self._evaluate_missing(cell.test_priors, run, log, metrics)
         except Interrupted:
             return None
         except StageFailed as failure:
@@ -218,17 +193,59 @@ class CellRunner:
             error=error,
             stage=stage,
             wall_time_s=time.perf_counter() - started,
-            train=train,
             test_priors=metrics,
             scatter=str(scatter.relative_to(directory)) if scatter.exists() else None,
-            valid=valid,
-            curve=curve,
-            latent_dim=latent_dim,
+            **trained,
             examples=planned.examples,
             job=read_job(directory) or None,
         )
         write_json(directory / CELL_NAME, record)
         return record
+
+    def _trained_results(self, planned: Planned, run: Path, log: Path) -> dict[str, Any]:
+        """Train or resume the cell's run as ``planned`` says (an evaluation needs neither), then its
+        results.json; StageFailed when a child fails or the run left none."""
+        if planned.action == TRAIN:
+            config = str(run.parent / CONFIG_IN_NAME)
+            # a run directory without a checkpoint holds nothing trained: start it afresh over what it left
+            self._vaezoo("train", log, "run", "--config", config, "--out", str(run), "--overwrite", "--no-progress")
+        elif planned.action == RESUME:
+            self._vaezoo("resume", log, "run", "--resume", str(run), "--no-progress")
+        results = read_results(run / RESULTS_NAME)
+        if results is None:
+            raise StageFailed(planned.action, f"the run left no {RESULTS_NAME} in {str(run)!r}")
+        return results
+
+    def _evaluate_missing(self, test_priors: Sequence[str], run: Path, log: Path, metrics: dict[str, Any]) -> None:
+        """Evaluate the run under the ``test_priors`` that ``metrics`` lacks, all in one pass (the decoder's IW-NLL
+        work is shared by the priors), adding their metrics; StageFailed when the child fails or leaves one out."""
+        missing = ",".join(prior for prior in test_priors if prior not in metrics)
+        if not missing:
+            return
+        stdout = self._vaezoo(f"eval:{missing}", log, "eval", str(run), "--test-prior", missing, "--json")
+        for line in stdout.strip().splitlines():
+            if line.startswith("{"):
+                evaluated = json.loads(line)
+                metrics[evaluated["test_prior"]] = {
+                    k: v for k, v in evaluated.items() if k not in ("split", "test_prior")
+                }
+        unanswered = [prior for prior in test_priors if prior not in metrics]
+        if unanswered:
+            raise StageFailed(f"eval:{missing}", f"vaezoo eval printed no metrics for {', '.join(unanswered)}")
+
+
+def _training_outcome(run: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """What a cell.json holds of the training run: ``train`` (steps, seed, wall time, test prior, metrics and the
+    tested step), the validation ``curve``, the tested model's validation line ``valid``, and ``latent_dim``."""
+    train = {k: results[k] for k in ("steps", "seed", "wall_time_s", "test_prior", "metrics")}
+    train["tested_step"] = results.get("tested_step", results["steps"])
+    curve = validation_lines(run)
+    return {
+        "train": train,
+        "valid": tested_validation(curve, results),
+        "curve": curve,
+        "latent_dim": results["config"]["model"]["latent_dim"],
+    }
 
 
 def validation_lines(run: Path) -> list[dict[str, Any]]:

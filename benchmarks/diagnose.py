@@ -50,6 +50,7 @@ from vaezoo.api import (
     isotropic_normal,
     load_plugins,
     load_trained,
+    markdown_table,
     mutual_information_he,
     predicted_tokens,
     quiet_when_output_closes,
@@ -201,10 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m benchmarks.diagnose: error: {error}", file=sys.stderr)
         return 2
     if not args.json:
-        print("| run | " + " | ".join(title for _, title, _ in SUMMARY) + " |")
-        print("|---" * (len(SUMMARY) + 1) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print("\n".join(markdown_table(["run", *(title for _, title, _ in SUMMARY)], rows)))
     return 0
 
 

@@ -165,52 +165,68 @@ def tradeoff_figure(
             if not usable:
                 ax.axis("off")
                 continue
-            for index, name in enumerate(series):
-                for chosen in (True, False):
-                    subset = [p for p in usable if p.series == name and p.chosen is chosen]
-                    if not subset:
-                        continue
-                    colour = f"C{index % 10}"
-                    container = ax.errorbar(
-                        [p.stats[x][0] for p in subset],
-                        [p.stats[y][0] for p in subset],
-                        xerr=[p.stats[x][1] or 0.0 for p in subset],
-                        yerr=[p.stats[y][1] or 0.0 for p in subset],
-                        fmt=MARKERS[index % len(MARKERS)],
-                        color=colour,
-                        markerfacecolor=colour if chosen else "none",
-                        capsize=2,
-                        label=name if chosen or not any(p.chosen for p in usable if p.series == name) else None,
-                    )
-                    for p in subset:
-                        ax.annotate(
-                            p.label,
-                            (p.stats[x][0], p.stats[y][0]),
-                            fontsize=5,
-                            alpha=0.7,
-                            xytext=(3, 3),
-                            textcoords="offset points",
-                        )
-                    drawn.append(_read_back(container, subset[0].panel, x, y, name, chosen))
-            prior_text = f"test prior {prior_label(prior)}"
-            ax.set_xlabel(f"{TABLE_TITLES[x]} (nats, {prior_text})")
-            ax.set_ylabel(METRIC_TITLES.get(y, y))
-            if mine[0].panel is not None:
-                ax.set_title(
-                    f"{format_value(mine[0].panel)}: {TABLE_TITLES[y]} against {TABLE_TITLES[x]}", fontsize="small"
-                )
+            drawn += _draw_tradeoff_points(ax, usable, series, x, y)
+            _label_tradeoff_panel(ax, mine[0].panel, x, y, prior)
             if column == 0:
-                handles, _ = ax.get_legend_handles_labels()
-                if not all(p.chosen for p in usable):
-                    hollow = Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="none")
-                    handles.append(hollow)
-                    hollow.set_label("hollow: swept, not chosen")
-                ax.legend(handles=handles, fontsize="x-small")
+                _tradeoff_legend(ax, usable)
     fig.tight_layout()
     if drawn:
         fig.savefig(path, dpi=120)
     plt.close(fig)
     return drawn
+
+
+def _draw_tradeoff_points(ax: Any, usable: list[Any], series: list[str], x: str, y: str) -> list[dict[str, Any]]:
+    """The points of one panel, y against x, with their error bars and labels: one colour and marker per series,
+    hollow for swept values not chosen. What was drawn, read back from the artists (see :func:`tradeoff_figure`)."""
+    drawn = []
+    for index, name in enumerate(series):
+        for chosen in (True, False):
+            subset = [p for p in usable if p.series == name and p.chosen is chosen]
+            if not subset:
+                continue
+            colour = f"C{index % 10}"
+            container = ax.errorbar(
+                [p.stats[x][0] for p in subset],
+                [p.stats[y][0] for p in subset],
+                xerr=[p.stats[x][1] or 0.0 for p in subset],
+                yerr=[p.stats[y][1] or 0.0 for p in subset],
+                fmt=MARKERS[index % len(MARKERS)],
+                color=colour,
+                markerfacecolor=colour if chosen else "none",
+                capsize=2,
+                label=name if chosen or not any(p.chosen for p in usable if p.series == name) else None,
+            )
+            for p in subset:
+                ax.annotate(
+                    p.label,
+                    (p.stats[x][0], p.stats[y][0]),
+                    fontsize=5,
+                    alpha=0.7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+            drawn.append(_read_back(container, subset[0].panel, x, y, name, chosen))
+    return drawn
+
+
+def _label_tradeoff_panel(ax: Any, panel: Any, x: str, y: str, prior: str) -> None:
+    """A panel's axis labels (x under the test prior ``prior``) and, with a column axis, its title."""
+    prior_text = f"test prior {prior_label(prior)}"
+    ax.set_xlabel(f"{TABLE_TITLES[x]} (nats, {prior_text})")
+    ax.set_ylabel(METRIC_TITLES.get(y, y))
+    if panel is not None:
+        ax.set_title(f"{format_value(panel)}: {TABLE_TITLES[y]} against {TABLE_TITLES[x]}", fontsize="small")
+
+
+def _tradeoff_legend(ax: Any, usable: list[Any]) -> None:
+    """The series' legend, with what a hollow marker means when the panel has one."""
+    handles, _ = ax.get_legend_handles_labels()
+    if not all(p.chosen for p in usable):
+        hollow = Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="none")
+        handles.append(hollow)
+        hollow.set_label("hollow: swept, not chosen")
+    ax.legend(handles=handles, fontsize="x-small")
 
 
 def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> bool:
@@ -236,25 +252,7 @@ def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> b
     fig, grid = plt.subplots(len(rows), len(columns), figsize=(4.2 * len(columns), 3.4 * len(rows)), squeeze=False)
     for key, cells in panels.items():
         ax = grid[places[key]]
-        labelled = set()
-        late: list[float] = []  # the values after the first fifth of training, which set the y range
-        for x_value, record in cells:
-            curve = [(line["step"], line["valid"].get(metric)) for line in record["curve"]]
-            curve = [(step, value) for step, value in curve if isinstance(value, int | float)]
-            if not curve:
-                continue
-            late += [value for step, value in curve if step >= 0.2 * curve[-1][0]]
-            colour = colour_of.get(canonical(x_value), "C0")
-            label = matrix.describe(x_axis, x_value) if x_axis and canonical(x_value) not in labelled else None
-            labelled.add(canonical(x_value))
-            steps, values = zip(*curve, strict=True)
-            ax.plot(steps, values, color=colour, alpha=0.6, linewidth=1, label=label)
-            tested = dict(curve).get((record.get("train") or {}).get("tested_step"))
-            if tested is not None:
-                ax.plot([record["train"]["tested_step"]], [tested], "o", color=colour, markersize=3)
-        if late:  # the first steps' values are far larger and would flatten where the runs settle
-            low, high = min(late), max(late)
-            ax.set_ylim(low - 0.05 * (high - low or 1), high + 0.05 * (high - low or 1))
+        labelled = _draw_curves(ax, matrix, cells, metric, colour_of)
         ax.set_title(", ".join(part for part in key if part), fontsize="small")
         ax.set_xlabel("training step")
         ax.set_ylabel(f"valid {TABLE_TITLES.get(metric, metric)}")
@@ -268,6 +266,34 @@ def validation_curves(matrix: Matrix, path: Path, metric: str = "neg_elbo") -> b
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def _draw_curves(
+    ax: Any, matrix: Matrix, cells: list[tuple[Any, dict[str, Any]]], metric: str, colour_of: dict[Any, str]
+) -> set[Any]:
+    """The validation curves of one panel's ``cells`` ((x-axis value, cell.json) pairs), a dot at each tested
+    model, the y range set by the values after the first fifth of each run. Returns the x-axis values labelled."""
+    x_axis = matrix.table["x_axis"]
+    labelled: set[Any] = set()
+    late: list[float] = []  # the values after the first fifth of training, which set the y range
+    for x_value, record in cells:
+        curve = [(line["step"], line["valid"].get(metric)) for line in record["curve"]]
+        curve = [(step, value) for step, value in curve if isinstance(value, int | float)]
+        if not curve:
+            continue
+        late += [value for step, value in curve if step >= 0.2 * curve[-1][0]]
+        colour = colour_of.get(canonical(x_value), "C0")
+        label = matrix.describe(x_axis, x_value) if x_axis and canonical(x_value) not in labelled else None
+        labelled.add(canonical(x_value))
+        steps, values = zip(*curve, strict=True)
+        ax.plot(steps, values, color=colour, alpha=0.6, linewidth=1, label=label)
+        tested = dict(curve).get((record.get("train") or {}).get("tested_step"))
+        if tested is not None:
+            ax.plot([record["train"]["tested_step"]], [tested], "o", color=colour, markersize=3)
+    if late:  # the first steps' values are far larger and would flatten where the runs settle
+        low, high = min(late), max(late)
+        ax.set_ylim(low - 0.05 * (high - low or 1), high + 0.05 * (high - low or 1))
+    return labelled
 
 
 def _read_back(container: Any, panel: Any, x: str, y: str, series: str, chosen: bool) -> dict[str, Any]:

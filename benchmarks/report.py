@@ -58,7 +58,7 @@ from benchmarks.aggregate import (
     reference_group,
 )
 from benchmarks.results import DAMAGED, OK, PENDING
-from vaezoo.api import Parser, UsageError, check_test_prior, quiet_when_output_closes
+from vaezoo.api import Parser, UsageError, check_test_prior, markdown_table, quiet_when_output_closes
 
 DIGITS = {"au": 1}
 #: Metrics that count things: a single seed's value is printed as the whole number it is.
@@ -128,17 +128,33 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else ""
 
 
-def _markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
-    def row(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [row(header), "|" + "---|" * len(header), *(row(line) for line in lines)]
-
-
 def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Figure]) -> str:
     """The report as markdown; ``figures`` are (title, file name, caption) of the figures that were drawn."""
-    doc, spec = matrix.document, matrix.table
     planned = matrix.planned_cells()
+    out = _heading_lines(matrix, planned)
+    rows, comparisons = _table_rows(matrix, table)
+    out += markdown_table(_table_header(matrix), rows)
+    notes = _table_notes(matrix, table, comparisons)
+    if notes:
+        out += ["", *notes]
+    if figures:
+        out += ["", "## Figures", ""]
+        for title, name, caption in figures:
+            out += [f"![{title}]({name})"] + (["", caption, ""] if caption else [])
+        while out[-1] == "":
+            out.pop()
+    if matrix.choices:
+        out += ["", "## Selection", "", *_selection_lines(matrix)]
+    out += _unfinished_lines(matrix, planned)
+    if matrix.choices:
+        out += ["", "## Appendix: every swept value", "", *_sweep_tables(matrix)]
+    return "\n".join(out) + "\n"
+
+
+def _heading_lines(matrix: Matrix, planned: Sequence[dict[str, Any]]) -> list[str]:
+    """The title, the profile and the cells' count by status, and what the entries are (and, for a suite that
+    tunes axes, how their values were chosen), ending with a blank line."""
+    doc, spec = matrix.document, matrix.table
     records = [matrix.records[cell["id"]] for cell in planned]
     statuses = Counter(
         r["status"] if r else DAMAGED if c["id"] in matrix.damaged else PENDING
@@ -146,7 +162,6 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
     )
     layout = LAYOUT_TITLES[spec["layout"]]
     seed = f" (`{spec['seed_axis']}`)" if spec["seed_axis"] else ""
-    tuned = matrix.tuned_axes
     out = [
         f"# {doc['suite']}" + (f": results {layout}" if layout else ""),
         "",
@@ -161,9 +176,9 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
         "variance) or tuned (the s² in [1, f] that maximises the validation ELBO).",
         "",
     ]
-    if tuned:
+    if matrix.tuned_axes:
         states = Counter(choice.state for choice in matrix.choices.values())
-        names = ", ".join(matrix.header(a) for a in tuned)
+        names = ", ".join(matrix.header(a) for a in matrix.tuned_axes)
         out[-1:-1] = [
             "",
             f"{names} (chosen): the value chosen for the row on the validation split, then run on every seed "
@@ -171,9 +186,21 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
             f"{len(matrix.choices)}, {states[CHOSEN]} chosen, {states[WAITING]} waiting for their sweep, "
             f"{len(matrix.choices) - states[CHOSEN] - states[WAITING]} without a choice.",
         ]
+    return out
+
+
+def _table_header(matrix: Matrix) -> list[str]:
+    """The row axes' titles, the test prior, then per column group the tuned axes' and the metrics' titles."""
+    spec = matrix.table
     header = [matrix.header(a) for a in spec["rows"]] + ["Test prior"]
-    chosen_titles = [f"{matrix.header(a)} (chosen)" for a in tuned]
+    chosen_titles = [f"{matrix.header(a)} (chosen)" for a in matrix.tuned_axes]
     header += [f"{prefix}{t}" for _, prefix in _columns(matrix) for t in chosen_titles + _titles(spec["columns"])]
+    return header
+
+
+def _table_rows(matrix: Matrix, table: Sequence[Group]) -> tuple[list[list[str]], list[Comparison]]:
+    """The table's rows, and the MI comparisons with the reference rows made for the "(n.d.)" marks."""
+    spec, tuned = matrix.table, matrix.tuned_axes
     lines, previous = [], []
     comparisons = []
     for first, by_column in _rows(matrix, table):
@@ -194,8 +221,12 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
                     entry += "" if comparison.distinguishable else " (n.d.)"
                 entries.append(entry)
         lines.append([*shown, prior_label(first.prior), *entries])
-    out += _markdown_table(header, lines)
-    columns = spec["columns"]
+    return lines, comparisons
+
+
+def _table_notes(matrix: Matrix, table: Sequence[Group], comparisons: list[Comparison]) -> list[str]:
+    """The notes under the table: what its marks mean, for the marks it has, and the examples evaluated."""
+    columns = matrix.table["columns"]
     notes = []
     if any(g.status() == OK and any(0 < len(g.values(m)) < g.planned for m in columns) for g in table):
         notes.append("- (k/n): only k of the row's n seeds finished; the others are listed below.")
@@ -203,26 +234,13 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
         notes.append("- failed, skipped, pending: no seed of the row finished; the cells are listed below.")
     if any(g.status() == NO_CHOICE for g in table):
         notes.append("- no choice: no swept value of the row qualified under the selection rule (section Selection).")
-    reference = spec.get("reference")
+    reference = matrix.table.get("reference")
     if reference and any(m in MI_METRICS for m in columns):
         notes.append(_distinguishable_note(matrix, comparisons))
     examples = _examples_note(matrix)
     if examples:
         notes.append(examples)
-    if notes:
-        out += ["", *notes]
-    if figures:
-        out += ["", "## Figures", ""]
-        for title, name, caption in figures:
-            out += [f"![{title}]({name})"] + (["", caption, ""] if caption else [])
-        while out[-1] == "":
-            out.pop()
-    if matrix.choices:
-        out += ["", "## Selection", "", *_selection_lines(matrix)]
-    out += _unfinished_lines(matrix, planned)
-    if matrix.choices:
-        out += ["", "## Appendix: every swept value", "", *_sweep_tables(matrix)]
-    return "\n".join(out) + "\n"
+    return notes
 
 
 def _unfinished_lines(matrix: Matrix, planned: Sequence[dict[str, Any]]) -> list[str]:
@@ -242,7 +260,7 @@ def _unfinished_lines(matrix: Matrix, planned: Sequence[dict[str, Any]]) -> list
     if not rows:
         return []
     header = ["cell", "status", "stage", "reason or last line of the error"]
-    return ["", "## Cells that did not finish", "", *_markdown_table(header, rows)]
+    return ["", "## Cells that did not finish", "", *markdown_table(header, rows)]
 
 
 def _titles(metrics: Sequence[str]) -> list[str]:
@@ -382,7 +400,7 @@ def _sweep_tables(matrix: Matrix) -> list[str]:
                     lines.append([*shown, *validation, prior_label(prior), *(format_entry(group, m) for m in columns)])
         if len(matrix.selection["rules"]) > 1:
             out += [f"Rule {index + 1}:", ""]
-        out += [*_markdown_table(header, lines), ""]
+        out += [*markdown_table(header, lines), ""]
     return out[:-1]
 
 

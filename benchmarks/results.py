@@ -12,6 +12,22 @@ RESULTS_DIR/
     cell.json            the cell's outcome (see :func:`cell_record`)
 ```
 
+The fields of a ``cell.json`` (:func:`cell_record`): ``axes`` maps each axis to the cell's value (a variant's label,
+a parameter's value); ``reason`` says why a skipped cell is invalid; ``error`` is the tail of the failing child's
+output and ``stage`` the step that failed (``train``, ``resume`` or ``eval:PRIOR``); ``wall_time_s`` is the
+runner's time for this attempt; ``train`` holds the run's steps, seed, training wall time and test metrics under
+the run's own test prior (``train.metrics``, from results.json); ``test_priors`` maps each requested test prior
+to the metrics of ``vaezoo eval`` (mi, neg_elbo, recon, kl, au, iw_nll, test_prior_variance, ...); ``scatter`` is
+the path of the run's latent scatter relative to the cell directory; ``attempts`` counts the runner's attempts.
+
+What selection and the report's uncertainty need: ``valid`` is the validation line of the tested model
+(metrics.jsonl: ``step``, ``test_prior`` = the run's ``eval.test_prior``, ``metrics``: mi, mi_he, neg_elbo,
+recon, kl, au, ..., no IW-NLL; the last line, or the best -ELBO's with ``train.test_model = "best"``, whose step
+is ``train.tested_step``), ``curve`` every validation line of the run (its metrics.jsonl lines), ``latent_dim``
+the dimension D of z, and ``examples`` the examples each split's metrics averaged over (``{"valid": n, "test":
+n}``: the split's size capped by ``eval.limit``; None when the runner could not load the data to count them).
+``job`` is the job that ran the attempt (its ``job.json``: executor, id, submitted), or None.
+
 A ``cell.json`` is written once a cell's attempt has ended (atomically, so a reader never sees half a file):
 ``status`` is ``ok``, ``failed`` or ``skipped``; a cell without one is pending. This module imports neither
 torch nor vaezoo's models, so the report works wherever the results directory is copied.
@@ -24,13 +40,12 @@ go on without it (:func:`read_cell`) warn once and count the cell as without a r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from vaezoo.api import UsageError, shape_problem, warn_once
+from vaezoo.api import UsageError, shape_problem, warn_once, write_json_atomically
 
 MATRIX_NAME = "matrix.json"
 CELLS_DIR = "cells"
@@ -56,12 +71,10 @@ def cell_dir(results_dir: Path, cell_id: str) -> Path:
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON through a temporary file and a rename (atomic on POSIX).
 
-    The temporary file is the process's own: runners restricted to different cells (``--only``) share one
+    The temporary file is the writer's own: runners restricted to different cells (``--only``) share one
     results directory and may write its matrix.json at the same moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
+    write_json_atomically(path, data, ensure_ascii=False)
 
 
 class DamagedFile(UsageError):
@@ -253,25 +266,8 @@ def cell_record(
     examples: dict[str, int] | None = None,
     job: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The contents of ``cell.json``.
-
-    ``axes`` maps each axis to the cell's value (a variant's label, a parameter's value); ``reason`` says why a
-    skipped cell is invalid; ``error`` is the tail of the failing child's output and ``stage`` the step that
-    failed (``train``, ``resume`` or ``eval:PRIOR``); ``wall_time_s`` is the runner's time for this attempt;
-    ``train`` holds the run's steps, seed, training wall time and test metrics under the run's own test prior
-    (``train.metrics``, from results.json); ``test_priors`` maps each requested test prior to the metrics of
-    ``vaezoo eval`` (mi, neg_elbo, recon, kl, au, iw_nll, test_prior_variance, ...); ``scatter`` is the path of
-    the run's latent scatter relative to the cell directory; ``attempts`` counts the runner's attempts.
-
-    What selection and the report's uncertainty need: ``valid`` is the validation line of the tested model
-    (metrics.jsonl: ``step``, ``test_prior`` = the run's ``eval.test_prior``, ``metrics``: mi, mi_he, neg_elbo,
-    recon, kl, au, ..., no IW-NLL; the last line, or the best -ELBO's with ``train.test_model = "best"``, whose step
-    is ``train.tested_step``), ``curve`` every validation line of the run (its metrics.jsonl lines), ``latent_dim``
-    the dimension D of z, and ``examples`` the examples each split's metrics averaged
-    over (``{"valid": n, "test": n}``: the split's size capped by ``eval.limit``; None when the runner could not
-    load the data to count them). ``job`` is the job that ran the attempt (its ``job.json``: executor, id,
-    submitted), or None.
-    """
+    """The contents of ``cell.json``, its fields as the module docstring describes them; ``wall_time_s`` is rounded
+    to the millisecond and ``test_priors`` is empty when None."""
     return {
         "id": cell_id,
         "axes": axes,

@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,7 @@ from benchmarks.suite import (
     short_names,
 )
 from benchmarks.validate import Validator, check_columns
-from vaezoo.api import Parser, UsageError, process_text, quiet_when_output_closes, warn_once
+from vaezoo.api import Parser, UsageError, local_timestamp, process_text, quiet_when_output_closes, warn_once
 
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).
 WAIT = "wait"
@@ -389,22 +389,7 @@ def _execute(
                 queue.append(p)
                 total += 1
         while queue and len(running) < context.jobs:
-            p = queue.popleft()
-            job = CellJob(p, out, context.data_dir, context.threads, context.timeout)
-            directory = cell_dir(out, p.cell.id)
-            write_json(directory / CONFIG_IN_NAME, p.cell.raw)
-            note_job(
-                directory,
-                executor=executor.name,
-                id=None,
-                submitted=_now(),
-                ended=None,
-                runner=process_text(),
-                outlives_runner=executor.jobs_outlive_runner,
-            )
-            submission = executor.submit(job)
-            if submission.job_id is not None:
-                note_job(directory, id=submission.job_id)
+            job, submission = _submit(executor, queue.popleft(), out)
             running[submission.future] = (job, submission)
 
     start(planned)
@@ -414,40 +399,91 @@ def _execute(
             for future in done:
                 job, submission = running.pop(future)
                 finished += 1
-                note_job(cell_dir(out, job.cell_id), ended=_now())
-                record = _outcome(executor, job, submission, out)
+                record = _ended(executor, job, submission, out, f"[{finished}/{total}]")
                 if record is None:
                     interrupted.add(job.cell_id)
-                    print(f"[{finished}/{total}] stopped {job.cell_id}: its job ended before the cell; rerun to resume")
-                    continue
-                outcomes[record["status"]] += 1
-                line = f"[{finished}/{total}] {record['status']:<7} {record['id']} ({record['wall_time_s'] or 0:.1f} s)"
-                if record["error"]:
-                    line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
-                print(line, flush=True)
+                else:
+                    outcomes[record["status"]] += 1
             unsettled = frozenset([*(job.cell_id for job, _ in running.values()), *(p.cell.id for p in queue)])
-            for choice, more in phase_two.decide(unsettled | interrupted):
-                new = [plan_cell(cell, out, validator) for cell in more]
-                actions.update(p.action for p in new)
-                print(phase_two.announce(choice, more), flush=True)
-                start(new)
+            _start_decided(phase_two, unsettled | interrupted, start, out, validator, actions)
             start([])  # the freed slots
     except KeyboardInterrupt:
-        _note_further_stop_signals()
-        _stop(executor, [job for job, _ in running.values()], out)
-        print(f"interrupted; rerun the same command to resume the matrix in {out}", file=sys.stderr)
-        return 130
+        return _interrupted(executor, [job for job, _ in running.values()], out)
+    _print_summary(phase_two, outcomes, actions, out)
+    return 1 if outcomes[FAILED] or interrupted else 0
+
+
+def _interrupted(executor: Executor, running: list[CellJob], out: Path) -> int:
+    """Stop the ``running`` jobs (their cells checkpoint), noting further stop signals rather than obeying them,
+    and say how to resume; the exit status of an interrupted run."""
+    _note_further_stop_signals()
+    _stop(executor, running, out)
+    print(f"interrupted; rerun the same command to resume the matrix in {out}", file=sys.stderr)
+    return 130
+
+
+def _start_decided(
+    phase_two: PhaseTwo,
+    unsettled: frozenset[str],
+    start: Callable[[Sequence[Planned]], None],
+    out: Path,
+    validator: Validator,
+    actions: Counter[str],
+) -> None:
+    """Announce each selection group that ``unsettled`` cells no longer hold back and ``start`` its planned
+    phase-2 cells, counting their actions into ``actions``."""
+    for choice, more in phase_two.decide(unsettled):
+        new = [plan_cell(cell, out, validator) for cell in more]
+        actions.update(p.action for p in new)
+        print(phase_two.announce(choice, more), flush=True)
+        start(new)
+
+
+def _print_summary(phase_two: PhaseTwo, outcomes: Counter[str], actions: Counter[str], out: Path) -> None:
+    """The groups still waiting for their sweep, then the counts of this run's outcomes and where the results are."""
     for choice in phase_two.waiting():  # its sweep has cells this run did not run (--only) or could not finish
         print(f"{WAIT:<9} {choice.group['id']}: {phase_two.matrix.explain(choice)}")
     print(
         f"done: {outcomes[OK]} ok, {outcomes[FAILED]} failed this time; {actions[DONE]} were already finished, "
         f"{actions[SKIP]} skipped. Results in {out}; report: python -m benchmarks.report {out}"
     )
-    return 1 if outcomes[FAILED] or interrupted else 0
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+def _submit(executor: Executor, planned: Planned, out: Path) -> tuple[CellJob, Submission]:
+    """Write the cell's config-in.json and its job.json (submitted now, by this runner), then hand its job to
+    ``executor``; the job's id, when the engine gives one, goes into job.json too."""
+    context = executor.context
+    job = CellJob(planned, out, context.data_dir, context.threads, context.timeout)
+    directory = cell_dir(out, planned.cell.id)
+    write_json(directory / CONFIG_IN_NAME, planned.cell.raw)
+    note_job(
+        directory,
+        executor=executor.name,
+        id=None,
+        submitted=local_timestamp(),
+        ended=None,
+        runner=process_text(),
+        outlives_runner=executor.jobs_outlive_runner,
+    )
+    submission = executor.submit(job)
+    if submission.job_id is not None:
+        note_job(directory, id=submission.job_id)
+    return job, submission
+
+
+def _ended(executor: Executor, job: CellJob, submission: Submission, out: Path, progress: str) -> dict[str, Any] | None:
+    """Note in job.json that ``job`` ended and print its cell's status, wall time and last error line after
+    ``progress``, or that it stopped; its record (see :func:`_outcome`)."""
+    note_job(cell_dir(out, job.cell_id), ended=local_timestamp())
+    record = _outcome(executor, job, submission, out)
+    if record is None:
+        print(f"{progress} stopped {job.cell_id}: its job ended before the cell; rerun to resume", flush=True)
+        return None
+    line = f"{progress} {record['status']:<7} {record['id']} ({record['wall_time_s'] or 0:.1f} s)"
+    if record["error"]:
+        line += f": {record['stage']}: {record['error'].splitlines()[-1]}"
+    print(line, flush=True)
+    return record
 
 
 def _outcome(executor: Executor, job: CellJob, submission: Submission, out: Path) -> dict[str, Any] | None:
@@ -488,7 +524,7 @@ def _stop(executor: Executor, jobs: Sequence[CellJob], out: Path) -> None:
         run = cell_dir(out, job.cell_id) / RUN_DIR
         while lock_holder(run) is not None and time.monotonic() < deadline:
             time.sleep(0.2)
-        note_job(cell_dir(out, job.cell_id), ended=_now())
+        note_job(cell_dir(out, job.cell_id), ended=local_timestamp())
 
 
 def _counts(actions: Counter[str]) -> str:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from benchmarks.executors import Context, load_executors, make_executor
@@ -76,7 +77,7 @@ def test_the_slurm_options_name_their_meaning_and_defaults(tmp_path):
         executor.settings["time"] == 30 and executor.settings["gpus"] == 1 and executor.settings["partition"] == "gpu"
     )
     assert executor.settings["signal_delay_s"] == 90 and executor.settings["cluster"] == "slurm"
-    assert all(option.help for option in executor.options.values())
+    assert all(field.metadata["help"] for field in attrs.fields(executor.Params))
 
 
 @pytest.mark.parametrize(("name", "module", "extra"), [("slurm", "submitit", "slurm"), ("ray", "ray", "ray")])

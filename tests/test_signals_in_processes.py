@@ -42,15 +42,17 @@ pytestmark = pytest.mark.adversarial
 #: sleeps $SAVE_SECONDS before writing, so that a test can send signals while a save is under way.
 SLOW_SAVE = """
 import os, sys, time
-import vaezoo.runs.checkpoint as checkpoint
+import vaezoo.base.files as files
+from vaezoo.runs.checkpoint import MAGIC
 from vaezoo.cli.main import main
-write_all = checkpoint._write_all
+write_all = files._write_all
 def slow_write_all(fd, data):
-    with open(os.environ["SAVE_MARKS"], "a") as marks:
-        marks.write("save\\n")
-    time.sleep(float(os.environ["SAVE_SECONDS"]))
+    if data.startswith(MAGIC):  # a checkpoint's, not one of the run's JSON files
+        with open(os.environ["SAVE_MARKS"], "a") as marks:
+            marks.write("save\\n")
+        time.sleep(float(os.environ["SAVE_SECONDS"]))
     write_all(fd, data)
-checkpoint._write_all = slow_write_all
+files._write_all = slow_write_all
 sys.exit(main(sys.argv[1:]))
 """
 KEPT = re.compile(r"the checkpoint of step (\d+) is kept")
@@ -98,18 +100,18 @@ def test_signals_held_during_a_block_are_handled_once_each_when_it_ends():
 
 
 def test_a_save_interrupted_by_signals_completes_and_the_stop_comes_after_it(tmp_path, monkeypatch):
-    import vaezoo.runs.checkpoint as checkpoint
+    import vaezoo.base.files as files
 
     path = tmp_path / CHECKPOINT_NAME
     save_checkpoint(path, {"step": 1})
-    write_all = checkpoint._write_all
+    write_all = files._write_all
 
     def signalled_write_all(fd: int, data: bytes) -> None:
         signal.raise_signal(signal.SIGINT)  # an immediate block: this would raise at once, mid-write
         signal.raise_signal(signal.SIGTERM)
         write_all(fd, data)
 
-    monkeypatch.setattr(checkpoint, "_write_all", signalled_write_all)
+    monkeypatch.setattr(files, "_write_all", signalled_write_all)
     with StopSignals(), pytest.raises(Interrupted) as stop:
         save_checkpoint(path, {"step": 2})
     assert stop.value.signum == signal.SIGINT

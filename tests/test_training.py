@@ -179,11 +179,12 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path):
         import os, torch
         from pathlib import Path
         from vaezoo.runs import checkpoint
+        from vaezoo.base import files
         real_write = os.write
         def dying_write(fd, data):
             real_write(fd, bytes(data[: len(data) // 2]))
             os._exit(9)
-        checkpoint.os.write = dying_write
+        files.os.write = dying_write
         checkpoint.save_checkpoint(Path({str(path)!r}), {{"step": 2, "weights": torch.zeros(30000)}})
         """
     )

@@ -107,6 +107,12 @@ _WHERE: dict[str, str] = {
     "Parser": "vaezoo.base.args",
     "quiet_when_output_closes": "vaezoo.base.args",
     "warn_once": "vaezoo.base.args",
+    # files, tables and timestamps
+    "write_bytes_atomically": "vaezoo.base.files",
+    "write_json_atomically": "vaezoo.base.files",
+    "write_text_atomically": "vaezoo.base.files",
+    "markdown_table": "vaezoo.base.tables",
+    "local_timestamp": "vaezoo.base.timestamps",
 }
 
 __all__ = sorted(_WHERE)

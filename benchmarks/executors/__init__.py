@@ -11,14 +11,17 @@ A third party adds an executor with an entry point naming a subclass of :class:`
     [project.entry-points."vaezoo.executors"]
     k8s = "vaezoo_k8s:KubernetesExecutor"
 
-An executor declares its settings in :attr:`Executor.options` (a schema); ``--executor-option NAME=VALUE`` is
-checked against it before anything is submitted, with one-line errors naming the choices.
+An executor declares its settings in :attr:`Executor.Params`, an attrs class of ``vaezoo.api.param`` fields as a
+component's Params; ``--executor-option NAME=VALUE`` is checked against it before anything is submitted, with
+one-line errors naming the choices.
 """
 
 from __future__ import annotations
 
 import abc
 import importlib
+import operator
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -33,31 +36,14 @@ from vaezoo.api import PluginFailure, UsageError, load_group
 GROUP = "vaezoo.executors"
 DEFAULT = "local"
 _KINDS = {int: "an integer", float: "a number", str: "a string"}
+#: How a bound of ``param`` (``ge``, ``gt``, ``le``, ``lt``) reads in an option's error message.
+_BOUND_WORDS = {">=": "at least", ">": "more than", "<=": "at most", "<": "less than"}
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
 @attrs.frozen
-class Option:
-    """A setting of an executor, ``--executor-option NAME=VALUE``: its type, meaning and default (None: unset,
-    the executor decides), and the values it may take."""
-
-    kind: type
-    help: str
-    default: Any = None
-    choices: tuple[Any, ...] = ()
-    minimum: float | None = None
-
-    def parse(self, executor: str, name: str, text: str) -> Any:
-        """The value ``text`` stands for; a UsageError naming the option and what it accepts otherwise."""
-        what = f"option {name!r} of executor {executor!r}"
-        try:
-            value = self.kind(text)
-        except ValueError:
-            raise UsageError(f"{what} must be {_KINDS[self.kind]}, got {text!r}") from None
-        if self.choices and value not in self.choices:
-            raise UsageError(f"{what} must be one of {', '.join(map(str, self.choices))}, got {text!r}")
-        if self.minimum is not None and value < self.minimum:
-            raise UsageError(f"{what} must be at least {self.minimum:g}, got {text!r}")
-        return value
+class NoOptions:
+    """The options of an executor that has none."""
 
 
 @attrs.frozen
@@ -86,13 +72,16 @@ class Submission:
 class Executor(abc.ABC):
     """Runs cell jobs and reports each one's end.
 
-    ``settings`` holds every option of :attr:`options` (given or default). :meth:`start` connects to the engine
+    ``settings`` holds every option of :attr:`Params` by name (given or default). :meth:`start` connects to the engine
     (raising UsageError when it is missing or refuses), :meth:`submit` hands over one job, :meth:`stop` asks
     every running job to stop (each interrupts its cell, which checkpoints, so the next run of the suite
     resumes it) and cancels queued ones, and :meth:`close` lets go of the engine."""
 
-    #: The settings a user may give, by name.
-    options: ClassVar[Mapping[str, Option]] = {}
+    #: The settings a user may give: a frozen attrs class of ``vaezoo.api.param`` fields, as a component's Params.
+    #: A field's name is the option's, its type (``int``, ``float`` or ``str``, or one of them or None) what the
+    #: text given is read as, its default the value when the option is not given (None: unset, the executor
+    #: decides), its ``choices`` and bounds (``ge``, ``gt``, ``le``, ``lt``) what the value may be.
+    Params: ClassVar[type] = NoOptions
     #: Whether a submitted job goes on when the runner's process dies (a Slurm job does; a local process pool or
     #: a Ray driver's tasks do not); ``benchmarks.status`` shows such a job as queued only while its runner lives.
     jobs_outlive_runner: ClassVar[bool] = False
@@ -136,17 +125,41 @@ def load_executors() -> tuple[dict[str, type[Executor]], list[PluginFailure]]:
 
 
 def parse_settings(name: str, executor: type[Executor], pairs: Sequence[str]) -> dict[str, Any]:
-    """Every option of ``executor``: the ``NAME=VALUE`` pairs given, checked against its schema, and the defaults."""
-    settings = {key: option.default for key, option in executor.options.items()}
+    """Every option of ``executor`` by name: the ``NAME=VALUE`` pairs given, checked against its :attr:`Params`,
+    and the defaults of the others; a one-line UsageError naming the pair and what it may be otherwise."""
+    fields = {field.name: field for field in attrs.fields(executor.Params)}
+    given = {}
     for pair in pairs:
         key, equals, text = pair.partition("=")
         if not equals or not key:
             raise UsageError(f"--executor-option expects NAME=VALUE, got {pair!r}")
-        if key not in executor.options:
-            known = ", ".join(sorted(executor.options)) or "none"
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
             raise UsageError(f"executor {name!r} has no option {key!r}; its options: {known}")
-        settings[key] = executor.options[key].parse(name, key, text)
-    return settings
+        given[key] = _option_value(f"option {key!r} of executor {name!r}", fields[key], _kind(executor, key), text)
+    return attrs.asdict(executor.Params(**given))
+
+
+def _kind(executor: type[Executor], option: str) -> type:
+    """The type an option's text is read as: its annotation, without None."""
+    annotation = typing.get_type_hints(executor.Params)[option]
+    return next(kind for kind in (*typing.get_args(annotation), annotation) if kind in _KINDS)
+
+
+def _option_value(what: str, field: attrs.Attribute, kind: type, text: str) -> Any:
+    """The value ``text`` stands for, of type ``kind``, within the choices and bounds ``param`` recorded in the
+    field's metadata; a UsageError naming the option (``what``) and what it accepts otherwise."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UsageError(f"{what} must be {_KINDS[kind]}, got {text!r}") from None
+    choices = field.metadata.get("choices")
+    if choices and value not in choices:
+        raise UsageError(f"{what} must be one of {', '.join(map(str, choices))}, got {text!r}")
+    for bound, sign in field.metadata.get("bounds", ()):
+        if not _COMPARE[sign](value, bound):
+            raise UsageError(f"{what} must be {_BOUND_WORDS[sign]} {bound:g}, got {text!r}")
+    return value
 
 
 def make_executor(name: str, pairs: Sequence[str], context: Context) -> tuple[Executor, list[PluginFailure]]:

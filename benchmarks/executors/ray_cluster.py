@@ -17,10 +17,12 @@ from concurrent.futures import wait
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
+
 import benchmarks
 from benchmarks.cell_job import STOP_GRACE_S, CellJob
-from benchmarks.executors import Context, Executor, Option, Submission
-from vaezoo.api import UsageError
+from benchmarks.executors import Context, Executor, Submission
+from vaezoo.api import UsageError, param
 
 #: Seconds to wait for a cluster's address to answer before giving up (Ray itself retries for minutes).
 CONNECT_TIMEOUT_S = 10.0
@@ -47,16 +49,23 @@ def run_cell(job: CellJob) -> dict[str, Any] | None:
     return job()
 
 
+@attrs.frozen
+class RayOptions:
+    """The ``--executor-option`` settings of the ``ray`` executor (None: unset, Ray or the executor decides)."""
+
+    address: str | None = param(
+        None, help="the cluster's address (HOST:PORT, or auto); default: a Ray instance for this run"
+    )
+    cpus: float | None = param(None, help="CPUs a cell asks of Ray (default: --threads)", ge=0)
+    gpus: float = param(0.0, help="GPUs a cell asks of Ray", ge=0)
+    memory_gb: float | None = param(None, help="memory a cell asks of Ray, in GB", ge=0)
+    max_retries: int = param(3, help="reruns of a cell whose worker or node died (it resumes)", ge=0)
+
+
 class RayExecutor(Executor):
     """Cells as Ray tasks on a Ray cluster."""
 
-    options: ClassVar[dict[str, Option]] = {
-        "address": Option(str, "the cluster's address (HOST:PORT, or auto); default: a Ray instance for this run"),
-        "cpus": Option(float, "CPUs a cell asks of Ray (default: --threads)", minimum=0),
-        "gpus": Option(float, "GPUs a cell asks of Ray", 0.0, minimum=0),
-        "memory_gb": Option(float, "memory a cell asks of Ray, in GB", minimum=0),
-        "max_retries": Option(int, "reruns of a cell whose worker or node died (it resumes)", 3, minimum=0),
-    }
+    Params: ClassVar[type] = RayOptions
 
     def __init__(self, name: str, settings: dict[str, Any], context: Context) -> None:
         super().__init__(name, settings, context)

@@ -16,12 +16,36 @@ import threading
 from concurrent.futures import Future, wait
 from typing import Any, ClassVar
 
+import attrs
+
 from benchmarks.cell_job import STOP_GRACE_S, CellJob
-from benchmarks.executors import Context, Executor, Option, Submission
-from vaezoo.api import UsageError
+from benchmarks.executors import Context, Executor, Submission
+from vaezoo.api import UsageError, param
 
 #: Seconds between two looks at the jobs that have not ended (submitit rate-limits its sacct calls itself).
 POLL_S = 1.0
+
+
+@attrs.frozen
+class SlurmOptions:
+    """The ``--executor-option`` settings of the ``slurm`` executor (None: unset, Slurm or the executor decides)."""
+
+    cluster: str = param(
+        "slurm",
+        help="slurm: submit with sbatch; local: run each job as a process here, through submitit",
+        choices=("slurm", "local"),
+    )
+    partition: str | None = param(None, help="the Slurm partition")
+    account: str | None = param(None, help="the Slurm account to charge")
+    qos: str | None = param(None, help="the Slurm quality of service")
+    constraint: str | None = param(None, help="a Slurm node constraint (features such as a GPU model)")
+    time: int = param(240, help="a job's time limit in minutes; a longer cell checkpoints and is requeued", ge=1)
+    gpus: int = param(0, help="GPUs per job", ge=0)
+    cpus: int | None = param(None, help="CPUs per job (default: --threads)", ge=1)
+    mem_gb: float | None = param(None, help="memory per job in GB (default: the partition's)", ge=0)
+    signal_delay_s: int = param(90, help="seconds before the time limit at which a job checkpoints and requeues", ge=1)
+    max_timeouts: int = param(3, help="how many times a job that reaches its time limit is requeued", ge=0)
+    folder: str | None = param(None, help="submitit's folder of job scripts, pickles and logs (default: OUT/jobs/%j)")
 
 
 class SlurmExecutor(Executor):
@@ -29,27 +53,7 @@ class SlurmExecutor(Executor):
 
     jobs_outlive_runner: ClassVar[bool] = True  # sbatch jobs, and submitit's local processes, run on without it
 
-    options: ClassVar[dict[str, Option]] = {
-        "cluster": Option(
-            str,
-            "slurm: submit with sbatch; local: run each job as a process here, through submitit",
-            "slurm",
-            choices=("slurm", "local"),
-        ),
-        "partition": Option(str, "the Slurm partition"),
-        "account": Option(str, "the Slurm account to charge"),
-        "qos": Option(str, "the Slurm quality of service"),
-        "constraint": Option(str, "a Slurm node constraint (features such as a GPU model)"),
-        "time": Option(int, "a job's time limit in minutes; a longer cell checkpoints and is requeued", 240, minimum=1),
-        "gpus": Option(int, "GPUs per job", 0, minimum=0),
-        "cpus": Option(int, "CPUs per job (default: --threads)", minimum=1),
-        "mem_gb": Option(float, "memory per job in GB (default: the partition's)", minimum=0),
-        "signal_delay_s": Option(
-            int, "seconds before the time limit at which a job checkpoints and requeues", 90, minimum=1
-        ),
-        "max_timeouts": Option(int, "how many times a job that reaches its time limit is requeued", 3, minimum=0),
-        "folder": Option(str, "submitit's folder of job scripts, pickles and logs (default: OUT/jobs/%j)"),
-    }
+    Params: ClassVar[type] = SlurmOptions
 
     def __init__(self, name: str, settings: dict[str, Any], context: Context) -> None:
         super().__init__(name, settings, context)

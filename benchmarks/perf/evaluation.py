@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.distributions import Distribution
 
 from vaezoo.api import (
+    VAE,
     Parser,
     UsageError,
     active_units,
@@ -74,34 +76,7 @@ def measure_evaluation(
     torch.manual_seed(0)
     model = build_model_for_data(config, registry, data).eval()
     batches = list(data.batches("test", config.eval.batch_size, examples))
-    prior = model.prior()
-
-    def encoder() -> list[Distribution]:
-        return [model.encoder(x) for x in batches]
-
-    posteriors = encoder()
-
-    def mi_au() -> None:
-        for posterior in posteriors:
-            mutual_information(posterior).item()
-        active_units(torch.cat([posterior.mean for posterior in posteriors]), config.eval.au_threshold)
-
-    def elbo() -> None:
-        for x, posterior in zip(batches, encoder(), strict=True):
-            z = posterior.sample()
-            model.decoder.log_prob(x, z.unsqueeze(0)).sum().item()
-            kl_or_estimate(posterior, prior, z).sum().item()
-
-    passes: dict[str, Callable[[], object]] = {"encoder": encoder, "mi_au": mi_au, "elbo": elbo}
-    times: dict[str, list[float]] = {name: [] for name in passes}
-    with torch.no_grad(), subnormals_flushed(True), autocast(precision, torch.device("cpu")):
-        for run in passes.values():
-            run()  # warm-up
-        for _ in range(repeats):
-            for name, run in passes.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+    times = _pass_times(_passes(model, batches, config.eval.au_threshold), repeats, precision)
     seconds = {name: statistics.median(values) for name, values in times.items()}
     return {
         "network": network,
@@ -113,6 +88,45 @@ def measure_evaluation(
         "seconds": seconds,
         "mi_au_per_encoder_pass": seconds["mi_au"] / seconds["encoder"],
     }
+
+
+def _passes(model: VAE, batches: list[Tensor], au_threshold: float) -> dict[str, Callable[[], object]]:
+    """The three passes over ``batches``: the encoder's, MI and AU from its posteriors (computed once here), and
+    the -ELBO's (encoder, one sample, decoder and KL)."""
+    prior = model.prior()
+
+    def encoder() -> list[Distribution]:
+        return [model.encoder(x) for x in batches]
+
+    posteriors = encoder()
+
+    def mi_au() -> None:
+        for posterior in posteriors:
+            mutual_information(posterior).item()
+        active_units(torch.cat([posterior.mean for posterior in posteriors]), au_threshold)
+
+    def elbo() -> None:
+        for x, posterior in zip(batches, encoder(), strict=True):
+            z = posterior.sample()
+            model.decoder.log_prob(x, z.unsqueeze(0)).sum().item()
+            kl_or_estimate(posterior, prior, z).sum().item()
+
+    return {"encoder": encoder, "mi_au": mi_au, "elbo": elbo}
+
+
+def _pass_times(passes: dict[str, Callable[[], object]], repeats: int, precision: str) -> dict[str, list[float]]:
+    """The seconds of ``repeats`` runs of each pass after a warm-up, the passes taking turns, as an evaluation
+    runs them (no gradients, subnormals flushed, under ``precision``)."""
+    times: dict[str, list[float]] = {name: [] for name in passes}
+    with torch.no_grad(), subnormals_flushed(True), autocast(precision, torch.device("cpu")):
+        for run in passes.values():
+            run()  # warm-up
+        for _ in range(repeats):
+            for name, run in passes.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    return times
 
 
 def parser() -> argparse.ArgumentParser:

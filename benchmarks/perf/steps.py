@@ -126,50 +126,22 @@ def measure_step_ratios(
     ``train.precision``. Variants that cannot apply are listed under ``skipped`` with the reason;
     ``flops_per_step`` counts each variant's FLOPs (module docstring); for text, ``tokens_per_step`` and
     ``tokens_per_s`` give the training throughput in predicted tokens."""
-    if network not in NETWORKS:
-        raise UsageError(f"unknown network {network!r}; choose one of: {', '.join(NETWORKS)}")
-    chosen = ["betavae", *(v for v in (variants or VARIANTS) if v != "betavae")]
-    unknown = [v for v in chosen if v not in VARIANTS]
-    if unknown:
-        raise UsageError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
+    chosen = _chosen_variants(network, variants)
     registry = load_plugins().registry
     torch.manual_seed(0)
     text = network in TEXT_NETWORKS
-    layers: list[dict[str, Any]] = [
-        NETWORKS[network],
-        {"model": {"latent_dim": latent_dim}, "train": {"threads": threads, "precision": precision}},
-        {kind: {"arch": arch} for kind in ARCH_COMPONENTS[network]},
-    ]
+    layers = _base_layers(network, latent_dim, threads, precision, arch)
     train = resolve(merge_raw(*layers), registry).train
     configure_cpu(train)
     if text:
-        embed_dim, hidden = text_sizes
-        sizes = {"embed_dim": embed_dim, "hidden": hidden}
-        layers.append({"data": TEXT_DATA, "encoder": sizes, "decoder": sizes})
-        data = text_data(registry, data_dir, "--network lstm")
-        x = median_batch(data, batch)
-    else:
-        data, x = image_batch(batch)
+        layers.append(_text_layer(text_sizes))
+    data, x = _network_batch(text, registry, data_dir, batch)
     with subnormals_flushed(train.flush_denormal):  # as a run would
-        steppers, skipped = {}, {}
-        for name in chosen:
-            try:
-                model = build_model_for_data(resolve(merge_raw(*layers, VARIANTS[name]), registry), registry, data)
-            except UsageError as error:
-                skipped[name] = str(error)
-                continue
-            steppers[name] = stepper(model, data, x, train)
-            steppers[name](0)  # warm-up
+        steppers, skipped = _steppers(chosen, layers, registry, data, x, train)
         if "betavae" not in steppers:
             raise UsageError(f"betavae cannot be built on {network}: {skipped['betavae']}")
         flops = {name: count_flops(lambda step=step: step(1)) for name, step in steppers.items()}
-        times: dict[str, list[float]] = {name: [] for name in steppers}
-        for index in range(1, repeats + 1):
-            for name, step in steppers.items():
-                start = time.perf_counter()
-                step(index)
-                times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+        medians = {name: statistics.median(values) for name, values in _step_times(steppers, repeats).items()}
     result: dict[str, Any] = {
         "network": network,
         "batch": batch,
@@ -184,16 +156,92 @@ def measure_step_ratios(
         "skipped": skipped,
     }
     if text:
-        tokens = int(predicted_tokens(x, data.spec).sum())
-        result.update(
-            embed_dim=text_sizes[0],
-            hidden=text_sizes[1],
-            vocab_size=data.spec.vocab_size,
-            sequence_length=x.shape[1],
-            tokens_per_step=tokens,
-            tokens_per_s={name: tokens / seconds for name, seconds in medians.items()},
-        )
+        result |= _text_throughput(data, x, text_sizes, medians)
     return result
+
+
+def _text_throughput(
+    data: Data, x: torch.Tensor, text_sizes: tuple[int, int], medians: dict[str, float]
+) -> dict[str, Any]:
+    """The sizes of a text batch and each variant's training throughput in predicted tokens per second."""
+    tokens = int(predicted_tokens(x, data.spec).sum())
+    return {
+        "embed_dim": text_sizes[0],
+        "hidden": text_sizes[1],
+        "vocab_size": data.spec.vocab_size,
+        "sequence_length": x.shape[1],
+        "tokens_per_step": tokens,
+        "tokens_per_s": {name: tokens / seconds for name, seconds in medians.items()},
+    }
+
+
+def _base_layers(network: str, latent_dim: int, threads: int, precision: str, arch: str) -> list[dict[str, Any]]:
+    """The raw config layers of ``network`` before any variant: its components, the latent size, the threads and
+    precision of training, and ``arch`` for the components that take one."""
+    return [
+        NETWORKS[network],
+        {"model": {"latent_dim": latent_dim}, "train": {"threads": threads, "precision": precision}},
+        {kind: {"arch": arch} for kind in ARCH_COMPONENTS[network]},
+    ]
+
+
+def _text_layer(text_sizes: tuple[int, int]) -> dict[str, Any]:
+    """The raw config layer of the Yahoo data and LSTMs of (embedding, hidden) sizes ``text_sizes``."""
+    embed_dim, hidden = text_sizes
+    sizes = {"embed_dim": embed_dim, "hidden": hidden}
+    return {"data": TEXT_DATA, "encoder": sizes, "decoder": sizes}
+
+
+def _network_batch(text: bool, registry: Registry, data_dir: Path | None, batch: int) -> tuple[Data, torch.Tensor]:
+    """The data and the batch the steps are timed on: Yahoo documents of the median length, or random images."""
+    if text:
+        data = text_data(registry, data_dir, "--network lstm")
+        return data, median_batch(data, batch)
+    return image_batch(batch)
+
+
+def _chosen_variants(network: str, variants: Sequence[str] | None) -> list[str]:
+    """betavae, then the other ``variants`` (default: all of ``VARIANTS``); a UsageError naming the choices for an
+    unknown network or variant."""
+    if network not in NETWORKS:
+        raise UsageError(f"unknown network {network!r}; choose one of: {', '.join(NETWORKS)}")
+    chosen = ["betavae", *(v for v in (variants or VARIANTS) if v != "betavae")]
+    unknown = [v for v in chosen if v not in VARIANTS]
+    if unknown:
+        raise UsageError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
+    return chosen
+
+
+def _steppers(
+    chosen: Sequence[str],
+    layers: list[dict[str, Any]],
+    registry: Registry,
+    data: Data,
+    x: torch.Tensor,
+    train: TrainConfig,
+) -> tuple[dict[str, Callable[[int], object]], dict[str, str]]:
+    """A warmed-up training step of each variant that can be built on the data, and why each other one cannot."""
+    steppers, skipped = {}, {}
+    for name in chosen:
+        try:
+            model = build_model_for_data(resolve(merge_raw(*layers, VARIANTS[name]), registry), registry, data)
+        except UsageError as error:
+            skipped[name] = str(error)
+            continue
+        steppers[name] = stepper(model, data, x, train)
+        steppers[name](0)  # warm-up
+    return steppers, skipped
+
+
+def _step_times(steppers: dict[str, Callable[[int], object]], repeats: int) -> dict[str, list[float]]:
+    """The seconds of ``repeats`` steps of each variant, the variants taking turns step by step."""
+    times: dict[str, list[float]] = {name: [] for name in steppers}
+    for index in range(1, repeats + 1):
+        for name, step in steppers.items():
+            start = time.perf_counter()
+            step(index)
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def parser() -> argparse.ArgumentParser:

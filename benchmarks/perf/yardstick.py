@@ -178,13 +178,7 @@ def measure_yardstick(
     """Median step times of vaezoo and its yardstick on ``network`` at each precision, and the figures derived
     from them (see the module docstring). UsageError for a bad choice, :class:`ParameterCountMismatch` if the
     two models differ in size."""
-    if network not in YARDSTICK_NETWORKS:
-        raise UsageError(f"unknown network {network!r}; choose one of: {', '.join(YARDSTICK_NETWORKS)}")
-    if arch not in YARDSTICK_ARCHS:
-        raise UsageError(f"unknown arch {arch!r}; choose one of: {', '.join(YARDSTICK_ARCHS)}")
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown or not precisions:
-        raise UsageError(f"precisions must be among: {', '.join(PRECISIONS)}; got {', '.join(precisions)}")
+    _check_choices(network, arch, precisions)
     batch = batch or YARDSTICK_BATCH[network]
     registry = load_plugins().registry
     config = resolve(merge_raw(*vaezoo_layers(network, arch, batch, threads)), registry)
@@ -194,13 +188,7 @@ def measure_yardstick(
     data, x = _batch(network, registry, data_dir, batch)
     model: VAE = build_model_for_data(config, registry, data)
     yardstick = build_yardstick(network, config, data.spec)
-    counts = {"vaezoo": parameter_count(model), "yardstick": parameter_count(yardstick)}
-    if counts["vaezoo"] != counts["yardstick"]:
-        raise ParameterCountMismatch(
-            f"{network}: vaezoo's model has {counts['vaezoo']} parameters and the yardstick {counts['yardstick']}: "
-            "the yardstick or the arch is wrong"
-        )
-    modules = {"vaezoo": model, "yardstick": yardstick}
+    counts = _equal_parameter_counts(network, model, yardstick)
     steps: dict[tuple[str, str], Callable[[int], object]] = {}
     for precision in precisions:
         steps["vaezoo", precision] = stepper(model, data, x, attrs.evolve(train, precision=precision))
@@ -208,45 +196,8 @@ def measure_yardstick(
         steps["yardstick", precision] = lambda _index, step=step: step()
     products = {precision: Matmul(precision, peak_size) for precision in precisions}
     with subnormals_flushed(train.flush_denormal):
-        warm: dict[tuple[str, str], float] = {}
-        for index in range(WARMUP):
-            for key, step in steps.items():
-                warm[key] = _timer(step, rewarm=False)(index)
-        for product in products.values():
-            product.seconds()
-        flops, autocast = {}, {}
-        for (system, precision), step in steps.items():
-            with autocast_probe(modules[system]) as seen:
-                flops[system, precision] = count_flops(lambda step=step: step(WARMUP))
-            autocast[system, precision] = any(seen)
-        timed: dict[Any, Callable[[int], float]] = {
-            key: _timer(step, rewarm=warm[key] < REWARM_BELOW) for key, step in steps.items()
-        }
-        timed |= {precision: lambda _index, m=product: m.seconds() for precision, product in products.items()}
-        times: dict[Any, list[float]] = {key: [] for key in timed}
-        order, shuffle = list(timed), random.Random(0).shuffle
-        for round_ in range(repeats):
-            shuffle(order)
-            for key in order:
-                times[key].append(timed[key](WARMUP + 1 + round_))
+        flops, autocast, times = _interleaved(steps, {"vaezoo": model, "yardstick": yardstick}, products, repeats)
     seconds = {key: statistics.median(values) for key, values in times.items()}
-    per_precision = {}
-    for precision in precisions:
-        matmul = products[precision].flops / seconds[precision] / 1e9
-        entry: dict[str, Any] = {"matmul_gflops_per_s": matmul}
-        for system in SYSTEMS:
-            key = (system, precision)
-            achieved = gflops_per_s(flops[key], seconds[key])
-            entry[system] = {
-                "seconds": seconds[key],
-                "seconds_each_round": times[key],
-                "flops": flops[key],
-                "gflops_per_s": achieved,
-                "fraction_of_matmul": achieved / matmul,
-                "autocast": autocast[key],
-            }
-        entry["speed_vs_yardstick"] = seconds["yardstick", precision] / seconds["vaezoo", precision]
-        per_precision[precision] = entry
     result: dict[str, Any] = {
         "network": network,
         "arch": arch if network != "mlp" else "vaezoo",
@@ -256,15 +207,102 @@ def measure_yardstick(
         "peak_size": peak_size,
         "parameters": counts,
         "optimizer": {"name": train.optimizer, "lr": train.lr, "grad_clip": train.grad_clip},
-        "precisions": per_precision,
+        "precisions": {p: _precision_entry(p, products[p], seconds, times, flops, autocast) for p in precisions},
     }
     if network == "text":
         result["tokens"] = list(x.shape)
     if {"fp32", "bf16"} <= set(precisions):
-        result["bf16_speedup"] = {system: seconds[system, "fp32"] / seconds[system, "bf16"] for system in SYSTEMS} | {
-            "vaezoo_bf16_vs_yardstick_fp32": seconds["yardstick", "fp32"] / seconds["vaezoo", "bf16"]
-        }
+        result["bf16_speedup"] = _bf16_speedup(seconds)
     return result
+
+
+def _bf16_speedup(seconds: dict[Any, float]) -> dict[str, float]:
+    """bf16's speed-up over fp32 of each system, and of vaezoo in bf16 over the yardstick in fp32."""
+    speedup = {system: seconds[system, "fp32"] / seconds[system, "bf16"] for system in SYSTEMS}
+    return speedup | {"vaezoo_bf16_vs_yardstick_fp32": seconds["yardstick", "fp32"] / seconds["vaezoo", "bf16"]}
+
+
+def _equal_parameter_counts(network: str, model: VAE, yardstick: nn.Module) -> dict[str, int]:
+    """The parameter counts of vaezoo's model and its yardstick; :class:`ParameterCountMismatch` if they differ."""
+    counts = {"vaezoo": parameter_count(model), "yardstick": parameter_count(yardstick)}
+    if counts["vaezoo"] != counts["yardstick"]:
+        raise ParameterCountMismatch(
+            f"{network}: vaezoo's model has {counts['vaezoo']} parameters and the yardstick {counts['yardstick']}: "
+            "the yardstick or the arch is wrong"
+        )
+    return counts
+
+
+def _check_choices(network: str, arch: str, precisions: Sequence[str]) -> None:
+    """A UsageError naming the choices for an unknown network, arch or precision."""
+    if network not in YARDSTICK_NETWORKS:
+        raise UsageError(f"unknown network {network!r}; choose one of: {', '.join(YARDSTICK_NETWORKS)}")
+    if arch not in YARDSTICK_ARCHS:
+        raise UsageError(f"unknown arch {arch!r}; choose one of: {', '.join(YARDSTICK_ARCHS)}")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise UsageError(f"precisions must be among: {', '.join(PRECISIONS)}; got {', '.join(precisions)}")
+
+
+def _interleaved(
+    steps: dict[tuple[str, str], Callable[[int], object]],
+    modules: dict[str, torch.nn.Module],
+    products: dict[str, Matmul],
+    repeats: int,
+) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], bool], dict[Any, list[float]]]:
+    """Warm every step and matrix product up, count each step's FLOPs (and whether autocast ran in it), then time
+    them all ``repeats`` rounds, in a shuffled order each round so that a slow spell of the machine hits them
+    alike. Returns the FLOPs and autocast by (system, precision) and each round's seconds by (system, precision)
+    and, for the matrix products, by precision."""
+    warm: dict[tuple[str, str], float] = {}
+    for index in range(WARMUP):
+        for key, step in steps.items():
+            warm[key] = _timer(step, rewarm=False)(index)
+    for product in products.values():
+        product.seconds()
+    flops, autocast = {}, {}
+    for (system, precision), step in steps.items():
+        with autocast_probe(modules[system]) as seen:
+            flops[system, precision] = count_flops(lambda step=step: step(WARMUP))
+        autocast[system, precision] = any(seen)
+    timed: dict[Any, Callable[[int], float]] = {
+        key: _timer(step, rewarm=warm[key] < REWARM_BELOW) for key, step in steps.items()
+    }
+    timed |= {precision: lambda _index, m=product: m.seconds() for precision, product in products.items()}
+    times: dict[Any, list[float]] = {key: [] for key in timed}
+    order, shuffle = list(timed), random.Random(0).shuffle
+    for round_ in range(repeats):
+        shuffle(order)
+        for key in order:
+            times[key].append(timed[key](WARMUP + 1 + round_))
+    return flops, autocast, times
+
+
+def _precision_entry(
+    precision: str,
+    product: Matmul,
+    seconds: dict[Any, float],
+    times: dict[Any, list[float]],
+    flops: dict[tuple[str, str], float],
+    autocast: dict[tuple[str, str], bool],
+) -> dict[str, Any]:
+    """The figures of one precision: the interleaved matmul rate, each system's time, FLOPs, GFLOP/s and its
+    fraction of that rate, and vaezoo's speed relative to the yardstick."""
+    matmul = product.flops / seconds[precision] / 1e9
+    entry: dict[str, Any] = {"matmul_gflops_per_s": matmul}
+    for system in SYSTEMS:
+        key = (system, precision)
+        achieved = gflops_per_s(flops[key], seconds[key])
+        entry[system] = {
+            "seconds": seconds[key],
+            "seconds_each_round": times[key],
+            "flops": flops[key],
+            "gflops_per_s": achieved,
+            "fraction_of_matmul": achieved / matmul,
+            "autocast": autocast[key],
+        }
+    entry["speed_vs_yardstick"] = seconds["yardstick", precision] / seconds["vaezoo", precision]
+    return entry
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from vaezoo.api import markdown_table as markdown_lines
 from vaezoo_plugins.theory.defaults import FILES
 from vaezoo_plugins.theory.lab import COLLAPSE_NATS, LabResult, Row
 
@@ -116,13 +117,9 @@ def to_csv(result: LabResult) -> str:
 
 def markdown_table(result: LabResult) -> str:
     """The rows as a markdown table with the columns :data:`MARKDOWN_COLUMNS`."""
-    lines = [
-        "| " + " | ".join(header for header, _ in MARKDOWN_COLUMNS) + " |",
-        "|" + "---|" * len(MARKDOWN_COLUMNS),
-    ]
-    for rec in records(result):
-        lines.append("| " + " | ".join(cell(rec) for _, cell in MARKDOWN_COLUMNS) + " |")
-    return "\n".join(lines)
+    titles = [title for title, _ in MARKDOWN_COLUMNS]
+    rows = [[cell(rec) for _, cell in MARKDOWN_COLUMNS] for rec in records(result)]
+    return "\n".join(markdown_lines(titles, rows))
 
 
 def _vector(values: tuple[float, ...]) -> str:

@@ -13,30 +13,21 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from vaezoo.base.errors import UsageError
 from vaezoo.runs.interrupts import signals_held
+from vaezoo.base.files import write_bytes_atomically
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: The weights of the validation line with the lowest -ELBO (``train.test_model = "best"``).
 BEST_MODEL_NAME = "best.pt"
 MAGIC = b"vaezoo-checkpoint"
 HEADER = re.compile(rb"vaezoo-checkpoint sha256=([0-9a-f]{64})\n")
-CHUNK = 1 << 20
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    for start in range(0, len(data), CHUNK):
-        view = memoryview(data)[start : start + CHUNK]
-        while view:
-            view = view[os.write(fd, view) :]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -50,26 +41,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     header = MAGIC + b" sha256=" + hashlib.sha256(payload).hexdigest().encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     with signals_held():
-        _write_atomically(path, header + payload)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        write_bytes_atomically(path, header + payload, durable=True)
 
 
 def remove_stale_temporaries(directory: Path) -> None:

@@ -14,7 +14,6 @@ Layout (every name is owned by vaezoo; ``--overwrite`` removes exactly these):
 
 from __future__ import annotations
 
-import datetime
 import fcntl
 import json
 import os
@@ -31,6 +30,8 @@ from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stal
 from vaezoo.base.errors import UsageError
 from vaezoo.base.schema import shape_problem
 from vaezoo.plugins.registry import Registry
+from vaezoo.base.files import write_json_atomically
+from vaezoo.base.timestamps import local_timestamp
 
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.jsonl"
@@ -41,10 +42,6 @@ LOCK_NAME = ".lock"
 #: The history event of a run whose callbacks stopped its training early (a resume may not train it on).
 STOPPED_EARLY = "stopped_early"
 RUN_FILES = (CONFIG_NAME, HISTORY_NAME, METRICS_NAME, CHECKPOINT_NAME, BEST_MODEL_NAME, RESULTS_NAME, SCATTER_NAME)
-
-
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def process_text() -> str:
@@ -88,9 +85,7 @@ def _ends_mid_line(path: Path) -> bool:
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` as indented JSON through a temporary file, so a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_json_atomically(path, record)
 
 
 #: What the readers of a run's JSON-lines files (history.jsonl, metrics.jsonl) rely on in each line.
@@ -201,7 +196,7 @@ class RunDirectory:
         """Append an event of the run to ``history.jsonl`` (with the time, host and process)."""
         entry = {
             "event": event,
-            "time": _now(),
+            "time": local_timestamp(),
             "step": step,
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -270,7 +265,7 @@ class RunDirectory:
                 ) from None
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{process_text()} ({activity} since {_now()})\n")
+            handle.write(f"{process_text()} ({activity} since {local_timestamp()})\n")
             handle.flush()
             try:
                 yield

@@ -13,21 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from vaezoo.api import CHARDATA, MNIST_CSV, OMNIGLOT_NPZ
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import evaluation_rows
 from vaezoo.params import build_params
-from vaezoo_plugins.data_image import (
-    CHARDATA,
-    FIXED_BITS,
-    MNIST,
-    MNIST_CSV,
-    OMNIGLOT_NPZ,
-    TRAINING_BITS,
-    BinarisedImages,
-    Omniglot,
-    OmniglotParams,
-    derived_seed,
-)
+from vaezoo_plugins.data_file_sources import FIXED_BITS, TRAINING_BITS, derived_seed
+from vaezoo_plugins.data_image import MNIST, BinarisedImages, Omniglot, OmniglotParams
 
 SIDE = 28
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
+from vaezoo.api import MNIST_CSV, SPLITS, read_lines
 from vaezoo.cli import main
 from vaezoo.errors import UsageError
 from vaezoo.interfaces import TrainedData
@@ -21,9 +22,9 @@ from vaezoo_plugins.data_checks import (
     Read,
     check_splits_apart,
 )
-from vaezoo_plugins.data_image import MNIST, MNIST_CSV, SPLITS, Omniglot
+from vaezoo_plugins.data_image import MNIST, Omniglot
 from vaezoo_plugins.data_synthetic import SyntheticData
-from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, Yahoo, read_lines
+from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, Yahoo
 
 pytestmark = pytest.mark.adversarial
 

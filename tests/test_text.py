@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
+from vaezoo.api import Specials, random_parts, read_lines, train_vocabulary, vocabulary_from_lines
 from vaezoo.config import merge_raw, resolve
 from vaezoo.distributions import isotropic_normal
 from vaezoo.errors import UsageError
@@ -31,20 +32,7 @@ from vaezoo.metrics import evaluate, predicted_tokens
 from vaezoo.model import build_model
 from vaezoo.train import Trainer
 from vaezoo_plugins import lstm, torchtext_adapter
-from vaezoo_plugins.data_text import (
-    PTB,
-    YAHOO_VALID,
-    PTBParams,
-    SequenceParams,
-    Specials,
-    Yahoo,
-    YahooParams,
-    pad_sequences,
-    random_parts,
-    read_lines,
-    train_vocabulary,
-    vocabulary_from_lines,
-)
+from vaezoo_plugins.data_text import PTB, YAHOO_VALID, PTBParams, SequenceParams, Yahoo, YahooParams, pad_sequences
 from vaezoo_plugins.lstm import LSTMDecoder, LSTMDecoderParams, LSTMEncoder, LSTMEncoderParams, sequence_lengths
 from vaezoo_plugins.noise import GaussianNoise, GaussianNoiseParams
 

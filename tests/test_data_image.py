@@ -13,21 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from vaezoo.api import CHARDATA, MNIST_CSV, OMNIGLOT_NPZ
 from vaezoo.base.errors import UsageError
 from vaezoo.base.params import build_params
 from vaezoo.components.interfaces import evaluation_rows
-from vaezoo_plugins.data_image import (
-    CHARDATA,
-    FIXED_BITS,
-    MNIST,
-    MNIST_CSV,
-    OMNIGLOT_NPZ,
-    TRAINING_BITS,
-    BinarisedImages,
-    Omniglot,
-    OmniglotParams,
-    derived_seed,
-)
+from vaezoo_plugins.data_file_sources import FIXED_BITS, TRAINING_BITS, derived_seed
+from vaezoo_plugins.data_image import MNIST, BinarisedImages, Omniglot, OmniglotParams
 
 SIDE = 28
 
@@ -336,7 +327,7 @@ def test_chardata_without_scipy_says_which_extra_to_install(tmp_path, monkeypatc
 
 def vaezoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "VAEZOO_DATA"}
-    command = [sys.executable, "-m", "vaezoo.cli.main", *args]
+    command = [sys.executable, "-m", "vaezoo.cli.main.main", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
+from vaezoo.api import MNIST_CSV, SPLITS, read_lines
 from vaezoo.base.errors import UsageError
-from vaezoo.cli.main import main
+from vaezoo.cli.main.main import main
 from vaezoo.components.interfaces import TrainedData
 from vaezoo_plugins.data_checks import (
     MAX_SHARED_FRACTION,
@@ -21,9 +22,9 @@ from vaezoo_plugins.data_checks import (
     Read,
     check_splits_apart,
 )
-from vaezoo_plugins.data_image import MNIST, MNIST_CSV, SPLITS, Omniglot
+from vaezoo_plugins.data_image import MNIST, Omniglot
 from vaezoo_plugins.data_synthetic import SyntheticData
-from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, Yahoo, read_lines
+from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, Yahoo
 
 pytestmark = pytest.mark.adversarial
 

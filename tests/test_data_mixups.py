@@ -14,7 +14,7 @@ import torch
 from tests.conftest import run_cli
 from vaezoo.api import MNIST_CSV, SPLITS, read_lines
 from vaezoo.base.errors import UsageError
-from vaezoo.cli.main.main import main
+from vaezoo.cli.main import main
 from vaezoo.components.interfaces import TrainedData
 from vaezoo_plugins.data_checks import (
     MAX_SHARED_FRACTION,

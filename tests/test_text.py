@@ -27,9 +27,9 @@ from vaezoo.api import Specials, random_parts, read_lines, train_vocabulary, voc
 from vaezoo.base.errors import UsageError
 from vaezoo.components.distributions import isotropic_normal
 from vaezoo.components.interfaces import DataSpec
-from vaezoo.config.run_config.run_config import merge_raw, resolve
-from vaezoo.evaluation.evaluate.metrics import evaluate, predicted_tokens
-from vaezoo.model.assembly.assembly import build_model
+from vaezoo.config.run_config import merge_raw, resolve
+from vaezoo.evaluation.metrics import evaluate, predicted_tokens
+from vaezoo.model.assembly import build_model
 from vaezoo.training.trainer import Trainer
 from vaezoo_plugins import lstm, torchtext_adapter
 from vaezoo_plugins.data_text import PTB, YAHOO_VALID, PTBParams, SequenceParams, Yahoo, YahooParams, pad_sequences

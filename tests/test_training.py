@@ -161,7 +161,10 @@ def test_auxiliary_parameters_get_their_own_optimiser_and_are_checkpointed(tmp_p
     registry = load_plugins(extra=(OffsetPlugin(),)).registry
     config = small_config(registry, regularizer={"name": "learned-offset"}, train={"lr": 0.05})
     trainer = Trainer(config, registry, tmp_path, None)
-    assert all(p is not trainer.session.model.regularizer.offset for p in trainer.optimizer.param_groups[0]["params"])
+    assert all(
+        p is not trainer.session.model.regularizer.offset
+        for p in trainer.training_step.optimizer.param_groups[0]["params"]
+    )
     trainer.run()
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert state["model"]["regularizer.offset"].item() == pytest.approx(trainer.session.model.regularizer.offset.item())

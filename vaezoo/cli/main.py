@@ -342,11 +342,11 @@ def _command_run(args: argparse.Namespace, plugins: Plugins) -> int:
                 _check_resume_length(directory, config, trainer.total_steps, changes, plugins)
             results = trainer.run(resume=args.resume is not None, overwrite=args.overwrite, changes=changes)
         except Interrupted as stop:
-            if trainer is None or trainer.saved_step is None:
+            if trainer is None or trainer.progress.saved_step is None:
                 print(f"\nvaezoo: interrupted by {stop}; nothing was trained", file=sys.stderr)
             else:
                 print(
-                    f"\nvaezoo: interrupted by {stop}; the checkpoint of step {trainer.saved_step} is kept in "
+                    f"\nvaezoo: interrupted by {stop}; the checkpoint of step {trainer.progress.saved_step} is kept in "
                     f"{str(directory.path)!r}; continue with: {_resume_command(directory, data_dir)}",
                     file=sys.stderr,
                 )

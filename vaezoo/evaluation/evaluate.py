@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from vaezoo.base.errors import TrainingDiverged
@@ -19,7 +20,7 @@ from vaezoo.components.interfaces import evaluation_rows
 from vaezoo.components.precision import autocast
 from vaezoo.evaluation.metric_names import METRIC_NAMES, REPORTED_WHEN
 from vaezoo.evaluation.metrics import evaluate_priors, is_diagonal_normal
-from vaezoo.evaluation.test_time_priors import resolve_test_prior
+from vaezoo.evaluation.test_time_priors import TestPrior, resolve_test_prior
 from vaezoo.runs.session import Session, subnormals_flushed
 
 #: Metrics every evaluation reports, whatever the data, model and settings (neg_elbo, recon, kl, mi, au).
@@ -53,59 +54,76 @@ def evaluate_split_priors(
 
     With ``progress``, a bar on stderr counts the examples evaluated (fractions of a batch as its importance
     samples are drawn) and estimates the time left."""
-    model, cfg = session.model, session.config.eval
+    model = session.model
     was_training = model.training
     model.eval()
     size = session.evaluation_size(split)
     iw_mask = torch.zeros(size, dtype=torch.bool)
-    iw_mask[evaluation_rows(size, cfg.iw_limit)] = True
-    # The bar counts importance samples of IW-NLL's examples and the other examples once, shown as examples.
-    work = int(iw_mask.sum()) * max(iw_samples, 1) + size - int(iw_mask.sum())
-    bar = tqdm(
-        total=work,
-        unit="ex",
-        unit_scale=size / work,
-        desc=f"eval {split}",
-        disable=not progress,
-        dynamic_ncols=True,
-        leave=False,
-    )
+    iw_mask[evaluation_rows(size, session.config.eval.iw_limit)] = True
+    bar = _progress_bar(split, size, int(iw_mask.sum()), iw_samples, progress)
+    not_finite = f"the model's outputs on the {split} split are not finite"
     try:
-        train = session.config.train
-        with (
-            evaluation_rng(session),
-            subnormals_flushed(train.flush_denormal),
-            autocast(train.precision, session.device),
-        ):
-            priors = {choice: resolve_test_prior(session, choice) for choice in test_priors}
-            metrics = evaluate_priors(
-                model.encoder,
-                model.decoder,
-                {choice: prior.distribution for choice, prior in priors.items()},
-                session.batches(split),
-                iw_samples=iw_samples,
-                iw_chunk=cfg.iw_chunk,
-                iw_rows=cfg.iw_rows,
-                mi_he_batch=cfg.mi_he_batch,
-                iw_mask=iw_mask,
-                au_threshold=cfg.au_threshold,
-                on_progress=bar.update,
-            )
+        priors, metrics = _evaluate_under_priors(session, split, test_priors, iw_samples, iw_mask, bar.update)
     except ValueError as error:
         if not refuses_invalid_parameters(error):
             raise
-        raise TrainingDiverged(
-            f"the model's outputs on the {split} split are not finite (NaN or infinite distribution parameters)"
-        ) from None
+        raise TrainingDiverged(f"{not_finite} (NaN or infinite distribution parameters)") from None
     finally:
         bar.close()
         model.train(was_training)
     if any(math.isnan(value) for figures in metrics.values() for value in figures.values()):
-        raise TrainingDiverged(f"the model's outputs on the {split} split are not finite (a metric is NaN)")
+        raise TrainingDiverged(f"{not_finite} (a metric is NaN)")
     for choice, prior in priors.items():
         if prior.variance is not None:
             metrics[choice]["test_prior_variance"] = prior.variance
     return metrics
+
+
+def _progress_bar(split: str, size: int, iw_examples: int, iw_samples: int, shown: bool) -> tqdm:
+    """A bar counting importance samples of IW-NLL's examples and the other examples once, shown as examples."""
+    work = iw_examples * max(iw_samples, 1) + size - iw_examples
+    return tqdm(
+        total=work,
+        unit="ex",
+        unit_scale=size / work,
+        desc=f"eval {split}",
+        disable=not shown,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+def _evaluate_under_priors(
+    session: Session,
+    split: str,
+    test_priors: Sequence[str],
+    iw_samples: int,
+    iw_mask: Tensor,
+    on_progress: Callable[[int], object],
+) -> tuple[dict[str, TestPrior], dict[str, dict[str, float]]]:
+    """The test priors resolved for ``session`` and the metrics under them, in the evaluation's random state and
+    the training's arithmetic."""
+    train, cfg = session.config.train, session.config.eval
+    with (
+        evaluation_rng(session),
+        subnormals_flushed(train.flush_denormal),
+        autocast(train.precision, session.device),
+    ):
+        priors = {choice: resolve_test_prior(session, choice) for choice in test_priors}
+        metrics = evaluate_priors(
+            session.model.encoder,
+            session.model.decoder,
+            {choice: prior.distribution for choice, prior in priors.items()},
+            session.batches(split),
+            iw_samples=iw_samples,
+            iw_chunk=cfg.iw_chunk,
+            iw_rows=cfg.iw_rows,
+            mi_he_batch=cfg.mi_he_batch,
+            iw_mask=iw_mask,
+            au_threshold=cfg.au_threshold,
+            on_progress=on_progress,
+        )
+    return priors, metrics
 
 
 def evaluation_metrics(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+import attrs
 import einops
 import torch
 from torch import Tensor
@@ -202,52 +203,100 @@ def evaluate_priors(
     of IW-NLL, whose figures then are the mean over them (``iw_nll``), its standard error over examples
     (``iw_nll_se``) and their number (``iw_examples``). ``on_progress`` is told the work done as it goes:
     importance samples times examples with IW-NLL, else examples."""
-    names, priors = list(test_priors), list(test_priors.values())
-    shared = {"recon": 0.0, "mi": 0.0}
-    per_prior = {name: {"kl": 0.0, "iw_nll": 0.0, "iw_nll_sq": 0.0} for name in names}
-    count = mi_count = iw_count = 0
-    iw_tokens = 0
-    spec: DataSpec | None = getattr(decoder, "spec", None)
-    tokens = 0 if spec is not None and spec.kind == "tokens" else None
-    means, scales, lengths = [], [], []
-    gaussian = True
+    totals = _PassTotals.starting(test_priors, getattr(decoder, "spec", None))
     for x in batches:
+        totals.add(x, encoder, decoder, (iw_samples, iw_chunk, iw_rows), iw_mask, on_progress)
+    return totals.metrics(au_threshold, mi_he_batch)
+
+
+@attrs.define
+class _PassTotals:
+    """The running sums of one evaluation pass (:func:`evaluate_priors`), batch by batch, and the metrics of them."""
+
+    names: list[str]
+    priors: list[Distribution]
+    per_prior: dict[str, dict[str, float]]
+    spec: DataSpec | None
+    shared: dict[str, float] = attrs.Factory(lambda: {"recon": 0.0, "mi": 0.0})
+    count: int = 0
+    mi_count: int = 0
+    iw_count: int = 0
+    iw_tokens: int = 0
+    tokens: int | None = None
+    means: list[Tensor] = attrs.Factory(list)
+    scales: list[Tensor] = attrs.Factory(list)
+    lengths: list[Tensor] = attrs.Factory(list)
+    gaussian: bool = True
+
+    @classmethod
+    def starting(cls, test_priors: Mapping[str, Distribution], spec: DataSpec | None) -> _PassTotals:
+        per_prior = {name: {"kl": 0.0, "iw_nll": 0.0, "iw_nll_sq": 0.0} for name in test_priors}
+        tokens = 0 if spec is not None and spec.kind == "tokens" else None
+        return cls(list(test_priors), list(test_priors.values()), per_prior, spec, tokens=tokens)
+
+    def add(
+        self,
+        x: Tensor,
+        encoder: Encoder,
+        decoder: Decoder,
+        iw_settings: tuple[int, int, int | None],
+        iw_mask: Tensor | None,
+        on_progress: Callable[[int], object] | None,
+    ) -> None:
+        """Add batch ``x``: its ReconE, MI, posterior statistics and, under each prior, KL and IW-NLL sums."""
         posterior = encoder(x)
         z = posterior.sample()
         b = z.shape[0]
-        shared["recon"] += -decoder.log_prob(x, z.unsqueeze(0)).sum().item()
+        self.shared["recon"] += -decoder.log_prob(x, z.unsqueeze(0)).sum().item()
         if b > 1:
-            shared["mi"] += mutual_information(posterior).item() * b
-            mi_count += b
-        chosen = torch.ones(b, dtype=torch.bool) if iw_mask is None else iw_mask[count : count + b].to(x.device)
-        iw = (iw_samples if bool(chosen.any()) else 0, iw_chunk, iw_rows)
+            self.shared["mi"] += mutual_information(posterior).item() * b
+            self.mi_count += b
+        chosen = torch.ones(b, dtype=torch.bool) if iw_mask is None else iw_mask[self.count : self.count + b]
+        chosen = chosen.to(x.device)
+        iw = (iw_settings[0] if bool(chosen.any()) else 0, *iw_settings[1:])
         # a subset is encoded again (a distribution cannot be indexed; the encoder is deterministic in eval mode)
         iw_part = (x, posterior) if bool(chosen.all()) else (x[chosen], encoder(x[chosen]) if iw[0] else None)
-        batch_sums = _prior_sums(decoder, posterior, priors, z, iw, iw_part, on_progress)
-        for name, sums in zip(names, batch_sums, strict=True):
-            per_prior[name] = {metric: per_prior[name][metric] + total for metric, total in sums.items()}
+        batch_sums = _prior_sums(decoder, posterior, self.priors, z, iw, iw_part, on_progress)
+        for name, sums in zip(self.names, batch_sums, strict=True):
+            self.per_prior[name] = {metric: self.per_prior[name][metric] + total for metric, total in sums.items()}
         if iw[0] > 0:
-            iw_count += int(chosen.sum())
-        means.append(posterior.mean)
-        gaussian = gaussian and is_diagonal_normal(posterior)
-        if gaussian:
-            scales.append(posterior.stddev)
-        count += b
-        if tokens is not None:
-            lengths.append(predicted_tokens(x, spec))
-            tokens += int(lengths[-1].sum().item())
-            iw_tokens += int(lengths[-1][chosen].sum().item()) if iw[0] > 0 else 0
-    common = {
-        "recon": shared["recon"] / count,
-        "mi": shared["mi"] / mi_count if mi_count else 0.0,
-        "au": active_units(torch.cat(means), au_threshold),
-    }
-    if gaussian:
-        size = mi_he_batch or (32 if tokens is not None else 50)
-        groups = he_groups(count, size, torch.cat(lengths) if tokens is not None else None)
-        common["mi_he"] = mutual_information_he(torch.cat(means), torch.cat(scales), groups)
-    per_example = {"neg_elbo": tokens / count, "iw_nll": iw_tokens / iw_count if iw_count else 0.0} if tokens else None
-    return {name: _prior_metrics(common, sums, count, iw_count, per_example) for name, sums in per_prior.items()}
+            self.iw_count += int(chosen.sum())
+        self._add_statistics(x, posterior, chosen if iw[0] > 0 else None)
+
+    def _add_statistics(self, x: Tensor, posterior: Distribution, iw_chosen: Tensor | None) -> None:
+        """The posterior means (and scales, while every posterior is a diagonal Gaussian) and token counts."""
+        self.means.append(posterior.mean)
+        self.gaussian = self.gaussian and is_diagonal_normal(posterior)
+        if self.gaussian:
+            self.scales.append(posterior.stddev)
+        self.count += x.shape[0]
+        if self.tokens is not None:
+            self.lengths.append(predicted_tokens(x, self.spec))
+            self.tokens += int(self.lengths[-1].sum().item())
+            self.iw_tokens += int(self.lengths[-1][iw_chosen].sum().item()) if iw_chosen is not None else 0
+
+    def metrics(self, au_threshold: float, mi_he_batch: int | None) -> dict[str, dict[str, float]]:
+        """Each prior's metrics from the totals; ``mi_he`` drawn last, so that it changes no other figure."""
+        common = {
+            "recon": self.shared["recon"] / self.count,
+            "mi": self.shared["mi"] / self.mi_count if self.mi_count else 0.0,
+            "au": active_units(torch.cat(self.means), au_threshold),
+        }
+        tokens = self.tokens
+        if self.gaussian:
+            size = mi_he_batch or (32 if tokens is not None else 50)
+            groups = he_groups(self.count, size, torch.cat(self.lengths) if tokens is not None else None)
+            common["mi_he"] = mutual_information_he(torch.cat(self.means), torch.cat(self.scales), groups)
+        per_example = None
+        if tokens:
+            per_example = {
+                "neg_elbo": tokens / self.count,
+                "iw_nll": self.iw_tokens / self.iw_count if self.iw_count else 0.0,
+            }
+        return {
+            name: _prior_metrics(common, sums, self.count, self.iw_count, per_example)
+            for name, sums in self.per_prior.items()
+        }
 
 
 def _prior_sums(

@@ -22,20 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import signal
 import sys
 import time
-from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy
 import torch
 from tqdm import tqdm
 
-import vaezoo
 from vaezoo.base.errors import TrainingDiverged, UsageError
 from vaezoo.components.interfaces import Data
 from vaezoo.config.run_config import RunConfig
@@ -51,18 +48,19 @@ from vaezoo.runs.checkpoint import (
 )
 from vaezoo.runs.directory import (
     METRICS_NAME,
-    RESULTS_NAME,
     STOPPED_EARLY,
     RunDirectory,
     append_json_line,
     read_json_lines,
-    write_json,
 )
 from vaezoo.runs.interrupts import Interrupted, StopSignals
-from vaezoo.runs.session import Session, load_tested_model, open_session, resolve_device, subnormals_flushed
+from vaezoo.runs.session import Session, open_session, resolve_device, subnormals_flushed
 from vaezoo.training.best import BestSoFar
 from vaezoo.training.callbacks import RunHooks, RunInfo
 from vaezoo.training.distributed import Context, StepFunction
+from vaezoo.training.progress import TrainingProgress
+from vaezoo.training.results import evaluate_and_write_results
+from vaezoo.training.snapshot import checkpoint_state, restore_checkpoint_state, rng_state, seed_rank
 from vaezoo.training.step import NonFiniteLoss, TrainingStep
 
 DEFAULT_STEPS = 3000
@@ -72,28 +70,6 @@ def total_steps(config: RunConfig, data: Data) -> int:
     if config.train.epochs is not None:
         return config.train.epochs * data.steps_per_epoch(config.train.batch_size)
     return config.train.steps if config.train.steps is not None else DEFAULT_STEPS
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _versions() -> dict[str, str]:
-    return {
-        "vaezoo": vaezoo.__version__,
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _keep_metric_lines_up_to(path: Path, step: int) -> None:
@@ -139,89 +115,35 @@ class Trainer:
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
         self.training_step = TrainingStep(self.session.model, config.train, self.context)
         self.run_info = RunInfo(run_dir, config, self.session.model, self.session.data, self.total_steps)
-        self.step = 0
-        # The step of the checkpoint on disk (None before the first is written or read): what a stop keeps.
-        self.saved_step: int | None = None
+        self.progress = TrainingProgress()
         # Whether a callback stopped this run's training early at the step it resumes from.
         self.stopped_early = False
-        self.wall_time = 0.0
-        # Training losses summed since the last validation line, and that line while it awaits its validation.
-        self.sums: dict[str, float] = defaultdict(float)
-        self.since_eval = 0
-        self.pending: dict[str, Any] | None = None
         # The lowest validation -ELBO so far, whose model best.pt holds (train.test_model = "best").
         self.best = BestSoFar("neg_elbo")
-        self._seed_rank(step=0)
+        seed_rank(self.context, config.train.seed, step=0)
 
     @property
     def run_dir(self) -> Path:
         return self.directory.path
 
     @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self.training_step.optimizer
-
-    @property
-    def auxiliary_optimizer(self) -> torch.optim.Optimizer | None:
-        return self.training_step.auxiliary_optimizer
-
-    @property
     def total_steps(self) -> int:
         return total_steps(self.config, self.session.data)
 
-    def _seed_rank(self, step: int) -> None:
-        """Give a rank other than 0 random draws of its own (rank 0 keeps the one-process stream)."""
-        seed = self.context.rank_seed(self.config.train.seed, step)
-        if seed is not None:
-            torch.manual_seed(seed)
-
     # -- checkpoints -------------------------------------------------------------------------------
-    def _state(self, rank_rngs: list[dict[str, Any]]) -> dict[str, Any]:
-        """The checkpoint; ``rank_rngs`` holds every rank's RNG state (rank 0's is also ``rng``)."""
-        state = {
-            "step": self.step,
-            "model": self.session.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "auxiliary_optimizer": self.auxiliary_optimizer.state_dict() if self.auxiliary_optimizer else {},
-            "rng": rank_rngs[0],
-            "wall_time": self.wall_time,
-            "train_sums": dict(self.sums),
-            "since_eval": self.since_eval,
-            "pending_validation": self.pending or {},
-        }
-        if len(rank_rngs) > 1:
-            state["rank_rngs"] = rank_rngs
-        return state
-
     def save(self) -> None:
         """Write the checkpoint of the current step (every rank takes part; rank 0 writes)."""
-        rank_rngs = self.context.gather(_rng_state())
+        rank_rngs = self.context.gather(rng_state())
         if self.context.is_main:
-            save_checkpoint(self.directory.file(CHECKPOINT_NAME), self._state(rank_rngs))
-        self.saved_step = self.step
+            state = checkpoint_state(self.progress, self.session.model, self.training_step, rank_rngs)
+            save_checkpoint(self.directory.file(CHECKPOINT_NAME), state)
+        self.progress.saved_step = self.progress.step
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint; every rank of a distributed run loads the same one.
-
-        A rank takes back its own RNG state when the checkpoint was written by as many processes; otherwise
-        rank 0 takes the saved ``rng`` and the other ranks are seeded afresh from (seed, rank, step).
-        """
-        self.session.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.auxiliary_optimizer is not None:
-            self.auxiliary_optimizer.load_state_dict(state["auxiliary_optimizer"])
-        self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
-        self.saved_step = self.step
-        self.sums = defaultdict(float, state.get("train_sums", {}))
-        self.since_eval = int(state.get("since_eval", 0))
-        self.pending = state.get("pending_validation") or None
-        rank_rngs = state.get("rank_rngs", [state["rng"]])
-        if len(rank_rngs) == self.context.world_size:
-            _set_rng_state(rank_rngs[self.context.rank])
-        elif self.context.is_main:
-            _set_rng_state(state["rng"])
-        else:
-            self._seed_rank(self.step)
+        """Continue from the checkpoint ``state`` (see :func:`restore_checkpoint_state`)."""
+        restore_checkpoint_state(
+            state, self.progress, self.session.model, self.training_step, self.context, self.config.train.seed
+        )
 
     # -- the run -----------------------------------------------------------------------------------
     def run(
@@ -238,61 +160,36 @@ class Trainer:
         with lock, subnormals_flushed(self.config.train.flush_denormal), StopSignals() as signals:
             with signals.deferred():
                 self._open(resume, overwrite, changes)
-            try:
+            with _stops_recorded(self._record, self.progress, self.run_dir):
                 if signals.requested is not None:
                     raise Interrupted(signals.requested)
                 if self._train(signals):
                     self._record(STOPPED_EARLY)
                 results = self.finish() if self.context.is_main else {}
-            except Interrupted as stop:
-                self._record("interrupted", signal=signal.Signals(stop.signum).name, checkpoint=self.saved_step)
-                raise
-            except TrainingDiverged as diverged:
-                self._record("diverged", error=str(diverged))
-                if "checkpoint" in str(diverged):
-                    raise
-                raise TrainingDiverged(
-                    f"{diverged} after step {self.step}; stopped. Its checkpoint is in {str(self.run_dir)!r}"
-                ) from None
-            except UsageError as error:  # found after training began: say that the training is kept
-                raise UsageError(
-                    f"{error}; the checkpoint of step {self.step} is kept in {str(self.run_dir)!r} (evaluate it with "
-                    f"vaezoo eval {self.run_dir}, or continue it with --resume)"
-                ) from None
             self._record("finished")
             return results
 
     def _record(self, event: str, **fields: Any) -> None:
         if self.context.is_main:
-            self.directory.record(event, self.step, **fields)
+            self.directory.record(event, self.progress.step, **fields)
 
     def _open(self, resume: bool, overwrite: bool, changes: dict[str, list[Any]] | None) -> None:
         """Check the directory under the lock, restore or start the run, and write its first files."""
         main, directory = self.context.is_main, self.directory
         if main:
-            if resume:
-                directory.check_resumable()
-            else:
-                directory.check_new(overwrite)
-                directory.clear_run_files()
-            remove_stale_temporaries(directory.path)
+            _prepare_directory(directory, resume, overwrite)
         if resume:
             self.restore(load_checkpoint(directory.file(CHECKPOINT_NAME)))
-            self.stopped_early = directory.stopped_early_at(self.step)  # then only its final evaluation is left
+            # an early-stopped run has only its final evaluation left
+            self.stopped_early = directory.stopped_early_at(self.progress.step)
         if main:
-            _keep_metric_lines_up_to(directory.file(METRICS_NAME), self.step if resume else -1)
-            self.best.replay(read_json_lines(directory.file(METRICS_NAME)), self.step)
+            _keep_metric_lines_up_to(directory.file(METRICS_NAME), self.progress.step if resume else -1)
+            self.best.replay(read_json_lines(directory.file(METRICS_NAME)), self.progress.step)
             directory.write_config(self.config.as_dict())
-            data_dir = str(self.data_dir.resolve()) if self.data_dir is not None else None
-            event = "resumed" if resume else "started"
-            data = self.session.data
-            sources = {"data_sources": data.sources} if data.sources else {}
-            directory.record(event, self.step, argv=sys.argv[1:], data_dir=data_dir, changed=changes or {}, **sources)
-            for line in data.source_lines():
-                print(f"vaezoo: {line}", file=sys.stderr)
+            _record_start(directory, self.session, self.data_dir, self.progress.step, resume, changes)
         if not resume:
             self.save()
-        self.run_info = attrs.evolve(self.run_info, start_step=self.step)
+        self.run_info = attrs.evolve(self.run_info, start_step=self.progress.step)
         if main:
             self.hooks.started(self.run_info)
 
@@ -300,17 +197,23 @@ class Trainer:
         """Train from the current step to the configured length, validating and checkpointing on the way;
         whether a callback stopped the training early."""
         show = self.config.train.progress and self.context.is_main
-        started = time.perf_counter() - self.wall_time
+        started = time.perf_counter() - self.progress.wall_time
         self.session.model.train()
         # The DDP wrapper lives only while training, not in a traceback either: the process group must outlive it.
         forward = self.context.wrap(self.session.model)
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not show, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps, initial=self.progress.step, desc="train", disable=not show, dynamic_ncols=True
+        )
         try:
-            if self.context.is_main and self.pending is not None and not self._has_line(self.pending["step"]):
-                self._validate(self.pending)  # a checkpoint written before its evaluation, which was cut short
+            if (
+                self.context.is_main
+                and self.progress.pending is not None
+                and not _has_metrics_line(self.directory, self.progress.pending["step"])
+            ):
+                self._validate(self.progress.pending)  # a checkpoint written before its evaluation, which was cut short
             # Deferred throughout, between steps too: there the state is ahead of the checkpoint as well.
             with signals.deferred():
-                while self.step < self.total_steps and not self.stopped_early:
+                while self.progress.step < self.total_steps and not self.stopped_early:
                     if self._advance(forward, signals, started, bar):
                         return True
             if signals.requested is not None:  # came after the last step's check; its checkpoint is written
@@ -329,53 +232,43 @@ class Trainer:
         bar.update(1)
         bar.set_postfix(loss=f"{logged['loss']:.2f}", kl=f"{logged['kl']:.3f}", refresh=False)
         if main:
-            self.hooks.step_done(self.run_info, self.step, logged)
+            self.hooks.step_done(self.run_info, self.progress.step, logged)
         stop = self.context.any_rank(signals.requested is not None)
-        at_eval = self.step % self.config.train.eval_every == 0 or self.step == self.total_steps
+        at_eval = self.progress.step % self.config.train.eval_every == 0 or self.progress.step == self.total_steps
         if at_eval:
             self._close_interval()
         if at_eval or stop:
-            self.wall_time = time.perf_counter() - started
+            self.progress.wall_time = time.perf_counter() - started
             self.save()
         if stop:
             raise Interrupted(signals.requested or signal.SIGTERM)
         if not at_eval:
             return False
         with signals.immediate():  # the checkpoint holds this state: a validation may be cut short
-            return self.context.any_rank(main and self._validate(self.pending))
+            return self.context.any_rank(main and self._validate(self.progress.pending))
 
     def _train_step(self, forward: StepFunction) -> dict[str, float]:
         """One training step on the next batch; the logged terms (also added to the interval's sums)."""
         train_cfg, data = self.config.train, self.session.data
-        epoch, index = divmod(self.step, data.steps_per_epoch(train_cfg.batch_size))
+        epoch, index = divmod(self.progress.step, data.steps_per_epoch(train_cfg.batch_size))
         batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
         x = self.context.shard(batch).to(self.session.device)
-        kl_scale = self.hooks.kl_scale(self.run_info, self.step)
+        kl_scale = self.hooks.kl_scale(self.run_info, self.progress.step)
         try:
-            logged = self.training_step(forward, x, self.step, data, kl_scale)
+            logged = self.training_step(forward, x, self.progress.step, data, kl_scale)
         except NonFiniteLoss as error:
             checkpoint = self.directory.file(CHECKPOINT_NAME)
             raise TrainingDiverged(
-                f"{error} at step {self.step}; stopped. The last good checkpoint (step "
+                f"{error} at step {self.progress.step}; stopped. The last good checkpoint (step "
                 f"{load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
             ) from None
-        for name, value in logged.items():
-            self.sums[name] += value
-        self.since_eval += 1
-        self.step += 1
+        self.progress.count_step(logged)
         return logged
 
     def _close_interval(self) -> None:
         """Turn the training sums since the last line into the next line, awaiting its validation."""
-        sums_everywhere = self.context.mean_over_ranks(dict(self.sums))
-        per_epoch = self.session.data.steps_per_epoch(self.config.train.batch_size)
-        self.pending = {
-            "step": self.step,
-            "epoch": round(self.step / per_epoch, 3),
-            "train": {name: total / self.since_eval for name, total in sums_everywhere.items()},
-        }
-        self.sums.clear()
-        self.since_eval = 0
+        sums_everywhere = self.context.mean_over_ranks(dict(self.progress.sums))
+        self.progress.close_interval(sums_everywhere, self.session.data.steps_per_epoch(self.config.train.batch_size))
 
     def _validate(self, line: dict[str, Any]) -> bool:
         """Evaluate the validation split and append ``line`` with it to metrics.jsonl (rank 0's work); whether a
@@ -392,34 +285,64 @@ class Trainer:
         append_json_line(self.directory.file(METRICS_NAME), {**line, "valid": valid})
         return self.hooks.evaluated(self.run_info, line["step"], "valid", valid)
 
-    def _has_line(self, step: int) -> bool:
-        return any(record.get("step") == step for record in read_json_lines(self.directory.file(METRICS_NAME)))
-
     def finish(self) -> dict[str, Any]:
-        """Test metrics (with IW-NLL and what evaluation plugins add) and results.json (rank 0's work).
-
-        With ``train.test_model = "best"`` the model of the best validation line is tested (its step is
-        ``tested_step`` in the results) and left in the session; the checkpoint keeps the last step's."""
-        session, cfg = self.session, self.config
-        tested_step = load_tested_model(session.model, self.directory, cfg)
-        test = evaluate_split(
-            session, "test", cfg.eval.test_prior, iw_samples=cfg.eval.iw_samples, progress=cfg.train.progress
-        )
-        for extra in session.hook.vaezoo_finish(session=session, run_dir=self.run_dir) if session.hook else []:
-            test.update(extra)
-        results = {
-            "metrics": test,
-            "test_prior": cfg.eval.test_prior,
-            "steps": self.step,
-            "tested_step": self.step if tested_step is None else tested_step,
-            "examples": {"test": session.evaluation_size("test")},
-            "seed": cfg.train.seed,
-            "wall_time_s": round(self.wall_time, 3),
-            "versions": _versions(),
-            "config": cfg.as_dict(),
-            "data_sources": session.data.sources,
-        }
-        write_json(self.directory.file(RESULTS_NAME), results)
-        self.hooks.evaluated(self.run_info, self.step, "test", test)
+        """Test the model, write results.json and tell the callbacks (rank 0's work): the results."""
+        results = evaluate_and_write_results(self.session, self.directory, self.config, self.progress)
+        self.hooks.evaluated(self.run_info, self.progress.step, "test", results["metrics"])
         self.hooks.finished(self.run_info, results)
         return results
+
+
+def _has_metrics_line(directory: RunDirectory, step: int) -> bool:
+    return any(record.get("step") == step for record in read_json_lines(directory.file(METRICS_NAME)))
+
+
+def _prepare_directory(directory: RunDirectory, resume: bool, overwrite: bool) -> None:
+    """A resumed run's directory must hold a resumable run; a new run's must be empty (or ``overwrite`` it)."""
+    if resume:
+        directory.check_resumable()
+    else:
+        directory.check_new(overwrite)
+        directory.clear_run_files()
+    remove_stale_temporaries(directory.path)
+
+
+def _record_start(
+    directory: RunDirectory,
+    session: Session,
+    data_dir: Path | None,
+    step: int,
+    resume: bool,
+    changes: dict[str, list[Any]] | None,
+) -> None:
+    """The history's line of a run that starts or resumes at ``step``, and the data's source lines on stderr."""
+    data = session.data
+    sources = {"data_sources": data.sources} if data.sources else {}
+    where = str(data_dir.resolve()) if data_dir is not None else None
+    event = "resumed" if resume else "started"
+    directory.record(event, step, argv=sys.argv[1:], data_dir=where, changed=changes or {}, **sources)
+    for line in data.source_lines():
+        print(f"vaezoo: {line}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _stops_recorded(record: Callable[..., None], progress: TrainingProgress, run_dir: Path) -> Iterator[None]:
+    """``record`` in the history why training stopped short, and say in the error what is kept on disk."""
+    where = str(run_dir)
+    try:
+        yield
+    except Interrupted as stop:
+        record("interrupted", signal=signal.Signals(stop.signum).name, checkpoint=progress.saved_step)
+        raise
+    except TrainingDiverged as diverged:
+        record("diverged", error=str(diverged))
+        if "checkpoint" in str(diverged):
+            raise
+        raise TrainingDiverged(
+            f"{diverged} after step {progress.step}; stopped. Its checkpoint is in {where!r}"
+        ) from None
+    except UsageError as error:  # found after training began: say that the training is kept
+        raise UsageError(
+            f"{error}; the checkpoint of step {progress.step} is kept in {where!r} (evaluate it with vaezoo eval "
+            f"{run_dir}, or continue it with --resume)"
+        ) from None

@@ -334,24 +334,7 @@ class _Reader:
         seeds = spec.get("sweep_seeds", 1)
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise self.fail(f"{where} sweep_seeds must be a whole number of seeds, at least 1, got {seeds!r}")
-        within = None
-        if "within" in spec:
-            table = self.table(spec["within"], f"{where} within")
-            unknown = sorted(set(table) - set(WITHIN_KEYS))
-            missing = [key for key in WITHIN_KEYS if key not in table]
-            if unknown or missing:
-                bad = f"unknown key {unknown[0]!r}" if unknown else f"no {missing[0]!r}"
-                raise self.fail(f"{where} within has {bad}; it needs {', '.join(WITHIN_KEYS)}")
-            if table["metric"] not in CONSTRAINT_METRICS:
-                raise self.fail(
-                    f"{where} within metric {table['metric']!r} is not one a constraint bounds (nats, lower is "
-                    f"better); choose from: {', '.join(CONSTRAINT_METRICS)}"
-                )
-            nats = table["nats"]
-            if isinstance(nats, bool) or not isinstance(nats, int | float) or nats < 0:
-                raise self.fail(f"{where} within nats must be a number of nats, at least 0, got {nats!r}")
-            of = self.single(table["of"], f"{where} within.of", axes)
-            within = Within(metric=table["metric"], nats=float(nats), of=of)
+        within = self.within(spec["within"], f"{where} within", axes) if "within" in spec else None
         return Selection(
             axes=tuned,
             where=self.assignment(spec.get("where", {}), f"{where} where", axes),
@@ -361,6 +344,24 @@ class _Reader:
             sweep_seeds=seeds,
             within=within,
         )
+
+    def within(self, value: Any, where: str, axes: Sequence[Axis]) -> Within:
+        """A selection's constraint: the chosen value's ``metric`` within ``nats`` of the cell named by ``of``."""
+        table = self.table(value, where)
+        unknown = sorted(set(table) - set(WITHIN_KEYS))
+        missing = [key for key in WITHIN_KEYS if key not in table]
+        if unknown or missing:
+            bad = f"unknown key {unknown[0]!r}" if unknown else f"no {missing[0]!r}"
+            raise self.fail(f"{where} has {bad}; it needs {', '.join(WITHIN_KEYS)}")
+        if table["metric"] not in CONSTRAINT_METRICS:
+            raise self.fail(
+                f"{where} metric {table['metric']!r} is not one a constraint bounds (nats, lower is "
+                f"better); choose from: {', '.join(CONSTRAINT_METRICS)}"
+            )
+        nats = table["nats"]
+        if isinstance(nats, bool) or not isinstance(nats, int | float) or nats < 0:
+            raise self.fail(f"{where} nats must be a number of nats, at least 0, got {nats!r}")
+        return Within(metric=table["metric"], nats=float(nats), of=self.single(table["of"], f"{where}.of", axes))
 
 
 def axis_ids(axes: Sequence[Axis], name: str, values: Sequence[Any], prefix: str) -> tuple[Axis, list[str]]:
@@ -611,24 +612,13 @@ def expand(suite: Suite, profile: Profile | None) -> list[Cell]:
         if any(matches(value_ids, rule) for rule in suite.exclude):
             continue
         variants = [v for _, v in kept if isinstance(v, Variant)]
-        parameters: dict[str, dict[str, Any]] = {}
-        for axis, value in kept:
-            if axis.is_parameter:
-                section, _, param = axis.name.partition(".")
-                parameters.setdefault(section, {})[param] = value
         priors = next((v.test_priors for v in reversed(variants) if v.test_priors is not None), suite.test_priors)
-        group = phase = None
-        if index is not None:
-            selection = suite.selections[index]
-            fixed = (*selection.axes, seed_axis)
-            group = "_".join(f"{names[a.name]}={a.slug(v)}" for a, v in kept if a.name not in fixed)
-            sweep = seed_ids[: selection.sweep_seeds]
-            phase = 1 if seed_axis is None or value_ids[seed_axis] in sweep else 2
+        group, phase = _tuning_group(suite, index, kept, names, seed_ids)
         cells.append(
             Cell(
                 id="_".join(f"{names[a.name]}={a.slug(v)}" for a, v in kept),
                 axes={a.name: a.label(v) for a, v in kept},
-                raw=merge_raw(*layers, *(v.config for v in variants), parameters),
+                raw=merge_raw(*layers, *(v.config for v in variants), _axis_parameters(kept)),
                 test_priors=priors,
                 value_ids=value_ids,
                 select=index,
@@ -637,6 +627,31 @@ def expand(suite: Suite, profile: Profile | None) -> list[Cell]:
             )
         )
     return cells
+
+
+def _axis_parameters(kept: Sequence[tuple[Axis, Any]]) -> dict[str, dict[str, Any]]:
+    """The config sections the parameter axes of a cell set: ``{"regularizer": {"beta": 0.5}}``."""
+    parameters: dict[str, dict[str, Any]] = {}
+    for axis, value in kept:
+        if axis.is_parameter:
+            section, _, param = axis.name.partition(".")
+            parameters.setdefault(section, {})[param] = value
+    return parameters
+
+
+def _tuning_group(
+    suite: Suite, index: int | None, kept: Sequence[tuple[Axis, Any]], names: Mapping[str, str], seed_ids: list[str]
+) -> tuple[str | None, int | None]:
+    """A tuned cell's group (the id of its values but the tuned axes' and the seed's) and phase (1 while its seed
+    is among the sweep's); (None, None) for a cell no selection tunes."""
+    if index is None:
+        return None, None
+    selection, seed_axis = suite.selections[index], suite.table.seed_axis
+    fixed = (*selection.axes, seed_axis)
+    group = "_".join(f"{names[a.name]}={a.slug(v)}" for a, v in kept if a.name not in fixed)
+    seed = next((a.slug(v) for a, v in kept if a.name == seed_axis), None)
+    phase = 1 if seed_axis is None or seed in seed_ids[: selection.sweep_seeds] else 2
+    return group, phase
 
 
 def _selection_of(suite: Suite, value_ids: Mapping[str, str]) -> int | None:
@@ -661,7 +676,6 @@ def selection_groups(suite: Suite, profile: Profile | None, cells: Sequence[Cell
     or tuned reference cell is a UsageError."""
     axes = effective_axes(suite, profile)
     order = {a.name: [a.slug(v) for v in a.values] for a in axes}
-    by_values = {frozenset(c.value_ids.items()): c for c in cells}
     seed_axis = suite.table.seed_axis
     groups: dict[str, dict[str, Any]] = {}
     candidates: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {}
@@ -694,22 +708,34 @@ def selection_groups(suite: Suite, profile: Profile | None, cells: Sequence[Cell
         )
         group["candidates"] = [spec for _, spec in ranked]
         if selection.within is not None:
-            for seed in _sweep_seeds(ranked[0][1]["sweep"], cells, seed_axis):
-                wanted = {**group["value_ids"], **selection.within.of, **({seed_axis: seed} if seed_axis else {})}
-                reference = by_values.get(frozenset(wanted.items()))
-                if reference is None:
-                    # cells with those values that vary along a tuned axis as well are tuned; none at all: missing
-                    tuned = any(wanted.items() <= c.value_ids.items() for c in cells)
-                    shown = ", ".join(f"{a}={i}" for a, i in wanted.items())
-                    problem = "is tuned itself" if tuned else "is not in the matrix"
-                    raise UsageError(
-                        f"suite {str(suite.path)!r}: the reference of selection group {group['id']!r}, the cell "
-                        f"{shown}, {problem}; within.of must name untuned cells of the matrix"
-                    )
-                group["reference"].append(reference.id)
+            group["reference"] = _reference_cells(suite, group, selection.within, ranked[0][1]["sweep"], cells)
         del group["value_ids"]
         out.append(group)
     return out
+
+
+def _reference_cells(
+    suite: Suite, group: dict[str, Any], within: Within, sweep: list[str], cells: Sequence[Cell]
+) -> list[str]:
+    """The ids of the cells a group's constraint compares with: its values with ``within.of`` instead, on each of
+    the sweep's seeds. A reference that is missing or tuned itself is a UsageError."""
+    seed_axis = suite.table.seed_axis
+    by_values = {frozenset(c.value_ids.items()): c for c in cells}
+    references = []
+    for seed in _sweep_seeds(sweep, cells, seed_axis):
+        wanted = {**group["value_ids"], **within.of, **({seed_axis: seed} if seed_axis else {})}
+        reference = by_values.get(frozenset(wanted.items()))
+        if reference is None:
+            # cells with those values that vary along a tuned axis as well are tuned; none at all: missing
+            tuned = any(wanted.items() <= c.value_ids.items() for c in cells)
+            shown = ", ".join(f"{a}={i}" for a, i in wanted.items())
+            problem = "is tuned itself" if tuned else "is not in the matrix"
+            raise UsageError(
+                f"suite {str(suite.path)!r}: the reference of selection group {group['id']!r}, the cell "
+                f"{shown}, {problem}; within.of must name untuned cells of the matrix"
+            )
+        references.append(reference.id)
+    return references
 
 
 def _sweep_seeds(sweep: Sequence[str], cells: Sequence[Cell], seed_axis: str | None) -> list[str | None]:

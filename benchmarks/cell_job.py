@@ -111,10 +111,10 @@ class CellRunner:
 
     # -- child processes --------------------------------------------------------------------------
     def _vaezoo(self, stage: str, log: Path, *args: str) -> str:
-        """Run ``python -m vaezoo.cli.main ARGS``, append it and its output to ``log``, return its stdout."""
+        """Run ``python -m vaezoo ARGS``, append it and its output to ``log``, return its stdout."""
         if self.stopping.is_set():
             raise Interrupted
-        command = [sys.executable, "-m", "vaezoo.cli.main", *args]
+        command = [sys.executable, "-m", "vaezoo", *args]
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
         # In a process group of its own, a child is stopped by this runner alone (once: see stop), not also by a

@@ -10,8 +10,8 @@ Usage::
 add up). matrix.json always describes the whole matrix, so runs restricted to different cells can share one
 ``--out`` (each, say, a tox environment of its own) and the report shows every finished cell, the others pending.
 
-Every cell runs ``python -m vaezoo.cli.main run --config CELL/config-in.json --out CELL/run --no-progress``, then
-``python -m vaezoo.cli.main eval CELL/run --test-prior P,Q --json`` for the other test priors it asks for, all in one
+Every cell runs ``python -m vaezoo run --config CELL/config-in.json --out CELL/run --no-progress``, then
+``python -m vaezoo eval CELL/run --test-prior P,Q --json`` for the other test priors it asks for, all in one
 pass (the run's own test prior is read from its results.json), up to ``--jobs`` cells at once, each child with
 ``OMP_NUM_THREADS`` = ``--threads`` (default: the usable cores divided by the jobs, at least 1). Results land in
 the layout of :mod:`benchmarks.results`.

@@ -66,7 +66,7 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     """``vaezoo ARGS`` in a real child process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli.main", *args],
+        [sys.executable, "-m", "vaezoo", *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -450,9 +450,9 @@ def test_every_command_ends_quietly_when_its_output_is_closed(finished_suite, tm
         ["benchmarks.run", str(suite), "--out", str(out), "--dry-run"],
         ["benchmarks.diagnose", run],
         ["benchmarks.perf.peak", "--size", "16", "--repeats", "1", "--threads", "1"],
-        ["vaezoo.cli.main", "list"],
-        ["vaezoo.cli.main", "theory"],
-        ["vaezoo.cli.main", "eval", run, "--json", "--no-progress"],
+        ["vaezoo", "list"],
+        ["vaezoo", "theory"],
+        ["vaezoo", "eval", run, "--json", "--no-progress"],
     ]
     for command in commands:
         ended = output_closed(*command)

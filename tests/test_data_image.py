@@ -327,7 +327,7 @@ def test_chardata_without_scipy_says_which_extra_to_install(tmp_path, monkeypatc
 
 def vaezoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "VAEZOO_DATA"}
-    command = [sys.executable, "-m", "vaezoo.cli.main", *args]
+    command = [sys.executable, "-m", "vaezoo", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 

@@ -244,10 +244,10 @@ RUN = [
 
 
 def torchrun(*args: str, logs: Path) -> subprocess.CompletedProcess:
-    """``torchrun --nproc-per-node 2 -m vaezoo.cli.main ARGS``; each rank's output goes to its own files under
+    """``torchrun --nproc-per-node 2 -m vaezoo ARGS``; each rank's output goes to its own files under
     ``logs``."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}"]
-    command += ["--redirects", "3", "--log-dir", str(logs), "-m", "vaezoo.cli.main", *args]
+    command += ["--redirects", "3", "--log-dir", str(logs), "-m", "vaezoo", *args]
     env = {**os.environ, **CHILD_ENV}
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

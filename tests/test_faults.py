@@ -26,7 +26,7 @@ EXPECTED_STEPS = list(range(5, 61, 5))
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "vaezoo.cli.main", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "vaezoo", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 

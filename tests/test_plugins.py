@@ -74,7 +74,7 @@ TINY_RUN = (
 
 
 def run_cli(*args: str, sites: tuple[Path, ...], cwd: Path, disable: str | None = None):
-    """``python -m vaezoo.cli.main ARGS`` in a fresh process with ``sites`` first on PYTHONPATH."""
+    """``python -m vaezoo ARGS`` in a fresh process with ``sites`` first on PYTHONPATH."""
     env = {"PYTHONPATH": os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env[DISABLE_VARIABLE] = disable or ""
     env["OMP_NUM_THREADS"] = "1"

@@ -46,7 +46,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "vaezoo.cli.main", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "vaezoo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -220,7 +220,7 @@ def test_resume_alone_finds_the_recorded_data_directory(tmp_path, data_dir):
     assert first.returncode == 0, first.stderr
     without_variable = {key: value for key, value in os.environ.items() if key != "VAEZOO_DATA"}
     resumed = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli.main", "run", "--resume", str(out), "--steps", "20", "--no-progress"],
+        [sys.executable, "-m", "vaezoo", "run", "--resume", str(out), "--steps", "20", "--no-progress"],
         capture_output=True,
         text=True,
         env=without_variable,
@@ -228,7 +228,7 @@ def test_resume_alone_finds_the_recorded_data_directory(tmp_path, data_dir):
     )
     assert resumed.returncode == 0, resumed.stderr
     evaluated = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli.main", "eval", str(out), "--iw-samples", "0", "--json", "--no-progress"],
+        [sys.executable, "-m", "vaezoo", "eval", str(out), "--iw-samples", "0", "--json", "--no-progress"],
         capture_output=True,
         text=True,
         env=without_variable,

@@ -181,7 +181,7 @@ def test_signals_during_a_save_keep_the_step_being_saved_and_the_message_names_i
     assert not list(out.glob(".*.tmp")), "the save was not cut short"
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli.main", "run", "--resume", str(out)],
+        [sys.executable, "-m", "vaezoo", "run", "--resume", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -190,7 +190,7 @@ def test_signals_during_a_save_keep_the_step_being_saved_and_the_message_names_i
     straight = tmp_path / "straight"
     config = tmp_path / "run.json"
     done = subprocess.run(
-        [sys.executable, "-m", "vaezoo.cli.main", "run", "--config", str(config), "--out", str(straight)],
+        [sys.executable, "-m", "vaezoo", "run", "--config", str(config), "--out", str(straight)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -105,7 +105,7 @@ def soak(out: Path, program: list[str], *options: str) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_resident_memory_stays_flat_over_2000_steps(tmp_path):
-    baseline, growth = soak(tmp_path / "run", ["-m", "vaezoo.cli.main"])
+    baseline, growth = soak(tmp_path / "run", ["-m", "vaezoo"])
     print(f"RSS {baseline:.1f} MB after warm-up, growth {growth:.2f} MB over {STEPS - WARMUP_STEP} steps")
     assert growth < BOUND_MB
 

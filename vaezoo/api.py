@@ -92,8 +92,8 @@ _WHERE: dict[str, str] = {
     "METRICS_NAME": "vaezoo.runs.directory",
     "RESULTS_NAME": "vaezoo.runs.directory",
     "SCATTER_NAME": "vaezoo.runs.directory",
-    "process_gone": "vaezoo.runs.directory",
-    "process_text": "vaezoo.runs.directory",
+    "process_gone": "vaezoo.base.locks",
+    "process_text": "vaezoo.base.locks",
     "read_json_lines": "vaezoo.runs.directory",
     "CHECKPOINT_NAME": "vaezoo.runs.checkpoint",
     "STOP_WITH_PARENT_ENV": "vaezoo.runs.interrupts",
@@ -113,6 +113,7 @@ _WHERE: dict[str, str] = {
     "write_text_atomically": "vaezoo.base.files",
     "markdown_table": "vaezoo.base.tables",
     "local_timestamp": "vaezoo.base.timestamps",
+    "held": "vaezoo.base.locks",
     # reading data files (docs/data-plugins.md): file handling and its errors, files named or found, splits
     "DataFile": "vaezoo.datafiles.files",
     "gunzipped": "vaezoo.datafiles.files",

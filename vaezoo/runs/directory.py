@@ -14,7 +14,6 @@ Layout (every name is owned by vaezoo; ``--overwrite`` removes exactly these):
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -31,6 +30,7 @@ from vaezoo.base.errors import UsageError
 from vaezoo.base.schema import shape_problem
 from vaezoo.plugins.registry import Registry
 from vaezoo.base.files import write_json_atomically
+from vaezoo.base.locks import held
 from vaezoo.base.timestamps import local_timestamp
 
 CONFIG_NAME = "config.json"
@@ -42,25 +42,6 @@ LOCK_NAME = ".lock"
 #: The history event of a run whose callbacks stopped its training early (a resume may not train it on).
 STOPPED_EARLY = "stopped_early"
 RUN_FILES = (CONFIG_NAME, HISTORY_NAME, METRICS_NAME, CHECKPOINT_NAME, BEST_MODEL_NAME, RESULTS_NAME, SCATTER_NAME)
-
-
-def process_text() -> str:
-    """This process as a lock file or a suite's ``job.json`` names it: "process PID on HOST"."""
-    return f"process {os.getpid()} on {socket.gethostname()}"
-
-
-def process_gone(text: str) -> bool:
-    """Whether ``text`` ("process PID on HOST ...") names a process of this host that no longer exists; a process
-    on another host is taken to exist."""
-    words = text.split()
-    if len(words) >= 4 and words[0] == "process" and words[2] == "on" and words[3] == socket.gethostname():
-        try:
-            os.kill(int(words[1]), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError):
-            pass
-    return False
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
@@ -252,26 +233,5 @@ class RunDirectory:
         """Hold the directory's lock for the block (creating the directory); a live holder is a UsageError
         naming its process. ``activity`` (e.g. ``training``) is what the holder is said to be doing."""
         self.check_usable()
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = self.file(LOCK_NAME).open("a+")
-        try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise UsageError(
-                    f"run directory {str(self.path)!r} is in use by {holder}; wait for it to finish or stop it"
-                ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{process_text()} ({activity} since {local_timestamp()})\n")
-            handle.flush()
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                handle.truncate()  # before unlocking: the next holder writes its own name
-                fcntl.flock(handle, fcntl.LOCK_UN)
-        finally:
-            handle.close()
+        with held(self.file(LOCK_NAME), f"run directory {str(self.path)!r}", activity):
+            yield

@@ -23,7 +23,8 @@ from typing import Any
 
 import attrs
 
-from benchmarks.results import (
+from vaezoo.api import UsageError
+from vaezoo_bench.results import (
     MATRIX_NAME,
     MATRIX_SCHEMA,
     OK,
@@ -34,7 +35,6 @@ from benchmarks.results import (
     read_cell,
     read_json,
 )
-from vaezoo.api import UsageError
 
 #: How test priors are named in tables (the paper's "Test/Validation Prior Variance" column).
 PRIOR_LABELS = {"standard": "1", "optimal": "f(K,β,δ)", "tuned": "tuned"}
@@ -340,11 +340,11 @@ class Matrix:
 
 def read_matrix_document(results_dir: Path) -> dict[str, Any] | None:
     """``results_dir``'s matrix.json, None when it has none; a UsageError for a path that is (or lies under) a file, a
-    :class:`benchmarks.results.DamagedFile` for a matrix.json that is not JSON or not of a matrix's shape."""
+    :class:`vaezoo_bench.results.DamagedFile` for a matrix.json that is not JSON or not of a matrix's shape."""
     for candidate in (results_dir, *results_dir.parents):
         if candidate.exists() and not candidate.is_dir():
             where = "is a file" if candidate == results_dir else f"lies under the file {str(candidate)!r}"
-            raise UsageError(f"{str(results_dir)!r} {where}; name a results directory (the --out of benchmarks.run)")
+            raise UsageError(f"{str(results_dir)!r} {where}; name a results directory (the --out of vaezoo_bench.run)")
     path = results_dir / MATRIX_NAME
     document = read_json(path)
     return None if document is None else check_shape(path, document, MATRIX_SCHEMA, "a suite's matrix")

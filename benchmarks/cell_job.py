@@ -27,7 +27,8 @@ from typing import Any
 
 import attrs
 
-from benchmarks.results import (
+from vaezoo.api import CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, SCATTER_NAME, STOP_WITH_PARENT_ENV, read_json_lines
+from vaezoo_bench.results import (
     CELL_NAME,
     CONFIG_IN_NAME,
     FAILED,
@@ -41,8 +42,7 @@ from benchmarks.results import (
     read_results,
     write_json,
 )
-from benchmarks.suite import Cell
-from vaezoo.api import CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, SCATTER_NAME, STOP_WITH_PARENT_ENV, read_json_lines
+from vaezoo_bench.suite import Cell
 
 # What the runner does with a cell: nothing (finished), record it as invalid, evaluate a finished run again,
 # continue a run from its checkpoint, or train from scratch.
@@ -336,5 +336,5 @@ class CellJob:
 def note_job(directory: Path, **fields: Any) -> None:
     """Merge ``fields`` into the cell's ``job.json`` (executor, id, submitted, ended, the runner's process and
     whether the job outlives it), written by the runner only: the job a cell's latest attempt was given to, shown
-    by ``benchmarks.status`` and copied into its cell.json."""
+    by ``vaezoo_bench.status`` and copied into its cell.json."""
     write_json(directory / JOB_NAME, {**read_job(directory), **fields})

@@ -178,8 +178,9 @@ def summary_row(name: str, figures: dict[str, Any]) -> list[str]:
 
 
 @quiet_when_output_closes
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="python -m benchmarks.diagnose", description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.diagnose") -> int:
+    """The command; ``prog`` names it in its usage and errors (``vaezoo bench diagnose`` when run so)."""
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({"run": str(run), **figures}), flush=True)
             rows.append(summary_row(str(run), figures))
     except UsageError as error:
-        print(f"python -m benchmarks.diagnose: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     if not args.json:
         print("\n".join(markdown_table(["run", *(title for _, title, _ in SUMMARY)], rows)))

@@ -3,7 +3,7 @@ trade-off figure.
 
 The first two draw one *series* per combination of the row axes other than the x axis (one line per method, say),
 and one subplot per value of the column axis when the suite has one. The trade-off figure draws the points of
-:func:`benchmarks.aggregate.tradeoff_points`: one row of subplots per value of the column axis (data set).
+:func:`vaezoo_bench.aggregate.tradeoff_points`: one row of subplots per value of the column axis (data set).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
-from benchmarks.aggregate import (
+from vaezoo_bench.aggregate import (
     METRIC_TITLES as TABLE_TITLES,
 )
-from benchmarks.aggregate import (
+from vaezoo_bench.aggregate import (
     Group,
     Matrix,
     canonical,
@@ -32,7 +32,7 @@ from benchmarks.aggregate import (
     prior_label,
     tradeoff_points,
 )
-from benchmarks.results import cell_dir
+from vaezoo_bench.results import cell_dir
 
 METRIC_TITLES = {"mi": "MI (nats)", "mi_he": "MI, He et al. (nats)", "au": "active units"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
@@ -141,7 +141,7 @@ def tradeoff_figure(
     matrix: Matrix, path: Path, mi_metric: str = "mi_he", prior: str = "optimal"
 ) -> list[dict[str, Any]]:
     """MI (``mi_metric``) and AU against -ELBO and, where some cell computed it, IW-NLL (under ``prior``, see
-    :func:`benchmarks.aggregate.tradeoff_points`): one row of subplots per column-axis value (data set), every
+    :func:`vaezoo_bench.aggregate.tradeoff_points`): one row of subplots per column-axis value (data set), every
     point with error bars of one standard deviation over seeds in x and y, one colour and marker per series
     (method); hollow markers for swept values that were not chosen, each point annotated with its parameters.
 

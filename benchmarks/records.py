@@ -4,7 +4,7 @@ A results directory holds every cell's run (checkpoints of megabytes each); its 
 cell's cell.json and the latent scatter a cell.json names. This command copies those, byte for byte, into DEST,
 in the same layout, so that ``python -m benchmarks.report DEST`` renders the same tables and figures anywhere:
 the measured figures of a suite can be kept beside the text that quotes them (``benchmarks/measured/``). What needs
-the trained models (``vaezoo eval``, ``benchmarks.diagnose``, resuming) still needs the results directory.
+the trained models (``vaezoo eval``, ``vaezoo_bench.diagnose``, resuming) still needs the results directory.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import attrs
 
-from benchmarks.aggregate import load_matrix
-from benchmarks.results import CELL_NAME, CELLS_DIR, MATRIX_NAME, cell_dir
 from vaezoo.api import Parser, UsageError, quiet_when_output_closes
+from vaezoo_bench.aggregate import load_matrix
+from vaezoo_bench.results import CELL_NAME, CELLS_DIR, MATRIX_NAME, cell_dir
 
 
 @attrs.frozen
@@ -68,20 +68,21 @@ def _copy(source: Path, target: Path) -> Path:
 
 
 @quiet_when_output_closes
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.records") -> int:
+    """The command; ``prog`` names it in its usage and errors (``vaezoo bench records`` when run so)."""
     parser = Parser(
-        prog="python -m benchmarks.records",
+        prog=prog,
         description="Copy what a suite's report is made of (matrix.json, every cell.json and the scatter files "
         "they name) out of a results directory, without the runs.",
     )
-    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of benchmarks.run")
+    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of vaezoo_bench.run")
     parser.add_argument("dest", type=Path, metavar="DEST", help="where to keep the records (a new directory)")
     parser.add_argument("--overwrite", action="store_true", help="replace the records DEST already holds")
     args = parser.parse_args(argv)
     try:
         kept = keep_records(args.results, args.dest, args.overwrite)
     except UsageError as error:
-        print(f"benchmarks.records: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     print(f"kept the records of {len(kept.recorded)} cells ({kept.size / 1000:.0f} kB) in {args.dest}")
     if kept.damaged:

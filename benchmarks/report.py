@@ -1,4 +1,4 @@
-"""Tables and figures of a results directory written by :mod:`benchmarks.run`.
+"""Tables and figures of a results directory written by :mod:`vaezoo_bench.run`.
 
 Usage::
 
@@ -36,7 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.aggregate import (
+from vaezoo.api import Parser, UsageError, check_test_prior, markdown_table, quiet_when_output_closes
+from vaezoo_bench.aggregate import (
     CHOSEN,
     METRIC_TITLES,
     MI_METRICS,
@@ -57,8 +58,7 @@ from benchmarks.aggregate import (
     prior_label,
     reference_group,
 )
-from benchmarks.results import DAMAGED, OK, PENDING
-from vaezoo.api import Parser, UsageError, check_test_prior, markdown_table, quiet_when_output_closes
+from vaezoo_bench.results import DAMAGED, OK, PENDING
 
 DIGITS = {"au": 1}
 #: Metrics that count things: a single seed's value is printed as the whole number it is.
@@ -452,7 +452,7 @@ def write_report(
     make_directory(out, "--out")
     written, figures = [], []
     if plots:
-        from benchmarks.plots import metric_against_x, scatter_panel, tradeoff_figure, validation_curves
+        from vaezoo_bench.plots import metric_against_x, scatter_panel, tradeoff_figure, validation_curves
 
         x_title = matrix.header(matrix.table["x_axis"]) if matrix.table["x_axis"] else ""
         for metric, name, title in FIGURES:
@@ -503,9 +503,10 @@ def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]])
 
 
 @quiet_when_output_closes
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="python -m benchmarks.report", description="Tables and plots of a matrix.")
-    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of benchmarks.run")
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.report") -> int:
+    """The command; ``prog`` names it in its usage and errors (``vaezoo bench report`` when run so)."""
+    parser = Parser(prog=prog, description="Tables and plots of a matrix.")
+    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of vaezoo_bench.run")
     parser.add_argument("--out", type=Path, help="where to write the report (default: RESULTS_DIR/report)")
     parser.add_argument("--no-plots", action="store_true", help="write only report.md and table.csv")
     parser.add_argument(
@@ -526,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in write_report(args.results, args.out or args.results / "report", not args.no_plots, tradeoff):
             print(path)
     except UsageError as error:
-        print(f"benchmarks.report: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -139,7 +139,7 @@ CELL_SCHEMA = {
     },
 }
 _LIST_OF_TEXT = {"type": "array", "items": {"type": "string"}}
-#: The shape of a ``matrix.json`` that its readers rely on (see :func:`benchmarks.suite.matrix_document`).
+#: The shape of a ``matrix.json`` that its readers rely on (see :func:`vaezoo_bench.suite.matrix_document`).
 MATRIX_SCHEMA = {
     "type": "object",
     "required": ["suite", "profile", "test_priors", "table", "axes", "cells"],
@@ -237,7 +237,7 @@ def read_results(path: Path) -> dict[str, Any] | None:
 
 
 def read_job(directory: Path) -> dict[str, Any]:
-    """A cell's ``job.json`` (see :func:`benchmarks.cell_job.note_job`), empty when it is missing; a damaged one
+    """A cell's ``job.json`` (see :func:`vaezoo_bench.cell_job.note_job`), empty when it is missing; a damaged one
     is named in a warning (once) and read as empty: it only tells where the latest attempt ran."""
     path = directory / JOB_NAME
     try:

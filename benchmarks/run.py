@@ -14,11 +14,11 @@ Every cell runs ``python -m vaezoo run --config CELL/config-in.json --out CELL/r
 ``python -m vaezoo eval CELL/run --test-prior P,Q --json`` for the other test priors it asks for, all in one
 pass (the run's own test prior is read from its results.json), up to ``--jobs`` cells at once, each child with
 ``OMP_NUM_THREADS`` = ``--threads`` (default: the usable cores divided by the jobs, at least 1). Results land in
-the layout of :mod:`benchmarks.results`.
+the layout of :mod:`vaezoo_bench.results`.
 
 Selection (a suite's ``[select]``, two phases): the runner runs every tuned value's sweep cells (phase 1) with
 the other cells; once a selection group's sweep cells (and the reference cells of its constraint) have all ended,
-in this run or an earlier one, it chooses the group's value with :func:`benchmarks.aggregate.choose` (a pure
+in this run or an earlier one, it chooses the group's value with :func:`vaezoo_bench.aggregate.choose` (a pure
 function of their cell.json files) and runs that value on the other seeds (phase 2), skip checks first. A
 sweep cell this run is about to run again (failed, interrupted) counts as unfinished until it ends, so a choice
 is always made from the whole sweep as it now stands. Rerunning resumes either phase.
@@ -27,7 +27,7 @@ Resuming: rerunning the same command on the same ``--out`` continues the matrix.
 (and which has every requested test prior) is never touched. A failed or pending cell is run again from where
 it stopped: a run with results.json is only evaluated again, a run with a checkpoint but no results.json is
 continued with ``vaezoo run --resume`` (no training is lost), anything else trains from scratch. Invalid
-combinations (see :mod:`benchmarks.validate`) are recorded as skipped and never run, and a suite column that
+combinations (see :mod:`vaezoo_bench.validate`) are recorded as skipped and never run, and a suite column that
 no cell would report is refused before any runs. When the suite or profile has changed a cell's configuration
 after it started, the runner refuses (use another ``--out``). A cell whose cell.json is damaged (cut short, not a
 cell record) is named in a warning and run again like a pending cell.
@@ -58,8 +58,17 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from pathlib import Path
 from typing import Any
 
-from benchmarks.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, read_matrix_document, selection_records
-from benchmarks.cell_job import (
+from vaezoo.api import (
+    Parser,
+    UsageError,
+    held,
+    local_timestamp,
+    process_text,
+    quiet_when_output_closes,
+    warn_once,
+)
+from vaezoo_bench.aggregate import CHOSEN, WAITING, Choice, Matrix, choose, read_matrix_document, selection_records
+from vaezoo_bench.cell_job import (
     DONE,
     EVALUATE,
     RESUME,
@@ -72,8 +81,8 @@ from benchmarks.cell_job import (
     note_job,
     stage_of,
 )
-from benchmarks.executors import DEFAULT, Context, Executor, Submission, make_executor
-from benchmarks.results import (
+from vaezoo_bench.executors import DEFAULT, Context, Executor, Submission, make_executor
+from vaezoo_bench.results import (
     CELL_NAME,
     CONFIG_IN_NAME,
     FAILED,
@@ -89,8 +98,8 @@ from benchmarks.results import (
     read_json,
     write_json,
 )
-from benchmarks.status import lock_holder
-from benchmarks.suite import (
+from vaezoo_bench.status import lock_holder
+from vaezoo_bench.suite import (
     Cell,
     Profile,
     Suite,
@@ -102,12 +111,16 @@ from benchmarks.suite import (
     parse_selection,
     select,
     short_names,
+    suite_file,
 )
-from benchmarks.validate import Validator, check_columns
-from vaezoo.api import Parser, UsageError, local_timestamp, process_text, quiet_when_output_closes, warn_once
+from vaezoo_bench.validate import Validator, check_columns
 
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).
 WAIT = "wait"
+
+
+#: The lock file of a results directory: one runner at a time works in it.
+RUNNER_LOCK_NAME = "runner.lock"
 
 
 def _comparable(raw: dict[str, Any]) -> Any:
@@ -186,7 +199,7 @@ def plan_cell(cell: Cell, out: Path, validator: Validator) -> Planned:
 
 class PhaseTwo:
     """The phase-2 cells of a run: each selection group's chosen value on the other seeds, decided by
-    :func:`benchmarks.aggregate.choose` from the cell.json files in ``out`` once its sweep has ended.
+    :func:`vaezoo_bench.aggregate.choose` from the cell.json files in ``out`` once its sweep has ended.
 
     Only groups with a phase-2 cell among ``cells`` (the cells of this run, after ``--only``) are decided."""
 
@@ -248,9 +261,9 @@ def _context(args: argparse.Namespace, out: Path, data_dir: Path | None, cells: 
     return Context(out, jobs, threads, data_dir, args.timeout)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m benchmarks.run", description="Run a benchmark suite's matrix.")
-    parser.add_argument("suite", type=Path, metavar="SUITE.toml")
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = Parser(prog=prog, description="Run a benchmark suite's matrix.")
+    parser.add_argument("suite", metavar="SUITE", help="a built-in suite by name (smoke, table1, ...) or a suite file")
     parser.add_argument("--profile", help="a [profile.NAME] of the suite (default: its default_profile)")
     parser.add_argument(
         "--executor", default=DEFAULT, help="where cells run: local (default), slurm, ray or a plugin's executor"
@@ -314,16 +327,25 @@ def _matrix_size(document: dict[str, Any], cells: Sequence[Cell]) -> int:
 
 
 def run_suite(args: argparse.Namespace) -> int:
-    """The command's body; UsageErrors propagate to :func:`main`."""
-    from vaezoo.api import default_plugins, resolve_data_dir
-
+    """The command's body: the suite's results directory is held by this runner alone while it runs (a dry run
+    only reads it); UsageErrors propagate to :func:`main`."""
     for option in ("jobs", "threads"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise UsageError(f"--{option} must be at least 1, got {getattr(args, option)}")
-    suite = load_suite(args.suite)
+    suite = load_suite(suite_file(args.suite))
     profile = choose_profile(suite, args.profile)
-    allowed = parse_selection(args.only, effective_axes(suite, profile))
     out = (args.out or Path("runs", "bench", suite.name + (f"-{profile.name}" if profile else ""))).resolve()
+    if args.dry_run:
+        return _run_matrix(args, suite, profile, out)
+    with held(out / RUNNER_LOCK_NAME, f"results directory {str(out)!r}", f"running suite {suite.name}"):
+        return _run_matrix(args, suite, profile, out)
+
+
+def _run_matrix(args: argparse.Namespace, suite: Suite, profile: Profile | None, out: Path) -> int:
+    """Plan the cells of the matrix in ``out``, print the plan, and (unless a dry run) run it."""
+    from vaezoo.api import default_plugins, resolve_data_dir
+
+    allowed = parse_selection(args.only, effective_axes(suite, profile))
     data_dir = resolve_data_dir(args.data_dir)
     plugins = default_plugins()
     cells = expand(suite, profile)
@@ -538,7 +560,7 @@ def _note_further_stop_signals() -> None:
 
     def note(signum: int, frame: object) -> None:
         with contextlib.suppress(OSError):  # os.write, not print: the main thread may be inside a print
-            os.write(2, b"benchmarks.run: already stopping: each running cell writes its checkpoint first\n")
+            os.write(2, b"vaezoo_bench.run: already stopping: each running cell writes its checkpoint first\n")
 
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -549,7 +571,7 @@ def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _answer_stop_signals() -> None:
+def answer_stop_signals() -> None:
     """SIGINT and SIGTERM stop the matrix as Ctrl-C does, also when this process inherited SIGINT ignored (as a
     background command of a script does): its jobs' processes then inherit a SIGINT they answer, and an
     executor's cancel (a SIGINT to submitit's local jobs) reaches them."""
@@ -558,12 +580,13 @@ def _answer_stop_signals() -> None:
 
 
 @quiet_when_output_closes
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.run") -> int:
+    """The command; ``prog`` names it in its usage and errors (``vaezoo bench run`` when run so)."""
+    args = _parser(prog).parse_args(argv)
     try:
         return run_suite(args)
     except UsageError as error:
-        print(f"benchmarks.run: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before any cell was handed out: nothing to stop
         print("interrupted before any cell started", file=sys.stderr)
@@ -571,5 +594,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    _answer_stop_signals()
+    answer_stop_signals()
     sys.exit(main())

@@ -27,19 +27,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from benchmarks.aggregate import WAITING, Matrix, load_matrix
-from benchmarks.results import (
-    DAMAGED,
-    FAILED,
-    OK,
-    PENDING,
-    RUN_DIR,
-    SKIPPED,
-    DamagedFile,
-    cell_dir,
-    read_job,
-    read_json,
-)
 from vaezoo.api import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -51,6 +38,19 @@ from vaezoo.api import (
     quiet_when_output_closes,
     read_json_lines,
     warn_once,
+)
+from vaezoo_bench.aggregate import WAITING, Matrix, load_matrix
+from vaezoo_bench.results import (
+    DAMAGED,
+    FAILED,
+    OK,
+    PENDING,
+    RUN_DIR,
+    SKIPPED,
+    DamagedFile,
+    cell_dir,
+    read_job,
+    read_json,
 )
 
 RUNNING, QUEUED, STOPPED, WAITING_STATE = "running", "queued", "stopped", "waiting"
@@ -149,8 +149,9 @@ def status_lines(matrix: Matrix) -> tuple[list[str], Counter[str], int]:
 
 
 @quiet_when_output_closes
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="python -m benchmarks.status", description="Each cell's state in a suite's results.")
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.status") -> int:
+    """The command; ``prog`` names it in its usage and errors (``vaezoo bench status`` when run so)."""
+    parser = Parser(prog=prog, description="Each cell's state in a suite's results.")
     parser.add_argument("out", type=Path, metavar="OUT", help="the results directory (the runner's --out)")
     parser.add_argument("--watch", type=float, metavar="SECONDS", help="show it again every SECONDS until all ended")
     args = parser.parse_args(argv)
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(args.watch)
             print()
     except UsageError as error:
-        print(f"python -m benchmarks.status: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -35,8 +35,8 @@ from typing import Any
 
 import attrs
 
-from benchmarks.aggregate import CONSTRAINT_METRICS, MI_METRICS, RULES, VALID_METRICS
 from vaezoo.api import METRIC_NAMES, SECTIONS, UsageError, check_test_prior, merge_raw
+from vaezoo_bench.aggregate import CONSTRAINT_METRICS, MI_METRICS, RULES, VALID_METRICS
 
 LAYOUTS = ("table1", "table2", "generic")
 DEFAULT_COLUMNS = {
@@ -134,7 +134,7 @@ class Selection:
     Two phases: every combination of the tuned values runs on the first ``sweep_seeds`` seeds of the seed axis
     (phase 1); each selection group's value is then chosen by ``rule`` (``max`` or ``min``) of the validation
     ``metric`` (mean over those seeds), among the values meeting ``within`` when given, and runs on the other seeds
-    (phase 2). The choice is :func:`benchmarks.aggregate.choose`."""
+    (phase 2). The choice is :func:`vaezoo_bench.aggregate.choose`."""
 
     axes: tuple[str, ...]
     where: Assignment
@@ -391,6 +391,29 @@ def _axes(reader: _Reader, document: dict[str, Any]) -> tuple[Axis, ...]:
     if not axes:
         raise reader.fail("has no [axes]: a suite is a matrix over at least one axis (one run is vaezoo run --config)")
     return axes
+
+
+#: The built-in suites, shipped with the runner.
+BUILT_IN_SUITES = Path(__file__).resolve().parent / "suites"
+
+
+def built_in_suites() -> list[str]:
+    return sorted(path.stem for path in BUILT_IN_SUITES.glob("*.toml"))
+
+
+def suite_file(name_or_path: str) -> Path:
+    """The file of a suite named on the command line: a path as given when it exists or looks like a path (it has
+    a suffix or a directory), else the built-in suite of that name; neither is a UsageError listing the built-ins."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix or path.parent != Path("."):
+        return path
+    built_in = BUILT_IN_SUITES / f"{name_or_path}.toml"
+    if built_in.is_file():
+        return built_in
+    raise UsageError(
+        f"suite {name_or_path!r} is neither a file nor a built-in suite; built-in suites: "
+        f"{', '.join(built_in_suites())}"
+    )
 
 
 def load_suite(path: Path) -> Suite:

@@ -25,8 +25,6 @@ from typing import Any
 
 import torch
 
-from benchmarks.results import PRIOR_INDEPENDENT
-from benchmarks.suite import Cell, Selection, Suite, selection_where
 from vaezoo.api import (
     METRIC_NAMES,
     REPORTED_WHEN,
@@ -43,6 +41,8 @@ from vaezoo.api import (
     resolve,
     validation_metrics,
 )
+from vaezoo_bench.results import PRIOR_INDEPENDENT
+from vaezoo_bench.suite import Cell, Selection, Suite, selection_where
 
 
 class Validator:

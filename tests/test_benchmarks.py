@@ -4,7 +4,7 @@ recorded without stopping the others, and the report rendered from fixture resul
 The golden file is ``tests/fixtures/bench/table1.md``; after an intended change of the report, regenerate it with
 ``python -m benchmarks.report tests/fixtures/bench/table1 --out /tmp/r && cp /tmp/r/report.md tests/fixtures/bench/``
 ``table1.md`` and review the diff. The fixture results are hand-written cell.json files (made with
-``benchmarks.results.cell_record``): two seeds per row, one row partly pending, one failed, one skipped.
+``vaezoo_bench.results.cell_record``): two seeds per row, one row partly pending, one failed, one skipped.
 """
 
 from __future__ import annotations
@@ -21,9 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.report import write_report
-from benchmarks.results import CELL_NAME, read_json
-from benchmarks.suite import (
+from tests.conftest import REPO
+from vaezoo import hookimpl
+from vaezoo.base.errors import UsageError
+from vaezoo.components.interfaces import Data, DataSource, DataSpec
+from vaezoo.plugins.loading import load_plugins
+from vaezoo_bench.report import write_report
+from vaezoo_bench.results import CELL_NAME, read_json
+from vaezoo_bench.suite import (
     Cell,
     choose_profile,
     effective_axes,
@@ -33,12 +38,7 @@ from benchmarks.suite import (
     parse_selection,
     select,
 )
-from benchmarks.validate import Validator
-from tests.conftest import REPO
-from vaezoo import hookimpl
-from vaezoo.base.errors import UsageError
-from vaezoo.components.interfaces import Data, DataSource, DataSpec
-from vaezoo.plugins.loading import load_plugins
+from vaezoo_bench.validate import Validator
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"
 
@@ -247,7 +247,7 @@ case = [
 
 def run_suite(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args],
+        [sys.executable, "-m", "python -m benchmarks.run", *args],
         capture_output=True,
         text=True,
         cwd=REPO,  # as documented: python -m benchmarks.run from the repository root
@@ -385,17 +385,17 @@ def test_only_keeps_the_cells_with_the_chosen_values_of_each_axis(tmp_path):
     ],
 )
 def test_only_with_an_unknown_axis_or_value_is_a_usage_error_naming_the_choices(tmp_path, capsys, only, message):
-    from benchmarks.run import main
+    from vaezoo_bench.run import main
 
     assert main([str(write(tmp_path, SUITE)), "--only", only, "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("benchmarks.run: error: ") and message in err and "Traceback" not in err
+    assert err.startswith("python -m benchmarks.run: error: ") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
 def test_runs_restricted_to_different_cells_share_one_results_directory(tmp_path, capsys):
-    from benchmarks.run import main
+    from vaezoo_bench.run import main
 
     suite, out = write(tmp_path, SUITE), tmp_path / "out"
     assert main([str(suite), "--profile", "quick", "--only", "method=vae", "--out", str(out), "--dry-run"]) == 0
@@ -431,13 +431,13 @@ def test_a_third_party_plugin_s_regulariser_is_a_cell_of_the_zoo_and_runs(tmp_pa
     out = tmp_path / "out"
     options = [str(suite), "--out", str(out), "--only", "network=mlp", "--only", "regularizer=l2code"]
     # Without the plugin's distribution on the path its cell is skipped with vaezoo's reason.
-    from benchmarks.run import main
+    from vaezoo_bench.run import main
 
     assert main([*options, "--dry-run"]) == 0
     assert "skip      regularizer=l2code_network=mlp  unknown regularizer 'l2code'" in capsys.readouterr().out
     # With it (its dist-info on PYTHONPATH: found through its entry point, as if installed), the cell runs.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_SITE), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "benchmarks.run", *options]
+    command = [sys.executable, "-m", "python -m benchmarks.run", *options]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     cells = cells_of(out)
@@ -527,7 +527,7 @@ def test_the_smoke_and_synthetic_suites_mark_mi_against_beta_vae_and_draw_the_tr
 @pytest.mark.slow
 def test_perf_entry_point_prints_every_chosen_figure_as_json_then_markdown():
     # A tiny configuration: no timing is checked, only that each part runs in its own process and reports.
-    command = [sys.executable, "-m", "benchmarks.perf", "--parts", "steps,iwnll", "--networks", "mlp", "--quick"]
+    command = [sys.executable, "-m", "vaezoo_bench.perf", "--parts", "steps,iwnll", "--networks", "mlp", "--quick"]
     command += ["--variants", "betavae,ncvae+gaussian", "--repeats", "1", "--batch", "4", "--threads", "1"]
     command += ["--chunks", "5", "--iw-k", "10", "--iw-batch", "4", "--precisions", "fp32"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -549,7 +549,7 @@ def test_perf_entry_point_prints_every_chosen_figure_as_json_then_markdown():
 
 @pytest.mark.slow
 def test_lstm_step_times_come_with_token_throughput_and_refused_variants_with_their_reason(data_dir):
-    from benchmarks.perf.steps import measure_step_ratios
+    from vaezoo_bench.perf.steps import measure_step_ratios
 
     result = measure_step_ratios(
         "lstm", batch=4, repeats=1, threads=1, variants=["ncvae+gaussian"], text_sizes=(8, 8), data_dir=data_dir
@@ -563,9 +563,9 @@ def test_lstm_step_times_come_with_token_throughput_and_refused_variants_with_th
 
 
 def test_subnormal_measurement_times_both_modes_and_leaves_the_callers_mode_alone():
-    from benchmarks.perf.__main__ import markdown
-    from benchmarks.perf.subnormals import measure_subnormals
     from vaezoo.runs.session import flushing_subnormals
+    from vaezoo_bench.perf.__main__ import markdown
+    from vaezoo_bench.perf.subnormals import measure_subnormals
 
     before = flushing_subnormals()
     result = measure_subnormals(batch=2, length=40, embed_dim=8, hidden=16, repeats=2, threads=1)
@@ -591,7 +591,7 @@ def test_subnormal_measurement_times_both_modes_and_leaves_the_callers_mode_alon
     ],
 )
 def test_perf_entry_point_refuses_a_bad_option_in_one_line_naming_the_choices(capsys, option, message):
-    from benchmarks.perf.__main__ import main
+    from vaezoo_bench.perf.__main__ import main
 
     with pytest.raises(SystemExit) as raised:
         main(option)

@@ -16,8 +16,6 @@ import pytest
 import torch
 from torch.distributions import Independent, Laplace
 
-from benchmarks.suite import load_suite
-from benchmarks.validate import Validator, check_columns
 from tests.conftest import REPO, run_cli, small_config, small_raw
 from vaezoo import hookimpl
 from vaezoo.base.errors import UsageError
@@ -30,6 +28,8 @@ from vaezoo.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vaezoo.runs.directory import STOPPED_EARLY, RunDirectory
 from vaezoo.runs.session import open_session
 from vaezoo.training.callbacks import RunHooks
+from vaezoo_bench.suite import load_suite
+from vaezoo_bench.validate import Validator, check_columns
 from vaezoo_plugins.callbacks import validations_left
 
 pytestmark = pytest.mark.adversarial
@@ -233,7 +233,7 @@ def _suite(tmp_path: Path, columns: list[str]) -> Path:
 
 
 def test_a_suite_column_no_cell_reports_is_refused(plugins, tmp_path):
-    from benchmarks.suite import expand
+    from vaezoo_bench.suite import expand
 
     suite = load_suite(_suite(tmp_path, ["mi", "ppl_elbo", "iw_nll"]))
     validator = Validator(plugins.registry, None)
@@ -247,7 +247,7 @@ def test_a_suite_column_no_cell_reports_is_refused(plugins, tmp_path):
 
 
 def test_a_selection_metric_a_cell_does_not_report_skips_the_cell(plugins):
-    from benchmarks.suite import Selection
+    from vaezoo_bench.suite import Selection
 
     selection = Selection(("regularizer.beta",), {}, "max", "ppl_elbo", "valid", 1, None)
     validator = Validator(plugins.registry, None, (selection,))
@@ -350,7 +350,7 @@ def test_the_benchmark_runner_refuses_a_column_no_cell_reports(tmp_path):
     suite = _suite(tmp_path, ["mi", "ppl_elbo"])
     out = tmp_path / "results"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", str(suite), "--out", str(out), "--dry-run"],
+        [sys.executable, "-m", "vaezoo_bench.run", str(suite), "--out", str(out), "--dry-run"],
         capture_output=True,
         text=True,
         cwd=REPO,

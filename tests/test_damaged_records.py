@@ -9,31 +9,19 @@ the slow tests run a real two-cell suite and real vaezoo runs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import records, report, status
-from benchmarks import run as runner
-from benchmarks.aggregate import load_matrix
-from benchmarks.cell_job import EVALUATE, RESUME, TRAIN, stage_of
-from benchmarks.results import (
-    CELL_NAME,
-    MATRIX_NAME,
-    RUN_DIR,
-    DamagedFile,
-    cell_dir,
-    read_json,
-    write_json,
-)
-from benchmarks.suite import expand, load_suite, matrix_document
-from benchmarks.validate import Validator
 from tests.conftest import REPO, run_cli
 from tests.test_benchmarks import TINY_BASE
 from vaezoo.base.errors import UsageError
+from vaezoo.base.locks import held
 from vaezoo.runs.checkpoint import CHECKPOINT_NAME
 from vaezoo.runs.directory import (
     CONFIG_NAME,
@@ -44,6 +32,23 @@ from vaezoo.runs.directory import (
     append_json_line,
     read_json_lines,
 )
+from vaezoo_bench import records, report, status
+from vaezoo_bench import run as runner
+from vaezoo_bench.aggregate import load_matrix
+from vaezoo_bench.cell_job import EVALUATE, RESUME, TRAIN, stage_of
+from vaezoo_bench.results import (
+    CELL_NAME,
+    MATRIX_NAME,
+    RUN_DIR,
+    DamagedFile,
+    cell_dir,
+    read_json,
+    write_json,
+)
+from vaezoo_bench.run import RUNNER_LOCK_NAME
+from vaezoo_bench.suite import BUILT_IN_SUITES, built_in_suites, expand, load_suite, matrix_document
+from vaezoo_bench.suite import suite_file as suite_file_of
+from vaezoo_bench.validate import Validator
 
 pytestmark = pytest.mark.adversarial
 
@@ -165,9 +170,9 @@ def test_records_skip_a_damaged_cell_json_and_name_it(results, tmp_path, capsys)
 @pytest.mark.parametrize(
     ("main", "prog", "extra"),
     [
-        (report.main, "benchmarks.report", ["--no-plots"]),
+        (report.main, "python -m benchmarks.report", ["--no-plots"]),
         (status.main, "python -m benchmarks.status", []),
-        (records.main, "benchmarks.records", ["DEST"]),
+        (records.main, "python -m benchmarks.records", ["DEST"]),
     ],
 )
 def test_a_damaged_matrix_json_is_a_one_line_error_naming_it(
@@ -191,7 +196,7 @@ def test_a_damaged_matrix_json_is_a_one_line_error_naming_it(
 def test_report_onto_a_file_or_from_a_file_is_a_one_line_error(results, tmp_path, capsys, arguments, fragments):
     (tmp_path / "a-file").write_text("kept")
     assert report.main([*arguments(tmp_path, results), "--no-plots"]) == 2
-    one_error(capsys.readouterr().err, "benchmarks.report", *fragments)
+    one_error(capsys.readouterr().err, "python -m benchmarks.report", *fragments)
     assert (tmp_path / "a-file").read_text() == "kept"
 
 
@@ -272,8 +277,12 @@ def test_another_suite_into_a_results_directory_is_refused_naming_both(tmp_path,
     before = (out / MATRIX_NAME).read_bytes()
     other = suite_file(tmp_path, TINY.replace('name = "tiny"', 'name = "other"'), "other.toml")
     assert runner.main([str(other), "--out", str(out)]) == 2
-    one_error(capsys.readouterr().err, "benchmarks.run", "holds suite 'tiny'", "tiny.toml", "asks for suite 'other'")
-    assert (out / MATRIX_NAME).read_bytes() == before and sorted(p.name for p in out.iterdir()) == [MATRIX_NAME]
+    one_error(
+        capsys.readouterr().err, "python -m benchmarks.run", "holds suite 'tiny'", "tiny.toml", "asks for suite 'other'"
+    )
+    assert (out / MATRIX_NAME).read_bytes() == before and sorted(p.name for p in out.iterdir()) == sorted(
+        [MATRIX_NAME, RUNNER_LOCK_NAME]
+    )
 
 
 def test_a_suite_whose_matrix_lost_cells_of_the_directory_is_refused(tmp_path, capsys):
@@ -282,7 +291,9 @@ def test_a_suite_whose_matrix_lost_cells_of_the_directory_is_refused(tmp_path, c
         tmp_path, TINY.replace('    { label = "seed 1", id = "s1", train = { seed = 1 } },\n', ""), "n.toml"
     )
     assert runner.main([str(narrowed), "--out", str(out), "--dry-run"]) == 2
-    one_error(capsys.readouterr().err, "benchmarks.run", "holds suite 'tiny'", "lacks 1 of its cells", "case=s1")
+    one_error(
+        capsys.readouterr().err, "python -m benchmarks.run", "holds suite 'tiny'", "lacks 1 of its cells", "case=s1"
+    )
 
 
 def test_the_same_suite_grown_or_restricted_with_only_keeps_its_directory(tmp_path, capsys):
@@ -346,7 +357,7 @@ def test_a_damaged_file_names_its_path_and_what_is_wrong(tmp_path):
 
 
 def run_suite(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "benchmarks.run", *args, "--threads", "1"]
+    command = [sys.executable, "-m", "python -m benchmarks.run", *args, "--threads", "1"]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
@@ -370,7 +381,7 @@ def test_the_runner_resumes_cells_whose_records_are_damaged_and_refuses_another_
     (second / CELL_NAME).write_text("[]")
     (second / RUN_DIR / RESULTS_NAME).write_text("")  # and a checkpoint: resumed, which writes its results again
 
-    shown = subprocess.run([sys.executable, "-m", "benchmarks.status", str(out)], capture_output=True, text=True)
+    shown = subprocess.run([sys.executable, "-m", "vaezoo_bench.status", str(out)], capture_output=True, text=True)
     assert shown.returncode == 0 and shown.stdout.count("\ndamaged ") == 2, shown.stdout + shown.stderr
 
     again = run_suite(str(suite), "--out", str(out))
@@ -388,7 +399,7 @@ def test_the_runner_resumes_cells_whose_records_are_damaged_and_refuses_another_
     before = (out / MATRIX_NAME).read_bytes()
     refused = run_suite(str(other), "--out", str(out))
     assert refused.returncode == 2 and (out / MATRIX_NAME).read_bytes() == before
-    one_error(refused.stderr, "benchmarks.run", "holds suite 'tiny'", "asks for suite 'other'")
+    one_error(refused.stderr, "python -m benchmarks.run", "holds suite 'tiny'", "asks for suite 'other'")
 
 
 @pytest.mark.slow
@@ -444,12 +455,12 @@ def test_every_command_ends_quietly_when_its_output_is_closed(finished_suite, tm
     suite, out = finished_suite
     run = str(cell_dir(out, "case=s0") / RUN_DIR)
     commands = [
-        ["benchmarks.report", str(out), "--out", str(tmp_path / "report"), "--no-plots"],
-        ["benchmarks.status", str(out)],
-        ["benchmarks.records", str(out), str(tmp_path / "kept")],
-        ["benchmarks.run", str(suite), "--out", str(out), "--dry-run"],
-        ["benchmarks.diagnose", run],
-        ["benchmarks.perf.peak", "--size", "16", "--repeats", "1", "--threads", "1"],
+        ["python -m benchmarks.report", str(out), "--out", str(tmp_path / "report"), "--no-plots"],
+        ["vaezoo_bench.status", str(out)],
+        ["python -m benchmarks.records", str(out), str(tmp_path / "kept")],
+        ["python -m benchmarks.run", str(suite), "--out", str(out), "--dry-run"],
+        ["vaezoo_bench.diagnose", run],
+        ["vaezoo_bench.perf.peak", "--size", "16", "--repeats", "1", "--threads", "1"],
         ["vaezoo", "list"],
         ["vaezoo", "theory"],
         ["vaezoo", "eval", run, "--json", "--no-progress"],
@@ -457,3 +468,25 @@ def test_every_command_ends_quietly_when_its_output_is_closed(finished_suite, tm
     for command in commands:
         ended = output_closed(*command)
         assert (ended.returncode, ended.stderr) == (0, ""), command
+
+
+def test_a_second_runner_on_a_results_directory_is_refused_naming_the_holder(tmp_path, capsys):
+    suite, out = suite_file(tmp_path), tmp_path / "out"
+    with held(out / RUNNER_LOCK_NAME, f"results directory {str(out)!r}", "running suite tiny"):
+        assert runner.main([str(suite), "--out", str(out)]) == 2
+    holder = f"process {os.getpid()} on {socket.gethostname()} (running suite tiny since "
+    one_error(
+        capsys.readouterr().err, "python -m benchmarks.run", f"results directory {str(out)!r} is in use by", holder
+    )
+    assert not (out / MATRIX_NAME).exists(), "the refused runner wrote nothing"
+    assert runner.main([str(suite), "--out", str(out), "--dry-run"]) == 0, "a dry run only reads: never refused"
+
+
+def test_a_suite_is_named_by_a_built_in_name_or_by_its_file(tmp_path):
+    assert suite_file_of("smoke") == BUILT_IN_SUITES / "smoke.toml" and suite_file_of("smoke").is_file()
+    assert set(built_in_suites()) >= {"smoke", "table1", "table2", "zoo"}
+    given = suite_file(tmp_path)
+    assert suite_file_of(str(given)) == given
+    assert suite_file_of("suites/missing.toml") == Path("suites/missing.toml")  # a path: its reader names it
+    with pytest.raises(UsageError, match=r"suite 'tabel1' is neither a file nor a built-in suite; built-in suites: .*"):
+        suite_file_of("tabel1")

@@ -1,4 +1,4 @@
-"""benchmarks.diagnose: where a model's information sits (means or scales of its posteriors), and its noise codes."""
+"""vaezoo_bench.diagnose: where a model's information sits (means or scales of its posteriors), and its noise codes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
-from benchmarks.diagnose import posterior_statistics
 from tests.conftest import REPO, run_cli
 from vaezoo.evaluation.metrics import he_groups
+from vaezoo_bench.diagnose import posterior_statistics
 
 D, N = 4, 2000
 
@@ -65,7 +65,7 @@ def test_diagnose_reads_a_real_run_and_agrees_with_its_evaluation(tmp_path, data
         "--out", str(run), "--no-progress", "--data-dir", str(data_dir),
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    command = [sys.executable, "-m", "benchmarks.diagnose", str(run), "--json"]
+    command = [sys.executable, "-m", "vaezoo_bench.diagnose", str(run), "--json"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     (figures,) = [json.loads(line) for line in result.stdout.splitlines()]

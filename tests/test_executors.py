@@ -18,10 +18,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from benchmarks.executors import Context, load_executors, make_executor
-from benchmarks.run import main
 from tests.conftest import REPO
 from tests.test_benchmarks import TINY_BASE, write
+from vaezoo_bench.executors import Context, load_executors, make_executor
+from vaezoo_bench.run import main
 
 SMOKE = REPO / "benchmarks" / "suites" / "smoke.toml"
 EXECUTOR_SITE = Path(__file__).parent / "fixtures" / "executor_site"
@@ -100,7 +100,12 @@ def test_slurm_without_sbatch_says_how_to_run_the_jobs_here(tmp_path, monkeypatc
 
 def run_suite(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=900
+        [sys.executable, "-m", "vaezoo_bench.run", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=900,
     )
 
 
@@ -129,7 +134,7 @@ def trained_once(events: list[tuple[str, int]]) -> bool:
 def interrupt_midway(arguments: list[str], out: Path) -> subprocess.CompletedProcess:
     """Start the runner, send it SIGINT (Ctrl-C) once some cell is training, and return its finished process."""
     runner = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.run", *arguments, "--out", str(out)],
+        [sys.executable, "-m", "vaezoo_bench.run", *arguments, "--out", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

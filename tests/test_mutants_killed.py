@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, Laplace, MixtureSameFamily, Normal
 
-from benchmarks.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, valid_metric
 from tests.conftest import small_config
 from tests.test_metrics import RowCountingDecoder, exact_encoder, linear_decoder, linear_encoder, marginal
 from vaezoo.base.errors import UsageError
@@ -40,6 +39,7 @@ from vaezoo.evaluation.test_time_priors import check_test_prior_offered, isotrop
 from vaezoo.model.assembly import VAE, build_model, build_model_for_data
 from vaezoo.training.distributed import Context
 from vaezoo.training.step import NonFiniteLoss, TrainingStep, make_optimizer
+from vaezoo_bench.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, valid_metric
 from vaezoo_plugins.aae import AAE, AAEParams
 from vaezoo_plugins.betavae import BetaParams, BetaVAE
 from vaezoo_plugins.data_synthetic import NoisyData
@@ -556,7 +556,7 @@ def test_the_standard_prior_leaves_nothing_in_a_checkpoint():
     assert StandardPrior(None, 3).state_dict() == {}
 
 
-# -- the selection rule's reading of a cell (benchmarks.aggregate) --------------------------------------------------
+# -- the selection rule's reading of a cell (vaezoo_bench.aggregate) --------------------------------------------------
 
 
 def test_a_validation_metric_is_read_from_finished_cells_alone():

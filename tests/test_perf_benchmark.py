@@ -17,20 +17,20 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.perf.configs import PRECISIONS
-from benchmarks.perf.flops import count_flops, rnn_matmul_flops
-from benchmarks.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, parameter_count
 from tests.conftest import REPO
 from vaezoo.components.interfaces import DataSpec
 from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.model.assembly import build_model
+from vaezoo_bench.perf.configs import PRECISIONS
+from vaezoo_bench.perf.flops import count_flops, rnn_matmul_flops
+from vaezoo_bench.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, parameter_count
 
 IMAGES = DataSpec((1, 28, 28), "binary")
 YAHOO = DataSpec((202,), "tokens", vocab_size=20_000, pad_id=0, bos_id=1, eos_id=2, unk_id=3)
 
 
 def vaezoo_model(registry, network: str, arch: str, spec: DataSpec) -> nn.Module:
-    from benchmarks.perf.yardstick import vaezoo_layers
+    from vaezoo_bench.perf.yardstick import vaezoo_layers
 
     return build_model(resolve(merge_raw(*vaezoo_layers(network, arch, 8, 1)), registry), registry, spec)
 
@@ -74,7 +74,7 @@ def test_flops_of_an_lstm_are_counted_by_the_formula_that_torch_lacks(precision)
 
 
 def test_peak_reports_best_and_median_for_each_precision():
-    from benchmarks.perf.peak import measure_peak
+    from vaezoo_bench.perf.peak import measure_peak
 
     peak = measure_peak(size=64, repeats=3, threads=1)
     assert set(peak["gflops_per_s"]) == set(PRECISIONS)
@@ -119,7 +119,7 @@ def test_omniglot_yardsticks_pixel_logits_see_only_the_pixels_before_them():
 
 
 def test_equal_length_batch_is_of_one_length_without_padding_near_the_median(registry, data_dir):
-    from benchmarks.perf.steps import equal_length_batch, text_data
+    from vaezoo_bench.perf.steps import equal_length_batch, text_data
 
     data = text_data(registry, data_dir, "test")
     x = equal_length_batch(data, 32)
@@ -158,7 +158,7 @@ def yardstick_result(network: str, vaezoo_seconds: float, bf16_autocast: bool = 
 
 
 def test_yardstick_markdown_gives_ratios_peak_fractions_and_targets():
-    from benchmarks.perf.__main__ import markdown
+    from vaezoo_bench.perf.__main__ import markdown
 
     machine = {"cores": 2, "threads": 2, "load_average_before": [0, 0, 0], "load_average_after": [0, 0, 0]}
     peaks = {"fp32": {"best": 10, "median": 8}, "bf16": {"best": 40, "median": 30}}
@@ -188,7 +188,7 @@ def test_yardstick_markdown_gives_ratios_peak_fractions_and_targets():
     ],
 )
 def test_perf_command_refuses_a_bad_yardstick_option_with_status_2(capsys, option, message):
-    from benchmarks.perf.__main__ import main
+    from vaezoo_bench.perf.__main__ import main
 
     with pytest.raises(SystemExit) as raised:
         main(["--parts", "yardstick", *option])
@@ -198,7 +198,7 @@ def test_perf_command_refuses_a_bad_yardstick_option_with_status_2(capsys, optio
 
 
 def test_yardstick_measurement_refuses_a_bad_option_with_status_2(capsys):
-    from benchmarks.perf.yardstick import main
+    from vaezoo_bench.perf.yardstick import main
 
     with pytest.raises(SystemExit) as raised:
         main(["--network", "gru"])
@@ -206,13 +206,13 @@ def test_yardstick_measurement_refuses_a_bad_option_with_status_2(capsys):
     assert "argument --network: invalid choice: 'gru'" in capsys.readouterr().err
     assert main(["--precisions", "fp16"]) == 2
     err = capsys.readouterr().err
-    assert err == "benchmarks.perf.yardstick: error: precisions must be among: fp32, bf16; got fp16\n"
+    assert err == "vaezoo_bench.perf.yardstick: error: precisions must be among: fp32, bf16; got fp16\n"
 
 
 @pytest.mark.slow
 def test_yardstick_part_runs_in_its_own_process_and_reports_equal_models():
     # A tiny configuration: no timing is checked, only that the part and the peak run and report.
-    command = [sys.executable, "-m", "benchmarks.perf", "--parts", "yardstick", "--yardstick-networks", "mlp"]
+    command = [sys.executable, "-m", "vaezoo_bench.perf", "--parts", "yardstick", "--yardstick-networks", "mlp"]
     command += ["--yardstick-repeats", "2", "--threads", "1", "--peak-size", "128", "--peak-repeats", "2"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""``benchmarks.records``: a suite's records copied out of its results directory render the same report, and hold
+"""``vaezoo_bench.records``: a suite's records copied out of its results directory render the same report, and hold
 nothing of the runs (the results directory written by hand, ``tests.test_selection.write_results``); and the
 measured tables quoted in benchmarks/README.md are what the records kept in ``benchmarks/measured/`` render."""
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.records import main
-from benchmarks.report import write_report
-from benchmarks.results import CELL_NAME, RUN_DIR, cell_dir, read_json, write_json
 from tests.test_selection import SUITE, figures, write_results
 from tests.test_tradeoff import metrics
+from vaezoo_bench.records import main
+from vaezoo_bench.report import write_report
+from vaezoo_bench.results import CELL_NAME, RUN_DIR, cell_dir, read_json, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_a_destination_with_files_is_refused_unless_overwritten_and_then_holds_t
     err = capsys.readouterr().err
     assert (
         err.strip()
-        == f"benchmarks.records: error: DEST {str(kept)!r} is not empty; name a new directory, or pass --overwrite"
+        == f"vaezoo_bench.records: error: DEST {str(kept)!r} is not empty; name a new directory, or pass --overwrite"
     )
     assert main([str(results), str(kept), "--overwrite"]) == 0
     assert not stale.exists() and (kept / "NOTES.md").exists()
@@ -92,7 +92,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, arguments, message)
 def test_the_command_runs_as_a_module(tmp_path):
     results = write_results(tmp_path, SUITE, metrics)
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.records", str(results), str(tmp_path / "kept")],
+        [sys.executable, "-m", "vaezoo_bench.records", str(results), str(tmp_path / "kept")],
         cwd=REPO,
         capture_output=True,
         text=True,

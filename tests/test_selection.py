@@ -3,7 +3,7 @@ expansion into a sweep (phase 1) and the chosen value on the other seeds (phase 
 Selection section and appendix, the "(n.d.)" mark of MI differences within an estimator's noise, and a real
 two-phase run resumed after an interruption (slow).
 
-The result files of the fast tests are written by hand with ``benchmarks.results.cell_record``, from a suite in
+The result files of the fast tests are written by hand with ``vaezoo_bench.results.cell_record``, from a suite in
 ``tmp_path`` expanded as the runner expands it (``write_results``).
 """
 
@@ -25,10 +25,13 @@ from typing import Any
 
 import pytest
 
-from benchmarks.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, load_matrix
-from benchmarks.report import write_report
-from benchmarks.results import CELL_NAME, MATRIX_NAME, cell_dir, cell_record, write_json
-from benchmarks.suite import (
+from tests.conftest import REPO
+from tests.test_benchmarks import TINY_BASE
+from vaezoo.base.errors import UsageError
+from vaezoo_bench.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, load_matrix
+from vaezoo_bench.report import write_report
+from vaezoo_bench.results import CELL_NAME, MATRIX_NAME, cell_dir, cell_record, write_json
+from vaezoo_bench.suite import (
     choose_profile,
     effective_axes,
     expand,
@@ -37,9 +40,6 @@ from benchmarks.suite import (
     parse_selection,
     select,
 )
-from tests.conftest import REPO
-from tests.test_benchmarks import TINY_BASE
-from vaezoo.base.errors import UsageError
 
 SUITE = """
 [suite]
@@ -339,17 +339,17 @@ def test_a_reference_outside_the_matrix_or_tuned_and_overlapping_selections_are_
 
 
 def test_the_runner_refuses_a_bad_selection_in_one_line(tmp_path, capsys):
-    from benchmarks.run import main
+    from vaezoo_bench.run import main
 
     suite = write(tmp_path, SUITE.replace('metric = "mi_he"', 'metric = "elbo"'))
     assert main([str(suite), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("benchmarks.run: error: suite ") and "metric 'elbo' is not a validation metric" in err
+    assert err.startswith("vaezoo_bench.run: error: suite ") and "metric 'elbo' is not a validation metric" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_a_dry_run_decides_phase_two_from_the_records_and_waits_for_cells_it_will_run_again(tmp_path, capsys):
-    from benchmarks.run import main
+    from vaezoo_bench.run import main
 
     def metrics(axes: dict) -> dict | None:
         if axes["train.seed"] == 1:
@@ -473,7 +473,7 @@ TINY = SUITE.replace('"regularizer.beta" = [0.5, 1.0]', '"regularizer.beta" = [1
 
 
 def run_suite(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "benchmarks.run", *args]
+    command = [sys.executable, "-m", "vaezoo_bench.run", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
@@ -495,7 +495,7 @@ def test_a_two_phase_run_resumes_in_either_phase_and_runs_the_chosen_value_on_th
 
     # The whole command, interrupted (SIGINT, as Ctrl-C) once phase 2 has started. SIGINT is set back to its default
     # in the child: a shell starts background commands with it ignored, and the child would inherit that.
-    command = [sys.executable, "-m", "benchmarks.run", str(suite), "--out", str(out)]
+    command = [sys.executable, "-m", "vaezoo_bench.run", str(suite), "--out", str(out)]
     process = subprocess.Popen(
         command,
         cwd=REPO,

@@ -206,7 +206,7 @@ def test_signals_during_a_save_keep_the_step_being_saved_and_the_message_names_i
 def _start_in_own_session(arguments: list[str]) -> subprocess.Popen:
     """The runner as a terminal's foreground job: the leader of a process group (``setsid``)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.run", *arguments],
+        [sys.executable, "-m", "vaezoo_bench.run", *arguments],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

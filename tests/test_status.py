@@ -1,4 +1,4 @@
-"""benchmarks.status: each cell's state read from a results directory while a suite runs."""
+"""vaezoo_bench.status: each cell's state read from a results directory while a suite runs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from benchmarks.aggregate import load_matrix
-from benchmarks.status import status_lines
 from tests.conftest import REPO
 from tests.test_selection import SUITE, figures, write_results
+from vaezoo_bench.aggregate import load_matrix
+from vaezoo_bench.status import status_lines
 
 HOLDER = f"process {os.getpid()} on {socket.gethostname()} (training since 2026-12-02T17:00:00+00:00)"
 
@@ -100,7 +100,7 @@ def test_a_local_job_is_queued_while_its_runner_lives(tmp_path):
 @pytest.mark.slow
 def test_the_status_command_exits_1_with_a_failed_cell_and_2_without_results(tmp_path):
     out = _results(tmp_path)
-    command = [sys.executable, "-m", "benchmarks.status"]
+    command = [sys.executable, "-m", "vaezoo_bench.status"]
     shown = subprocess.run([*command, str(out)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert shown.returncode == 1 and "1 running" in shown.stdout and not shown.stderr
     missing = subprocess.run([*command, str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO, timeout=120)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.aggregate import load_matrix, tradeoff_points
-from benchmarks.plots import tradeoff_figure
-from benchmarks.report import main, write_report
 from tests.test_selection import SUITE, figures, write_results
 from vaezoo.base.errors import UsageError
+from vaezoo_bench.aggregate import load_matrix, tradeoff_points
+from vaezoo_bench.plots import tradeoff_figure
+from vaezoo_bench.report import main, write_report
 
 # Two data sets as the column axis, so that the figure has a row of panels for each.
 TWO_DATA = SUITE.replace(
@@ -126,4 +126,4 @@ def test_the_report_renders_and_references_the_figure_and_its_options_are_checke
     assert "argument --tradeoff-mi: invalid choice: 'mutual'" in err and len(err.strip().splitlines()) == 1
     assert main([str(results), "--out", str(tmp_path / "bad"), "--tradeoff-prior", "-3"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("benchmarks.report: error: test prior '-3'") and len(err.strip().splitlines()) == 1
+    assert err.startswith("vaezoo_bench.report: error: test prior '-3'") and len(err.strip().splitlines()) == 1

@@ -1,7 +1,7 @@
 """Executors: where a suite's cells run. Plugins of the entry-point group ``vaezoo.executors``.
 
 The runner decides everything before a cell is handed over (its action, skips, the selection's phases) and an
-executor only runs :class:`benchmarks.cell_job.CellJob` objects and says when each has ended: ``local`` in threads
+executor only runs :class:`vaezoo_bench.cell_job.CellJob` objects and says when each has ended: ``local`` in threads
 of the runner's process, ``slurm`` as submitit jobs, ``ray`` as Ray tasks. A job writes its cell's results into
 the results directory itself, so every executor but ``local`` needs that directory (and the repository) on a file
 system shared with the hosts that run the jobs, as Slurm and Ray clusters have.
@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from benchmarks.cell_job import CellJob
 from vaezoo.api import PluginFailure, UsageError, load_group
+from vaezoo_bench.cell_job import CellJob
 
 GROUP = "vaezoo.executors"
 DEFAULT = "local"
@@ -83,7 +83,7 @@ class Executor(abc.ABC):
     #: decides), its ``choices`` and bounds (``ge``, ``gt``, ``le``, ``lt``) what the value may be.
     Params: ClassVar[type] = NoOptions
     #: Whether a submitted job goes on when the runner's process dies (a Slurm job does; a local process pool or
-    #: a Ray driver's tasks do not); ``benchmarks.status`` shows such a job as queued only while its runner lives.
+    #: a Ray driver's tasks do not); ``vaezoo_bench.status`` shows such a job as queued only while its runner lives.
     jobs_outlive_runner: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: Mapping[str, Any], context: Context) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks.cell_job import CellJob, CellRunner
-from benchmarks.executors import Context, Executor, Submission
+from vaezoo_bench.cell_job import CellJob, CellRunner
+from vaezoo_bench.executors import Context, Executor, Submission
 
 
 class LocalExecutor(Executor):

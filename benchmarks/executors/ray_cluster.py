@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 
 import attrs
 
-import benchmarks
-from benchmarks.cell_job import STOP_GRACE_S, CellJob
-from benchmarks.executors import Context, Executor, Submission
+import vaezoo_bench
 from vaezoo.api import UsageError, param
+from vaezoo_bench.cell_job import STOP_GRACE_S, CellJob
+from vaezoo_bench.executors import Context, Executor, Submission
 
 #: Seconds to wait for a cluster's address to answer before giving up (Ray itself retries for minutes).
 CONNECT_TIMEOUT_S = 10.0
@@ -74,7 +74,7 @@ class RayExecutor(Executor):
 
     def start(self) -> None:
         ray = self.ray = self.require("ray", "ray")
-        repository = str(Path(benchmarks.__file__).resolve().parent.parent)
+        repository = str(Path(vaezoo_bench.__file__).resolve().parent.parent)
         path = os.pathsep.join(p for p in (repository, os.environ.get("PYTHONPATH", "")) if p)
         address = self.settings["address"]
         _check_reachable(self.name, address)

@@ -1,6 +1,6 @@
 """The ``slurm`` executor: each cell a Slurm job, submitted through submitit (``pip install 'vaezoo[slurm]'``).
 
-A job runs :class:`benchmarks.cell_job.CellJob` on a node; the results directory and the repository must be on a
+A job runs :class:`vaezoo_bench.cell_job.CellJob` on a node; the results directory and the repository must be on a
 file system the nodes share. When Slurm signals a job before its time limit (``signal_delay_s`` ahead) or, where
 the cluster sets ``SlurmctldParameters=preempt_send_user_signal``, on a preemption, submitit calls the job's
 ``checkpoint``: the cell's child writes its checkpoint and exits, and submitit requeues the job, whose next
@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import attrs
 
-from benchmarks.cell_job import STOP_GRACE_S, CellJob
-from benchmarks.executors import Context, Executor, Submission
 from vaezoo.api import UsageError, param
+from vaezoo_bench.cell_job import STOP_GRACE_S, CellJob
+from vaezoo_bench.executors import Context, Executor, Submission
 
 #: Seconds between two looks at the jobs that have not ended (submitit rate-limits its sacct calls itself).
 POLL_S = 1.0

@@ -3,23 +3,23 @@
 Parts (``--parts``, default all):
 
 - ``steps``: training step time of each regulariser relative to betavae, per network (``--networks``, default
-  pixelcnn, mlp and lstm; see :mod:`benchmarks.perf.steps`), and for the LSTM the training throughput in predicted
+  pixelcnn, mlp and lstm; see :mod:`vaezoo_bench.perf.steps`), and for the LSTM the training throughput in predicted
   tokens per second, at each ``--lstm-sizes`` (embedding x hidden; ``512x1024`` is He et al.'s text VAE).
-- ``sampling``: the PixelCNN's fast (cached) sampler against the naive one (:mod:`benchmarks.perf.sampling`).
-- ``iwnll``: IW-NLL evaluation throughput and peak memory for each ``--chunks`` size (:mod:`benchmarks.perf.iwnll`).
+- ``sampling``: the PixelCNN's fast (cached) sampler against the naive one (:mod:`vaezoo_bench.perf.sampling`).
+- ``iwnll``: IW-NLL evaluation throughput and peak memory for each ``--chunks`` size (:mod:`vaezoo_bench.perf.iwnll`).
 - ``subnormals``: a backward pass of He et al.'s LSTM encoder over 200 tokens with subnormal floats kept and
-  flushed to zero, as runs do (:mod:`benchmarks.perf.subnormals`; 32 sequences, quick 8).
+  flushed to zero, as runs do (:mod:`vaezoo_bench.perf.subnormals`; 32 sequences, quick 8).
 - ``evaluation``: what MI and AU add to an evaluation pass over 1,000 test examples, as a fraction of one encoder
-  pass, for He et al.'s Omniglot and Yahoo networks (:mod:`benchmarks.perf.evaluation`; ``--eval-networks``).
+  pass, for He et al.'s Omniglot and Yahoo networks (:mod:`vaezoo_bench.perf.evaluation`; ``--eval-networks``).
 - ``yardstick``: vaezoo's training step against a plain PyTorch step of the same networks, batch and optimiser,
   timed interleaved in one process per network (``--yardstick-networks``: He et al.'s Yahoo LSTM VAE ``text``,
   their Omniglot ResNet and PixelCNN ``omniglot``, and ``mlp``; ``--arch``), at each of ``--precisions``
-  (:mod:`benchmarks.perf.yardstick`): vaezoo's speed relative to the yardstick, bf16's speed-up over fp32, the
+  (:mod:`vaezoo_bench.perf.yardstick`): vaezoo's speed relative to the yardstick, bf16's speed-up over fp32, the
   achieved GFLOP/s and their fraction of the matmul peak, against the project's targets.
 
 Whenever steps, iwnll or yardstick run, the machine's matmul peak in fp32 and bf16 is measured first with the
-same thread count (``--peak-size``, ``--peak-repeats``; :mod:`benchmarks.perf.peak`, best of the repeats), and
-every workload whose FLOPs can be counted (:mod:`benchmarks.perf.flops`) is set against the peak of its precision:
+same thread count (``--peak-size``, ``--peak-repeats``; :mod:`vaezoo_bench.perf.peak`, best of the repeats), and
+every workload whose FLOPs can be counted (:mod:`vaezoo_bench.perf.flops`) is set against the peak of its precision:
 achieved GFLOP/s, and the fraction of the peak, i.e. the workload's FLOP floor (FLOPs / peak) over its time.
 
 Each measurement runs in a process of its own (``python -m benchmarks.perf.MODULE``), so peak memory is per
@@ -41,7 +41,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.perf.configs import (
+from vaezoo.api import Parser, quiet_when_output_closes
+from vaezoo_bench.perf.configs import (
     NETWORKS,
     PRECISIONS,
     TEXT_NETWORKS,
@@ -51,8 +52,7 @@ from benchmarks.perf.configs import (
     YARDSTICK_QUICK_REPEATS,
     YARDSTICK_REPEATS,
 )
-from benchmarks.perf.markdown import markdown, measurements
-from vaezoo.api import Parser, quiet_when_output_closes
+from vaezoo_bench.perf.markdown import markdown, measurements
 
 PARTS = ("steps", "sampling", "iwnll", "subnormals", "yardstick", "evaluation")
 #: Parts whose FLOPs are counted: the peak is measured when one of them runs.
@@ -88,11 +88,9 @@ def _chunks(text: str) -> list[int]:
     return [_positive(v) for v in text.split(",") if v]
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m benchmarks.perf") -> argparse.ArgumentParser:
     """The command's options: the parts and their settings, one argument group per part."""
-    parser = Parser(
-        prog="python -m benchmarks.perf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", type=_choices(PARTS, "part"), default=list(PARTS), help="comma-separated")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sampled images")
     parser.add_argument("--threads", type=_positive, default=2, help="torch threads of every measurement")
@@ -164,7 +162,7 @@ def _add_yardstick_options(yardstick: argparse._ArgumentGroup) -> None:
 
 def measure(module: str, *args: Any) -> dict[str, Any]:
     """``python -m benchmarks.perf.MODULE ARGS`` in a fresh process: its JSON, or ``{"error": ...}``."""
-    command = [sys.executable, "-m", f"benchmarks.perf.{module}", *map(str, args)]
+    command = [sys.executable, "-m", f"vaezoo_bench.perf.{module}", *map(str, args)]
     print(f"running: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     process = subprocess.run(command, capture_output=True, text=True)
     if process.returncode != 0:
@@ -239,8 +237,9 @@ def _measure_yardstick(args: argparse.Namespace, network: str) -> dict[str, Any]
 
 
 @quiet_when_output_closes
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.perf") -> int:
+    """The command; ``prog`` names it in its usage and errors (``vaezoo bench perf`` when run so)."""
+    args = parser(prog).parse_args(argv)
     document = measure_all(args)
     print(json.dumps(document, indent=2))
     if not args.json_only:

@@ -1,6 +1,6 @@
 """The regularisers and networks the step-time benchmark compares, as raw vaezoo config fragments.
 
-Kept apart from :mod:`benchmarks.perf.steps` (and free of torch) so that ``python -m benchmarks.perf`` can check
+Kept apart from :mod:`vaezoo_bench.perf.steps` (and free of torch) so that ``python -m benchmarks.perf`` can check
 its options without importing torch.
 """
 
@@ -40,7 +40,7 @@ TEXT_DATA = {"name": "yahoo", "source": "shipped"}
 #: Arithmetic precisions of the training step (``train.precision``): float32, or bfloat16 through torch.autocast.
 PRECISIONS = ("fp32", "bf16")
 
-#: The networks the yardstick part sets against plain PyTorch (:mod:`benchmarks.perf.yardstick`): vaezoo's encoder
+#: The networks the yardstick part sets against plain PyTorch (:mod:`vaezoo_bench.perf.yardstick`): vaezoo's encoder
 #: and decoder, and the training settings of the paper's runs (He et al. 2019: SGD at lr 1 for text, Adam at 1e-3
 #: for Omniglot, the gradient norm clipped to 5; vaezoo's defaults for the MLP).
 YARDSTICK_NETWORKS = {

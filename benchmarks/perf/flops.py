@@ -4,7 +4,7 @@
 floating-point operations of matrix products and convolutions (``mm``, ``addmm``, ``bmm``, ``convolution`` and
 their backward passes; 2 per multiply-add), forward and backward alike. Elementwise work (activations, batch norm,
 softmax, the optimiser's update) is not counted: a FLOP figure here is the arithmetic a matrix unit does, which is
-what the machine's matmul peak (:mod:`benchmarks.perf.peak`) measures.
+what the machine's matmul peak (:mod:`vaezoo_bench.perf.peak`) measures.
 
 On the CPU, ``nn.LSTM`` runs as oneDNN's fused ``aten::mkldnn_rnn_layer`` (and ``mkldnn_rnn_layer_backward``),
 which the counter does not know: an LSTM counts 0 FLOPs by torch alone. Those two operators are counted here by

@@ -6,7 +6,7 @@ evaluated ``chunk`` at a time (after one warm-up). Peak memory is the process's 
 (``ru_maxrss``), so only a fresh process measures one chunk size: ``python -m benchmarks.perf`` starts one per
 chunk size.
 
-The FLOPs of one evaluation (matrix products, :mod:`benchmarks.perf.flops`) are counted on an untimed evaluation
+The FLOPs of one evaluation (matrix products, :mod:`vaezoo_bench.perf.flops`) are counted on an untimed evaluation
 after the warm-up, for the comparison with the machine's matmul peak.
 
 Usage: ``python -m benchmarks.perf.iwnll [--batch 100] [--k 500] [--chunk 100] [--repeats 2] [--threads 2]``;
@@ -22,7 +22,6 @@ import time
 
 import torch
 
-from benchmarks.perf.flops import count_flops
 from vaezoo.api import (
     DataSpec,
     Parser,
@@ -33,6 +32,7 @@ from vaezoo.api import (
     quiet_when_output_closes,
     resolve,
 )
+from vaezoo_bench.perf.flops import count_flops
 
 DIM = 784
 LATENT = 32

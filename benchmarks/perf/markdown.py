@@ -1,12 +1,12 @@
-"""The speed benchmark's document (:func:`benchmarks.perf.__main__.measure_all`) as markdown: one section per part
+"""The speed benchmark's document (:func:`vaezoo_bench.perf.__main__.measure_all`) as markdown: one section per part
 measured, each workload whose FLOPs are counted set against the machine's matmul peak of its precision."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.perf.configs import BF16_TARGETS, IWNLL_TARGET, SPEED_TARGETS
 from vaezoo.api import markdown_table
+from vaezoo_bench.perf.configs import BF16_TARGETS, IWNLL_TARGET, SPEED_TARGETS
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -217,7 +217,7 @@ def _target(value: float | None, target: float | None) -> str:
 
 
 def _yardstick_markdown(results: list[dict[str, Any]], peak: dict[str, float] | None) -> list[str]:
-    """The tables of the yardstick part's ``results`` (see :mod:`benchmarks.perf.yardstick`)."""
+    """The tables of the yardstick part's ``results`` (see :mod:`vaezoo_bench.perf.yardstick`)."""
     if not results:
         return []
     lines = ["", "### vaezoo's training step against plain PyTorch (yardstick), interleaved in one process", ""]

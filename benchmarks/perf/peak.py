@@ -8,7 +8,7 @@ competes for it. The median repeat is reported too; on a busy machine it is clos
 bfloat16 products run through oneDNN (on AMX or AVX-512 BF16 where the processor has them).
 
 Every FLOP figure of ``python -m benchmarks.perf`` is compared with the peak of its precision: the **FLOP floor**
-of a workload is its FLOPs (:mod:`benchmarks.perf.flops`) divided by the peak, and its **fraction of the peak** is
+of a workload is its FLOPs (:mod:`vaezoo_bench.perf.flops`) divided by the peak, and its **fraction of the peak** is
 the floor divided by its measured time.
 
 Usage: ``python -m benchmarks.perf.peak [--size 2048] [--repeats 20] [--threads 2]``; prints one JSON object.
@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.perf.configs import PRECISIONS
 from vaezoo.api import Parser, quiet_when_output_closes
+from vaezoo_bench.perf.configs import PRECISIONS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

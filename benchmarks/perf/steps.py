@@ -14,7 +14,7 @@ padding nor the start token, per second of training step).
 A variant that cannot apply to a network (Gaussian noise on token ids) is not built: it is listed under
 ``skipped`` with vaezoo's reason.
 
-Each variant's FLOPs per step (matrix products and convolutions, forward and backward; :mod:`benchmarks.perf.flops`)
+Each variant's FLOPs per step (matrix products and convolutions, forward and backward; :mod:`vaezoo_bench.perf.flops`)
 are counted on one untimed step at index 1, a step like the timed ones (``ncvae+decoder/10`` draws no noise in it),
 so that ``python -m benchmarks.perf`` can set the step time against the machine's matmul peak.
 
@@ -36,8 +36,6 @@ from typing import Any
 
 import torch
 
-from benchmarks.perf.configs import ARCH_COMPONENTS, NETWORKS, PRECISIONS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
-from benchmarks.perf.flops import count_flops
 from vaezoo.api import (
     VAE,
     Context,
@@ -57,6 +55,8 @@ from vaezoo.api import (
     resolve,
     subnormals_flushed,
 )
+from vaezoo_bench.perf.configs import ARCH_COMPONENTS, NETWORKS, PRECISIONS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
+from vaezoo_bench.perf.flops import count_flops
 from vaezoo_plugins.data_text import TextData
 
 IMAGE = DataSpec((1, 28, 28), "binary")
@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.precision,
         )
     except UsageError as error:
-        print(f"benchmarks.perf.steps: error: {error}", file=sys.stderr)
+        print(f"vaezoo_bench.perf.steps: error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0

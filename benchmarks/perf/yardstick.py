@@ -1,11 +1,11 @@
 """vaezoo's training step against a plain PyTorch yardstick of the same networks, interleaved in one process.
 
-Networks (``--network``), each with vaezoo's configuration and the yardstick of :mod:`benchmarks.perf.yardsticks`:
+Networks (``--network``), each with vaezoo's configuration and the yardstick of :mod:`vaezoo_bench.perf.yardsticks`:
 
 - ``text``: He et al. (2019)'s Yahoo LSTM VAE, the ``lstm`` encoder and decoder with ``arch = "he2019"`` (embedding
   512, LSTM 1024, z 32, 20k words), SGD at lr 1 with the gradient norm clipped to 5, on 32 Yahoo training
   documents of one length read through the ``yahoo`` data plugin (He et al. bucket documents by exact length, so
-  their batches have no padding; :func:`benchmarks.perf.steps.equal_length_batch`). ``--arch vaezoo`` takes
+  their batches have no padding; :func:`vaezoo_bench.perf.steps.equal_length_batch`). ``--arch vaezoo`` takes
   vaezoo's own arch of the same sizes (biases on the linear maps) and the yardstick with biases.
 - ``omniglot``: He et al.'s ResNet encoder and PixelCNN of residual bottleneck blocks (``resnet`` and ``pixelcnn``
   with ``arch = "he2019"``), Adam at lr 1e-3 with the gradient norm clipped to 5, on 50 random binary 28x28
@@ -20,11 +20,11 @@ the arch is wrong).
 
 Method. One vaezoo model and one yardstick model, each shared by the precisions (every precision has its own
 optimiser): vaezoo's step is the trainer's own (``vaezoo.training.step.TrainingStep`` with ``train.precision``), the
-yardstick's is :class:`benchmarks.perf.yardsticks.YardstickStep`. After ``WARMUP`` untimed steps of each, one more
-untimed step of each runs under the FLOP counter (:mod:`benchmarks.perf.flops`), which also records whether
+yardstick's is :class:`vaezoo_bench.perf.yardsticks.YardstickStep`. After ``WARMUP`` untimed steps of each, one more
+untimed step of each runs under the FLOP counter (:mod:`vaezoo_bench.perf.flops`), which also records whether
 the forward pass ran under autocast (``autocast``: for bf16, if not, vaezoo ignored ``train.precision``). Then
 ``repeats`` rounds, each one timed step of every (system, precision) and one timed matrix product of the
-peak's size per precision (:class:`benchmarks.perf.peak.Matmul`), so that the machine's load affects all alike,
+peak's size per precision (:class:`vaezoo_bench.perf.peak.Matmul`), so that the machine's load affects all alike,
 in an order shuffled anew each round (seeded), so that no item always follows the same one; a step shorter than
 ``REWARM_BELOW`` runs once untimed right before its timed call, so that it finds the caches warm as in a training
 loop. Every figure is a median over the rounds. Both systems run with subnormal floats flushed, as vaezoo runs do.
@@ -33,7 +33,7 @@ Figures: seconds per step (the median, and every round's); vaezoo's speed relati
 seconds / vaezoo seconds: 1 is parity, above 1 vaezoo is faster); the bf16 speed-ups over fp32 and vaezoo's bf16
 speed relative to the fp32 yardstick; FLOPs per step, achieved GFLOP/s and their fraction of the interleaved
 products' median GFLOP/s (``python -m benchmarks.perf`` also gives the fraction of the run's peak,
-:mod:`benchmarks.perf.peak`).
+:mod:`vaezoo_bench.perf.peak`).
 
 Usage: ``python -m benchmarks.perf.yardstick [--network text|omniglot|mlp] [--precisions fp32,bf16] [--arch
 he2019|vaezoo] [--repeats 10] [--batch N] [--threads 2] [--peak-size 2048] [--data-dir DIR]``; prints one JSON
@@ -58,11 +58,6 @@ import attrs
 import torch
 from torch import nn
 
-from benchmarks.perf.configs import PRECISIONS, TEXT_DATA, YARDSTICK_ARCHS, YARDSTICK_BATCH, YARDSTICK_NETWORKS
-from benchmarks.perf.flops import count_flops, gflops_per_s
-from benchmarks.perf.peak import Matmul
-from benchmarks.perf.steps import equal_length_batch, image_batch, stepper, text_data
-from benchmarks.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, YardstickStep, parameter_count
 from vaezoo.api import (
     VAE,
     Data,
@@ -79,6 +74,11 @@ from vaezoo.api import (
     resolve,
     subnormals_flushed,
 )
+from vaezoo_bench.perf.configs import PRECISIONS, TEXT_DATA, YARDSTICK_ARCHS, YARDSTICK_BATCH, YARDSTICK_NETWORKS
+from vaezoo_bench.perf.flops import count_flops, gflops_per_s
+from vaezoo_bench.perf.peak import Matmul
+from vaezoo_bench.perf.steps import equal_length_batch, image_batch, stepper, text_data
+from vaezoo_bench.perf.yardsticks import MLPVAE, OmniglotVAE, TextVAE, YardstickStep, parameter_count
 
 LATENT = 32
 #: Untimed steps of each system and precision before anything is counted or timed.
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resolve_data_dir(args.data_dir),
         )
     except UsageError as error:
-        print(f"benchmarks.perf.yardstick: error: {error}", file=sys.stderr)
+        print(f"vaezoo_bench.perf.yardstick: error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0

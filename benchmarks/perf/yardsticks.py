@@ -2,7 +2,7 @@
 
 No vaezoo code: each yardstick is a network and its training step written directly in torch, the way a careful
 reference implementation does it, for the networks, batch and optimiser of vaezoo's configuration
-(:mod:`benchmarks.perf.yardstick` times the two interleaved). The networks follow He et al. (2019)'s reference
+(:mod:`vaezoo_bench.perf.yardstick` times the two interleaved). The networks follow He et al. (2019)'s reference
 implementation (jxhe/vae-lagging-encoder: ``text.py``, ``image.py``, ``modules/``):
 
 - :class:`TextVAE`: the Yahoo LSTM VAE. Embedding -> LSTM -> last hidden state -> linear (no bias) -> mean and log

@@ -344,7 +344,7 @@ def read_matrix_document(results_dir: Path) -> dict[str, Any] | None:
     for candidate in (results_dir, *results_dir.parents):
         if candidate.exists() and not candidate.is_dir():
             where = "is a file" if candidate == results_dir else f"lies under the file {str(candidate)!r}"
-            raise UsageError(f"{str(results_dir)!r} {where}; name a results directory (the --out of vaezoo_bench.run)")
+            raise UsageError(f"{str(results_dir)!r} {where}; name a results directory (the --out of vaezoo bench run)")
     path = results_dir / MATRIX_NAME
     document = read_json(path)
     return None if document is None else check_shape(path, document, MATRIX_SCHEMA, "a suite's matrix")

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.re
         description="Copy what a suite's report is made of (matrix.json, every cell.json and the scatter files "
         "they name) out of a results directory, without the runs.",
     )
-    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of vaezoo_bench.run")
+    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of a suite's run")
     parser.add_argument("dest", type=Path, metavar="DEST", help="where to keep the records (a new directory)")
     parser.add_argument("--overwrite", action="store_true", help="replace the records DEST already holds")
     args = parser.parse_args(argv)

@@ -506,7 +506,7 @@ def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]])
 def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.report") -> int:
     """The command; ``prog`` names it in its usage and errors (``vaezoo bench report`` when run so)."""
     parser = Parser(prog=prog, description="Tables and plots of a matrix.")
-    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of vaezoo_bench.run")
+    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="the --out directory of a suite's run")
     parser.add_argument("--out", type=Path, help="where to write the report (default: RESULTS_DIR/report)")
     parser.add_argument("--no-plots", action="store_true", help="write only report.md and table.csv")
     parser.add_argument(

@@ -86,7 +86,8 @@ class _Registering:
     def __init__(self, *classes: type) -> None:
         self.classes = classes
 
-    def register(self, register) -> None:
+    @hookimpl
+    def vaezoo_register(self, register) -> None:
         for cls in self.classes:
             register(cls)
 

@@ -76,7 +76,8 @@ class LifecycleHookAtPluginLevel:
 def test_a_plugin_implementing_a_hook_nobody_calls_is_refused_by_name():
     plugins = load_plugins(extra=(LifecycleHookAtPluginLevel(),))
     [failure] = plugins.failures
-    assert "LifecycleHookAtPluginLevel" in failure.plugin + failure.origin and "vaezoo_step_done" in failure.error
+    # an entry-point plugin is named by its entry point (tests/test_plugins.py); this object, by its class
+    assert "unknown hook 'vaezoo_step_done'" in failure.error and "LifecycleHookAtPluginLevel" in failure.error
     assert plugins.registry.names("regularizer"), "the other plugins still load"
 
 

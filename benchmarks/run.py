@@ -58,8 +58,11 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from vaezoo.api import (
     Parser,
+    Registry,
     UsageError,
     held,
     local_timestamp,
@@ -326,37 +329,52 @@ def _matrix_size(document: dict[str, Any], cells: Sequence[Cell]) -> int:
     return sum(c.phase != 2 for c in cells) + sum(len(g["candidates"][0]["phase2"]) for g in groups)
 
 
+@attrs.frozen
+class _Matrix:
+    """What a run of a suite works on: the suite, its profile, its cells (those ``allowed`` by --only) and where."""
+
+    suite: Suite
+    profile: Profile | None
+    cells: list[Cell]
+    allowed: dict[str, frozenset[str]]
+    out: Path
+    data_dir: Path | None
+
+
 def run_suite(args: argparse.Namespace) -> int:
-    """The command's body: the suite's results directory is held by this runner alone while it runs (a dry run
-    only reads it); UsageErrors propagate to :func:`main`."""
+    """The command's body; UsageErrors propagate to :func:`main`. Everything that can be checked without the results
+    directory is checked first; then this runner holds the directory alone while it plans and runs the matrix (a
+    dry run only reads it)."""
+    from vaezoo.api import default_plugins, resolve_data_dir
+
     for option in ("jobs", "threads"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise UsageError(f"--{option} must be at least 1, got {getattr(args, option)}")
     suite = load_suite(suite_file(args.suite))
     profile = choose_profile(suite, args.profile)
     out = (args.out or Path("runs", "bench", suite.name + (f"-{profile.name}" if profile else ""))).resolve()
-    if args.dry_run:
-        return _run_matrix(args, suite, profile, out)
-    with held(out / RUNNER_LOCK_NAME, f"results directory {str(out)!r}", f"running suite {suite.name}"):
-        return _run_matrix(args, suite, profile, out)
-
-
-def _run_matrix(args: argparse.Namespace, suite: Suite, profile: Profile | None, out: Path) -> int:
-    """Plan the cells of the matrix in ``out``, print the plan, and (unless a dry run) run it."""
-    from vaezoo.api import default_plugins, resolve_data_dir
-
     allowed = parse_selection(args.only, effective_axes(suite, profile))
-    data_dir = resolve_data_dir(args.data_dir)
+    matrix = _Matrix(suite, profile, expand(suite, profile), allowed, out, resolve_data_dir(args.data_dir))
     plugins = default_plugins()
-    cells = expand(suite, profile)
-    executor, broken = make_executor(args.executor, args.executor_option, _context(args, out, data_dir, len(cells)))
+    context = _context(args, out, matrix.data_dir, len(matrix.cells))
+    executor, broken = make_executor(args.executor, args.executor_option, context)
     for failure in [*plugins.failures, *broken]:
         print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
+    what = f"results directory {str(out)!r}"
+    with (
+        contextlib.nullcontext() if args.dry_run else held(out / RUNNER_LOCK_NAME, what, f"running suite {suite.name}")
+    ):
+        return _run_matrix(args, matrix, plugins.registry, executor)
+
+
+def _run_matrix(args: argparse.Namespace, matrix: _Matrix, registry: Registry, executor: Executor) -> int:
+    """Plan the cells of the matrix in its results directory, print the plan, and (unless a dry run) run it."""
+    suite, profile, cells, allowed, out, data_dir = attrs.astuple(matrix, recurse=False)
     document = matrix_document(suite, profile, cells)
     chosen = select(cells, allowed)
     check_same_suite(document, out)
     check_unchanged(chosen, out)
-    validator = Validator(plugins.registry, data_dir, suite.selections)
+    validator = Validator(registry, data_dir, suite.selections)
     planned = [plan_cell(cell, out, validator) for cell in chosen if cell.phase != 2]
     phase_two = PhaseTwo(document, chosen, out)
     decided = phase_two.decide(frozenset(p.cell.id for p in planned if p.action not in (DONE, SKIP)))

@@ -52,7 +52,7 @@ def test_ncvae_encodes_the_noise_batch_and_its_term_is_delta_times_the_kl_to_n_0
     beta, delta, K = 0.7, 2.5, 3.0
     model = ncvae_model(registry, beta, delta, K)
     x, x_noise = torch.randn(16, 20), 3.0 + 2.0 * torch.randn(16, 20)
-    monkeypatch.setattr(type(model.noise), "forward", lambda self, x, model, data, step: x_noise)
+    monkeypatch.setattr(type(model.noise), "forward", lambda self, x, decoder, prior, data, step: x_noise)
     step = model.forward_step(x, step=0)
     assert torch.equal(step.noise_posterior.mean, model.encoder(x_noise).mean), "q(z|x_n) is of the noise batch"
     assert not torch.allclose(step.noise_posterior.mean, model.encoder(x).mean)

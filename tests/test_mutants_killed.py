@@ -273,17 +273,18 @@ def test_the_forward_step_records_its_inputs_and_one_log_likelihood_per_example(
     torch.testing.assert_close(record.log_px, torch.tensor(one_by_one))
 
 
-def test_the_noise_sampler_gets_the_batch_the_model_the_data_and_the_step(registry, monkeypatch):
+def test_the_noise_sampler_gets_the_batch_the_decoder_the_prior_the_data_and_the_step(registry, monkeypatch):
     model = small_model(registry, regularizer={"name": "ncvae"}, noise={"name": "gaussian"})
     x, data, seen = torch.randn(4, F), object(), {}
 
-    def spying(self, x_in, model_in, data_in, step_in):
-        seen.update(x=x_in, model=model_in, data=data_in, step=step_in)
+    def spying(self, x_in, decoder_in, prior_in, data_in, step_in):
+        seen.update(x=x_in, decoder=decoder_in, prior=prior_in, data=data_in, step=step_in)
         return x_in + 1.0
 
     monkeypatch.setattr(type(model.noise), "forward", spying)
     record = model.forward_step(x, 9, data)
-    assert seen["x"] is x and seen["model"] is model and seen["data"] is data and seen["step"] == 9
+    assert seen["x"] is x and seen["decoder"] is model.decoder and seen["prior"] is model.prior
+    assert seen["data"] is data and seen["step"] == 9
     torch.testing.assert_close(record.noise_posterior.mean, model.encoder(x + 1.0).mean)
 
 

@@ -65,8 +65,8 @@ def test_a_destination_with_files_is_refused_unless_overwritten_and_then_holds_t
     assert main([str(results), str(kept)]) == 2
     err = capsys.readouterr().err
     assert (
-        err.strip()
-        == f"vaezoo_bench.records: error: DEST {str(kept)!r} is not empty; name a new directory, or pass --overwrite"
+        err.strip() == "python -m benchmarks.records: error: "
+        f"DEST {str(kept)!r} is not empty; name a new directory, or pass --overwrite"
     )
     assert main([str(results), str(kept), "--overwrite"]) == 0
     assert not stale.exists() and (kept / "NOTES.md").exists()

@@ -344,7 +344,8 @@ def test_the_runner_refuses_a_bad_selection_in_one_line(tmp_path, capsys):
     suite = write(tmp_path, SUITE.replace('metric = "mi_he"', 'metric = "elbo"'))
     assert main([str(suite), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("vaezoo_bench.run: error: suite ") and "metric 'elbo' is not a validation metric" in err
+    assert err.startswith("python -m benchmarks.run: error: suite ")
+    assert "metric 'elbo' is not a validation metric" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 

@@ -126,4 +126,4 @@ def test_the_report_renders_and_references_the_figure_and_its_options_are_checke
     assert "argument --tradeoff-mi: invalid choice: 'mutual'" in err and len(err.strip().splitlines()) == 1
     assert main([str(results), "--out", str(tmp_path / "bad"), "--tradeoff-prior", "-3"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("vaezoo_bench.report: error: test prior '-3'") and len(err.strip().splitlines()) == 1
+    assert err.startswith("python -m benchmarks.report: error: test prior '-3'") and len(err.strip().splitlines()) == 1

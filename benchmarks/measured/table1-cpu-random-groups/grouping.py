@@ -1,0 +1,46 @@
+"""He et al.'s MI (``mi_he``) of trained runs on their test split, with the images grouped in consecutive runs of 50
+and at random (five draws), the same model and posteriors either way: what the grouping alone moves.
+
+    VAEZOO_DATA=../shared/data python benchmarks/measured/table1-cpu-random-groups/grouping.py RUN_DIR [RUN_DIR ...]
+
+prints one JSON line per run directory (a suite's ``CELL/run``).
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from vaezoo.api import default_plugins, load_trained, mutual_information_he, resolve_data_dir
+
+GROUP = 50
+DRAWS = 5
+
+
+def groupings(run_dir: Path) -> dict[str, float | str]:
+    session = load_trained(run_dir, default_plugins().registry, resolve_data_dir(None))
+    session.model.eval()
+    with torch.no_grad():
+        posteriors = [session.model.encoder(x) for x in session.batches("test")]
+    loc = torch.cat([q.mean for q in posteriors])
+    scale = torch.cat([q.stddev for q in posteriors])
+    count = len(loc)
+    consecutive = mutual_information_he(loc, scale, list(torch.arange(count).split(GROUP)))
+    generator = torch.Generator().manual_seed(0)
+    draws = [
+        mutual_information_he(loc, scale, list(torch.randperm(count, generator=generator).split(GROUP)))
+        for _ in range(DRAWS)
+    ]
+    return {
+        "run": str(run_dir),
+        "consecutive": consecutive,
+        "random_mean": statistics.mean(draws),
+        "random_std": statistics.pstdev(draws),
+    }
+
+
+if __name__ == "__main__":
+    for run in sys.argv[1:]:
+        print(json.dumps(groupings(Path(run))), flush=True)

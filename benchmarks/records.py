@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.re
         print(f"{len(kept.damaged)} cell(s) with a damaged cell.json were left out: {', '.join(kept.damaged)}")
     if kept.pending:
         print(f"{len(kept.pending)} planned cell(s) have no record yet: {', '.join(kept.pending)}")
-    print(f"render them with: python -m benchmarks.report {args.dest} --out REPORT_DIR")
+    print(f"render them with: vaezoo bench report {args.dest} --out REPORT_DIR")
     return 0
 
 

@@ -485,7 +485,7 @@ def _print_summary(phase_two: PhaseTwo, outcomes: Counter[str], actions: Counter
         print(f"{WAIT:<9} {choice.group['id']}: {phase_two.matrix.explain(choice)}")
     print(
         f"done: {outcomes[OK]} ok, {outcomes[FAILED]} failed this time; {actions[DONE]} were already finished, "
-        f"{actions[SKIP]} skipped. Results in {out}; report: python -m benchmarks.report {out}"
+        f"{actions[SKIP]} skipped. Results in {out}; report: vaezoo bench report {out}"
     )
 
 

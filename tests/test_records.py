@@ -97,7 +97,7 @@ def test_the_command_runs_as_a_module(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert done.returncode == 0 and "render them with: python -m benchmarks.report" in done.stdout, done.stderr
+    assert done.returncode == 0 and "render them with: vaezoo bench report" in done.stdout, done.stderr
     assert "Traceback" not in done.stderr
 
 

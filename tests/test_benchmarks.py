@@ -247,7 +247,7 @@ case = [
 
 def run_suite(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "python -m benchmarks.run", *args],
+        [sys.executable, "-m", "vaezoo_bench.run", *args],
         capture_output=True,
         text=True,
         cwd=REPO,  # as documented: python -m benchmarks.run from the repository root
@@ -437,7 +437,7 @@ def test_a_third_party_plugin_s_regulariser_is_a_cell_of_the_zoo_and_runs(tmp_pa
     assert "skip      regularizer=l2code_network=mlp  unknown regularizer 'l2code'" in capsys.readouterr().out
     # With it (its dist-info on PYTHONPATH: found through its entry point, as if installed), the cell runs.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_SITE), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "python -m benchmarks.run", *options]
+    command = [sys.executable, "-m", "vaezoo_bench.run", *options]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     cells = cells_of(out)

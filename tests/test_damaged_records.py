@@ -357,7 +357,7 @@ def test_a_damaged_file_names_its_path_and_what_is_wrong(tmp_path):
 
 
 def run_suite(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "python -m benchmarks.run", *args, "--threads", "1"]
+    command = [sys.executable, "-m", "vaezoo_bench.run", *args, "--threads", "1"]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
@@ -455,10 +455,10 @@ def test_every_command_ends_quietly_when_its_output_is_closed(finished_suite, tm
     suite, out = finished_suite
     run = str(cell_dir(out, "case=s0") / RUN_DIR)
     commands = [
-        ["python -m benchmarks.report", str(out), "--out", str(tmp_path / "report"), "--no-plots"],
+        ["vaezoo_bench.report", str(out), "--out", str(tmp_path / "report"), "--no-plots"],
         ["vaezoo_bench.status", str(out)],
-        ["python -m benchmarks.records", str(out), str(tmp_path / "kept")],
-        ["python -m benchmarks.run", str(suite), "--out", str(out), "--dry-run"],
+        ["vaezoo_bench.records", str(out), str(tmp_path / "kept")],
+        ["vaezoo_bench.run", str(suite), "--out", str(out), "--dry-run"],
         ["vaezoo_bench.diagnose", run],
         ["vaezoo_bench.perf.peak", "--size", "16", "--repeats", "1", "--threads", "1"],
         ["vaezoo", "list"],

@@ -118,7 +118,7 @@ def diagnose(session: Session, split: str = "test") -> dict[str, Any]:
             if tokens:
                 lengths.append(predicted_tokens(x, spec).cpu())
             if model.noise is not None:
-                noisy = model.encoder(model.noise(x, model, data, len(noise_means)))
+                noisy = model.encoder(model.noise(x, model.decoder, model.prior, data, len(noise_means)))
                 noise_means.append(noisy.mean.float().cpu())
                 noise_scales.append(noisy.stddev.float().cpu())
         mean, scale = torch.cat(means), torch.cat(scales)

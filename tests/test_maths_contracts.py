@@ -19,7 +19,7 @@ from tests.conftest import small_config
 from vaezoo.components.distributions import diagonal_normal, isotropic_normal, kl_or_estimate
 from vaezoo.components.interfaces import DataSpec, Step
 from vaezoo.evaluation.metrics import evaluate_priors
-from vaezoo.evaluation.test_time_priors import resolve_test_prior
+from vaezoo.evaluation.priors import resolve_test_prior
 from vaezoo.model.assembly import build_model
 from vaezoo.plugins.loading import load_plugins
 from vaezoo_plugins.mlp import MLPEncoder, MLPParams

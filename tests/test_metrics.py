@@ -30,7 +30,7 @@ from vaezoo.evaluation.metrics import (
     mutual_information_he,
     pairwise_log_density,
 )
-from vaezoo.evaluation.test_time_priors import isotropic_variance, offered_test_priors, resolve_test_prior
+from vaezoo.evaluation.priors import isotropic_variance, offered_test_priors, resolve_test_prior
 from vaezoo.plugins.loading import load_plugins
 from vaezoo_plugins.mlp import MLPDecoder, MLPDecoderParams, MLPEncoder, MLPParams
 from vaezoo_plugins.ncvae import kl_optimal_test_variance, tuned_test_variance

@@ -35,7 +35,7 @@ from vaezoo.evaluation.metrics import (
     mutual_information_he,
     perplexities,
 )
-from vaezoo.evaluation.test_time_priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
+from vaezoo.evaluation.priors import check_test_prior_offered, isotropic_variance, resolve_test_prior
 from vaezoo.model.assembly import VAE, build_model, build_model_for_data
 from vaezoo.training.distributed import Context
 from vaezoo.training.step import NonFiniteLoss, TrainingStep, make_optimizer
@@ -230,7 +230,7 @@ def test_separability_is_scored_on_the_held_out_half_and_is_reproducible_by_seed
     assert code_separability(data, noise, seed=3) == accuracy
 
 
-# -- test priors (vaezoo.evaluation.test_time_priors, plugins.gaussian) ------------------------------------------------
+# -- test priors (vaezoo.evaluation.priors, plugins.gaussian) ------------------------------------------------
 
 
 def test_an_unoffered_test_prior_name_is_refused_before_training_and_a_variance_needs_no_offer():

@@ -35,7 +35,7 @@ _WHERE: dict[str, str] = {
     "Step": "vaezoo.components.interfaces",
     "TrainedData": "vaezoo.components.interfaces",
     "evaluation_rows": "vaezoo.components.interfaces",
-    "TestPrior": "vaezoo.evaluation.test_time_priors",
+    "TestPrior": "vaezoo.evaluation.priors",
     # maths shared by components
     "UNCHECKED": "vaezoo.components.distributions",
     "diagonal_normal": "vaezoo.components.distributions",
@@ -61,8 +61,8 @@ _WHERE: dict[str, str] = {
     "evaluation_rng": "vaezoo.evaluation.evaluate",
     "finish_metrics": "vaezoo.evaluation.evaluate",
     "validation_metrics": "vaezoo.evaluation.evaluate",
-    "check_test_prior": "vaezoo.config.test_prior_setting",
-    "resolve_test_prior": "vaezoo.evaluation.test_time_priors",
+    "check_test_prior": "vaezoo.config.prior_setting",
+    "resolve_test_prior": "vaezoo.evaluation.priors",
     "latent_scatter": "vaezoo.evaluation.figures",
     # plugins and the registry
     "PluginFailure": "vaezoo.plugins.loading",

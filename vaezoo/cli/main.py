@@ -448,7 +448,7 @@ def _command_eval(args: argparse.Namespace, plugins: Plugins) -> int:
     """Evaluate a run's tested model (its latest checkpoint, or best.pt with ``train.test_model = "best"``) on one
     split under one or several test priors; ``--set data.PARAM`` (the data source's ``evaluation_params``, e.g.
     ``data.test_file``) evaluates on other data of the same form."""
-    from vaezoo.config.test_prior_setting import check_test_prior
+    from vaezoo.config.prior_setting import check_test_prior
     from vaezoo.evaluation.evaluate import evaluate_split_priors
     from vaezoo.runs.session import load_trained, resolve_data_dir, trained_data
 

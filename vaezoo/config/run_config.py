@@ -18,7 +18,7 @@ import attrs
 
 from vaezoo.base.errors import UsageError
 from vaezoo.base.params import build_params, param, params_as_dict
-from vaezoo.config.test_prior_setting import check_test_prior
+from vaezoo.config.prior_setting import check_test_prior
 from vaezoo.plugins.component import KINDS
 from vaezoo.plugins.registry import Registry
 

@@ -20,7 +20,7 @@ from vaezoo.components.interfaces import evaluation_rows
 from vaezoo.components.precision import autocast
 from vaezoo.evaluation.metric_names import METRIC_NAMES, REPORTED_WHEN
 from vaezoo.evaluation.metrics import evaluate_priors, is_diagonal_normal
-from vaezoo.evaluation.test_time_priors import TestPrior, resolve_test_prior
+from vaezoo.evaluation.priors import TestPrior, resolve_test_prior
 from vaezoo.runs.session import Session, subnormals_flushed
 
 #: Metrics every evaluation reports, whatever the data, model and settings (neg_elbo, recon, kl, mi, au).

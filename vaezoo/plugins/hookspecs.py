@@ -39,7 +39,7 @@ def vaezoo_register(register) -> None:
 @hookspec
 def vaezoo_test_priors(session):
     """Test priors this plugin offers for ``session``'s model: ``{name: function}``, each function building a
-    :class:`vaezoo.evaluation.test_time_priors.TestPrior` when that name is asked for (``--test-prior NAME``); or
+    :class:`vaezoo.evaluation.priors.TestPrior` when that name is asked for (``--test-prior NAME``); or
     None."""
 
 

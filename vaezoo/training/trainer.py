@@ -37,7 +37,7 @@ from vaezoo.base.errors import TrainingDiverged, UsageError
 from vaezoo.components.interfaces import Data
 from vaezoo.config.run_config import RunConfig
 from vaezoo.evaluation.evaluate import VALIDATION_IW_SAMPLES, evaluate_split
-from vaezoo.evaluation.test_time_priors import check_test_prior_offered
+from vaezoo.evaluation.priors import check_test_prior_offered
 from vaezoo.plugins.registry import Registry
 from vaezoo.runs.checkpoint import (
     BEST_MODEL_NAME,

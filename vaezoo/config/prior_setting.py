@@ -1,6 +1,6 @@
 """Checking a test-prior choice (``--test-prior``, ``eval.test_prior``) before anything is built: a name, or a
 variance s^2 in range. Free of torch, so that configs are validated without loading it;
-:mod:`vaezoo.evaluation.test_time_priors`
+:mod:`vaezoo.evaluation.priors`
 builds the test priors."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ NAME = re.compile(r"[a-z][a-z0-9_-]*")
 def check_test_prior(choice: str) -> str:
     """``choice`` if it can name a test prior (a name, or a variance in range), else a UsageError.
 
-    Whether a name is offered depends on the model; :func:`vaezoo.evaluation.test_time_priors.resolve_test_prior`
+    Whether a name is offered depends on the model; :func:`vaezoo.evaluation.priors.resolve_test_prior`
     decides that."""
     variance = variance_of(choice)
     if variance is None and NAME.fullmatch(choice):

@@ -15,7 +15,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from vaezoo.base.errors import UsageError
 from vaezoo.components.distributions import isotropic_normal
-from vaezoo.config.test_prior_setting import check_test_prior, variance_of
+from vaezoo.config.prior_setting import check_test_prior, variance_of
 from vaezoo.runs.session import Session
 
 

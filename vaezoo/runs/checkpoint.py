@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from vaezoo.base.errors import UsageError
-from vaezoo.runs.interrupts import signals_held
 from vaezoo.base.files import write_bytes_atomically
+from vaezoo.runs.interrupts import signals_held
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: The weights of the validation line with the lowest -ELBO (``train.test_model = "best"``).

@@ -25,14 +25,14 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from vaezoo.base.args import warn_once
-from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
 from vaezoo.base.errors import UsageError
-from vaezoo.base.schema import shape_problem
-from vaezoo.config.run_config import CALLBACKS, RunConfig, merge_raw, read_config_file, resolve
-from vaezoo.plugins.registry import Registry
 from vaezoo.base.files import write_json_atomically
 from vaezoo.base.locks import held
+from vaezoo.base.schema import shape_problem
 from vaezoo.base.timestamps import local_timestamp
+from vaezoo.config.run_config import CALLBACKS, RunConfig, merge_raw, read_config_file, resolve
+from vaezoo.plugins.registry import Registry
+from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, remove_stale_temporaries
 
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.jsonl"

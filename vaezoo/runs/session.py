@@ -11,12 +11,12 @@ from typing import Any
 import attrs
 import torch
 
-from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint
-from vaezoo.config.run_config import RunConfig, TrainConfig, merge_raw, resolve
 from vaezoo.base.errors import UsageError
 from vaezoo.components.interfaces import Data, DataSource, TrainedData
+from vaezoo.config.run_config import RunConfig, TrainConfig, merge_raw, resolve
 from vaezoo.model.assembly import VAE, build_model_for_data
 from vaezoo.plugins.registry import Registry
+from vaezoo.runs.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint
 from vaezoo.runs.directory import CONFIG_NAME, RunDirectory
 
 DATA_DIR_VARIABLE = "VAEZOO_DATA"

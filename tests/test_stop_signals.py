@@ -68,7 +68,7 @@ def test_a_stop_signal_at_any_moment_leaves_the_checkpoint_of_the_step_it_stoppe
         stopped.run()
     history = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
     checkpointed = load_checkpoint(tmp_path / "stopped" / CHECKPOINT_NAME)["step"]
-    assert history[-1]["event"] == "interrupted" and history[-1]["step"] == checkpointed == stopped.step
+    assert history[-1]["event"] == "interrupted" and history[-1]["step"] == checkpointed == stopped.progress.step
     assert 0 < checkpointed < config.train.steps
     monkeypatch.undo()
     resumed = Trainer(config, registry, tmp_path / "stopped", None).run(resume=True)

@@ -357,8 +357,8 @@ def run_suite(args: argparse.Namespace) -> int:
     matrix = _Matrix(suite, profile, expand(suite, profile), allowed, out, resolve_data_dir(args.data_dir))
     plugins = default_plugins()
     context = _context(args, out, matrix.data_dir, len(matrix.cells))
-    executor, broken = make_executor(args.executor, args.executor_option, context)
-    for failure in [*plugins.failures, *broken]:
+    executor = make_executor(args.executor, args.executor_option, context, plugins)
+    for failure in plugins.failures:
         print(f"warning: {failure.origin} failed and is left out: {failure.error}", file=sys.stderr)
     what = f"results directory {str(out)!r}"
     with (

@@ -106,7 +106,7 @@ def test_a_value_that_is_not_a_choice_is_named_with_every_choice(argv, expected,
     [
         (["lsit"], "vaezoo: error: argument COMMAND: invalid choice: 'lsit' (choose from 'run', 'list', 'eval'"),
         (["run", "--steps", "abc"], "vaezoo run: error: argument --steps: invalid int value: 'abc'"),
-        (["list", "regulariser"], "vaezoo list: error: argument kind: invalid choice: 'regulariser' (choose from"),
+        (["list", "--kinds"], "vaezoo: error: unrecognized arguments: --kinds"),
     ],
 )
 def test_a_malformed_command_line_is_one_line_without_the_usage_block(argv, expected, capsys):
@@ -114,3 +114,9 @@ def test_a_malformed_command_line_is_one_line_without_the_usage_block(argv, expe
         main(argv)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith(expected) and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_unknown_kind_to_list_is_named_with_every_kind_plugins_registered(capsys):
+    code, err = outcome(["list", "regulariser"], capsys)
+    kinds = "data, encoder, decoder, prior, regularizer, noise, callback, executor, model, train, eval"
+    assert code == 2 and err.strip() == f"vaezoo: error: unknown kind 'regulariser'; choose one of: {kinds}"

@@ -17,7 +17,7 @@ from vaezoo.runs.session import load_trained
 from vaezoo.training.best import BestSoFar
 from vaezoo.training.callbacks import Callback, RunHooks
 from vaezoo.training.trainer import Trainer
-from vaezoo_plugins.callbacks import cyclical_factor
+from vaezoo_plugins.callbacks.standard import cyclical_factor
 
 
 def read_csv(path) -> list[dict[str, str]]:

@@ -19,7 +19,7 @@ from torch.distributions import Independent, Laplace
 from tests.conftest import REPO, run_cli, small_config, small_raw
 from vaezoo import hookimpl
 from vaezoo.base.errors import UsageError
-from vaezoo.cli.main import _check_resume_length
+from vaezoo.cli.run import _check_resume_length
 from vaezoo.components.interfaces import Encoder
 from vaezoo.config.run_config import check_no_ignored_settings, merge_raw, resolve
 from vaezoo.evaluation.evaluate import evaluation_metrics, finish_metrics, validation_metrics
@@ -30,7 +30,7 @@ from vaezoo.runs.session import open_session
 from vaezoo.training.callbacks import RunHooks
 from vaezoo_bench.suite import load_suite
 from vaezoo_bench.validate import Validator, check_columns
-from vaezoo_plugins.callbacks import validations_left
+from vaezoo_plugins.callbacks.standard import validations_left
 
 pytestmark = pytest.mark.adversarial
 

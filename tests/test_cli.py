@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from vaezoo_plugins.data_text import PTB
+from vaezoo_plugins.data.text import PTB
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 

@@ -58,7 +58,7 @@ def probe(statement: str) -> dict:
         (["sample", "--help"], 0, "--temperature"),
         (["theory", "--help"], 0, "--regularizers NAME,..."),
         (["run", "--steps", "many"], 2, "invalid int value: 'many'"),
-        (["list", "gizmo"], 2, "invalid choice: 'gizmo'"),
+        (["list", "--bogus"], 2, "unrecognized arguments: --bogus"),
         (["theory", "--restarts", "x"], 2, "invalid int value: 'x'"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     ],

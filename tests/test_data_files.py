@@ -35,8 +35,8 @@ from vaezoo.base.errors import UsageError
 from vaezoo.cli.main import main
 from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.datafiles.idx import IDX1_UBYTE, IDX3_UBYTE
-from vaezoo_plugins.data_image import MNIST, Omniglot, fixed_bits
-from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, YAHOO_VOCAB, Yahoo
+from vaezoo_plugins.data.images import MNIST, Omniglot, fixed_bits
+from vaezoo_plugins.data.text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, YAHOO_VOCAB, Yahoo
 
 SHIPPED_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
 

@@ -17,8 +17,8 @@ from vaezoo.api import CHARDATA, MNIST_CSV, OMNIGLOT_NPZ
 from vaezoo.base.errors import UsageError
 from vaezoo.base.params import build_params
 from vaezoo.components.interfaces import evaluation_rows
-from vaezoo_plugins.data_file_sources import FIXED_BITS, TRAINING_BITS, derived_seed
-from vaezoo_plugins.data_image import MNIST, BinarisedImages, Omniglot, OmniglotParams
+from vaezoo_plugins.data.file_sources import FIXED_BITS, TRAINING_BITS, derived_seed
+from vaezoo_plugins.data.images import MNIST, BinarisedImages, Omniglot, OmniglotParams
 
 SIDE = 28
 

@@ -16,15 +16,15 @@ from vaezoo.api import MNIST_CSV, SPLITS, read_lines
 from vaezoo.base.errors import UsageError
 from vaezoo.cli.main import main
 from vaezoo.components.interfaces import TrainedData
-from vaezoo_plugins.data_checks import (
+from vaezoo_plugins.data.checks import (
     MAX_SHARED_FRACTION,
     MAX_UNKNOWN_TOKEN_RATE,
     Read,
     check_splits_apart,
 )
-from vaezoo_plugins.data_image import MNIST, Omniglot
-from vaezoo_plugins.data_synthetic import SyntheticData
-from vaezoo_plugins.data_text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, Yahoo
+from vaezoo_plugins.data.images import MNIST, Omniglot
+from vaezoo_plugins.data.synthetic import SyntheticData
+from vaezoo_plugins.data.text import PTB, PTB_TRAIN, PTB_VALID, YAHOO_VALID, Yahoo
 
 pytestmark = pytest.mark.adversarial
 

@@ -33,7 +33,7 @@ from vaezoo.plugins.loading import load_plugins
 from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaezoo.training.distributed import Context, ShardedBatch, process_group
 from vaezoo.training.trainer import Trainer
-from vaezoo_plugins.mlp import MLPEncoder
+from vaezoo_plugins.networks.mlp import MLPEncoder
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 

@@ -20,7 +20,8 @@ import pytest
 
 from tests.conftest import REPO
 from tests.test_benchmarks import TINY_BASE, write
-from vaezoo_bench.executors import Context, load_executors, make_executor
+from vaezoo.api import load_plugins
+from vaezoo_bench.executors import Context, make_executor
 from vaezoo_bench.run import main
 
 SMOKE = REPO / "benchmarks" / "suites" / "smoke.toml"
@@ -43,9 +44,11 @@ def context(tmp_path: Path) -> Context:
     return Context(tmp_path, jobs=1, threads=1, data_dir=None, timeout=None)
 
 
-def test_the_built_in_executors_load_through_their_entry_points():
-    executors, failures = load_executors()
-    assert {"local", "slurm", "ray"} <= set(executors) and not failures
+def test_the_built_in_executors_are_components_of_the_bench_plugin():
+    plugins = load_plugins()
+    entries = plugins.registry.entries("executor")
+    assert {"local", "slurm", "ray"} <= set(entries) and not plugins.failures
+    assert {entries[name].origin for name in ("local", "slurm", "ray")} == {"plugin 'bench' (distribution vaezoo)"}
 
 
 @pytest.mark.parametrize(
@@ -72,7 +75,7 @@ def test_a_bad_executor_or_option_is_a_one_line_usage_error_before_anything_runs
 
 
 def test_the_slurm_options_name_their_meaning_and_defaults(tmp_path):
-    executor, _ = make_executor("slurm", ["time=30", "gpus=1", "partition=gpu"], context(tmp_path))
+    executor = make_executor("slurm", ["time=30", "gpus=1", "partition=gpu"], context(tmp_path), load_plugins())
     assert (
         executor.settings["time"] == 30 and executor.settings["gpus"] == 1 and executor.settings["partition"] == "gpu"
     )
@@ -83,14 +86,14 @@ def test_the_slurm_options_name_their_meaning_and_defaults(tmp_path):
 @pytest.mark.parametrize(("name", "module", "extra"), [("slurm", "submitit", "slurm"), ("ray", "ray", "ray")])
 def test_a_missing_extra_is_a_one_line_error_naming_the_install_command(tmp_path, monkeypatch, name, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if it were not installed
-    executor, _ = make_executor(name, [], context(tmp_path))
+    executor = make_executor(name, [], context(tmp_path), load_plugins())
     with pytest.raises(Exception, match=rf"needs {module}, which is not installed: pip install 'vaezoo\[{extra}\]'"):
         executor.start()
 
 
 def test_slurm_without_sbatch_says_how_to_run_the_jobs_here(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
-    executor, _ = make_executor("slurm", [], context(tmp_path))
+    executor = make_executor("slurm", [], context(tmp_path), load_plugins())
     with pytest.raises(Exception, match=r"sbatch is not on PATH .* cluster=local runs the jobs here"):
         executor.start()
 
@@ -283,7 +286,7 @@ def test_a_third_party_executor_runs_the_cells_and_a_broken_one_is_named_without
     out = tmp_path / "out"
     done = run_suite(str(suite), "--out", str(out), "--executor", "inline", "--executor-option", "label=x", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "executor 'broken' (distribution vaezoo-inline-executor) failed and is left out" in done.stderr
+    assert "plugin 'broken' (distribution vaezoo-inline-executor) failed and is left out" in done.stderr
     cells = {path.parent.name: json.loads(path.read_text()) for path in (out / "cells").glob("*/cell.json")}
     assert {cell["status"] for cell in cells.values()} == {"ok"}
     jobs = [json.loads((out / "cells" / cell / "job.json").read_text()) for cell in cells]
@@ -292,4 +295,7 @@ def test_a_third_party_executor_runs_the_cells_and_a_broken_one_is_named_without
     assert {job["outlives_runner"] for job in jobs} == {False}
     assert all(job["runner"].startswith("process ") for job in jobs)
     unknown = run_suite(str(suite), "--out", str(out), "--executor", "broken", env=env)
-    assert unknown.returncode == 2 and "executor 'broken' could not be loaded" in unknown.stderr
+    assert unknown.returncode == 2, unknown.stderr
+    assert "unknown executor 'broken'; choices: inline, local, ray, slurm (plugins that failed to load: broken)" in (
+        unknown.stderr
+    )

@@ -22,8 +22,8 @@ from vaezoo.evaluation.metrics import evaluate_priors
 from vaezoo.evaluation.priors import resolve_test_prior
 from vaezoo.model.assembly import build_model
 from vaezoo.plugins.loading import load_plugins
-from vaezoo_plugins.mlp import MLPEncoder, MLPParams
-from vaezoo_plugins.ncvae import optimal_test_variance
+from vaezoo_plugins.networks.mlp import MLPEncoder, MLPParams
+from vaezoo_plugins.regularizers.ncvae import optimal_test_variance
 
 D = 3
 
@@ -132,7 +132,7 @@ def scaling_encoder() -> MLPEncoder:
 
 
 def test_the_tuned_test_prior_is_fitted_on_the_validation_split_and_no_other():
-    from vaezoo_plugins.ncvae import NCVAE, NCParams
+    from vaezoo_plugins.regularizers.ncvae import NCVAE, NCParams
 
     second_moment = {"valid": 2.0, "test": 3.0, "train": 1.5}
     read: list[str] = []

@@ -32,8 +32,8 @@ from vaezoo.evaluation.metrics import (
 )
 from vaezoo.evaluation.priors import isotropic_variance, offered_test_priors, resolve_test_prior
 from vaezoo.plugins.loading import load_plugins
-from vaezoo_plugins.mlp import MLPDecoder, MLPDecoderParams, MLPEncoder, MLPParams
-from vaezoo_plugins.ncvae import kl_optimal_test_variance, tuned_test_variance
+from vaezoo_plugins.networks.mlp import MLPDecoder, MLPDecoderParams, MLPEncoder, MLPParams
+from vaezoo_plugins.regularizers.ncvae import kl_optimal_test_variance, tuned_test_variance
 
 F, D = 3, 2
 SPEC = DataSpec(shape=(F,), kind="real")

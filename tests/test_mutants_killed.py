@@ -40,15 +40,15 @@ from vaezoo.model.assembly import VAE, build_model, build_model_for_data
 from vaezoo.training.distributed import Context
 from vaezoo.training.step import NonFiniteLoss, TrainingStep, make_optimizer
 from vaezoo_bench.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, valid_metric
-from vaezoo_plugins.aae import AAE, AAEParams
-from vaezoo_plugins.betavae import BetaParams, BetaVAE
-from vaezoo_plugins.data_synthetic import NoisyData
-from vaezoo_plugins.gaussian import GaussianPrior, StandardPrior
-from vaezoo_plugins.infovae import InfoParams, InfoVAE
-from vaezoo_plugins.mixture_priors import MixtureOfGaussians, VampPrior
-from vaezoo_plugins.mlp import MAX_LAYERS, MLPEncoder, MLPParams
-from vaezoo_plugins.ncvae import NCVAE, NCParams, optimal_test_variance
-from vaezoo_plugins.noise import DatasetNoise, DecoderNoise, DecoderNoiseParams
+from vaezoo_plugins.data.synthetic import NoisyData
+from vaezoo_plugins.networks.mlp import MAX_LAYERS, MLPEncoder, MLPParams
+from vaezoo_plugins.noise.samplers import DatasetNoise, DecoderNoise, DecoderNoiseParams
+from vaezoo_plugins.priors.gaussian import GaussianPrior, StandardPrior
+from vaezoo_plugins.priors.mixture_priors import MixtureOfGaussians, VampPrior
+from vaezoo_plugins.regularizers.aae import AAE, AAEParams
+from vaezoo_plugins.regularizers.betavae import BetaParams, BetaVAE
+from vaezoo_plugins.regularizers.infovae import InfoParams, InfoVAE
+from vaezoo_plugins.regularizers.ncvae import NCVAE, NCParams, optimal_test_variance
 
 F, D = 6, 2
 

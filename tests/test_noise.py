@@ -13,7 +13,7 @@ from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.model.assembly import build_model
 from vaezoo.plugins.loading import load_plugins
 from vaezoo.training.trainer import Trainer
-from vaezoo_plugins.noise import DecoderNoise, DecoderNoiseParams, GaussianNoise, GaussianNoiseParams
+from vaezoo_plugins.noise.samplers import DecoderNoise, DecoderNoiseParams, GaussianNoise, GaussianNoiseParams
 
 REAL = DataSpec((50,), "real")
 

@@ -14,7 +14,7 @@ from vaezoo.base.params import build_params
 from vaezoo.components.interfaces import DataSpec
 from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.model.assembly import build_model
-from vaezoo_plugins.pixelcnn import PAPER_KERNELS, PixelCNN, PixelCNNDecoder, PixelCNNParams
+from vaezoo_plugins.networks.pixelcnn import PAPER_KERNELS, PixelCNN, PixelCNNDecoder, PixelCNNParams
 
 SMALL = PixelCNNParams(kernels=(5, 3, 3), channels=8, z_channels=2)
 LATENT = 3

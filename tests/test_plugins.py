@@ -24,6 +24,7 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal
 
+import vaezoo_plugins.networks as networks
 from tests.conftest import run_cli as run_vaezoo
 from vaezoo import hookimpl
 from vaezoo.base.errors import UsageError
@@ -33,8 +34,7 @@ from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.plugins.component import KINDS
 from vaezoo.plugins.loading import DISABLE_VARIABLE, PluginFailure, load_plugins
 from vaezoo.plugins.registry import DuplicateComponent, Registry
-from vaezoo_plugins import mlp
-from vaezoo_plugins.betavae import BetaVAE
+from vaezoo_plugins.regularizers.betavae import BetaVAE
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PLUGIN_SITE = FIXTURES / "plugin_site"
@@ -47,11 +47,11 @@ FIXTURE_ORIGIN = "plugin 'fixture' (distribution vaezoo-fixture-plugin)"
 BROKEN_ORIGIN = "plugin 'broken' (distribution vaezoo-broken-plugin)"
 EXIT_ORIGIN = "plugin 'exits' (distribution vaezoo-exit-plugin)"
 HOOK_EXIT_ORIGIN = "plugin 'hook_exit' (distribution vaezoo-hook-exit-plugin)"
-CLASH_ORIGIN = "plugin 'mlp' (distribution vaezoo-clash-plugin)"
-BETAVAE_ORIGIN = "plugin 'betavae' (distribution vaezoo)"
+CLASH_ORIGIN = "plugin 'networks' (distribution vaezoo-clash-plugin)"
+BETAVAE_ORIGIN = "plugin 'regularizers' (distribution vaezoo)"
 BOOM = "RuntimeError: boom: broken on purpose"
 CLASH = (
-    "entry-point name 'mlp' is already taken by distribution vaezoo; rename the entry point in the"
+    "entry-point name 'networks' is already taken by distribution vaezoo; rename the entry point in the"
     " [project.entry-points.vaezoo] table of distribution vaezoo-clash-plugin"
 )
 FIXTURE_MODULES = (
@@ -138,7 +138,7 @@ def test_fixture_sites_hold_real_distributions(clean_plugin_env):
         ("vaezoo-broken-plugin", "broken", "vaezoo_broken_plugin"),
         ("vaezoo-exit-plugin", "exits", "vaezoo_exit_plugin"),
         ("vaezoo-hook-exit-plugin", "hook_exit", "vaezoo_hook_exit_plugin"),
-        ("vaezoo-clash-plugin", "mlp", "vaezoo_clash_plugin"),
+        ("vaezoo-clash-plugin", "networks", "vaezoo_clash_plugin"),
     ]:
         dist = importlib.metadata.distribution(dist_name)
         assert dist.metadata["Name"] == dist_name
@@ -362,9 +362,9 @@ def test_load_plugins_isolates_system_exit_in_the_register_hook(plugin_site):
 def test_entry_point_name_of_a_builtin_is_a_failure_naming_both_distributions(plugin_site):
     plugin_site.syspath_prepend(str(CLASH_SITE))
     plugins = load_plugins()
-    assert plugins.failures == [PluginFailure("mlp", CLASH_ORIGIN, CLASH)]
-    assert plugins.manager.get_plugin("mlp") is mlp  # the built-in keeps its name
-    assert plugins.registry.get("encoder", "mlp").origin == "plugin 'mlp' (distribution vaezoo)"
+    assert plugins.failures == [PluginFailure("networks", CLASH_ORIGIN, CLASH)]
+    assert plugins.manager.get_plugin("networks") is networks  # the built-in keeps its name
+    assert plugins.registry.get("encoder", "mlp").origin == "plugin 'networks' (distribution vaezoo)"
     assert "shadow" not in plugins.registry.names("regularizer")
     assert "vaezoo_clash_plugin" not in sys.modules  # a clashing plugin is never imported
     assert plugins.registry.get("regularizer", "l2code").origin == FIXTURE_ORIGIN
@@ -375,9 +375,9 @@ def test_disabling_a_clashing_distribution_leaves_the_builtin_of_that_name(plugi
     plugin_site.setenv(DISABLE_VARIABLE, "vaezoo-clash-plugin")
     plugins = load_plugins()
     assert plugins.failures == []
-    assert plugins.disabled == []  # the name 'mlp' is the built-in's, which is not disabled
-    assert plugins.manager.get_plugin("mlp") is mlp
-    assert plugins.registry.get("encoder", "mlp").origin == "plugin 'mlp' (distribution vaezoo)"
+    assert plugins.disabled == []  # the name 'networks' is the built-in's, which is not disabled
+    assert plugins.manager.get_plugin("networks") is networks
+    assert plugins.registry.get("encoder", "mlp").origin == "plugin 'networks' (distribution vaezoo)"
 
 
 def test_a_second_copy_of_the_same_distribution_is_skipped_silently(plugin_site, tmp_path):
@@ -550,8 +550,15 @@ def test_a_plugin_adds_a_subcommand_and_one_naming_a_core_command_is_reported(tm
     env = {"PYTHONPATH": str(COMMAND_SITE)}
     greeted = run_vaezoo("hello", "--name", "zoo", env=env, cwd=tmp_path)
     assert greeted.returncode == 0 and greeted.stdout == "hello, zoo\n", greeted.stderr
-    assert "command 'run' (distribution vaezoo-hello-command)" in greeted.stderr
-    assert "the command name 'run' is already taken" in greeted.stderr
+    assert (
+        "command 'run' is registered twice: by plugin 'commands' (distribution vaezoo) and by plugin 'clash'"
+        " (distribution vaezoo-hello-command)" in greeted.stderr
+    )
+    # the entry-point group of earlier versions is not read, and its entry points are named with where they go
+    assert "entry point 'old' of group 'vaezoo.commands' (distribution vaezoo-hello-command)" in greeted.stderr
+    assert "the group 'vaezoo.commands' is not read" in greeted.stderr
+    ran = run_vaezoo("run", "--steps", "x", env=env, cwd=tmp_path)
+    assert ran.returncode == 2 and "invalid int value: 'x'" in ran.stderr  # the core's run kept its name
     refused = run_vaezoo("hello", "--name", "", env=env, cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.strip().endswith("vaezoo: error: --name must not be empty")
     listed = run_vaezoo("--help", env=env, cwd=tmp_path)

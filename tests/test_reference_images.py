@@ -22,7 +22,7 @@ from vaezoo.components.interfaces import DataSpec
 from vaezoo.config.run_config import RunConfig, merge_raw, parse_override, resolve
 from vaezoo.model.assembly import VAE, build_model
 from vaezoo.runs.session import open_session
-from vaezoo_plugins.pixelcnn import PAPER_KERNELS, Bottleneck, He2019PixelCNN, PixelCNNDecoder, PixelCNNParams
+from vaezoo_plugins.networks.pixelcnn import PAPER_KERNELS, Bottleneck, He2019PixelCNN, PixelCNNDecoder, PixelCNNParams
 
 #: ``--set`` settings of an Omniglot run with the ResNet encoder and PixelCNN decoder, 32-d z, and He et al.'s archs.
 OMNIGLOT = ["data.name=omniglot", "encoder.name=resnet", "decoder.name=pixelcnn", "model.latent_dim=32"]

@@ -11,10 +11,10 @@ from torch.distributions import Independent, Normal
 from vaezoo.components.distributions import isotropic_normal
 from vaezoo.components.divergences import discriminator_jsd, mmd
 from vaezoo.components.interfaces import Step
-from vaezoo_plugins.aae import AAE, AAEParams
-from vaezoo_plugins.betavae import BetaParams, BetaVAE
-from vaezoo_plugins.infovae import InfoParams, InfoVAE
-from vaezoo_plugins.ncvae import NCVAE, NCParams, optimal_test_variance
+from vaezoo_plugins.regularizers.aae import AAE, AAEParams
+from vaezoo_plugins.regularizers.betavae import BetaParams, BetaVAE
+from vaezoo_plugins.regularizers.infovae import InfoParams, InfoVAE
+from vaezoo_plugins.regularizers.ncvae import NCVAE, NCParams, optimal_test_variance
 
 # q(z|x) = N((1, 0), diag(1, 0.25)) for both examples of the batch, p(z) = N(0, I).
 # KL per dim: 0.5 * (sigma^2 + mu^2 - 1 - log sigma^2) = 0.5 and 0.5 * (0.25 - 1 + log 4) = 0.3181472

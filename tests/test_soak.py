@@ -34,7 +34,7 @@ HOARDING_RUN = textwrap.dedent(
     from vaezoo import hookimpl
     from vaezoo.cli import main as cli
     from vaezoo.plugins.loading import load_plugins
-    from vaezoo_plugins.betavae import BetaVAE
+    from vaezoo_plugins.regularizers.betavae import BetaVAE
 
     class Hoarder(BetaVAE):
         """beta-VAE that keeps every step's record and loss terms: a leak."""

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import run_cli, small_config
 from vaezoo.training.trainer import Trainer
-from vaezoo_plugins.ncvae import optimal_test_variance
+from vaezoo_plugins.regularizers.ncvae import optimal_test_variance
 
 
 def separability(registry, tmp_path, regularizer):

@@ -67,7 +67,8 @@ _WHERE: dict[str, str] = {
     # plugins and the registry
     "PluginFailure": "vaezoo.plugins.loading",
     "default_plugins": "vaezoo.plugins.loading",
-    "load_group": "vaezoo.plugins.loading",
+    "Plugins": "vaezoo.plugins.loading",
+    "Component": "vaezoo.plugins.component",
     "load_plugins": "vaezoo.plugins.loading",
     "Registry": "vaezoo.plugins.registry",
     # configuration and models

@@ -1,4 +1,4 @@
-"""Executors: where a suite's cells run. Plugins of the entry-point group ``vaezoo.executors``.
+"""Executors: where a suite's cells run; components of kind ``executor`` that plugins register.
 
 The runner decides everything before a cell is handed over (its action, skips, the selection's phases) and an
 executor only runs :class:`vaezoo_bench.cell_job.CellJob` objects and says when each has ended: ``local`` in threads
@@ -6,10 +6,18 @@ of the runner's process, ``slurm`` as submitit jobs, ``ray`` as Ray tasks. A job
 the results directory itself, so every executor but ``local`` needs that directory (and the repository) on a file
 system shared with the hosts that run the jobs, as Slurm and Ray clusters have.
 
-A third party adds an executor with an entry point naming a subclass of :class:`Executor`::
+A third party adds an executor as any component: a subclass of :class:`Executor` with a ``name``, registered by
+the ``vaezoo_register`` hook of a plugin module named in the entry-point group ``vaezoo``::
 
-    [project.entry-points."vaezoo.executors"]
-    k8s = "vaezoo_k8s:KubernetesExecutor"
+    [project.entry-points.vaezoo]
+    k8s = "vaezoo_k8s.plugin"
+
+    # vaezoo_k8s/plugin.py
+    @hookimpl
+    def vaezoo_register(register):
+        from vaezoo_k8s.executor import KubernetesExecutor
+
+        register(KubernetesExecutor)
 
 An executor declares its settings in :attr:`Executor.Params`, an attrs class of ``vaezoo.api.param`` fields as a
 component's Params; ``--executor-option NAME=VALUE`` is checked against it before anything is submitted, with
@@ -30,10 +38,9 @@ from typing import Any, ClassVar
 
 import attrs
 
-from vaezoo.api import PluginFailure, UsageError, load_group
+from vaezoo.api import Component, Plugins, UsageError
 from vaezoo_bench.cell_job import CellJob
 
-GROUP = "vaezoo.executors"
 DEFAULT = "local"
 _KINDS = {int: "an integer", float: "a number", str: "a string"}
 #: How a bound of ``param`` (``ge``, ``gt``, ``le``, ``lt``) reads in an option's error message.
@@ -69,8 +76,8 @@ class Submission:
     log_tail: Callable[[], str] = lambda: ""
 
 
-class Executor(abc.ABC):
-    """Runs cell jobs and reports each one's end.
+class Executor(Component, abc.ABC):
+    """Runs cell jobs and reports each one's end; registered under its ``name``, as components are.
 
     ``settings`` holds every option of :attr:`Params` by name (given or default). :meth:`start` connects to the engine
     (raising UsageError when it is missing or refuses), :meth:`submit` hands over one job, :meth:`stop` asks
@@ -81,6 +88,7 @@ class Executor(abc.ABC):
     #: A field's name is the option's, its type (``int``, ``float`` or ``str``, or one of them or None) what the
     #: text given is read as, its default the value when the option is not given (None: unset, the executor
     #: decides), its ``choices`` and bounds (``ge``, ``gt``, ``le``, ``lt``) what the value may be.
+    kind: ClassVar[str] = "executor"
     Params: ClassVar[type] = NoOptions
     #: Whether a submitted job goes on when the runner's process dies (a Slurm job does; a local process pool or
     #: a Ray driver's tasks do not); ``vaezoo_bench.status`` shows such a job as queued only while its runner lives.
@@ -89,7 +97,7 @@ class Executor(abc.ABC):
     def __init__(self, name: str, settings: Mapping[str, Any], context: Context) -> None:
         self.name, self.settings, self.context = name, dict(settings), context
 
-    def start(self) -> None:  # noqa: B027 (an optional hook: most executors need no connection)
+    def start(self) -> None:
         """Connect to the engine; raise UsageError when it is missing or refuses."""
 
     @abc.abstractmethod
@@ -100,7 +108,7 @@ class Executor(abc.ABC):
     def stop(self) -> None:
         """Stop every submitted job that has not ended: running cells checkpoint and end, queued ones never start."""
 
-    def close(self) -> None:  # noqa: B027 (an optional hook)
+    def close(self) -> None:
         """Let go of the engine."""
 
     def require(self, module: str, extra: str) -> ModuleType:
@@ -112,16 +120,6 @@ class Executor(abc.ABC):
                 f"executor {self.name!r} needs {module}, which is not installed: pip install 'vaezoo[{extra}]' "
                 f"(in a checkout: pip install -e '.[{extra}]')"
             ) from None
-
-
-def _check(target: Any) -> None:
-    if not (isinstance(target, type) and issubclass(target, Executor)):
-        raise TypeError(f"an executor entry point must name a subclass of {Executor.__module__}.Executor")
-
-
-def load_executors() -> tuple[dict[str, type[Executor]], list[PluginFailure]]:
-    """The executors of the entry-point group, by name, and the ones that failed to load."""
-    return load_group(GROUP, "executor", _check)
 
 
 def parse_settings(name: str, executor: type[Executor], pairs: Sequence[str]) -> dict[str, Any]:
@@ -162,13 +160,13 @@ def _option_value(what: str, field: attrs.Attribute, kind: type, text: str) -> A
     return value
 
 
-def make_executor(name: str, pairs: Sequence[str], context: Context) -> tuple[Executor, list[PluginFailure]]:
-    """The executor ``name`` with its settings checked (not yet started), and the executors that failed to load."""
-    executors, failures = load_executors()
+def make_executor(name: str, pairs: Sequence[str], context: Context, plugins: Plugins) -> Executor:
+    """The executor ``name`` of ``plugins`` with its settings checked (not yet started); an unknown name is a
+    UsageError listing the choices (and the plugins that failed to load, which may have been meant)."""
+    executors = {entry_name: entry.cls for entry_name, entry in plugins.registry.entries("executor").items()}
     if name not in executors:
-        broken = {failure.plugin: failure for failure in failures}
-        if name in broken:
-            raise UsageError(f"executor {name!r} could not be loaded: {broken[name].error}")
-        raise UsageError(f"unknown executor {name!r}; choices: {', '.join(sorted(executors))}")
+        failed = ", ".join(failure.plugin for failure in plugins.failures)
+        failed = f" (plugins that failed to load: {failed})" if failed else ""
+        raise UsageError(f"unknown executor {name!r}; choices: {', '.join(sorted(executors))}{failed}")
     executor = executors[name]
-    return executor(name, parse_settings(name, executor, pairs), context), failures
+    return executor(name, parse_settings(name, executor, pairs), context)

@@ -12,6 +12,9 @@ class LocalExecutor(Executor):
     """Up to ``--jobs`` cells at once in threads of this process; stopping interrupts their children (each
     writes its checkpoint). No options."""
 
+    name = "local"
+    description = "threads of the runner's process, one child process per cell"
+
     def __init__(self, name: str, settings: dict, context: Context) -> None:
         super().__init__(name, settings, context)
         self.runner = CellRunner(context.out, context.data_dir, context.threads, context.timeout)

@@ -65,6 +65,9 @@ class RayOptions:
 class RayExecutor(Executor):
     """Cells as Ray tasks on a Ray cluster."""
 
+    name = "ray"
+    description = "Ray tasks on a Ray cluster"
+
     Params: ClassVar[type] = RayOptions
 
     def __init__(self, name: str, settings: dict[str, Any], context: Context) -> None:

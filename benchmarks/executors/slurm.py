@@ -51,6 +51,9 @@ class SlurmOptions:
 class SlurmExecutor(Executor):
     """Cells as submitit jobs on Slurm (or, with ``cluster=local``, on this machine)."""
 
+    name = "slurm"
+    description = "Slurm jobs through submitit"
+
     jobs_outlive_runner: ClassVar[bool] = True  # sbatch jobs, and submitit's local processes, run on without it
 
     Params: ClassVar[type] = SlurmOptions

@@ -20,7 +20,7 @@ import time
 import torch
 
 from vaezoo.api import DataSpec, Parser, quiet_when_output_closes
-from vaezoo_plugins.pixelcnn import PixelCNNDecoder, PixelCNNParams
+from vaezoo_plugins.networks.pixelcnn import PixelCNNDecoder, PixelCNNParams
 
 HEIGHT = WIDTH = 28
 LATENT = 32

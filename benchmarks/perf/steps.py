@@ -57,7 +57,7 @@ from vaezoo.api import (
 )
 from vaezoo_bench.perf.configs import ARCH_COMPONENTS, NETWORKS, PRECISIONS, TEXT_DATA, TEXT_NETWORKS, VARIANTS
 from vaezoo_bench.perf.flops import count_flops
-from vaezoo_plugins.data_text import TextData
+from vaezoo_plugins.data.text import TextData
 
 IMAGE = DataSpec((1, 28, 28), "binary")
 #: Training batches of the first epoch among which the text batch of median length is chosen.

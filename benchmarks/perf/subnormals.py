@@ -23,7 +23,7 @@ import time
 import torch
 
 from vaezoo.api import DataSpec, Parser, quiet_when_output_closes, subnormals_flushed
-from vaezoo_plugins.lstm import LSTMEncoder, LSTMEncoderParams
+from vaezoo_plugins.networks.lstm import LSTMEncoder, LSTMEncoderParams
 
 VOCAB = 20_000
 LATENT = 32

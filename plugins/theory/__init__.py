@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vaezoo.api import hookimpl
+
 if TYPE_CHECKING:
     from vaezoo_plugins.theory.lab import LabConfig, LabResult, Problem, run_lab
 
 __all__ = ["LabConfig", "LabResult", "Problem", "run_lab"]
+
+
+@hookimpl
+def vaezoo_commands(register) -> None:
+    from vaezoo_plugins.theory import cli
+
+    register("theory", cli)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The ``vaezoo theory`` subcommand, added through the entry-point group ``vaezoo.commands``: ``HELP``,
+"""The ``vaezoo theory`` subcommand, registered by this package's ``vaezoo_commands`` hook: ``HELP``,
 ``add_arguments`` and ``run``.
 
 ``run`` raises :class:`vaezoo.base.errors.UsageError` for bad input; the main command turns it into one line and

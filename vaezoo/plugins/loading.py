@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -25,8 +25,16 @@ from vaezoo.plugins import hookspecs
 from vaezoo.plugins.registry import Registry
 
 DISABLE_VARIABLE = "VAEZOO_DISABLE_PLUGINS"
-#: Entry-point group of subcommands plugins add to ``vaezoo`` (``vaezoo NAME``), e.g. the theory lab.
-COMMANDS_GROUP = f"{hookspecs.PROJECT}.commands"
+#: Entry-point groups earlier versions read, and where what they named belongs now.
+RETIRED_GROUPS = {
+    f"{hookspecs.PROJECT}.commands": (
+        f"name the module in the group {hookspecs.PROJECT!r} and register the command in its vaezoo_commands hook"
+    ),
+    f"{hookspecs.PROJECT}.executors": (
+        f"name a plugin module in the group {hookspecs.PROJECT!r} and register the executor class in its"
+        " vaezoo_register hook"
+    ),
+}
 #: What a command module must provide.
 COMMAND_ATTRIBUTES = ("HELP", "add_arguments", "run")
 
@@ -40,14 +48,43 @@ class PluginFailure:
     error: str
 
 
+@attrs.frozen
+class Command:
+    """A subcommand, ``vaezoo NAME``, that a plugin registered through ``vaezoo_commands``: its module has ``HELP``
+    (one line), ``add_arguments(parser)`` (argparse) and ``run(args) -> int``."""
+
+    name: str
+    module: Any
+    origin: str
+
+
 @attrs.define
 class Plugins:
-    """The loaded plugin manager, the registry it filled, and what went wrong on the way."""
+    """The loaded plugin manager and what went wrong loading it; the components and the commands its plugins
+    register, each asked for when first needed (components import torch, commands must not)."""
 
     manager: pluggy.PluginManager
-    registry: Registry
     failures: list[PluginFailure]
     disabled: list[str]
+    #: (registered name, origin) of each plugin, in registration order.
+    order: list[tuple[str, str]]
+    _registry: Registry | None = attrs.field(default=None, init=False)
+    _commands: dict[str, Command] | None = attrs.field(default=None, init=False)
+
+    @property
+    def registry(self) -> Registry:
+        """Every plugin's components (``vaezoo_register``, called on first use); failures are added to
+        :attr:`failures`."""
+        if self._registry is None:
+            self._registry = _fill_registry(self.manager, self.order, self.failures)
+        return self._registry
+
+    @property
+    def commands(self) -> dict[str, Command]:
+        """Every plugin's subcommands by name (``vaezoo_commands``, called on first use)."""
+        if self._commands is None:
+            self._commands = _collect_commands(self.manager, self.order, self.failures)
+        return self._commands
 
 
 def _disabled_names() -> set[str]:
@@ -91,6 +128,11 @@ def _isolated(failures: list[PluginFailure], plugin: str, origin: str) -> Iterat
         failures.append(PluginFailure(plugin, origin, _describe(error)))
 
 
+def _outside_core(entry_point: EntryPoint) -> bool:
+    """Whether a plugin lives outside the core package (the core's own commands come first)."""
+    return not entry_point.value.startswith(f"{hookspecs.PROJECT}.")
+
+
 def _origin(entry_point: EntryPoint) -> str:
     return f"plugin {entry_point.name!r} (distribution {_distribution_name(entry_point)})"
 
@@ -113,7 +155,12 @@ def _load_entry_points(
     order: list[tuple[str, str]] = []
     found = sorted(
         entry_points(group=hookspecs.PROJECT),
-        key=lambda ep: (_distribution_name(ep) != hookspecs.PROJECT, _distribution_name(ep), ep.name),
+        key=lambda ep: (
+            _distribution_name(ep) != hookspecs.PROJECT,
+            _outside_core(ep),
+            _distribution_name(ep),
+            ep.name,
+        ),
     )
     owners: dict[str, str] = {}  # entry-point name -> the distribution that declared it first
     for entry_point in found:
@@ -133,91 +180,94 @@ def _load_entry_points(
     return order
 
 
-def load_plugins(extra: tuple[object, ...] = ()) -> Plugins:
-    """Load every plugin of the ``vaezoo`` entry-point group (plus ``extra`` plugin objects) into a registry.
+def load_plugins(extra: tuple[object, ...] = (), *, lazy: bool = False) -> Plugins:
+    """Load every plugin of the ``vaezoo`` entry-point group (plus ``extra`` plugin objects) and, unless ``lazy``,
+    register their components (``lazy``: when :attr:`Plugins.registry` is first read, which imports torch).
 
-    The built-in plugins (distribution ``vaezoo``) are registered first, then the others ordered by
-    distribution and entry-point name, then ``extra``. Every exception but ``KeyboardInterrupt`` that a plugin
-    raises on import, on registration or in its ``vaezoo_register`` hook (``SystemExit`` included) makes it a
-    :class:`PluginFailure` that keeps none of its components. An entry-point name belongs to the first
+    The built-in plugins (distribution ``vaezoo``, the core's own first) are registered first, then the others
+    ordered by distribution and entry-point name, then ``extra``. Every exception but ``KeyboardInterrupt`` that a
+    plugin raises on import, on registration or in one of its hooks (``SystemExit`` included) makes it a
+    :class:`PluginFailure` that keeps none of what that hook registered. An entry-point name belongs to the first
     distribution declaring it (a built-in keeps its own); the same name from another distribution is a failure
-    naming both, and that plugin is never imported. When two plugins claim the same component name, the earlier
-    keeps it and the later is reported as failed, naming both.
+    naming both, and that plugin is never imported. When two plugins claim the same component or command name,
+    the earlier keeps it and the later is reported as failed, naming both. Entry points of the groups this
+    version no longer reads (:data:`RETIRED_GROUPS`) are reported as failures saying where they belong now.
     """
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     failures: list[PluginFailure] = []
     blocked: set[str] = set()
-    order = _load_entry_points(manager, failures, blocked)  # (registered name, origin) in registration order
+    order = _load_entry_points(manager, failures, blocked)
     for plugin in extra:
         name = manager.get_canonical_name(plugin)
         with _isolated(failures, name, f"plugin {name!r}"):
             order.append((_register(manager, plugin, None), f"plugin {name!r}"))
+    failures.extend(_retired_entry_points())
+    plugins = Plugins(manager, failures, sorted(blocked), order)
+    if not lazy:
+        plugins.registry  # noqa: B018 (registers the components now)
+    return plugins
 
-    registry = Registry()
-    implementations = {impl.plugin_name: impl for impl in manager.hook.vaezoo_register.get_hookimpls()}
+
+def _implementations(manager: pluggy.PluginManager, hook: str, order: list[tuple[str, str]]) -> Iterator[Any]:
+    """(function, origin) of each plugin implementing ``hook``, in registration order."""
+    implementations = {impl.plugin_name: impl for impl in getattr(manager.hook, hook).get_hookimpls()}
     for name, origin in order:
-        impl = implementations.get(name)
-        if impl is None:
-            continue  # a plugin may implement no hook at all
+        if name in implementations:  # a plugin may implement no hook at all
+            yield name, implementations[name].function, origin
+
+
+def _fill_registry(manager: pluggy.PluginManager, order: list[tuple[str, str]], failures: list) -> Registry:
+    """Call each plugin's ``vaezoo_register`` on its own staging registry, keeping all of a plugin's components
+    or, when it fails or a name clashes, none."""
+    registry = Registry()
+    for name, register_hook, origin in _implementations(manager, "vaezoo_register", order):
         staged = Registry()
         with _isolated(failures, name, origin):
-            impl.function(register=functools.partial(staged.add, origin=origin))
+            register_hook(register=functools.partial(staged.add, origin=origin))
             registry.merge(staged)
     registry.hook = manager.hook
-    return Plugins(manager, registry, failures, sorted(blocked))
+    return registry
 
 
-@attrs.frozen
-class Command:
-    """A subcommand a plugin adds, ``vaezoo NAME``: its module has ``HELP`` (one line), ``add_arguments(parser)``
-    (argparse) and ``run(args) -> int`` (raising UsageError for bad input).
+def _collect_commands(manager: pluggy.PluginManager, order: list[tuple[str, str]], failures: list) -> dict:
+    """Call each plugin's ``vaezoo_commands``, keeping all of a plugin's commands or, when it fails, an unfit
+    module is given or a name is taken, none."""
+    commands: dict[str, Command] = {}
+    for name, commands_hook, origin in _implementations(manager, "vaezoo_commands", order):
+        staged: dict[str, Command] = {}
 
-    Every ``vaezoo`` invocation, ``vaezoo --help`` included, imports the module and calls ``add_arguments``: keep
-    both cheap and import heavy libraries (torch, matplotlib) in ``run``."""
+        def register(command: str, module: Any, origin: str = origin, staged: dict = staged) -> None:
+            missing = [attribute for attribute in COMMAND_ATTRIBUTES if not hasattr(module, attribute)]
+            if missing:
+                raise TypeError(f"command {command!r}: its module must define {', '.join(missing)}")
+            taken = commands.get(command) or staged.get(command)
+            if taken is not None:
+                raise ValueError(f"command {command!r} is registered twice: by {taken.origin} and by {origin}")
+            staged[command] = Command(command, module, origin)
 
-    name: str
-    module: Any
-
-
-def load_group(
-    group: str, kind: str, check: Callable[[Any], None], taken: tuple[str, ...] = ()
-) -> tuple[dict[str, Any], list[PluginFailure]]:
-    """The objects the entry points of ``group`` name (a ``kind`` each: "command", "executor"), by entry-point
-    name, and the entry points that failed to load, failed ``check`` (which raises on an unfit object) or whose
-    name is ``taken`` or already used; disabled plugins are left out. One failure never hides the others."""
-    disabled = {_normalise(n) for n in _disabled_names()}
-    loaded: dict[str, Any] = {}
-    failures: list[PluginFailure] = []
-    for entry_point in sorted(entry_points(group=group), key=lambda ep: ep.name):
-        name, dist = entry_point.name, _distribution_name(entry_point)
-        if _normalise(name) in disabled or _normalise(dist) in disabled:
-            continue
-        origin = f"{kind} {name!r} (distribution {dist})"
-        if name in taken or name in loaded:
-            failures.append(PluginFailure(name, origin, f"the {kind} name {name!r} is already taken"))
-            continue
         with _isolated(failures, name, origin):
-            target = entry_point.load()
-            check(target)
-            loaded[name] = target
-    return loaded, failures
+            commands_hook(register=register)
+            commands.update(staged)
+    return commands
 
 
-def _check_command(module: Any) -> None:
-    missing = [attribute for attribute in COMMAND_ATTRIBUTES if not hasattr(module, attribute)]
-    if missing:
-        raise TypeError(f"a command module must define {', '.join(COMMAND_ATTRIBUTES)}; missing {missing}")
-
-
-def load_commands(taken: tuple[str, ...]) -> tuple[list[Command], list[PluginFailure]]:
-    """The commands of the entry-point group ``vaezoo.commands``, by name, and the ones that failed to load or
-    whose name is ``taken`` (a core command's) or already used; disabled plugins are left out."""
-    modules, failures = load_group(COMMANDS_GROUP, "command", _check_command, taken)
-    return [Command(name, module) for name, module in modules.items()], failures
+def _retired_entry_points() -> list[PluginFailure]:
+    """A failure for each entry point of a group this version no longer reads, saying where it belongs."""
+    disabled = {_normalise(n) for n in _disabled_names()}
+    found = []
+    for group, hook in RETIRED_GROUPS.items():
+        for entry_point in entry_points(group=group):
+            if _normalise(entry_point.name) in disabled or _normalise(_distribution_name(entry_point)) in disabled:
+                continue
+            dist = _distribution_name(entry_point)
+            where = f"entry point {entry_point.name!r} of group {group!r} (distribution {dist})"
+            found.append(PluginFailure(entry_point.name, where, f"the group {group!r} is not read; {hook}"))
+    return found
 
 
 @functools.cache
 def default_plugins() -> Plugins:
-    """The plugins of this process, loaded once."""
-    return load_plugins()
+    """The plugins of this process, loaded once; their components are registered when first needed, so that
+    ``vaezoo --help`` imports no torch."""
+    return load_plugins(lazy=True)

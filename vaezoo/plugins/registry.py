@@ -23,7 +23,8 @@ class DuplicateComponent(Exception):
 
 
 class Registry:
-    """Maps ``(kind, name)`` to an :class:`Entry`."""
+    """Maps ``(kind, name)`` to an :class:`Entry`. The core's kinds (:data:`ALL_KINDS`) always exist; an installed
+    package may define another by an interface whose ``kind`` is new (the benchmark runner's ``executor``)."""
 
     def __init__(self) -> None:
         #: The hooks of the plugins that filled the registry (pluggy's hook relay), for evaluation plugins.
@@ -37,27 +38,27 @@ class Registry:
             raise TypeError(f"{cls.__qualname__} from {origin} has no 'name' class attribute")
         if not attrs.has(getattr(cls, "Params", None)):
             raise TypeError(f"{cls.__qualname__} from {origin}: Params must be a frozen attrs class")
-        existing = self._entries[kind].get(name)
+        existing = self._entries.setdefault(kind, {}).get(name)
         if existing is not None:
             raise DuplicateComponent(f"{kind} {name!r} is registered twice: by {existing.origin} and by {origin}")
         self._entries[kind][name] = Entry(cls, origin)
 
     def merge(self, other: Registry) -> None:
         """Add all of ``other``'s entries, or none of them if any name is taken already."""
-        for kind in ALL_KINDS:
+        for kind in other._entries:
             for name, entry in other._entries[kind].items():
-                if name in self._entries[kind]:
+                if name in self._entries.get(kind, {}):
                     raise DuplicateComponent(
                         f"{kind} {name!r} is registered twice: by {self._entries[kind][name].origin}"
                         f" and by {entry.origin}"
                     )
-        for kind in ALL_KINDS:
-            self._entries[kind].update(other._entries[kind])
+        for kind, entries in other._entries.items():
+            self._entries.setdefault(kind, {}).update(entries)
 
     def get(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; an unknown name is a UsageError listing the choices."""
         if kind not in self._entries:
-            raise UsageError(f"unknown component kind {kind!r}; valid kinds: {', '.join(ALL_KINDS)}")
+            raise UsageError(f"unknown component kind {kind!r}; valid kinds: {', '.join(self.kinds())}")
         try:
             return self._entries[kind][name]
         except KeyError:
@@ -65,14 +66,21 @@ class Registry:
             raise UsageError(f"unknown {kind} {name!r}; choose one of: {choices}") from None
 
     def names(self, kind: str, pattern: str = "*") -> list[str]:
-        return sorted(n for n in self._entries[kind] if fnmatch.fnmatch(n, pattern))
+        """The registered names of ``kind`` matching the glob ``pattern``, sorted; none for an unknown kind."""
+        return sorted(n for n in self._entries.get(kind, {}) if fnmatch.fnmatch(n, pattern))
 
     def entries(self, kind: str) -> dict[str, Entry]:
-        return dict(sorted(self._entries[kind].items()))
+        """The entries of ``kind`` by name, sorted; none for an unknown kind."""
+        return dict(sorted(self._entries.get(kind, {}).items()))
+
+    def kinds(self) -> tuple[str, ...]:
+        """The core's kinds, then the kinds installed packages registered components of."""
+        return (*ALL_KINDS, *sorted(kind for kind in self._entries if kind not in ALL_KINDS))
 
 
 def kind_of(cls: type) -> str:
     """The kind a component class belongs to: the ``kind`` of the interface it derives from."""
-    if isinstance(cls, type) and issubclass(cls, Component) and getattr(cls, "kind", None) in ALL_KINDS:
-        return cls.kind
+    kind = getattr(cls, "kind", None)
+    if isinstance(cls, type) and issubclass(cls, Component) and isinstance(kind, str) and kind:
+        return kind
     raise TypeError(f"{cls!r} derives from none of the component interfaces (their kinds: {', '.join(ALL_KINDS)})")

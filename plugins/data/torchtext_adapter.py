@@ -24,7 +24,6 @@ without torchtext lists no source it cannot load.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -34,8 +33,8 @@ from typing import Any
 import attrs
 import torch
 
-from vaezoo.api import DataSource, UsageError, hookimpl, param
-from vaezoo_plugins.data_text import (
+from vaezoo.api import DataSource, UsageError, param
+from vaezoo_plugins.data.text import (
     PTB,
     SPLITS,
     Documents,
@@ -166,7 +165,7 @@ def resolve_factory(reference: str) -> Callable[[Path], Any]:
 @attrs.frozen
 class TorchtextParams(SequenceParams):
     factory: str = param(
-        "vaezoo_plugins.torchtext_adapter:ptb_corpus",
+        "vaezoo_plugins.data.torchtext_adapter:ptb_corpus",
         help="module:function(data_dir) returning a TorchtextCorpus (default: the shipped PTB through torchtext)",
     )
 
@@ -198,9 +197,3 @@ class TorchtextSource(DataSource):
             )
         except UsageError as error:
             raise type(error)(f"data {self.name!r}: {error}") from None
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    if importlib.util.find_spec("torchtext") is not None:
-        register(TorchtextSource)

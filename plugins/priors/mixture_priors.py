@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 from torch.func import functional_call
 
-from vaezoo.api import Encoder, Prior, UsageError, hookimpl, param
+from vaezoo.api import Encoder, Prior, UsageError, param
 
 
 class MixtureOfGaussians(Prior):
@@ -136,9 +136,3 @@ class VampPrior(Prior):
         posteriors = self.posteriors()
         uniform = Categorical(logits=self.pseudo_inputs.new_zeros(self.params.components))
         return MixtureSameFamily(uniform, posteriors)
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(MixtureOfGaussians)
-    register(VampPrior)

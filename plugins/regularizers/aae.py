@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaezoo.api import Regularizer, Step, adam, discriminator_jsd, hookimpl, param
-from vaezoo_plugins.mlp import MAX_WIDTH, WIDTHS_NOTE, check_widths, perceptron
+from vaezoo.api import Regularizer, Step, adam, discriminator_jsd, param
+from vaezoo_plugins.networks.mlp import MAX_WIDTH, WIDTHS_NOTE, check_widths, perceptron
 
 
 @attrs.frozen
@@ -76,8 +76,3 @@ class AAE(Regularizer):
 
     def optimal_test_variance(self) -> float:
         return 1.0
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(AAE)

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from vaezoo.api import Encoder, Regularizer, Step, TestPrior, hookimpl, isotropic_normal, param
-from vaezoo_plugins.betavae import kl_weight, penalised_kl
+from vaezoo.api import Encoder, Regularizer, Step, TestPrior, isotropic_normal, param
+from vaezoo_plugins.regularizers.betavae import kl_weight, penalised_kl
 
 
 def optimal_test_variance(K: float, beta: float, delta: float) -> float:
@@ -83,8 +83,7 @@ def tuned_test_variance(f: float, encoder: Encoder, valid_batches: Iterable[Tens
     return min(max(kl_optimal_test_variance(encoder, valid_batches), low), high)
 
 
-@hookimpl
-def vaezoo_test_priors(session) -> dict[str, Callable[[], TestPrior]] | None:
+def test_priors(session) -> dict[str, Callable[[], TestPrior]] | None:
     """``optimal`` and ``tuned`` for a regulariser that defines ``optimal_test_variance``."""
     implied = getattr(session.model.regularizer, "optimal_test_variance", None)
     if implied is None:
@@ -96,8 +95,3 @@ def vaezoo_test_priors(session) -> dict[str, Callable[[], TestPrior]] | None:
         )
 
     return {"optimal": lambda: TestPrior.isotropic(session, implied()), "tuned": tuned}
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(NCVAE)

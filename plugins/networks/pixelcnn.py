@@ -53,8 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaezoo.api import DataSpec, Decoder, UsageError, hookimpl, param
-from vaezoo_plugins.resnet import ARCHS, channels_last, nhwc, refuse_sizes_fixed_by_arch
+from vaezoo.api import DataSpec, Decoder, UsageError, param
+from vaezoo_plugins.networks.resnet import ARCHS, channels_last, nhwc, refuse_sizes_fixed_by_arch
 
 PAPER_KERNELS = (7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3)
 #: Hidden channels and z maps of He et al.'s decoder (its kernels are ``PAPER_KERNELS``).
@@ -462,8 +462,3 @@ class PixelCNNDecoder(Decoder):
     def _raster(self, count: int) -> list[tuple[int, int]]:
         """The first ``count`` positions (row, column) in raster order."""
         return [divmod(t, self.width) for t in range(count)]
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(PixelCNNDecoder)

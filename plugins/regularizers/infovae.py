@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 from torch import Tensor
 
-from vaezoo.api import KERNELS, Regularizer, Step, hookimpl, mmd, param
+from vaezoo.api import KERNELS, Regularizer, Step, mmd, param
 
 
 @attrs.frozen
@@ -42,8 +42,3 @@ class InfoVAE(Regularizer):
 
     def optimal_test_variance(self) -> float:
         return 1.0
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(InfoVAE)

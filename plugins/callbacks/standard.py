@@ -21,7 +21,6 @@ from vaezoo.api import (
     BestSoFar,
     Callback,
     UsageError,
-    hookimpl,
     param,
     read_json_lines,
     validation_metrics,
@@ -234,9 +233,3 @@ def validations_left(start_step: int, total_steps: int, eval_every: int) -> int:
     if total_steps <= start_step:
         return 0
     return total_steps // eval_every - start_step // eval_every + (1 if total_steps % eval_every else 0)
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    for callback in (CSVLogger, TensorBoardLogger, CyclicalKLAnnealing, EarlyStopping):
-        register(callback)

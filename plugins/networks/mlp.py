@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from vaezoo.api import UNCHECKED, DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, hookimpl, param
+from vaezoo.api import UNCHECKED, DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, param
 
 
 def perceptron(sizes: list[int]) -> nn.Sequential:
@@ -129,9 +129,3 @@ class MLPDecoder(Decoder):
     def sample(self, z: Tensor) -> Tensor:
         flat = self.distribution(z).sample()
         return flat.reshape(z.shape[0], *self.spec.shape)
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(MLPEncoder)
-    register(MLPDecoder)

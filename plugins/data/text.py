@@ -27,7 +27,7 @@ uses (adding one changes the data of later runs) or that is not used (``data.sou
 or a training file without its test file), with the setting that would use it. The loaded
 :class:`TextData` records which file made each split and how (``sources``), and the fraction of each split's words
 read as the unknown token (``unknown_token_rate``; a note on stderr above 10 %, see
-:mod:`vaezoo_plugins.data_checks`). Splits are kept apart: two splits read from one file, or sharing more than 5 % of
+:mod:`vaezoo_plugins.data.checks`). Splits are kept apart: two splits read from one file, or sharing more than 5 % of
 their documents (the same words), are refused unless ``data.allow_overlap`` is set; fewer shared documents (PTB's
 splits repeat a few short sentences) are noted and counted (``shared_with``). A trained run evaluated on a test file
 keeps its own train and valid splits, hence its vocabulary: the shipped files are divided as the run divided them.
@@ -85,7 +85,6 @@ from vaezoo.api import (
     evaluation_rows,
     file_param,
     given_path,
-    hookimpl,
     limited,
     param,
     part_selection,
@@ -99,8 +98,8 @@ from vaezoo.api import (
     unused_note,
     user_file,
 )
-from vaezoo_plugins.data_checks import ALLOW_OVERLAP_HELP, Read, check_splits_apart, document_keys, unknown_token_note
-from vaezoo_plugins.data_file_sources import BATCH_ORDER, HeldOutFractions, derived_seed, run_test_from_file
+from vaezoo_plugins.data.checks import ALLOW_OVERLAP_HELP, Read, check_splits_apart, document_keys, unknown_token_note
+from vaezoo_plugins.data.file_sources import BATCH_ORDER, HeldOutFractions, derived_seed, run_test_from_file
 
 Documents = list[list[str]]
 
@@ -552,9 +551,3 @@ class PTB(TextSource):
         p = self.params
         text = f"divided at random: test_fraction {p.test_fraction}, split_seed {p.split_seed}"
         return [Division(PTB_TRAIN, ("train",)), Division(PTB_VALID, ("valid", "test"), (p.test_fraction,), text)]
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(Yahoo)
-    register(PTB)

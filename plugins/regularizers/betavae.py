@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 from torch import Tensor
 
-from vaezoo.api import Regularizer, Step, hookimpl, param
+from vaezoo.api import Regularizer, Step, param
 
 
 @attrs.frozen
@@ -51,8 +51,3 @@ class BetaVAE(Regularizer):
     def optimal_test_variance(self) -> float:
         """f(K, beta, 0) = 1: the training prior itself."""
         return 1.0
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(BetaVAE)

@@ -33,7 +33,7 @@ that ``auto`` uses (adding one changes the data of later runs) or that the confi
 setting that would). The loaded :class:`BinarisedImages` records which file made each
 split and how (``sources``, see :class:`vaezoo.components.interfaces.Data`).
 
-Splits are kept apart (:mod:`vaezoo_plugins.data_checks`): two splits read from one file, or sharing more than 5 %
+Splits are kept apart (:mod:`vaezoo_plugins.data.checks`): two splits read from one file, or sharing more than 5 %
 of their images (equal grey levels), are refused unless ``data.allow_overlap`` is set; fewer shared images are noted
 and counted in the splits' ``sources`` (``shared_with``). A trained run evaluated on a test file (``vaezoo eval
 --set data.test_file=...``, or a standard test file added to the data directory since) keeps its own train and valid
@@ -90,7 +90,6 @@ from vaezoo.api import (
     first_present,
     given_path,
     hold_out_last,
-    hookimpl,
     limited,
     param,
     part_selection,
@@ -103,8 +102,8 @@ from vaezoo.api import (
     split_by_group,
     unused_note,
 )
-from vaezoo_plugins.data_checks import ALLOW_OVERLAP_HELP, Read, check_splits_apart, image_keys
-from vaezoo_plugins.data_file_sources import (
+from vaezoo_plugins.data.checks import ALLOW_OVERLAP_HELP, Read, check_splits_apart, image_keys
+from vaezoo_plugins.data.file_sources import (
     FIXED_BITS,
     TRAINING_BITS,
     HeldOutFractions,
@@ -552,9 +551,3 @@ class MNIST(ImageSource):
     def read_file(self, path: Path) -> tuple[Tensor, np.ndarray]:
         images = read_mnist_file(path)
         return images, np.arange(len(images))
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(Omniglot)
-    register(MNIST)

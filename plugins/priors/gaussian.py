@@ -6,7 +6,7 @@ import attrs
 import torch
 from torch.distributions import Distribution
 
-from vaezoo.api import Prior, hookimpl, isotropic_normal, param
+from vaezoo.api import Prior, isotropic_normal, param
 
 
 class StandardPrior(Prior):
@@ -35,9 +35,3 @@ class GaussianPrior(StandardPrior):
 
     def forward(self) -> Distribution:
         return isotropic_normal(self.latent_dim, self.params.variance, like=self.anchor)
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(StandardPrior)
-    register(GaussianPrior)

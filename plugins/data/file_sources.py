@@ -1,4 +1,4 @@
-"""What the data sources that read files (:mod:`vaezoo_plugins.data_image`, :mod:`vaezoo_plugins.data_text`)
+"""What the data sources that read files (:mod:`vaezoo_plugins.data.images`, :mod:`vaezoo_plugins.data.text`)
 share beyond reading them: the check of their held-out fractions, the seeds of their random streams, and how a
 trained run evaluated on a test file had its shipped files divided.
 """

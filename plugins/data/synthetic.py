@@ -8,7 +8,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from vaezoo.api import Data, DataSource, DataSpec, code_separability, evaluation_rng, hookimpl, latent_scatter, param
+from vaezoo.api import Data, DataSource, DataSpec, code_separability, evaluation_rng, latent_scatter, param
 
 #: Numbers the generated data set may hold (float32: 1 GiB).
 MAX_NUMBERS = 2**28
@@ -54,7 +54,7 @@ class SyntheticData(DataSource):
     """p_d = N(data_mean, data_std^2 I) and p_n = N(noise_mean, noise_std^2 I) in ``dim`` dimensions.
 
     The noise examples are the data set's own contrastive distribution (:class:`NoisyData`) for the train and
-    test splits. The splits need no overlap check (see ``vaezoo_plugins.data_checks``): they are successive draws of
+    test splits. The splits need no overlap check (see ``vaezoo_plugins.data.checks``): they are successive draws of
     one seeded stream, so no example is read twice, and an equal draw of ``dim`` real coordinates is a coincidence
     of float32 rounding (possible only in very few dimensions), not an example shared by mistake.
     """
@@ -101,14 +101,12 @@ def _has_test_noise(session) -> bool:
     return isinstance(session.data, NoisyData) and "test" in session.data.noise
 
 
-@hookimpl
-def vaezoo_finish_metrics(session) -> tuple[str, ...] | None:
-    """``separability``, for a data set with a noise distribution (see :func:`vaezoo_finish`)."""
+def finish_metrics(session) -> tuple[str, ...] | None:
+    """``separability``, for a data set with a noise distribution (see :func:`finish`)."""
     return ("separability",) if _has_test_noise(session) else None
 
 
-@hookimpl
-def vaezoo_finish(session, run_dir: Path) -> dict[str, float] | None:
+def finish(session, run_dir: Path) -> dict[str, float] | None:
     """For a data set with a noise distribution: the paper's Fig. 2 scatter of data and noise codes
     (``latent_scatter.png``) and ``separability``, the held-out accuracy of a classifier telling them apart."""
     if not _has_test_noise(session):
@@ -117,8 +115,3 @@ def vaezoo_finish(session, run_dir: Path) -> dict[str, float] | None:
     config = session.config
     latent_scatter(data_codes, noise_codes, run_dir / SCATTER_NAME, f"{config.regularizer.name} on {config.data.name}")
     return {"separability": code_separability(data_codes, noise_codes, seed=config.train.seed)}
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(SyntheticData)

@@ -11,7 +11,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from vaezoo.api import Data, Decoder, NoiseSampler, Prior, autocast, hookimpl, param
+from vaezoo.api import Data, Decoder, NoiseSampler, Prior, autocast, param
 
 
 @attrs.frozen
@@ -149,10 +149,3 @@ class DatasetNoise(NoiseSampler):
         pool = data.noise["train"]
         rows = torch.randint(len(pool), (x.shape[0],))
         return pool[rows].to(x.device)
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(GaussianNoise)
-    register(DecoderNoise)
-    register(DatasetNoise)

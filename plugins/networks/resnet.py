@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent
 
-from vaezoo.api import UNCHECKED, DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, hookimpl, param
+from vaezoo.api import UNCHECKED, DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, param
 
 #: Values of the ``arch`` parameter: ``vaezoo`` (sizes from the other parameters) or He et al. (2019)'s network.
 ARCHS = ("vaezoo", "he2019")
@@ -250,9 +250,3 @@ class DeconvDecoder(Decoder):
 
     def sample(self, z: Tensor) -> Tensor:
         return Bernoulli(logits=self.logits(z)).sample()
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(ResNetEncoder)
-    register(DeconvDecoder)

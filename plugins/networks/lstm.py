@@ -5,7 +5,7 @@ Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``t`` tokens,
 sequences still open while sampling.
 
 Data: ``x 'b t'`` holds ``BOS w1 .. wn EOS`` then padding (``spec.pad_id``), the layout of
-``vaezoo_plugins.data_text``; a batch may carry padding columns beyond its longest sequence, which are cut off.
+``vaezoo_plugins.data.text``; a batch may carry padding columns beyond its longest sequence, which are cut off.
 
 Encoder: an embedding and a single-layer LSTM read the whole sequence, start and end tokens included; the hidden
 state after the last real token (EOS) is mapped linearly to the mean and log standard deviation of q(z|x).
@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vaezoo.api import DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, hookimpl, param
+from vaezoo.api import DataSpec, Decoder, Encoder, UsageError, diagonal_normal_from, param
 
 #: LSTM activations held at once per chunk of sequences when gradients are off.
 ROW_ELEMENTS = 2**25
@@ -293,9 +293,3 @@ class LSTMDecoder(Decoder):
                 state = (state[0][:, still_open], state[1][:, still_open])
             previous = einops.rearrange(chosen, "o -> o 1")
         return tokens
-
-
-@hookimpl
-def vaezoo_register(register) -> None:
-    register(LSTMEncoder)
-    register(LSTMDecoder)

@@ -1,0 +1,16 @@
+"""Encoder and decoder networks: MLP, ResNet encoder with deconvolutional decoder, PixelCNN decoder, LSTM."""
+
+from __future__ import annotations
+
+from vaezoo.api import hookimpl
+
+
+@hookimpl
+def vaezoo_register(register) -> None:
+    from vaezoo_plugins.networks.lstm import LSTMDecoder, LSTMEncoder
+    from vaezoo_plugins.networks.mlp import MLPDecoder, MLPEncoder
+    from vaezoo_plugins.networks.pixelcnn import PixelCNNDecoder
+    from vaezoo_plugins.networks.resnet import DeconvDecoder, ResNetEncoder
+
+    for network in (MLPEncoder, MLPDecoder, ResNetEncoder, DeconvDecoder, PixelCNNDecoder, LSTMEncoder, LSTMDecoder):
+        register(network)

@@ -43,20 +43,19 @@ from vaezoo.api import (
     Session,
     UsageError,
     autocast,
-    code_separability,
     diagonal_normal,
     evaluation_rng,
-    he_groups,
     isotropic_normal,
     load_plugins,
     load_trained,
     markdown_table,
-    mutual_information_he,
     predicted_tokens,
     quiet_when_output_closes,
     resolve_data_dir,
     resolve_test_prior,
 )
+from vaezoo_plugins.data.separability import code_separability
+from vaezoo_plugins.metrics.information import he_groups, mutual_information_he
 
 
 def posterior_statistics(

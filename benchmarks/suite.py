@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from vaezoo.api import METRIC_NAMES, SECTIONS, UsageError, check_test_prior, merge_raw
+from vaezoo.api import SECTIONS, UsageError, check_test_prior, merge_raw
 from vaezoo_bench.aggregate import CONSTRAINT_METRICS, MI_METRICS, RULES, VALID_METRICS
 
 LAYOUTS = ("table1", "table2", "generic")
@@ -556,9 +556,6 @@ def _table(
         )
     headers = reader.table(meta.get("headers", {}), "[suite] headers")
     columns = reader.names(meta.get("columns", list(DEFAULT_COLUMNS[layout])), "[suite] columns")
-    unknown = [name for name in columns if name not in METRIC_NAMES]
-    if unknown:
-        raise reader.fail(f"columns {unknown} are not metrics a run reports; choose from: {', '.join(METRIC_NAMES)}")
     return Table(
         layout=layout,
         rows=rows,

@@ -26,8 +26,6 @@ from typing import Any
 import torch
 
 from vaezoo.api import (
-    METRIC_NAMES,
-    REPORTED_WHEN,
     Data,
     Registry,
     RunConfig,
@@ -37,11 +35,11 @@ from vaezoo.api import (
     build_model_for_data,
     check_no_ignored_settings,
     evaluation_metrics,
-    finish_metrics,
+    metric_catalogue,
+    registered_metrics,
     resolve,
     validation_metrics,
 )
-from vaezoo_bench.results import PRIOR_INDEPENDENT
 from vaezoo_bench.suite import Cell, Selection, Suite, selection_where
 
 
@@ -72,9 +70,10 @@ class Validator:
         metric = self.selections[select].metric
         if validation_metrics(session, among=[metric]):
             return None
+        when = metric_catalogue(session.metrics).get(metric, {}).get("when") or "by no registered metric"
         return (
             f"{selection_where(self.selections, select)} metric {metric!r} is not in this cell's validation lines "
-            f"(it is reported {REPORTED_WHEN[metric]}); they hold: {', '.join(validation_metrics(session))}"
+            f"(it is reported {when}); they hold: {', '.join(validation_metrics(session))}"
         )
 
     def reported_columns(self, cell: Cell, columns: Collection[str]) -> set[str] | None:
@@ -87,9 +86,8 @@ class Validator:
         if session is None:
             return None
         iw_samples = session.config.eval.iw_samples
-        reported = set(finish_metrics(session)) & set(columns) & set(PRIOR_INDEPENDENT)
-        independent = [c for c in columns if c in PRIOR_INDEPENDENT]
-        reported |= set(evaluation_metrics(session, session.config.eval.test_prior, iw_samples, independent))
+        independent = {metric.name for metric in session.metrics if not metric.per_prior} & set(columns)
+        reported = set(evaluation_metrics(session, session.config.eval.test_prior, iw_samples, independent))
         for prior in cell.test_priors:
             try:
                 reported |= set(evaluation_metrics(session, prior, iw_samples, columns))
@@ -112,7 +110,7 @@ class Validator:
             raise
         except Exception:
             return None
-        return Session(config, data, model, torch.device("cpu"), self.registry.hook)
+        return Session(config, data, model, torch.device("cpu"), self.registry.hook, registered_metrics(self.registry))
 
     def evaluated_examples(self, raw: Mapping[str, Any]) -> dict[str, int] | None:
         """How many examples a run of this config evaluates on its validation and test splits (each split's size
@@ -145,11 +143,21 @@ class Validator:
         return self._data[key]
 
 
+WHEN = "when"
+
+
 def check_columns(suite: Suite, cells: Sequence[Cell], validator: Validator) -> None:
     """Refuse (a UsageError naming the suite, the columns and what its first cell reports) a ``[suite] columns``
     metric that none of ``cells`` would report, before any of them runs; a cell that cannot be checked here may
     report anything, and so passes every column."""
     columns = suite.table.columns
+    catalogue = metric_catalogue(registered_metrics(validator.registry))
+    unknown = [name for name in columns if name not in catalogue]
+    if unknown:
+        raise UsageError(
+            f"suite {str(suite.path)!r}: [suite] columns {unknown} are not metrics a run reports; choose from: "
+            f"{', '.join(catalogue)}"
+        )
     missing = set(columns)
     first: Cell | None = None
     for cell in cells:
@@ -163,9 +171,9 @@ def check_columns(suite: Suite, cells: Sequence[Cell], validator: Validator) -> 
     if first is None:
         return
     shown = [name for name in columns if name in missing]
-    offered = validator.reported_columns(first, METRIC_NAMES) or set()
+    offered = validator.reported_columns(first, list(catalogue)) or set()
     raise UsageError(
         f"suite {str(suite.path)!r}: [suite] columns {', '.join(shown)}: no cell reports "
-        f"{'it' if len(shown) == 1 else 'them'} ({'; '.join(f'{n}: {REPORTED_WHEN[n]}' for n in shown)}); cell "
-        f"{first.id} reports: {', '.join(name for name in METRIC_NAMES if name in offered)}"
+        f"{'it' if len(shown) == 1 else 'them'} ({'; '.join(f'{n}: {catalogue[n][WHEN]}' for n in shown)}); cell "
+        f"{first.id} reports: {', '.join(name for name in catalogue if name in offered)}"
     )

@@ -119,10 +119,6 @@ def test_variant_fragments_merge_after_base_and_profile_and_before_parameter_axe
         (('id = "vae"', 'id = "nc-vae-gn"'), ["several values with the id 'nc-vae-gn'"]),
         (('test_priors = ["standard", "optimal"]', 'test_priors = ["-2"]'), ["test prior '-2'"]),
         (('"train.seed" = [0] }', '"model.seed" = [0] }'), ["'model.seed', which is not an axis"]),
-        (
-            ('rows = ["method", "regularizer.beta"]', 'rows = ["method", "regularizer.beta"]\ncolumns = ["mi", "ppl"]'),
-            ["columns ['ppl'] are not metrics", "ppl_elbo"],
-        ),
     ],
 )
 def test_suite_mistakes_are_usage_errors_naming_the_entry(tmp_path, change, fragments):

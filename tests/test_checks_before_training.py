@@ -22,7 +22,7 @@ from vaezoo.base.errors import UsageError
 from vaezoo.cli.run import _check_resume_length
 from vaezoo.components.interfaces import Encoder
 from vaezoo.config.run_config import check_no_ignored_settings, merge_raw, resolve
-from vaezoo.evaluation.evaluate import evaluation_metrics, finish_metrics, validation_metrics
+from vaezoo.evaluation.evaluate import evaluation_metrics, validation_metrics
 from vaezoo.plugins.loading import load_plugins
 from vaezoo.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vaezoo.runs.directory import STOPPED_EARLY, RunDirectory
@@ -76,6 +76,7 @@ def test_a_validation_never_reports_iw_nll_and_a_test_evaluation_does_when_asked
     assert evaluation_metrics(synthetic, "trained", iw_samples=5) == (
         *ALWAYS,
         *("iw_nll", "iw_nll_se", "iw_examples"),
+        "separability",
         "test_prior_variance",
     )
     assert evaluation_metrics(synthetic, "trained", iw_samples=0, among=["iw_nll", "mi"]) == ("mi",)
@@ -97,15 +98,15 @@ def test_the_reported_metrics_are_those_an_evaluation_reports(synthetic, ptb):
     from vaezoo.evaluation.evaluate import evaluate_split
 
     for session in (synthetic, ptb):
-        for iw_samples in (0, 2):
-            measured = evaluate_split(session, "valid", "trained", iw_samples=iw_samples)
-            assert set(evaluation_metrics(session, "trained", iw_samples)) == set(measured)
+        for split, iw_samples in (("valid", 0), ("test", 2)):
+            measured = evaluate_split(session, split, "trained", iw_samples=iw_samples)
+            assert evaluation_metrics(session, "trained", iw_samples, split=split) == tuple(measured)
 
 
-def test_separability_is_declared_by_the_data_set_that_adds_it(synthetic, ptb):
-    assert finish_metrics(synthetic) == ("separability",)
-    assert finish_metrics(ptb) == ()
-    assert "separability" not in validation_metrics(synthetic)
+def test_separability_is_reported_for_a_split_with_noise_examples_only(synthetic, ptb):
+    assert "separability" in evaluation_metrics(synthetic, "trained", 0, split="test")
+    assert "separability" not in evaluation_metrics(ptb, "trained", 0, split="test")
+    assert "separability" not in validation_metrics(synthetic)  # the synthetic task draws no validation noise
 
 
 # -- callbacks that cannot act on the run ----------------------------------------------------------------------
@@ -244,6 +245,17 @@ def test_a_suite_column_no_cell_reports_is_refused(plugins, tmp_path):
     assert "iw_nll, iw_nll_se, iw_examples, separability" in message  # what a cell does report
     reported = load_suite(_suite(tmp_path, ["mi", "separability", "iw_nll"]))
     check_columns(reported, expand(reported, None), validator)
+
+
+def test_a_suite_column_no_plugin_registered_is_refused_with_every_metric_named(plugins, tmp_path):
+    from vaezoo_bench.suite import expand
+
+    suite = load_suite(_suite(tmp_path, ["mi", "ppl"]))
+    with pytest.raises(UsageError) as refused:
+        check_columns(suite, expand(suite, None), Validator(plugins.registry, None))
+    message = str(refused.value)
+    assert "[suite] columns ['ppl'] are not metrics a run reports; choose from: neg_elbo, recon, kl, mi," in message
+    assert "ppl_elbo" in message and "separability" in message and len(message.splitlines()) == 1
 
 
 def test_a_selection_metric_a_cell_does_not_report_skips_the_cell(plugins):

@@ -12,8 +12,8 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 from tests.conftest import REPO, run_cli
-from vaezoo.evaluation.metrics import he_groups
 from vaezoo_bench.diagnose import posterior_statistics
+from vaezoo_plugins.metrics.information import he_groups
 
 D, N = 4, 2000
 

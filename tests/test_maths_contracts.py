@@ -18,7 +18,7 @@ from torch.distributions import Categorical, Distribution, Independent, MixtureS
 from tests.conftest import small_config
 from vaezoo.components.distributions import diagonal_normal, isotropic_normal, kl_or_estimate
 from vaezoo.components.interfaces import DataSpec, Step
-from vaezoo.evaluation.metrics import evaluate_priors
+from vaezoo.evaluation.evaluation_pass import evaluate_priors
 from vaezoo.evaluation.priors import resolve_test_prior
 from vaezoo.model.assembly import build_model
 from vaezoo.plugins.loading import load_plugins

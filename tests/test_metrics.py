@@ -20,18 +20,20 @@ from torch.distributions import Independent, MultivariateNormal, Normal, kl_dive
 from vaezoo.base.errors import UsageError
 from vaezoo.components.distributions import isotropic_normal
 from vaezoo.components.interfaces import DataSpec, Regularizer, evaluation_rows
-from vaezoo.evaluation.metrics import (
-    active_units,
+from vaezoo.evaluation.evaluation_pass import (
     evaluate,
-    he_groups,
     importance_weighted_log_likelihood,
     importance_weighted_log_likelihoods,
+)
+from vaezoo.evaluation.priors import isotropic_variance, offered_test_priors, resolve_test_prior
+from vaezoo.plugins.loading import load_plugins
+from vaezoo_plugins.metrics.activity import active_units
+from vaezoo_plugins.metrics.information import (
+    he_groups,
     mutual_information,
     mutual_information_he,
     pairwise_log_density,
 )
-from vaezoo.evaluation.priors import isotropic_variance, offered_test_priors, resolve_test_prior
-from vaezoo.plugins.loading import load_plugins
 from vaezoo_plugins.networks.mlp import MLPDecoder, MLPDecoderParams, MLPEncoder, MLPParams
 from vaezoo_plugins.regularizers.ncvae import kl_optimal_test_variance, tuned_test_variance
 

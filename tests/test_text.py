@@ -29,7 +29,7 @@ from vaezoo.base.errors import UsageError
 from vaezoo.components.distributions import isotropic_normal
 from vaezoo.components.interfaces import DataSpec
 from vaezoo.config.run_config import merge_raw, resolve
-from vaezoo.evaluation.metrics import evaluate, predicted_tokens
+from vaezoo.evaluation.evaluation_pass import evaluate, predicted_tokens
 from vaezoo.model.assembly import build_model
 from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.data import torchtext_adapter

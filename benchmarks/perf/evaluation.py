@@ -1,7 +1,7 @@
 """What the collapse metrics add to an evaluation pass, meant to run in a process of its own.
 
-vaezoo evaluates -ELBO, MI and AU in one pass over a split (:func:`vaezoo.evaluation.metrics.evaluate_priors`, whose
-tests
+vaezoo evaluates -ELBO, MI and AU in one pass over a split
+(:func:`vaezoo.evaluation.evaluation_pass.evaluate_priors`, whose tests
 count one encoder and one decoder call per batch): MI (the posteriors of a batch against each other) and AU (the
 variance of the posterior means) reuse the batch's encoding. This times, on the same examples, in interleaved
 repeats:

@@ -15,12 +15,11 @@ from typing import Any
 import attrs
 
 from vaezoo.api import (
-    METRIC_NAMES,
     METRICS_NAME,
-    REPORTED_WHEN,
     BestSoFar,
     Callback,
     UsageError,
+    metric_catalogue,
     param,
     read_json_lines,
     validation_metrics,
@@ -175,34 +174,41 @@ class EarlyStopping(Callback):
 
     @attrs.frozen
     class Params:
-        metric: str = param("neg_elbo", help="validation metric to watch")
-        mode: str = param("min", choices=("min", "max"), help="whether lower (min) or higher (max) is better")
+        metric: str = param("neg_elbo", help="validation metric to watch (any registered metric: vaezoo list metric)")
+        mode: str = param(
+            "auto",
+            choices=("auto", "min", "max"),
+            help="whether lower (min) or higher (max) is better; auto: as the metric declares",
+        )
         patience: int = param(3, ge=1, le=10**6, help="evaluations without improvement before stopping")
         min_delta: float = param(0.0, ge=0, le=10**6, help="smallest change that counts as an improvement")
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)
-        if params.metric not in METRIC_NAMES:  # refused before training, not at the first evaluation
-            raise UsageError(
-                f"callback 'early_stop': metric {params.metric!r} is not a metric vaezoo reports; choose one of: "
-                f"{', '.join(METRIC_NAMES)}"
-            )
-        self.best = BestSoFar(params.metric, params.mode, params.min_delta)
+        self.mode = "min" if params.mode == "auto" else params.mode  # auto: decided from the metric, before training
+        self.best = BestSoFar(params.metric, self.mode, params.min_delta)
 
     def incompatibility(self, session, registry) -> str | None:
+        """Refuse, before training, a metric no plugin registered or one the run's validation lines will not hold;
+        resolve ``mode = auto`` from the metric's direction."""
         metric = self.params.metric
+        catalogue = metric_catalogue(session.metrics)
+        if metric not in catalogue:
+            return f"metric {metric!r} is not a metric vaezoo reports; choose one of: {', '.join(catalogue)}"
+        if self.params.mode == "auto":
+            self.mode = "max" if catalogue[metric]["higher_is_better"] else "min"
         if validation_metrics(session, among=[metric]):  # asks only what this metric depends on
             return None
         reported = validation_metrics(session)
         return (
-            f"metric {metric!r} is not in its validation lines (it is reported {REPORTED_WHEN[metric]}); they hold: "
-            f"{', '.join(reported)}"
+            f"metric {metric!r} is not in its validation lines (it is reported {catalogue[metric]['when']}); they "
+            f"hold: {', '.join(reported)}"
         )
 
     def run_started(self, run) -> None:
         """Rebuild the count from the run's validation lines, and say so on stderr when the validations left are
         too few to ever stop (a note, not an error: a suite's short profile may keep the callback of its long one)."""
-        self.best = BestSoFar(self.params.metric, self.params.mode, self.params.min_delta)
+        self.best = BestSoFar(self.params.metric, self.mode, self.params.min_delta)
         self.best.replay(read_json_lines(run.run_dir / METRICS_NAME), run.start_step)
         left = validations_left(run.start_step, run.total_steps, run.config.train.eval_every)
         # the first validation sets the best; each one after it without improvement counts towards patience

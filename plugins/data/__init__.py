@@ -1,5 +1,6 @@
 """Data sets: the synthetic task, MNIST and Omniglot, Yahoo and PTB, and torchtext's corpora when torchtext is
-installed; with the synthetic task's code scatter and ``separability`` at the end of a run."""
+installed; ``separability``, the metric of data that have noise of their own, and the synthetic task's code
+scatter at the end of a run."""
 
 from __future__ import annotations
 
@@ -11,22 +12,16 @@ from vaezoo.api import hookimpl
 @hookimpl
 def vaezoo_register(register) -> None:
     from vaezoo_plugins.data.images import MNIST, Omniglot
+    from vaezoo_plugins.data.separability import Separability
     from vaezoo_plugins.data.synthetic import SyntheticData
     from vaezoo_plugins.data.text import PTB, Yahoo
 
-    for source in (SyntheticData, Omniglot, MNIST, Yahoo, PTB):
-        register(source)
+    for component in (SyntheticData, Omniglot, MNIST, Yahoo, PTB, Separability):
+        register(component)
     if importlib.util.find_spec("torchtext") is not None:
         from vaezoo_plugins.data.torchtext_adapter import TorchtextSource
 
         register(TorchtextSource)
-
-
-@hookimpl
-def vaezoo_finish_metrics(session):
-    from vaezoo_plugins.data.synthetic import finish_metrics
-
-    return finish_metrics(session)
 
 
 @hookimpl

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     split under one or several test priors; ``--set data.PARAM`` (the data source's ``evaluation_params``, e.g.
     ``data.test_file``) evaluates on other data of the same form."""
     from vaezoo.config.prior_setting import check_test_prior
-    from vaezoo.evaluation.evaluate import evaluate_split_priors
+    from vaezoo.evaluation.evaluate import evaluate_split_priors, metric_catalogue
     from vaezoo.runs.session import load_trained, resolve_data_dir, trained_data
 
     plugins = default_plugins()
@@ -147,5 +147,5 @@ def run(args: argparse.Namespace) -> int:
         record = session.data.sources.get(args.split)
         origin = f" ({record['examples']} examples from '{record['file']}')" if record else ""
         print(f"{args.split} split{origin} of {args.run_dir}, by test prior:")
-        print(format_metrics(evaluated))
+        print(format_metrics(evaluated, metric_catalogue(session.metrics)))
     return 0

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from vaezoo.evaluation.metric_names import METRIC_LEGEND, METRIC_NAMES
-
-if TYPE_CHECKING:  # the command line imports torch only when a command needs it
-    pass
+from collections.abc import Mapping
+from typing import Any
 
 
-def format_metrics(columns: dict[str, dict[str, Any]]) -> str:
-    """A table of metrics, one row per metric in a fixed order and one column per entry of ``columns`` (e.g.
-    ``{"value": metrics}``, or one per test prior), with its unit in the header and a legend line below."""
-    names = [n for n in METRIC_NAMES if any(n in m for m in columns.values())]
-    names += sorted({n for m in columns.values() for n in m} - set(METRIC_NAMES))
+def format_metrics(columns: dict[str, dict[str, Any]], catalogue: Mapping[str, Mapping[str, Any]]) -> str:
+    """A table of metrics, one row per metric in the ``catalogue``'s order (see
+    :func:`vaezoo.evaluation.evaluate.metric_catalogue`; names it lacks come last, sorted) and one column per entry
+    of ``columns`` (e.g. ``{"value": metrics}``, or one per test prior), with its unit in the header and the
+    catalogue's legends below."""
+    names = [n for n in catalogue if any(n in m for m in columns.values())]
+    names += sorted({n for m in columns.values() for n in m} - set(catalogue))
     title = "metric (nats per example)"
     width = max(len(n) for n in [*names, title])
     headers = [f"{title:<10}" for title in columns]
@@ -29,5 +27,6 @@ def format_metrics(columns: dict[str, dict[str, Any]]) -> str:
             text = "" if value is None else f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
             cells.append(f"{text:<{max(10, len(title))}}")
         lines.append("  ".join([f"{name:<{width}}", *cells]).rstrip())
-    lines.append("; ".join(METRIC_LEGEND[name] for name in names if name in METRIC_LEGEND))
+    legends = [catalogue[name]["legend"] for name in names if name in catalogue and catalogue[name]["legend"]]
+    lines.append("; ".join(legends))
     return "\n".join(lines)

@@ -246,6 +246,9 @@ def _dry_run(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train (or resume, or with ``--dry-run`` only check) the run the options describe, and print its test
+    metrics."""
+    from vaezoo.evaluation.evaluate import metric_catalogue
     from vaezoo.runs.session import resolve_device
     from vaezoo.training.distributed import process_group
     from vaezoo.training.trainer import Trainer
@@ -279,5 +282,5 @@ def run(args: argparse.Namespace) -> int:
     tested = results.get("tested_step", results["steps"])
     model = f", of the best model (step {tested}, train.test_model = best)" if tested != results["steps"] else ""
     print(f"test metrics after {results['steps']} steps ({results['wall_time_s']:.1f} s of training){model}:")
-    print(format_metrics({"value": results["metrics"]}))
+    print(format_metrics({"value": results["metrics"]}, metric_catalogue(trainer.session.metrics)))
     return 0

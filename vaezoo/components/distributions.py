@@ -49,3 +49,9 @@ def kl_or_estimate(posterior: Distribution, prior: Distribution, z: Tensor) -> T
 def refuses_invalid_parameters(error: ValueError) -> bool:
     """Whether ``error`` is torch.distributions refusing NaN or infinite parameters (a diverged model)."""
     return "invalid values" in str(error)
+
+
+def is_diagonal_normal(posterior: Distribution) -> bool:
+    """Whether ``posterior`` is a batch of diagonal Gaussians, ``'b d'`` (what He et al.'s MI estimate and fast pairwise
+    densities need)."""
+    return isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal) and posterior.mean.dim() == 2

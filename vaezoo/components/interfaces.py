@@ -240,6 +240,11 @@ class Data:
         self.sources: dict[str, SourceRecord] = {}
         self.notes: list[str] = []
 
+    def noise_examples(self, split: str) -> Tensor | None:
+        """The examples of a noise distribution of the data set's own for ``split`` (read by metrics of the
+        ``noise_codes``), or None: most data sets have none."""
+        return None
+
     def source_lines(self) -> list[str]:
         """One line per split read from a file, for people: ``data SPLIT: N examples from 'FILE' (SELECTION)``."""
         return [

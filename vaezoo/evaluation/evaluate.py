@@ -15,16 +15,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 from vaezoo.base.errors import TrainingDiverged
-from vaezoo.components.distributions import refuses_invalid_parameters
+from vaezoo.components.distributions import is_diagonal_normal, refuses_invalid_parameters
 from vaezoo.components.interfaces import evaluation_rows
+from vaezoo.components.metric import ELBO_TERMS, EvaluationSetting, Metric
 from vaezoo.components.precision import autocast
-from vaezoo.evaluation.metric_names import METRIC_NAMES, REPORTED_WHEN
-from vaezoo.evaluation.metrics import evaluate_priors, is_diagonal_normal
+from vaezoo.evaluation.evaluation_pass import evaluate_priors
 from vaezoo.evaluation.priors import TestPrior, resolve_test_prior
 from vaezoo.runs.session import Session, subnormals_flushed
 
-#: Metrics every evaluation reports, whatever the data, model and settings (neg_elbo, recon, kl, mi, au).
-ALWAYS_REPORTED = tuple(name for name in METRIC_NAMES if name not in REPORTED_WHEN)
+#: What an evaluation reports about its test prior when it is N(0, s^2 I): s^2 (not a metric; shown after them).
+TEST_PRIOR_VARIANCE = "test_prior_variance"
+TEST_PRIOR_VARIANCE_LEGEND = "test_prior_variance = s^2 of the test prior N(0, s^2 I)"
 #: Importance samples of a validation line's evaluation: a validation never computes IW-NLL (it would cost k
 #: decoder passes per example at every evaluation point).
 VALIDATION_IW_SAMPLES = 0
@@ -110,68 +111,98 @@ def _evaluate_under_priors(
         autocast(train.precision, session.device),
     ):
         priors = {choice: resolve_test_prior(session, choice) for choice in test_priors}
+        noise = session.data.noise_examples(split)
         metrics = evaluate_priors(
             session.model.encoder,
             session.model.decoder,
             {choice: prior.distribution for choice, prior in priors.items()},
             session.batches(split),
+            metrics=session.metrics,
             iw_samples=iw_samples,
             iw_chunk=cfg.iw_chunk,
             iw_rows=cfg.iw_rows,
             mi_he_batch=cfg.mi_he_batch,
             iw_mask=iw_mask,
             au_threshold=cfg.au_threshold,
+            noise_batches=None if noise is None else _noise_batches(session, noise),
+            seed=train.seed,
             on_progress=on_progress,
         )
     return priors, metrics
 
 
+def _noise_batches(session: Session, noise: Tensor) -> Iterator[Tensor]:
+    """The split's noise examples in evaluation batches, on the session's device."""
+    for batch in noise.split(session.config.eval.batch_size):
+        yield batch.to(session.device)
+
+
+def evaluation_setting(session: Session, split: str, iw_samples: int) -> EvaluationSetting:
+    """What decides the metrics an evaluation of ``split`` with ``iw_samples`` reports: the data's form, whether
+    the encoder's posterior is a diagonal Gaussian (asked of two validation examples) and whether the split has
+    noise examples."""
+    with torch.no_grad():
+        diagonal = is_diagonal_normal(session.model.encoder(next(session.batches("valid"))[:2]))
+    noise = session.data.noise_examples(split) is not None
+    cfg = session.config.eval
+    options = {"au_threshold": cfg.au_threshold, "mi_he_batch": cfg.mi_he_batch, "seed": session.config.train.seed}
+    return EvaluationSetting(session.data.spec, iw_samples, diagonal, noise, options)
+
+
 def evaluation_metrics(
-    session: Session, test_prior: str, iw_samples: int, among: Collection[str] = METRIC_NAMES
+    session: Session, test_prior: str, iw_samples: int, among: Collection[str] | None = None, split: str = "test"
 ) -> tuple[str, ...]:
-    """Which of ``among`` (default: every metric) an evaluation of ``session``'s model under ``test_prior`` with
-    ``iw_samples`` reports (:func:`evaluate_split`), in the order of ``METRIC_NAMES``; decided before training,
+    """Which of ``among`` (default: all) an evaluation of ``session``'s model on ``split`` under ``test_prior``
+    with ``iw_samples`` reports (:func:`evaluate_split`), in the order it prints them; decided before training,
     from the configuration, the data and the freshly built model. The one place that knows it.
 
-    Always ``neg_elbo``, ``recon``, ``kl``, ``mi`` and ``au``; ``mi_he`` when the encoder's posterior is a
-    diagonal Gaussian (asked of two validation examples); ``iw_nll``, ``iw_nll_se`` and ``iw_examples`` when
-    ``iw_samples > 0``; ``ppl_elbo`` for token data (and ``ppl_iw`` with IW-NLL); ``test_prior_variance`` when the
-    test prior is N(0, s^2 I) (built to find out, and only when asked: ``tuned`` costs an encoder pass over the
-    validation split). Never the extra test metrics of evaluation plugins (``separability``): see
-    :func:`finish_metrics`. The model's mode and the training RNG are left as they were."""
-    iw, tokens = iw_samples > 0, session.data.spec.kind == "tokens"
-    conditions: dict[str, Callable[[], bool]] = {
-        "mi_he": lambda: is_diagonal_normal(session.model.encoder(next(session.batches("valid"))[:2])),
-        "iw_nll": lambda: iw,
-        "iw_nll_se": lambda: iw,
-        "iw_examples": lambda: iw,
-        "ppl_elbo": lambda: tokens,
-        "ppl_iw": lambda: tokens and iw,
-        "test_prior_variance": lambda: resolve_test_prior(session, test_prior).variance is not None,
-    }
+    Always the ELBO's terms (``neg_elbo``, ``recon``, ``kl``); each registered metric when its ``reported`` says so
+    (``mi_he`` for a diagonal Gaussian posterior, ``iw_nll`` when ``iw_samples > 0``, ``ppl_elbo`` for token data,
+    ``separability`` for a split with noise examples...); ``test_prior_variance`` when the test prior is
+    N(0, s^2 I) (built to find out, and only when asked: ``tuned`` costs an encoder pass over the validation
+    split). The model's mode and the training RNG are left as they were."""
     model = session.model
     was_training = model.training
     model.eval()
     try:
-        with evaluation_rng(session), torch.no_grad():
-            return tuple(
-                name
-                for name in METRIC_NAMES
-                if name in among and (name in ALWAYS_REPORTED or conditions.get(name, lambda: False)())
-            )
+        with evaluation_rng(session):
+            setting = evaluation_setting(session, split, iw_samples)
+            names = [*ELBO_TERMS, *(metric.name for metric in session.metrics if metric.reported(setting))]
+            wanted = [name for name in names if among is None or name in among]
+            if (among is None or TEST_PRIOR_VARIANCE in among) and _isotropic(session, test_prior):
+                wanted.append(TEST_PRIOR_VARIANCE)
+            return tuple(wanted)
     finally:
         model.train(was_training)
 
 
-def validation_metrics(session: Session, among: Collection[str] = METRIC_NAMES) -> tuple[str, ...]:
+def _isotropic(session: Session, test_prior: str) -> bool:
+    with torch.no_grad():
+        return resolve_test_prior(session, test_prior).variance is not None
+
+
+def validation_metrics(session: Session, among: Collection[str] | None = None) -> tuple[str, ...]:
     """Which of ``among`` every validation line of ``session``'s run holds (metrics.jsonl; what callbacks such as
-    early stopping and a suite's selection rule see): :func:`evaluation_metrics` under the run's test prior,
-    without IW-NLL."""
-    return evaluation_metrics(session, session.config.eval.test_prior, VALIDATION_IW_SAMPLES, among)
+    early stopping and a suite's selection rule see): :func:`evaluation_metrics` of the validation split under the
+    run's test prior, without IW-NLL."""
+    return evaluation_metrics(session, session.config.eval.test_prior, VALIDATION_IW_SAMPLES, among, "valid")
 
 
-def finish_metrics(session: Session) -> tuple[str, ...]:
-    """The extra test metrics evaluation plugins add to ``session``'s finished run (``vaezoo_finish``), as they
-    declare them before training (``vaezoo_finish_metrics``)."""
-    answers = session.hook.vaezoo_finish_metrics(session=session) if session.hook is not None else []
-    return tuple(dict.fromkeys(name for answer in answers if answer for name in answer))
+def metric_catalogue(metrics: Sequence[type[Metric]]) -> dict[str, dict[str, object]]:
+    """Every figure an evaluation may report, in printing order: the ELBO's terms, ``metrics`` and
+    ``test_prior_variance``, each with its legend, whether higher is better and when it is reported ("" always)."""
+    catalogue: dict[str, dict[str, object]] = {
+        name: {"legend": legend, "higher_is_better": False, "when": ""} for name, legend in ELBO_TERMS.items()
+    }
+    for metric in metrics:
+        catalogue[metric.name] = {
+            "legend": metric.legend,
+            "higher_is_better": metric.higher_is_better,
+            "when": metric.when,
+        }
+    catalogue[TEST_PRIOR_VARIANCE] = {
+        "legend": TEST_PRIOR_VARIANCE_LEGEND,
+        "higher_is_better": None,
+        "when": "only when the test prior is N(0, s^2 I)",
+    }
+    return catalogue

@@ -1,6 +1,7 @@
 """What a component is: the base every component class derives from, and the kinds of component by name.
 
-The interface of each kind (:mod:`vaezoo.components.interfaces`, :mod:`vaezoo.training.callbacks`) derives from
+The interface of each kind (:mod:`vaezoo.components.interfaces`, :mod:`vaezoo.components.metric`,
+:mod:`vaezoo.training.callbacks`) derives from
 :class:`Component` and sets ``kind``; the registry files a class under its ``kind``.
 """
 
@@ -14,7 +15,9 @@ from vaezoo.base.params import NoParams
 KINDS = ("data", "encoder", "decoder", "prior", "regularizer", "noise")
 #: Kinds of which a run chooses any number, in the config section ``callbacks`` (``--callback NAME``).
 MULTI_KINDS = ("callback",)
-ALL_KINDS = (*KINDS, *MULTI_KINDS)
+#: Kinds of which every registered component serves every run: each evaluation computes every metric that applies.
+EVERY_KINDS = ("metric",)
+ALL_KINDS = (*KINDS, *MULTI_KINDS, *EVERY_KINDS)
 
 
 class Component:

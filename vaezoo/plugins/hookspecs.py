@@ -71,11 +71,5 @@ def vaezoo_test_priors(session):
 
 @hookspec
 def vaezoo_finish(session, run_dir):
-    """A finished run's extra test metrics (``{name: float}``, added to results.json), after the test
-    evaluation; files may be written into ``run_dir`` (a figure, say). None when the plugin has nothing to add."""
-
-
-@hookspec
-def vaezoo_finish_metrics(session):
-    """The names of the metrics ``vaezoo_finish`` will add for ``session``'s run, declared before it trains (so
-    that early stopping, a suite's columns and the like are checked against them); None for none."""
+    """Write files about a finished run into ``run_dir`` (a figure, say), after its test evaluation. Metrics are
+    components (:class:`vaezoo.api.Metric`), computed in the evaluation pass; this hook adds none."""

@@ -13,6 +13,7 @@ import torch
 
 from vaezoo.base.errors import UsageError
 from vaezoo.components.interfaces import Data, DataSource, TrainedData
+from vaezoo.components.metric import Metric, evaluation_order
 from vaezoo.config.run_config import RunConfig, TrainConfig, merge_raw, resolve
 from vaezoo.model.assembly import VAE, build_model_for_data
 from vaezoo.plugins.registry import Registry
@@ -63,6 +64,8 @@ class Session:
     device: torch.device
     #: The plugins' hooks (pluggy's relay), through which evaluation plugins answer; None without plugins.
     hook: Any = None
+    #: The registered metrics every evaluation of the run computes when they apply, in evaluation order.
+    metrics: tuple[type[Metric], ...] = ()
 
     def batches(self, split: str) -> Iterator[torch.Tensor]:
         for x in self.data.batches(split, self.config.eval.batch_size, self.config.eval.limit):
@@ -151,7 +154,12 @@ def open_session(
         )
     torch.manual_seed(config.train.seed)
     model = build_model_for_data(config, registry, data).to(device)
-    return Session(config, data, model, device, registry.hook)
+    return Session(config, data, model, device, registry.hook, registered_metrics(registry))
+
+
+def registered_metrics(registry: Registry) -> tuple[type[Metric], ...]:
+    """The metrics of ``registry`` in evaluation order."""
+    return tuple(evaluation_order(entry.cls for entry in registry.entries("metric").values()))
 
 
 def load_trained(

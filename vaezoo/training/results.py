@@ -19,7 +19,8 @@ from vaezoo.training.progress import TrainingProgress
 def evaluate_and_write_results(
     session: Session, directory: RunDirectory, config: RunConfig, progress: TrainingProgress
 ) -> dict[str, Any]:
-    """Test metrics (with IW-NLL and what evaluation plugins add), written with the run's facts to results.json.
+    """Test metrics (with IW-NLL), written with the run's facts to results.json; then plugins write their files about
+    the finished run (``vaezoo_finish``).
 
     With ``train.test_model = "best"`` the model of the best validation line is tested (its step is
     ``tested_step`` in the results) and left in the session; the checkpoint keeps the last step's."""
@@ -27,8 +28,8 @@ def evaluate_and_write_results(
     test = evaluate_split(
         session, "test", config.eval.test_prior, iw_samples=config.eval.iw_samples, progress=config.train.progress
     )
-    for extra in session.hook.vaezoo_finish(session=session, run_dir=directory.path) if session.hook else []:
-        test.update(extra)
+    if session.hook is not None:
+        session.hook.vaezoo_finish(session=session, run_dir=directory.path)
     results = {
         "metrics": test,
         "test_prior": config.eval.test_prior,

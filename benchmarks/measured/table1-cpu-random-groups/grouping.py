@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from vaezoo.api import default_plugins, load_trained, mutual_information_he, resolve_data_dir
+from vaezoo.api import default_plugins, load_trained, resolve_data_dir
+from vaezoo_plugins.metrics.information import mutual_information_he
 
 GROUP = 50
 DRAWS = 20

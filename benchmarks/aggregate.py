@@ -52,8 +52,6 @@ METRIC_TITLES = {
     "test_prior_variance": "s²",
 }
 
-#: Metrics of a run's validation lines (metrics.jsonl), which a selection rule may score.
-VALID_METRICS = ("mi_he", "mi", "au", "neg_elbo", "recon", "kl", "ppl_elbo")
 #: Metrics a selection constraint bounds from above: nats per example, lower is better.
 CONSTRAINT_METRICS = ("neg_elbo", "recon", "kl")
 #: The two MI estimators (docs/maths.md 5.2 and 5.2.1), He et al.'s first: the papers' MI.

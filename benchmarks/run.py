@@ -116,7 +116,7 @@ from vaezoo_bench.suite import (
     short_names,
     suite_file,
 )
-from vaezoo_bench.validate import Validator, check_columns
+from vaezoo_bench.validate import Validator, check_columns, check_metric_names
 
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).
 WAIT = "wait"
@@ -356,6 +356,7 @@ def run_suite(args: argparse.Namespace) -> int:
     allowed = parse_selection(args.only, effective_axes(suite, profile))
     matrix = _Matrix(suite, profile, expand(suite, profile), allowed, out, resolve_data_dir(args.data_dir))
     plugins = default_plugins()
+    check_metric_names(suite, plugins.registry)
     context = _context(args, out, matrix.data_dir, len(matrix.cells))
     executor = make_executor(args.executor, args.executor_option, context, plugins)
     for failure in plugins.failures:

@@ -146,18 +146,33 @@ class Validator:
 WHEN = "when"
 
 
-def check_columns(suite: Suite, cells: Sequence[Cell], validator: Validator) -> None:
-    """Refuse (a UsageError naming the suite, the columns and what its first cell reports) a ``[suite] columns``
-    metric that none of ``cells`` would report, before any of them runs; a cell that cannot be checked here may
-    report anything, and so passes every column."""
-    columns = suite.table.columns
-    catalogue = metric_catalogue(registered_metrics(validator.registry))
-    unknown = [name for name in columns if name not in catalogue]
+def check_metric_names(suite: Suite, registry: Registry) -> dict[str, dict[str, Any]]:
+    """Refuse a ``[suite] columns`` or ``[select] metric`` name that no plugin registered as a metric (a one-line
+    UsageError naming the suite, the names and every metric); the catalogue of metrics otherwise."""
+    catalogue = metric_catalogue(registered_metrics(registry))
+    unknown = [name for name in suite.table.columns if name not in catalogue]
     if unknown:
         raise UsageError(
             f"suite {str(suite.path)!r}: [suite] columns {unknown} are not metrics a run reports; choose from: "
             f"{', '.join(catalogue)}"
         )
+    metrics = [name for name, entry in catalogue.items() if entry["higher_is_better"] is not None]
+    for index, selection in enumerate(suite.selections):
+        if selection.metric not in metrics:
+            raise UsageError(
+                f"suite {str(suite.path)!r}: {selection_where(suite.selections, index)} metric {selection.metric!r} "
+                f"is not a metric a run reports; choose from: {', '.join(metrics)}"
+            )
+    return catalogue
+
+
+def check_columns(suite: Suite, cells: Sequence[Cell], validator: Validator) -> None:
+    """Refuse (a UsageError naming the suite, the columns and what its first cell reports) a ``[suite] columns``
+    metric (registered: see :func:`check_metric_names`) that none of ``cells`` would report, before any of them
+    runs; a cell that cannot be checked here may
+    report anything, and so passes every column."""
+    columns = suite.table.columns
+    catalogue = metric_catalogue(registered_metrics(validator.registry))
     missing = set(columns)
     first: Cell | None = None
     for cell in cells:

@@ -601,3 +601,38 @@ def test_perf_entry_point_refuses_a_bad_option_in_one_line_naming_the_choices(ca
 def test_a_suite_without_axes_is_refused_rather_than_run_as_a_cell_without_an_id(tmp_path, text):
     with pytest.raises(UsageError, match=r"has no \[axes\]"):
         load_suite(write(tmp_path, text))
+
+
+THIRD_PARTY_SUITE = REPO / "tests" / "fixtures" / "bench" / "third_party.toml"
+
+
+@pytest.mark.slow
+def test_a_third_party_metric_is_a_column_a_selection_metric_and_an_early_stopping_metric(tmp_path):
+    # the fixture distribution's metric code_norm, found through its dist-info as if installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_SITE), os.environ.get("PYTHONPATH")]))}
+    out = tmp_path / "out"
+    for tool in (["run", str(THIRD_PARTY_SUITE), "--out", str(out), "--jobs", "1"], ["report", str(out), "--no-plots"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "vaezoo", "bench", *tool], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    report = (out / "report" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| Method | Test prior"))
+    assert header.rstrip().endswith("| code_norm |")
+    sweep = {
+        cell["id"]: json.loads((out / "cells" / cell["id"] / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+        for cell in cells_of(out).values()
+        if cell["id"].startswith("method=l2code")
+    }
+    valid = {cell_id: line["valid"]["code_norm"] for cell_id, line in sweep.items()}
+    chosen = min(valid, key=valid.get)  # rule "min" on the last validation line (no better line is kept)
+    assert f"regularizer.weight={chosen.rpartition('=')[2]}: valid code_norm" in report
+    # early stopping watched code_norm (lower is better, as the metric declares): every run stopped where the
+    # metric had not improved for two validations
+    for cell in cells_of(out).values():
+        lines = [
+            json.loads(line) for line in (out / "cells" / cell["id"] / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
+        norms = [line["valid"]["code_norm"] for line in lines if "valid" in line]
+        best = norms.index(min(norms))
+        assert cell["train"]["steps"] == 100 or len(norms) - 1 - best >= 2, (cell["id"], norms)

@@ -565,3 +565,16 @@ def test_a_plugin_adds_a_subcommand_and_one_naming_a_core_command_is_reported(tm
     assert "hello" in listed.stdout and "theory" in listed.stdout
     alone = run_vaezoo("--help", cwd=tmp_path).stdout
     assert "theory" in alone and "hello" not in alone
+
+
+def test_a_third_party_metric_is_registered_with_its_legend_and_direction(plugin_site):
+    from vaezoo.evaluation.evaluate import metric_catalogue
+    from vaezoo.runs.session import registered_metrics
+
+    plugins = load_plugins()
+    entry = plugins.registry.get("metric", "code_norm")
+    assert entry.origin == FIXTURE_ORIGIN
+    catalogue = metric_catalogue(registered_metrics(plugins.registry))
+    assert catalogue["code_norm"] == {"legend": "code_norm = E_x ||E_q[z|x]||^2", "higher_is_better": False, "when": ""}
+    assert list(catalogue)[:3] == ["neg_elbo", "recon", "kl"] and list(catalogue)[-1] == "test_prior_variance"
+    assert list(catalogue).index("code_norm") > list(catalogue).index("separability")  # order 100: after built-ins

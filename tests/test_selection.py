@@ -284,7 +284,7 @@ within = { metric = "neg_elbo", nats = 2.0, of = { method = "vae" } }"""
     ("old", "new", "message"),
     [
         ('rule = "max"', 'rule = "median"', "[select] rule 'median' is not one of max, min"),
-        ('metric = "mi_he"', 'metric = "iw_nll"', "[select] metric 'iw_nll' is not a validation metric; choose from:"),
+        ('metric = "mi_he"', "metric = 3", "[select] metric must name a validation metric (vaezoo list metric), got 3"),
         ('split = "valid"', 'split = "test"', "[select] split 'test': a value is chosen on the validation split only"),
         ('rule = "max"', 'rule = "max"\ncolour = 1', "[select] has unknown key 'colour'; valid keys: axes, where"),
         ('axes = ["regularizer.delta"]', 'axes = ["regularizer.gamma"]', "unknown axis 'regularizer.gamma'; axes:"),
@@ -345,7 +345,7 @@ def test_the_runner_refuses_a_bad_selection_in_one_line(tmp_path, capsys):
     assert main([str(suite), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m benchmarks.run: error: suite ")
-    assert "metric 'elbo' is not a validation metric" in err
+    assert "[select] metric 'elbo' is not a metric a run reports; choose from: neg_elbo, recon, kl, mi, mi_he" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 

@@ -28,7 +28,7 @@ from vaezoo.plugins.loading import DISABLE_VARIABLE
 
 README = REPO / "README.md"
 SECTION = "## Writing a plugin"
-PRIOR_SECTION = "## Writing a prior or an evaluation plugin"
+PRIOR_SECTION = "## Writing a prior, a test prior and a metric"
 #: A code block under the line naming its file: `NAME`, a blank line, ```LANGUAGE ... ```.
 NAMED_BLOCK = re.compile(r"^`(?P<file>[^`\s]+)`\n\n```(?P<language>\w+)\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
 #: A verbose pytest result line: node id and outcome.

@@ -47,7 +47,7 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["eval", "/no/such/run"], ["not a run directory"]),
         (["run", "--steps", "many"], ["invalid int value: 'many'"]),
         (["run", "--steps", "5", "--epochs", "1"], ["--steps 5 and --epochs 1", "give one"]),
-        (["list", "gizmo"], ["invalid choice: 'gizmo'", "regularizer"]),
+        (["list", "gizmo"], ["unknown kind 'gizmo'", "regularizer", "metric", "executor"]),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(args, fragments):

@@ -41,8 +41,8 @@ from vaezoo.api import (
     resolve,
     validation_metrics,
 )
+from vaezoo_bench.matrix.model import Cell, Selection, Suite, selection_where
 from vaezoo_bench.results import PRIOR_INDEPENDENT
-from vaezoo_bench.suite import Cell, Selection, Suite, selection_where
 
 
 class Validator:

@@ -9,14 +9,12 @@ from typing import Any
 
 from vaezoo.api import UsageError, merge_raw
 from vaezoo_bench.matrix.model import Axis, Cell, Profile, Suite, Variant, Within, axis_ids, short_names
-from vaezoo_bench.matrix.reading import SuiteReader
 
 
 def effective_axes(suite: Suite, profile: Profile | None) -> tuple[Axis, ...]:
     """The suite's axes with the profile's replacement values."""
     replaced = profile.axes if profile is not None else {}
-    reader = SuiteReader(suite.path)
-    return tuple(reader.axis(a.name, list(replaced[a.name])) if a.name in replaced else a for a in suite.axes)
+    return tuple(replaced.get(a.name, a) for a in suite.axes)
 
 
 def matches(value_ids: Mapping[str, str], assignment: Mapping[str, frozenset[str]]) -> bool:

@@ -94,11 +94,11 @@ class Selection:
 
 @attrs.frozen
 class Profile:
-    """A ``[profile.NAME]``: raw config overrides for a budget, and the values of the axes it replaces (by name)."""
+    """A ``[profile.NAME]``: raw config overrides for a budget, and the axes whose values it replaces (by name)."""
 
     name: str
     config: dict[str, Any]
-    axes: dict[str, tuple[Any, ...]]
+    axes: dict[str, Axis]
 
 
 @attrs.frozen

@@ -222,7 +222,7 @@ def load_suite(path: Path) -> Suite:
     if default_profile is not None and default_profile not in profiles:
         raise reader.fail(f"default_profile {default_profile!r} is not a [profile.NAME] table")
     # Value ids in [select], exclude and reference may be those of any profile's values of an axis.
-    every = _every_value(reader, axes, profiles)
+    every = _every_value(axes, profiles)
     selections = _selections(reader, document.get("select", []), every)
     table = _table(reader, meta, [a.name for a in axes], selections, every)
     _check_assignments(reader, selections, table)
@@ -266,30 +266,33 @@ def _axes(reader: SuiteReader, document: dict[str, Any]) -> tuple[Axis, ...]:
 
 
 def _profiles(reader: SuiteReader, value: Any, axes: Sequence[Axis]) -> dict[str, Profile]:
-    """The ``[profile.NAME]`` tables; the axes whose values a profile replaces must be the suite's."""
-    profiles = {name: _profile(reader, name, table) for name, table in reader.table(value, "[profile]").items()}
-    for profile in profiles.values():
-        for name, values in profile.axes.items():
-            replaced = next((a for a in axes if a.name == name), None)
-            if replaced is None:
-                raise reader.fail(f"profile {profile.name!r} sets values of {name!r}, which is not an axis")
-            reader.axis(name, list(values))
+    """The ``[profile.NAME]`` tables, every profile's config checked before any profile's axes; the axes whose
+    values a profile replaces must be the suite's."""
+    read = {}
+    for name, table in reader.table(value, "[profile]").items():
+        config = reader.table(table, f"[profile.{name}]")
+        values = reader.axis_values(config.pop("axes", {}))
+        read[name] = (reader.raw_config(config, f"[profile.{name}]"), values)
+    names = [a.name for a in axes]
+    profiles = {}
+    for name, (config, values) in read.items():
+        replaced = {}
+        for axis, axis_values in values.items():
+            if axis not in names:
+                raise reader.fail(f"profile {name!r} sets values of {axis!r}, which is not an axis")
+            replaced[axis] = reader.axis(axis, list(axis_values))
+        profiles[name] = Profile(name, config, replaced)
     return profiles
 
 
-def _profile(reader: SuiteReader, name: str, table: Any) -> Profile:
-    config = reader.table(table, f"[profile.{name}]")
-    axes = reader.axis_values(config.pop("axes", {}))
-    return Profile(name, reader.raw_config(config, f"[profile.{name}]"), {k: tuple(v) for k, v in axes.items()})
-
-
-def _every_value(reader: SuiteReader, axes: Sequence[Axis], profiles: Mapping[str, Profile]) -> tuple[Axis, ...]:
+def _every_value(axes: Sequence[Axis], profiles: Mapping[str, Profile]) -> tuple[Axis, ...]:
     """The suite's axes with every profile's replacement values added (by id, in order of appearance)."""
     merged = []
     for axis in axes:
         values, seen = list(axis.values), {axis.slug(v) for v in axis.values}
         for profile in profiles.values():
-            for value in reader.axis(axis.name, list(profile.axes.get(axis.name, ()))).values:
+            replaced = profile.axes.get(axis.name)
+            for value in replaced.values if replaced is not None else ():
                 if axis.slug(value) not in seen:
                     values.append(value)
                     seen.add(axis.slug(value))

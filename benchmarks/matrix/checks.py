@@ -1,13 +1,16 @@
-"""Checks of the shape of a suite file's entries (tables, raw configs, lists of names, test priors), each refusal a
-one-line UsageError naming the file and the entry."""
+"""Checks of the shape of a suite file's entries (tables, raw configs, lists of names, test priors, the keys of a
+table, choices and numbers), each refusal a one-line UsageError naming the file and the entry."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vaezoo.api import SECTIONS, UsageError, check_test_prior
+
+#: The usual refusal of a value that is not among the choices (Reader.one_of).
+ONE_OF = " is not one of {choices}"
 
 
 class Reader:
@@ -26,6 +29,26 @@ class Reader:
         if not isinstance(value, Mapping):
             raise self.fail(f"{where} must be a table, got {value!r}")
         return dict(value)
+
+    def keys(self, table: Mapping[str, Any], where: str, valid: Sequence[str]) -> None:
+        """Refuses the first key of ``table`` (in sorted order) that is not ``valid``."""
+        unknown = sorted(set(table) - set(valid))
+        if unknown:
+            raise self.fail(f"{where} has unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
+
+    def one_of(self, value: Any, subject: str, choices: Sequence[str], refusal: str = ONE_OF) -> Any:
+        """``value`` when it is one of ``choices``, else a UsageError: ``subject`` (the entry), the value, and
+        ``refusal``, in which ``{choices}`` stands for the choices."""
+        if value not in choices:
+            raise self.fail(f"{subject} {value!r}{refusal.format(choices=', '.join(choices))}")
+        return value
+
+    def at_least(self, value: Any, subject: str, kinds: tuple[type, ...], minimum: int, what: str) -> Any:
+        """``value`` when it is a number of one of the types ``kinds`` (a bool is none) and at least ``minimum``,
+        else a UsageError naming ``subject`` (the entry) and ``what`` such a number is."""
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+            raise self.fail(f"{subject} must be {what}, at least {minimum}, got {value!r}")
+        return value
 
     def raw_config(self, value: Any, where: str) -> dict[str, Any]:
         """``value`` when it is a raw vaezoo config: a table of config sections, each a table."""

@@ -76,6 +76,13 @@ VARIANT_KEYS = ("label", "id", "test_priors")
 SELECT_KEYS = ("axes", "where", "rule", "metric", "split", "sweep_seeds", "within")
 WITHIN_KEYS = ("metric", "nats", "of")
 TRADEOFF_KEYS = ("mi", "prior")
+VALIDATION_METRIC = " is not a validation metric; choose from: {choices}"
+CONSTRAINT_METRIC = " is not one a constraint bounds (nats, lower is better); choose from: {choices}"
+MI_ESTIMATOR = " is not an MI estimator; choose from: {choices}"
+VALID_ONLY = (
+    ": a value is chosen on the validation split only (choosing on the test split would bias the test figures)"
+    '; use split = "valid"'
+)
 
 
 class SuiteReader(Reader):
@@ -114,9 +121,7 @@ class SuiteReader(Reader):
         if not isinstance(value, Mapping):
             raise self.fail(f"{where} must be a table such as {{label = ..., regularizer = {{...}}}}, got {value!r}")
         fragment = dict(value)
-        unknown = sorted(set(fragment) - set(SECTIONS) - set(VARIANT_KEYS))
-        if unknown:
-            raise self.fail(f"{where} has unknown key {unknown[0]!r}; valid keys: {', '.join(VARIANT_KEYS + SECTIONS)}")
+        self.keys(fragment, where, VARIANT_KEYS + SECTIONS)
         label = fragment.pop("label", None)
         variant_id = fragment.pop("id", None)
         if label is None and variant_id is None:
@@ -154,30 +159,15 @@ class SuiteReader(Reader):
     def selection(self, value: Any, where: str, axes: Sequence[Axis]) -> Selection:
         """A ``[select]`` table (``where`` names it in refusals) whose axes and values are among ``axes``."""
         spec = self.table(value, where)
-        unknown = sorted(set(spec) - set(SELECT_KEYS))
-        if unknown:
-            raise self.fail(f"{where} has unknown key {unknown[0]!r}; valid keys: {', '.join(SELECT_KEYS)}")
+        self.keys(spec, where, SELECT_KEYS)
         names = self.names(spec.get("axes"), f"{where} axes")
         if not names:
             raise self.fail(f"{where} axes must name at least one axis to tune")
         tuned = tuple(axis_ids(axes, name, [], f"suite {str(self.path)!r}: {where} axes")[0].name for name in names)
-        rule = spec.get("rule", "max")
-        if rule not in RULES:
-            raise self.fail(f"{where} rule {rule!r} is not one of {', '.join(RULES)}")
-        metric = spec.get("metric")
-        if metric not in VALID_METRICS:
-            raise self.fail(
-                f"{where} metric {metric!r} is not a validation metric; choose from: {', '.join(VALID_METRICS)}"
-            )
-        split = spec.get("split", "valid")
-        if split != "valid":
-            raise self.fail(
-                f"{where} split {split!r}: a value is chosen on the validation split only (choosing on the test split "
-                'would bias the test figures); use split = "valid"'
-            )
-        seeds = spec.get("sweep_seeds", 1)
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise self.fail(f"{where} sweep_seeds must be a whole number of seeds, at least 1, got {seeds!r}")
+        rule = self.one_of(spec.get("rule", "max"), f"{where} rule", RULES)
+        metric = self.one_of(spec.get("metric"), f"{where} metric", VALID_METRICS, VALIDATION_METRIC)
+        split = self.one_of(spec.get("split", "valid"), f"{where} split", ("valid",), VALID_ONLY)
+        seeds = self.at_least(spec.get("sweep_seeds", 1), f"{where} sweep_seeds", (int,), 1, "a whole number of seeds")
         within = self.within(spec["within"], f"{where} within", axes) if "within" in spec else None
         return Selection(
             axes=tuned,
@@ -197,15 +187,9 @@ class SuiteReader(Reader):
         if unknown or missing:
             bad = f"unknown key {unknown[0]!r}" if unknown else f"no {missing[0]!r}"
             raise self.fail(f"{where} has {bad}; it needs {', '.join(WITHIN_KEYS)}")
-        if table["metric"] not in CONSTRAINT_METRICS:
-            raise self.fail(
-                f"{where} metric {table['metric']!r} is not one a constraint bounds (nats, lower is "
-                f"better); choose from: {', '.join(CONSTRAINT_METRICS)}"
-            )
-        nats = table["nats"]
-        if isinstance(nats, bool) or not isinstance(nats, int | float) or nats < 0:
-            raise self.fail(f"{where} nats must be a number of nats, at least 0, got {nats!r}")
-        return Within(metric=table["metric"], nats=float(nats), of=self.single(table["of"], f"{where}.of", axes))
+        metric = self.one_of(table["metric"], f"{where} metric", CONSTRAINT_METRICS, CONSTRAINT_METRIC)
+        nats = self.at_least(table["nats"], f"{where} nats", (int, float), 0, "a number of nats")
+        return Within(metric=metric, nats=float(nats), of=self.single(table["of"], f"{where}.of", axes))
 
 
 def load_suite(path: Path) -> Suite:
@@ -213,9 +197,7 @@ def load_suite(path: Path) -> Suite:
     reader = SuiteReader(path)
     document = _document(reader)
     meta = reader.table(document.get("suite", {}), "[suite]")
-    unknown = sorted(set(meta) - set(SUITE_KEYS))
-    if unknown:
-        raise reader.fail(f"[suite] has unknown key {unknown[0]!r}; valid keys: {', '.join(SUITE_KEYS)}")
+    reader.keys(meta, "[suite]", SUITE_KEYS)
     axes = _axes(reader, document)
     profiles = _profiles(reader, document.get("profile", {}), axes)
     default_profile = meta.get("default_profile")
@@ -347,9 +329,7 @@ def _table(
     """The report's table settings in ``meta`` ([suite]), with the defaults of the layout and of the axes; tuned
     axes are checked against the seed, column and x axes here. ``axes`` (with every profile's values) are those
     the ``reference`` may name."""
-    layout = meta.get("layout", "generic")
-    if layout not in LAYOUTS:
-        raise reader.fail(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    layout = reader.one_of(meta.get("layout", "generic"), "layout", LAYOUTS)
 
     def known(key: str, default: str | None) -> str | None:
         name = meta.get(key, default if default in axis_names else None)
@@ -389,11 +369,7 @@ def _table(
 def _tradeoff(reader: Reader, value: Any) -> dict[str, str]:
     """``[suite] tradeoff = {mi = "mi_he", prior = "optimal"}``: the trade-off figure's MI estimator and test prior."""
     table = reader.table(value, "[suite] tradeoff")
-    unknown = sorted(set(table) - set(TRADEOFF_KEYS))
-    if unknown:
-        raise reader.fail(f"[suite] tradeoff has unknown key {unknown[0]!r}; valid keys: {', '.join(TRADEOFF_KEYS)}")
-    mi = table.get("mi", MI_METRICS[0])
-    if mi not in MI_METRICS:
-        raise reader.fail(f"[suite] tradeoff mi {mi!r} is not an MI estimator; choose from: {', '.join(MI_METRICS)}")
+    reader.keys(table, "[suite] tradeoff", TRADEOFF_KEYS)
+    mi = reader.one_of(table.get("mi", MI_METRICS[0]), "[suite] tradeoff mi", MI_METRICS, MI_ESTIMATOR)
     prior = reader.test_priors([table.get("prior", "optimal")], "[suite] tradeoff prior")[0]
     return {"mi": mi, "prior": prior}

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from vaezoo.api import CHECKPOINT_NAME, METRICS_NAME, RESULTS_NAME, SCATTER_NAME, STOP_WITH_PARENT_ENV, read_json_lines
+from vaezoo_bench.matrix.model import Cell
 from vaezoo_bench.results import (
     CELL_NAME,
     CONFIG_IN_NAME,
@@ -42,7 +43,6 @@ from vaezoo_bench.results import (
     read_results,
     write_json,
 )
-from vaezoo_bench.suite import Cell
 
 # What the runner does with a cell: nothing (finished), record it as invalid, evaluate a finished run again,
 # continue a run from its checkpoint, or train from scratch.

@@ -139,7 +139,7 @@ CELL_SCHEMA = {
     },
 }
 _LIST_OF_TEXT = {"type": "array", "items": {"type": "string"}}
-#: The shape of a ``matrix.json`` that its readers rely on (see :func:`vaezoo_bench.suite.matrix_document`).
+#: The shape of a ``matrix.json`` that its readers rely on (see :func:`vaezoo_bench.matrix.document.matrix_document`).
 MATRIX_SCHEMA = {
     "type": "object",
     "required": ["suite", "profile", "test_priors", "table", "axes", "cells"],

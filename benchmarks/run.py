@@ -85,6 +85,11 @@ from vaezoo_bench.cell_job import (
     stage_of,
 )
 from vaezoo_bench.executors import DEFAULT, Context, Executor, Submission, make_executor
+from vaezoo_bench.matrix.built_in import suite_file
+from vaezoo_bench.matrix.document import matrix_document
+from vaezoo_bench.matrix.expansion import effective_axes, expand, parse_selection, select
+from vaezoo_bench.matrix.model import Cell, Profile, Suite, choose_profile, short_names
+from vaezoo_bench.matrix.reading import load_suite
 from vaezoo_bench.results import (
     CELL_NAME,
     CONFIG_IN_NAME,
@@ -102,20 +107,6 @@ from vaezoo_bench.results import (
     write_json,
 )
 from vaezoo_bench.status import lock_holder
-from vaezoo_bench.suite import (
-    Cell,
-    Profile,
-    Suite,
-    choose_profile,
-    effective_axes,
-    expand,
-    load_suite,
-    matrix_document,
-    parse_selection,
-    select,
-    short_names,
-    suite_file,
-)
 from vaezoo_bench.validate import Validator, check_columns, check_metric_names
 
 # A phase-2 cell whose selection group has no choice yet (dry runs print it).

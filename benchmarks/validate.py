@@ -40,7 +40,7 @@ from vaezoo.api import (
     resolve,
     validation_metrics,
 )
-from vaezoo_bench.suite import Cell, Selection, Suite, selection_where
+from vaezoo_bench.matrix.model import Cell, Selection, Suite, selection_where
 
 
 class Validator:

@@ -26,18 +26,12 @@ from vaezoo import hookimpl
 from vaezoo.base.errors import UsageError
 from vaezoo.components.interfaces import Data, DataSource, DataSpec
 from vaezoo.plugins.loading import load_plugins
+from vaezoo_bench.matrix.document import matrix_document
+from vaezoo_bench.matrix.expansion import effective_axes, expand, parse_selection, select
+from vaezoo_bench.matrix.model import Cell, choose_profile
+from vaezoo_bench.matrix.reading import load_suite
 from vaezoo_bench.report import write_report
 from vaezoo_bench.results import CELL_NAME, read_json
-from vaezoo_bench.suite import (
-    Cell,
-    choose_profile,
-    effective_axes,
-    expand,
-    load_suite,
-    matrix_document,
-    parse_selection,
-    select,
-)
 from vaezoo_bench.validate import Validator
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"

@@ -28,7 +28,7 @@ from vaezoo.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vaezoo.runs.directory import STOPPED_EARLY, RunDirectory
 from vaezoo.runs.session import open_session
 from vaezoo.training.callbacks import RunHooks
-from vaezoo_bench.suite import load_suite
+from vaezoo_bench.matrix.reading import load_suite
 from vaezoo_bench.validate import Validator, check_columns
 from vaezoo_plugins.callbacks.standard import validations_left
 
@@ -234,7 +234,7 @@ def _suite(tmp_path: Path, columns: list[str]) -> Path:
 
 
 def test_a_suite_column_no_cell_reports_is_refused(plugins, tmp_path):
-    from vaezoo_bench.suite import expand
+    from vaezoo_bench.matrix.expansion import expand
 
     suite = load_suite(_suite(tmp_path, ["mi", "ppl_elbo", "iw_nll"]))
     validator = Validator(plugins.registry, None)
@@ -259,7 +259,7 @@ def test_a_suite_column_no_plugin_registered_is_refused_with_every_metric_named(
 
 
 def test_a_selection_metric_a_cell_does_not_report_skips_the_cell(plugins):
-    from vaezoo_bench.suite import Selection
+    from vaezoo_bench.matrix.model import Selection
 
     selection = Selection(("regularizer.beta",), {}, "max", "ppl_elbo", "valid", 1, None)
     validator = Validator(plugins.registry, None, (selection,))

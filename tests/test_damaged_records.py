@@ -36,6 +36,11 @@ from vaezoo_bench import records, report, status
 from vaezoo_bench import run as runner
 from vaezoo_bench.aggregate import load_matrix
 from vaezoo_bench.cell_job import EVALUATE, RESUME, TRAIN, stage_of
+from vaezoo_bench.matrix.built_in import BUILT_IN_SUITES, built_in_suites
+from vaezoo_bench.matrix.built_in import suite_file as suite_file_of
+from vaezoo_bench.matrix.document import matrix_document
+from vaezoo_bench.matrix.expansion import expand
+from vaezoo_bench.matrix.reading import load_suite
 from vaezoo_bench.results import (
     CELL_NAME,
     MATRIX_NAME,
@@ -46,8 +51,6 @@ from vaezoo_bench.results import (
     write_json,
 )
 from vaezoo_bench.run import RUNNER_LOCK_NAME
-from vaezoo_bench.suite import BUILT_IN_SUITES, built_in_suites, expand, load_suite, matrix_document
-from vaezoo_bench.suite import suite_file as suite_file_of
 from vaezoo_bench.validate import Validator
 
 pytestmark = pytest.mark.adversarial

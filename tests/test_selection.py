@@ -29,17 +29,12 @@ from tests.conftest import REPO
 from tests.test_benchmarks import TINY_BASE
 from vaezoo.base.errors import UsageError
 from vaezoo_bench.aggregate import CHOSEN, NO_CHOICE, WAITING, choose, load_matrix
+from vaezoo_bench.matrix.document import matrix_document
+from vaezoo_bench.matrix.expansion import effective_axes, expand, parse_selection, select
+from vaezoo_bench.matrix.model import choose_profile
+from vaezoo_bench.matrix.reading import load_suite
 from vaezoo_bench.report import write_report
 from vaezoo_bench.results import CELL_NAME, MATRIX_NAME, cell_dir, cell_record, write_json
-from vaezoo_bench.suite import (
-    choose_profile,
-    effective_axes,
-    expand,
-    load_suite,
-    matrix_document,
-    parse_selection,
-    select,
-)
 
 SUITE = """
 [suite]

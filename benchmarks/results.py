@@ -59,8 +59,9 @@ OK, FAILED, SKIPPED, PENDING = "ok", "failed", "skipped", "pending"
 #: A cell whose cell.json cannot be read: it counts as without a record (and runs again), named wherever it is read.
 DAMAGED = "damaged"
 
-#: Metrics computed from the encoder alone, so the same under every test prior: the report may take them from
-#: the training run's own test metrics when an evaluation under another test prior did not report them.
+#: Built-in metrics computed from the encoder alone, so the same under every test prior: the report may take them
+#: from the training run's own test metrics when an evaluation under another test prior did not report them (the
+#: records of runs made before every evaluation reported separability need it).
 PRIOR_INDEPENDENT = ("mi", "mi_he", "au", "separability")
 
 

@@ -113,6 +113,10 @@ def test_variant_fragments_merge_after_base_and_profile_and_before_parameter_axe
         (('id = "vae"', 'id = "nc-vae-gn"'), ["several values with the id 'nc-vae-gn'"]),
         (('test_priors = ["standard", "optimal"]', 'test_priors = ["-2"]'), ["test prior '-2'"]),
         (('"train.seed" = [0] }', '"model.seed" = [0] }'), ["'model.seed', which is not an axis"]),
+        (
+            ("[suite]\n", '[suite]\ndefault_profile = ["quick"]\n'),
+            ["default_profile ['quick'] is not a [profile.NAME]"],
+        ),
     ],
 )
 def test_suite_mistakes_are_usage_errors_naming_the_entry(tmp_path, change, fragments):

@@ -293,6 +293,7 @@ within = { metric = "neg_elbo", nats = 2.0, of = { method = "vae" } }"""
         ('where = { method = "ncvae" }', 'where = { "regularizer.delta" = 0.1 }', "it may name neither a tuned axis"),
         ('rule = "max"', "sweep_seeds = 0", "sweep_seeds must be a whole number of seeds, at least 1, got 0"),
         ('metric = "neg_elbo", nats', 'metric = "mi", nats', "within metric 'mi' is not one a constraint bounds"),
+        ("nats = 2.0", "nats = nan", "within nats must be a number of nats, at least 0, got nan"),
         ("nats = 2.0", "nats = -1", "within nats must be a number of nats, at least 0, got -1"),
         (', of = { method = "vae" }', "", "[select] within has no 'of'; it needs metric, nats, of"),
         ('of = { method = "vae" }', 'of = { method = ["vae", "ncvae"] }', "axis 'method' must have one value"),

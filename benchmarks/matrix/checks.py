@@ -44,9 +44,9 @@ class Reader:
         return value
 
     def at_least(self, value: Any, subject: str, kinds: tuple[type, ...], minimum: int, what: str) -> Any:
-        """``value`` when it is a number of one of the types ``kinds`` (a bool is none) and at least ``minimum``,
-        else a UsageError naming ``subject`` (the entry) and ``what`` such a number is."""
-        if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+        """``value`` when it is a number of one of the types ``kinds`` (a bool is none) and at least ``minimum`` (NaN
+        is not), else a UsageError naming ``subject`` (the entry) and ``what`` such a number is."""
+        if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:  # NaN is not >= either
             raise self.fail(f"{subject} must be {what}, at least {minimum}, got {value!r}")
         return value
 

@@ -202,7 +202,7 @@ def load_suite(path: Path) -> Suite:
     axes = _axes(reader, document)
     profiles = _profiles(reader, document.get("profile", {}), axes)
     default_profile = meta.get("default_profile")
-    if default_profile is not None and default_profile not in profiles:
+    if default_profile is not None and (not isinstance(default_profile, str) or default_profile not in profiles):
         raise reader.fail(f"default_profile {default_profile!r} is not a [profile.NAME] table")
     # Value ids in [select], exclude and reference may be those of any profile's values of an axis.
     every = _every_value(axes, profiles)

@@ -30,10 +30,10 @@ RUN = [
 ]  # fmt: skip
 HOARDING_RUN = textwrap.dedent(
     '''
+    import functools
     import sys
     from vaezoo import hookimpl
-    from vaezoo.cli import main as cli
-    from vaezoo.plugins.loading import load_plugins
+    from vaezoo.plugins import loading
     from vaezoo_plugins.regularizers.betavae import BetaVAE
 
     class Hoarder(BetaVAE):
@@ -51,7 +51,10 @@ HOARDING_RUN = textwrap.dedent(
         def vaezoo_register(self, register):
             register(Hoarder)
 
-    cli.default_plugins = lambda: load_plugins(extra=(Plugin(),))
+    # before the commands are imported, so that each of them finds this process's plugins with the hoarder
+    loading.default_plugins = functools.cache(lambda: loading.load_plugins(extra=(Plugin(),), lazy=True))
+    from vaezoo.cli import main as cli
+
     sys.exit(cli.main(sys.argv[1:]))
     '''
 )

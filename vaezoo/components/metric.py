@@ -21,6 +21,7 @@ in the evaluation's seeded stream, so the order fixes every figure.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -98,7 +99,7 @@ class ElboTotals:
     count: int
 
 
-class Metric(Component):
+class Metric(Component, abc.ABC):
     """A figure of an evaluation. Subclasses set ``name``, ``legend``, ``higher_is_better``, ``reads`` and, when
     it is not always reported, ``when`` and :meth:`reported`; then implement :meth:`add` (and :meth:`add_noise`)
     and :meth:`value`. ``self.prior`` is the index of the test prior the instance reports under (0 for a metric
@@ -136,9 +137,9 @@ class Metric(Component):
         """Take in codes ``'n d'`` of the split's noise examples (only for a metric that reads ``noise_codes``;
         called after every batch's :meth:`add` and after every metric not reading them has its value)."""
 
+    @abc.abstractmethod
     def value(self, elbo: ElboTotals) -> float | None:
         """The figure, once every batch was added; None when there is nothing to report (then it is left out)."""
-        raise NotImplementedError
 
 
 def evaluation_order(metrics: Iterable[type[Metric]]) -> list[type[Metric]]:

@@ -27,6 +27,8 @@ from torch.distributions import Distribution
 from vaezoo.components.distributions import is_diagonal_normal, kl_or_estimate
 from vaezoo.components.interfaces import DataSpec, Decoder, Encoder
 from vaezoo.components.metric import BatchView, ElboTotals, EvaluationSetting, Metric, evaluation_order
+from vaezoo.plugins.loading import default_plugins
+from vaezoo.runs.session import registered_metrics
 
 
 def importance_weighted_log_likelihoods(
@@ -90,13 +92,6 @@ def predicted_tokens(x: Tensor, spec: DataSpec) -> Tensor:
     return counted.sum(dim=1)
 
 
-def registered_metrics() -> list[type[Metric]]:
-    """The metrics of this process's plugins, in evaluation order."""
-    from vaezoo.plugins.loading import default_plugins  # the registry is filled when first asked for
-
-    return evaluation_order(entry.cls for entry in default_plugins().registry.entries("metric").values())
-
-
 @torch.no_grad()
 def evaluate(
     encoder: Encoder, decoder: Decoder, test_prior: Distribution, batches: Iterable[Tensor], **options: object
@@ -136,7 +131,7 @@ def evaluate_priors(
     ``noise_batches``: the split's noise examples, for metrics that read their codes. ``on_progress`` is told the
     work done as it goes: importance samples times examples with IW-NLL, else examples."""
     options = {"au_threshold": au_threshold, "mi_he_batch": mi_he_batch, "seed": seed}
-    chosen = metrics if metrics is not None else registered_metrics()
+    chosen = metrics if metrics is not None else registered_metrics(default_plugins().registry)
     evaluation = _Pass(test_priors, chosen, getattr(decoder, "spec", None), options, noise_batches is not None)
     for x in batches:
         evaluation.add(x, encoder, decoder, (iw_samples, iw_chunk, iw_rows), iw_mask, on_progress)

@@ -118,5 +118,8 @@ def test_a_malformed_command_line_is_one_line_without_the_usage_block(argv, expe
 
 def test_an_unknown_kind_to_list_is_named_with_every_kind_plugins_registered(capsys):
     code, err = outcome(["list", "regulariser"], capsys)
-    kinds = "data, encoder, decoder, prior, regularizer, noise, callback, metric, executor, model, train, eval"
+    kinds = (
+        "data, encoder, decoder, prior, regularizer, noise, transform, strategy, callback, metric, executor, model, "
+        "train, eval"
+    )
     assert code == 2 and err.strip() == f"vaezoo: error: unknown kind 'regulariser'; choose one of: {kinds}"

@@ -29,6 +29,7 @@ _WHERE: dict[str, str] = {
     "Decoder": "vaezoo.components.interfaces",
     "Encoder": "vaezoo.components.interfaces",
     "NoiseSampler": "vaezoo.components.interfaces",
+    "PosteriorTransform": "vaezoo.components.interfaces",
     "Prior": "vaezoo.components.interfaces",
     "Regularizer": "vaezoo.components.interfaces",
     "SourceRecord": "vaezoo.components.interfaces",
@@ -84,6 +85,7 @@ _WHERE: dict[str, str] = {
     "VAE": "vaezoo.model.assembly",
     "build_model": "vaezoo.model.assembly",
     "build_model_for_data": "vaezoo.model.assembly",
+    "TransformedEncoder": "vaezoo.model.assembly",
     # runs: sessions, run directories and their files
     "Session": "vaezoo.runs.session",
     "configure_cpu": "vaezoo.runs.session",
@@ -102,6 +104,13 @@ _WHERE: dict[str, str] = {
     "CHECKPOINT_NAME": "vaezoo.runs.checkpoint",
     "STOP_WITH_PARENT_ENV": "vaezoo.runs.interrupts",
     "shape_problem": "vaezoo.base.schema",
+    # training strategies: the interface and the building blocks of an update rule
+    "TrainingStrategy": "vaezoo.training.strategy",
+    "TrainingBatch": "vaezoo.training.strategy",
+    "NonFiniteLoss": "vaezoo.training.step",
+    "checked_forward": "vaezoo.training.step",
+    "descend": "vaezoo.training.step",
+    "make_optimizer": "vaezoo.training.step",
     # the parts of training that speed benchmarks time one by one
     "TrainingStep": "vaezoo.training.step",
     "Context": "vaezoo.training.distributed",

@@ -168,9 +168,11 @@ class TextData(Data):
             self._plan = (key, [batches[i] for i in order])
         return self._plan[1]
 
-    def train_batch(self, epoch: int, index: int, batch_size: int, seed: int) -> Tensor:
-        rows = self.epoch_batches(seed, epoch, batch_size)[index]
-        return self.prepare_train_batch(self.rows("train", rows), epoch, index, seed)
+    def batch_rows(self, seed: int, epoch: int, index: int, batch_size: int) -> Tensor:
+        return self.epoch_batches(seed, epoch, batch_size)[index]
+
+    def train_rows(self, rows: Tensor) -> Tensor:
+        return self.rows("train", rows)
 
     def unknown_token_rates(self) -> dict[str, float]:
         """By split, the fraction of its words (the tokens between start and end, as the sequences hold them) read

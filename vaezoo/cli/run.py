@@ -44,6 +44,8 @@ RUN_FLAGS = {
     "prior": ("prior", "name"),
     "regularizer": ("regularizer", "name"),
     "noise": ("noise", "name"),
+    "transform": ("transform", "name"),
+    "strategy": ("strategy", "name"),
     "steps": ("train", "steps"),
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
@@ -99,6 +100,41 @@ class Prior(Component, nn.Module, ABC):
         A prior defined through the encoder, such as a VampPrior (a mixture of the encoder's posteriors at learned
         pseudo-inputs), keeps it here, outside its own module tree (e.g. in a tuple) so that the encoder's
         parameters are not saved twice; the default ignores it."""
+
+
+class PosteriorTransform(Component, nn.Module, ABC):
+    """Sits between the encoder and sampling: maps the posterior the encoder gives for ``x`` to the one the model
+    uses.
+
+    The model's encoder is then the encoder followed by the transform, everywhere: in training, in evaluation, for
+    contrastive inputs and for a prior built from the encoder. A transform may hold parameters (trained with the
+    encoder's), behave differently in training and evaluation mode (batch normalisation does), and read the
+    model's decoder and prior (refining each posterior by gradient steps on its ELBO does: it differentiates
+    through its steps when gradients are enabled, so training reaches the encoder through them). It states what
+    posterior it accepts through :meth:`incompatibility`, asked once when the model is assembled.
+    """
+
+    kind = "transform"
+    #: The smallest training batch the transform is defined on (statistics over the batch need two examples).
+    min_batch_size: ClassVar[int] = 1
+
+    def __init__(self, params: Any, latent_dim: int) -> None:
+        super().__init__()
+        self.params, self.latent_dim = params, latent_dim
+
+    def attach(self, decoder: Decoder, prior: Prior) -> None:
+        """Called once when the model is assembled, with the model's decoder and prior. A transform that reads them
+        keeps them outside its own module tree (e.g. in a tuple), so that their parameters are not saved twice;
+        the default ignores them."""
+
+    def incompatibility(self, posterior: Distribution) -> str | None:
+        """Why this transform cannot act on ``posterior`` (an encoder's output on two examples), or None."""
+        return None
+
+    @abstractmethod
+    def forward(self, posterior: Distribution, x: Tensor) -> Distribution:
+        """The transformed q(z|x) for the batch ``x 'b ...'`` the encoder read: batch shape ``(b,)``, event shape
+        ``(d,)``, supporting rsample."""
 
 
 class BatchStatistics:
@@ -260,11 +296,33 @@ class Data:
 
     def train_batch(self, epoch: int, index: int, batch_size: int, seed: int) -> Tensor:
         """Batch ``index`` of ``epoch``: a pure function of its arguments, so a resumed run sees the same data."""
+        rows = self.batch_rows(seed, epoch, index, batch_size)
+        return self.prepare_train_batch(self.train_rows(rows), epoch, index, seed)
+
+    def extra_train_batch(self, step: int, draw: int, batch_size: int, seed: int) -> Tensor:
+        """One of the training batches of ``step``'s epoch, chosen at random: the ``draw``-th extra batch of global
+        ``step``, for a training strategy that takes batches besides the run's own (aggressive inference training).
+
+        A pure function of its arguments, so a resumed run draws the same batches. ``prepare_train_batch`` sees it
+        under a key of its own, ``(-1 - step, draw)``, so that data prepared afresh for each batch (binarised, say)
+        is prepared afresh for this one too."""
+        batches = self.steps_per_epoch(batch_size)
+        state = np.random.SeedSequence([seed, step, draw]).generate_state(1, dtype=np.uint64)
+        index = int(torch.randint(batches, (1,), generator=torch.Generator().manual_seed(int(state[0]) >> 1)))
+        rows = self.batch_rows(seed, step // batches, index, batch_size)
+        return self.prepare_train_batch(self.train_rows(rows), -1 - step, draw, seed)
+
+    def batch_rows(self, seed: int, epoch: int, index: int, batch_size: int) -> Tensor:
+        """The training rows of batch ``index`` of ``epoch``: consecutive rows of the epoch's seeded order (the
+        latest epoch's order is kept)."""
         if self._epoch_order is None or self._epoch_order[:2] != (seed, epoch):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
             self._epoch_order = (seed, epoch, torch.randperm(self.size("train"), generator=generator))
-        rows = self._epoch_order[2][index * batch_size : (index + 1) * batch_size]
-        return self.prepare_train_batch(self.splits["train"][rows], epoch, index, seed)
+        return self._epoch_order[2][index * batch_size : (index + 1) * batch_size]
+
+    def train_rows(self, rows: Tensor) -> Tensor:
+        """The training examples ``rows`` as one batch."""
+        return self.splits["train"][rows]
 
     def prepare_train_batch(self, batch: Tensor, epoch: int, index: int, seed: int) -> Tensor:
         return batch

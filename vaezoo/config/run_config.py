@@ -22,7 +22,7 @@ from vaezoo.config.prior_setting import check_test_prior
 from vaezoo.plugins.component import KINDS
 from vaezoo.plugins.registry import Registry
 
-OPTIONAL_KINDS = ("noise",)
+OPTIONAL_KINDS = ("noise", "transform")
 CORE_SECTIONS = ("model", "train", "eval")
 CALLBACKS = "callbacks"
 SECTIONS = (*KINDS, *CORE_SECTIONS, CALLBACKS)
@@ -51,6 +51,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "prior": {"name": "standard"},
     "regularizer": {"name": "betavae"},
     "noise": {},
+    "transform": {},
+    "strategy": {"name": "standard"},
     "model": {},
     "train": {},
     "eval": {},
@@ -158,6 +160,8 @@ class RunConfig:
     prior: ComponentChoice
     regularizer: ComponentChoice
     noise: ComponentChoice | None
+    transform: ComponentChoice | None
+    strategy: ComponentChoice
     model: ModelConfig
     train: TrainConfig
     eval: EvalConfig

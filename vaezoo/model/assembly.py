@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from vaezoo.base.errors import UsageError
 from vaezoo.components.interfaces import (
@@ -14,12 +15,24 @@ from vaezoo.components.interfaces import (
     Decoder,
     Encoder,
     NoiseSampler,
+    PosteriorTransform,
     Prior,
     Regularizer,
     Step,
 )
 from vaezoo.config.run_config import RunConfig
 from vaezoo.plugins.registry import Registry
+
+
+class TransformedEncoder(Encoder):
+    """An encoder followed by a posterior transform: the model's encoder when its run chooses a transform."""
+
+    def __init__(self, network: Encoder, transform: PosteriorTransform) -> None:
+        super().__init__(network.params, network.spec, network.latent_dim)
+        self.network, self.transform = network, transform
+
+    def forward(self, x: Tensor) -> Distribution:
+        return self.transform(self.network(x), x)
 
 
 class VAE(nn.Module):
@@ -95,16 +108,28 @@ def build_model(config: RunConfig, registry: Registry, spec: DataSpec, data: Dat
     encoder = cls("encoder")(config.encoder.params, spec, d)
     decoder = cls("decoder")(config.decoder.params, spec, d)
     prior = cls("prior")(config.prior.params, d)
+    if config.transform is not None:
+        transform = cls("transform")(config.transform.params, d)
+        transform.attach(decoder, prior)
+        encoder = TransformedEncoder(encoder, transform)
     prior.attach(encoder)
-    return VAE(
-        encoder=encoder,
-        decoder=decoder,
-        prior=prior,
-        regularizer=cls("regularizer")(config.regularizer.params, d),
-        noise=noise,
-    )
+    regularizer = cls("regularizer")(config.regularizer.params, d)
+    return VAE(encoder=encoder, decoder=decoder, prior=prior, regularizer=regularizer, noise=noise)
 
 
 def build_model_for_data(config: RunConfig, registry: Registry, data: Data) -> VAE:
-    """``build_model`` for loaded ``data``, first asking the noise sampler whether it can work on that data."""
-    return build_model(config, registry, data.spec, data)
+    """``build_model`` for loaded ``data``, first asking the noise sampler whether it can work on that data, and
+    after it the posterior transform whether it can act on the encoder's posterior (of two validation examples)."""
+    model = build_model(config, registry, data.spec, data)
+    if isinstance(model.encoder, TransformedEncoder):
+        network, transform = model.encoder.network, model.encoder.transform
+        with torch.no_grad():
+            network.eval()  # evaluation mode draws nothing (no dropout), so seeded runs stay as they were
+            reason = transform.incompatibility(network(next(data.batches("valid", 2))))
+            network.train()
+        if reason:
+            raise UsageError(
+                f"transform {config.transform.name!r} cannot act on the posterior of encoder "
+                f"{config.encoder.name!r}: {reason}"
+            )
+    return model

@@ -146,12 +146,14 @@ def open_session(
             f"train.batch_size {config.train.batch_size} exceeds the {data.size('train')} training examples of "
             f"data {config.data.name!r}; choose at most {data.size('train')}"
         )
-    regularizer = registry.get("regularizer", config.regularizer.name).cls
-    if config.train.batch_size < regularizer.min_batch_size:
-        raise UsageError(
-            f"regularizer {config.regularizer.name!r} needs training batches of at least "
-            f"{regularizer.min_batch_size} examples, got train.batch_size {config.train.batch_size}"
-        )
+    for kind in ("regularizer", "transform"):
+        choice = getattr(config, kind)
+        smallest = registry.get(kind, choice.name).cls.min_batch_size if choice is not None else 1
+        if config.train.batch_size < smallest:
+            raise UsageError(
+                f"{kind} {choice.name!r} needs training batches of at least {smallest} examples, got "
+                f"train.batch_size {config.train.batch_size}"
+            )
     torch.manual_seed(config.train.seed)
     model = build_model_for_data(config, registry, data).to(device)
     return Session(config, data, model, device, registry.hook, registered_metrics(registry))

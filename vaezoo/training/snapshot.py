@@ -10,7 +10,7 @@ from torch import nn
 
 from vaezoo.training.distributed import Context
 from vaezoo.training.progress import TrainingProgress
-from vaezoo.training.step import TrainingStep
+from vaezoo.training.strategy import TrainingStrategy
 
 
 def rng_state() -> dict[str, Any]:
@@ -35,15 +35,15 @@ def seed_rank(context: Context, seed: int, step: int) -> None:
 
 
 def checkpoint_state(
-    progress: TrainingProgress, model: nn.Module, training_step: TrainingStep, rank_rngs: list[dict[str, Any]]
+    progress: TrainingProgress, model: nn.Module, strategy: TrainingStrategy, rank_rngs: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The checkpoint; ``rank_rngs`` holds every rank's RNG state (rank 0's is also ``rng``)."""
-    auxiliary = training_step.auxiliary_optimizer
+    """The checkpoint; ``rank_rngs`` holds every rank's RNG state (rank 0's is also ``rng``). Each optimiser of the
+    training strategy is saved under its name, the strategy's own state under ``strategy``."""
     state = {
         **progress.checkpoint_fields(),
         "model": model.state_dict(),
-        "optimizer": training_step.optimizer.state_dict(),
-        "auxiliary_optimizer": auxiliary.state_dict() if auxiliary else {},
+        **{name: optimizer.state_dict() for name, optimizer in strategy.optimizers().items()},
+        "strategy": strategy.state_dict(),
         "rng": rank_rngs[0],
     }
     if len(rank_rngs) > 1:
@@ -55,7 +55,7 @@ def restore_checkpoint_state(
     state: dict[str, Any],
     progress: TrainingProgress,
     model: nn.Module,
-    training_step: TrainingStep,
+    strategy: TrainingStrategy,
     context: Context,
     seed: int,
 ) -> None:
@@ -64,9 +64,9 @@ def restore_checkpoint_state(
     A rank takes back its own RNG state when the checkpoint was written by as many processes; otherwise rank 0
     takes the saved ``rng`` and the other ranks are seeded afresh from (seed, rank, step)."""
     model.load_state_dict(state["model"])
-    training_step.optimizer.load_state_dict(state["optimizer"])
-    if training_step.auxiliary_optimizer is not None:
-        training_step.auxiliary_optimizer.load_state_dict(state["auxiliary_optimizer"])
+    for name, optimizer in strategy.optimizers().items():
+        optimizer.load_state_dict(state[name])
+    strategy.load_state_dict(state.get("strategy", {}))
     progress.restore(state)
     rank_rngs = state.get("rank_rngs", [state["rng"]])
     if len(rank_rngs) == context.world_size:

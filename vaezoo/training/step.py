@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 import torch
 from torch import Tensor
@@ -30,8 +32,45 @@ def make_optimizer(train: TrainConfig, parameters: list[torch.nn.Parameter]) -> 
     return adam(parameters, lr=train.lr)
 
 
+def checked_forward(
+    forward: StepFunction, x: Tensor, step: int, data: Data | None, kl_scale: float, precision: str, context: Context
+) -> tuple[Step | None, Tensor, dict[str, Tensor]]:
+    """``forward`` on batch ``x`` at ``precision``: the Step record (None when the model refused its own
+    parameters), the loss and the logged terms. A loss that is not finite on any rank raises
+    :class:`NonFiniteLoss` on every rank, before anything is updated."""
+    try:
+        with autocast(precision, x.device):
+            record, loss, logged = forward(x, step, data, kl_scale)
+    except ValueError as error:
+        if not refuses_invalid_parameters(error):  # before any loss exists
+            raise
+        record, loss, logged = None, torch.tensor(float("nan"), device=x.device), {}
+    loss_everywhere = context.mean_loss(loss)  # every rank sees the same mean, so all stop together
+    if not torch.isfinite(loss_everywhere):
+        raise NonFiniteLoss(loss_everywhere.item())
+    return record, loss, logged
+
+
+def descend(
+    loss: Tensor,
+    parameters: list[torch.nn.Parameter],
+    optimizers: Iterable[torch.optim.Optimizer],
+    grad_clip: float | None,
+) -> None:
+    """One step of each of ``optimizers`` on ``loss``: the gradients of ``parameters`` are cleared first and their
+    norm (all of them together) clipped to ``grad_clip``; ``parameters`` must hold those of the optimisers."""
+    for parameter in parameters:
+        parameter.grad = None
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    for optimizer in optimizers:
+        optimizer.step()
+
+
 class TrainingStep:
-    """The optimisers of ``model`` and one step of them on a batch.
+    """The optimisers of ``model`` and one step of them on a batch: the update rule of the standard training
+    strategy.
 
     The model's parameters (all but the regulariser's auxiliary ones) get the optimiser ``train`` configures, with
     the gradient norm clipped to ``train.grad_clip``; auxiliary parameters, if any, get the regulariser's own
@@ -54,24 +93,16 @@ class TrainingStep:
         on a KL weight (``Step.kl_scale``). A loss that is not finite on any rank raises :class:`NonFiniteLoss` on
         every rank before anything is updated.
         """
-        try:
-            with autocast(self.train.precision, x.device):
-                record, loss, logged = forward(x, step, data, kl_scale)
-        except ValueError as error:
-            if not refuses_invalid_parameters(error):  # before any loss exists
-                raise
-            record, loss, logged = None, torch.tensor(float("nan"), device=x.device), {}
-        loss_everywhere = self.context.mean_loss(loss)  # every rank sees the same mean, so all stop together
-        if not torch.isfinite(loss_everywhere):
-            raise NonFiniteLoss(loss_everywhere.item())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.train.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.train.grad_clip)
-        self.optimizer.step()
+        record, loss, logged = checked_forward(forward, x, step, data, kl_scale, self.train.precision, self.context)
+        descend(loss, self.model.main_parameters(), [self.optimizer], self.train.grad_clip)
         if self.auxiliary_optimizer is not None:
             self._auxiliary_step(record)
         return {name: value.item() for name, value in logged.items()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers by checkpoint key: ``optimizer``, and ``auxiliary_optimizer`` when the regulariser has one."""
+        auxiliary = {"auxiliary_optimizer": self.auxiliary_optimizer} if self.auxiliary_optimizer else {}
+        return {"optimizer": self.optimizer, **auxiliary}
 
     def _auxiliary_step(self, record: Step) -> None:
         """One step of the regulariser's own optimiser on the detached codes of this batch.

@@ -61,7 +61,8 @@ from vaezoo.training.distributed import Context, StepFunction
 from vaezoo.training.progress import TrainingProgress
 from vaezoo.training.results import evaluate_and_write_results
 from vaezoo.training.snapshot import checkpoint_state, restore_checkpoint_state, rng_state, seed_rank
-from vaezoo.training.step import NonFiniteLoss, TrainingStep
+from vaezoo.training.step import NonFiniteLoss
+from vaezoo.training.strategy import TrainingBatch, TrainingStrategy, build_strategy
 
 DEFAULT_STEPS = 3000
 
@@ -113,7 +114,7 @@ class Trainer:
         self.config, self.data_dir, self.registry = config, data_dir, registry
         self.directory = RunDirectory(run_dir)
         self.context.check_batches(config.train.batch_size, self.session.data.size("train"))
-        self.training_step = TrainingStep(self.session.model, config.train, self.context)
+        self.strategy = build_strategy(config, registry, self.session.model, self.session.data, self.context)
         self.run_info = RunInfo(run_dir, config, self.session.model, self.session.data, self.total_steps)
         self.progress = TrainingProgress()
         # Whether a callback stopped this run's training early at the step it resumes from.
@@ -135,14 +136,14 @@ class Trainer:
         """Write the checkpoint of the current step (every rank takes part; rank 0 writes)."""
         rank_rngs = self.context.gather(rng_state())
         if self.context.is_main:
-            state = checkpoint_state(self.progress, self.session.model, self.training_step, rank_rngs)
+            state = checkpoint_state(self.progress, self.session.model, self.strategy, rank_rngs)
             save_checkpoint(self.directory.file(CHECKPOINT_NAME), state)
         self.progress.saved_step = self.progress.step
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from the checkpoint ``state`` (see :func:`restore_checkpoint_state`)."""
         restore_checkpoint_state(
-            state, self.progress, self.session.model, self.training_step, self.context, self.config.train.seed
+            state, self.progress, self.session.model, self.strategy, self.context, self.config.train.seed
         )
 
     # -- the run -----------------------------------------------------------------------------------
@@ -184,7 +185,9 @@ class Trainer:
             self.stopped_early = directory.stopped_early_at(self.progress.step)
         if main:
             _keep_metric_lines_up_to(directory.file(METRICS_NAME), self.progress.step if resume else -1)
-            self.best.replay(read_json_lines(directory.file(METRICS_NAME)), self.progress.step)
+            lines = read_json_lines(directory.file(METRICS_NAME))
+            self.best.replay(lines, self.progress.step)
+            _hand_over(self.strategy, lines)
             directory.write_config(self.config.as_dict())
             _record_start(directory, self.session, self.data_dir, self.progress.step, resume, changes)
         if not resume:
@@ -249,17 +252,14 @@ class Trainer:
 
     def _train_step(self, forward: StepFunction) -> dict[str, float]:
         """One training step on the next batch; the logged terms (also added to the interval's sums)."""
-        train_cfg, data = self.config.train, self.session.data
-        epoch, index = divmod(self.progress.step, data.steps_per_epoch(train_cfg.batch_size))
-        batch = data.train_batch(epoch, index, train_cfg.batch_size, train_cfg.seed)
-        x = self.context.shard(batch).to(self.session.device)
-        kl_scale = self.hooks.kl_scale(self.run_info, self.progress.step)
+        step = self.progress.step
+        kl_scale = self.hooks.kl_scale(self.run_info, step)
         try:
-            logged = self.training_step(forward, x, self.progress.step, data, kl_scale)
+            logged = self.strategy.update(forward, training_batch(self.session, self.context, step, kl_scale))
         except NonFiniteLoss as error:
             checkpoint = self.directory.file(CHECKPOINT_NAME)
             raise TrainingDiverged(
-                f"{error} at step {self.progress.step}; stopped. The last good checkpoint (step "
+                f"{error} at step {step}; stopped. The last good checkpoint (step "
                 f"{load_checkpoint(checkpoint)['step']}) is kept in {str(checkpoint)!r}"
             ) from None
         self.progress.count_step(logged)
@@ -283,6 +283,7 @@ class Trainer:
                 self.directory.file(BEST_MODEL_NAME), {"step": line["step"], "model": self.session.model.state_dict()}
             )
         append_json_line(self.directory.file(METRICS_NAME), {**line, "valid": valid})
+        self.strategy.evaluated(line["step"], valid)
         return self.hooks.evaluated(self.run_info, line["step"], "valid", valid)
 
     def finish(self) -> dict[str, Any]:
@@ -291,6 +292,29 @@ class Trainer:
         self.hooks.evaluated(self.run_info, self.progress.step, "test", results["metrics"])
         self.hooks.finished(self.run_info, results)
         return results
+
+
+def training_batch(session: Session, context: Context, step: int, kl_scale: float) -> TrainingBatch:
+    """Global step ``step`` of ``session``'s run for its training strategy: this process's shard of the step's
+    batch on the run's device, and of each extra batch the strategy draws."""
+    data, train = session.data, session.config.train
+
+    def on_device(batch: torch.Tensor) -> torch.Tensor:
+        return context.shard(batch).to(session.device)
+
+    def extra(draw: int) -> torch.Tensor:
+        return on_device(data.extra_train_batch(step, draw, train.batch_size, train.seed))
+
+    epoch, index = divmod(step, data.steps_per_epoch(train.batch_size))
+    x = on_device(data.train_batch(epoch, index, train.batch_size, train.seed))
+    return TrainingBatch(x, step, data, kl_scale, extra)
+
+
+def _hand_over(strategy: TrainingStrategy, lines: list[dict[str, Any]]) -> None:
+    """Hand the validation ``lines`` a resumed run has to its training strategy: the state the strategy derives from
+    them is rebuilt from them, not checkpointed."""
+    for line in lines:
+        strategy.evaluated(line["step"], line["valid"])
 
 
 def _has_metrics_line(directory: RunDirectory, step: int) -> bool:

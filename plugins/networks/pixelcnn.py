@@ -105,8 +105,8 @@ class Evaluator(Protocol):
     def conv(
         self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None = None, norm: nn.BatchNorm2d | None = None
     ) -> Tensor:
-        """A masked or 1x1 convolution of ``h``, then ``norm`` if given. ``condition 'b cz h w'`` (whole maps,
-        for a masked convolution) are extra, unmasked input channels after the masked ones."""
+        """A masked or 1x1 convolution of ``h``, then ``norm`` if given. ``condition 'b cz h w'`` (whole maps)
+        are extra input channels after those of ``h``, unmasked in a masked convolution."""
         ...
 
 
@@ -149,7 +149,7 @@ class AtPosition:
     A masked convolution writes its input ``h`` into its cache at (r, c) and applies its kernel to the window
     there; positions not computed yet are zero and meet masked-out weights only. Positions must be visited in
     raster order, each once. Each convolution is prepared at its first call (the conditioning channels' part of
-    the output is computed there for every position: it does not depend on x).
+    the output, of a masked or a 1x1 convolution, is computed there for every position: it does not depend on x).
     """
 
     def __init__(self, height: int, width: int) -> None:
@@ -181,21 +181,23 @@ class AtPosition:
         folded.inputs[:, self.r + folded.radius, self.c + folded.radius] = h
 
     def _fold(self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None, norm: nn.BatchNorm2d | None) -> _Folded:
-        weight = conv.masked_weight() if isinstance(conv, MaskedConv2d) else conv.weight
+        masked = isinstance(conv, MaskedConv2d)
+        if not masked and conv.kernel_size != (1, 1):
+            raise TypeError(f"only masked and 1x1 convolutions can be evaluated at one position, not {conv}")
+        weight = conv.masked_weight() if masked else conv.weight
         bias = conv.bias
         if norm is not None:
             scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
             weight = weight * einops.rearrange(scale, "o -> o 1 1 1")
             bias = norm.bias - norm.running_mean * scale + (0 if bias is None else bias * scale)
-        if not isinstance(conv, MaskedConv2d):
-            if conv.kernel_size != (1, 1):
-                raise TypeError(f"only masked and 1x1 convolutions can be evaluated at one position, not {conv}")
-            return _Folded(einops.rearrange(weight, "o i 1 1 -> i o").contiguous(), bias, None, 0)
+        own = conv.masked_in if masked else h.shape[1]  # input channels of h; the conditioning channels follow
         radius = conv.kernel_size[0] // 2
         if condition is not None:
-            maps = F.conv2d(condition, weight[:, conv.masked_in :], padding=radius)
+            maps = F.conv2d(condition, weight[:, own:], padding=radius)
             bias = einops.rearrange(maps, "b o h w -> b h w o") + (0 if bias is None else bias)
-        rows = weight[:, : conv.masked_in, : radius + 1]
+        if not masked:
+            return _Folded(einops.rearrange(weight[:, :own], "o i 1 1 -> i o").contiguous(), bias, None, 0)
+        rows = weight[:, :own, : radius + 1]
         inputs = h.new_zeros(h.shape[0], self.height + 2 * radius, self.width + 2 * radius, conv.masked_in)
         return _Folded(einops.rearrange(rows, "o i y x -> (y x i) o").contiguous(), bias, inputs, radius)
 

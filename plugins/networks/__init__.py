@@ -1,5 +1,5 @@
 """Encoder and decoder networks: MLP, ResNet encoder with deconvolutional decoder, PixelCNN decoder, LSTM, and the
-Skip-VAE version of the LSTM decoder."""
+Skip-VAE versions of the PixelCNN and LSTM decoders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from vaezoo.api import hookimpl
 def vaezoo_register(register) -> None:
     from vaezoo_plugins.networks.lstm import LSTMDecoder, LSTMEncoder, SkipLSTMDecoder
     from vaezoo_plugins.networks.mlp import MLPDecoder, MLPEncoder
-    from vaezoo_plugins.networks.pixelcnn import PixelCNNDecoder
+    from vaezoo_plugins.networks.pixelcnn import PixelCNNDecoder, SkipPixelCNNDecoder
     from vaezoo_plugins.networks.resnet import DeconvDecoder, ResNetEncoder
 
     for network in (
@@ -19,6 +19,7 @@ def vaezoo_register(register) -> None:
         ResNetEncoder,
         DeconvDecoder,
         PixelCNNDecoder,
+        SkipPixelCNNDecoder,
         LSTMEncoder,
         LSTMDecoder,
         SkipLSTMDecoder,

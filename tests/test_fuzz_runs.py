@@ -43,8 +43,10 @@ NETWORKS: Setting = {
     "mlp": {"hidden": [8]},
     "resnet": {"channels": [4, 4, 4], "blocks_per_stage": 1},
     "pixelcnn": {"channels": 8, "kernels": [3]},
+    "skip_pixelcnn": {"channels": 8, "kernels": [3]},
     "deconv": {"channels": 8},
     "lstm": {"embed_dim": 8, "hidden": 8},
+    "skip_lstm": {"embed_dim": 8, "hidden": 8},
 }
 NCVAE: Setting = {"regularizer": {"name": "ncvae"}}
 
@@ -58,13 +60,13 @@ def images(data: str = "omniglot", encoder: str = "mlp", decoder: str = "mlp") -
     }
 
 
-def text(data: str = "ptb") -> Setting:
+def text(data: str = "ptb", decoder: str = "lstm") -> Setting:
     """A corpus cut to 64 training documents and about 50 test documents of at most 8 tokens, with small LSTMs."""
     held_out = {"valid_fraction": 0.01, "test_fraction": 0.005} if data == "yahoo" else {"test_fraction": 0.01}
     return {
         "data": {"name": data, "limit": 64, "max_len": 8, **held_out},
         "encoder": {"name": "lstm", **NETWORKS["lstm"]},
-        "decoder": {"name": "lstm", **NETWORKS["lstm"]},
+        "decoder": {"name": decoder, **NETWORKS[decoder]},
     }
 
 
@@ -88,6 +90,8 @@ SETTINGS: dict[tuple[str, str], list[Setting]] = {
     ("decoder", "pixelcnn"): [images(decoder="pixelcnn")],
     ("decoder", "deconv"): [images(decoder="deconv")],
     ("decoder", "lstm"): [text()],
+    ("decoder", "skip_pixelcnn"): [images(decoder="skip_pixelcnn")],
+    ("decoder", "skip_lstm"): [text(decoder="skip_lstm")],
     ("noise", "gaussian"): [noise("gaussian", SYNTHETIC), noise("gaussian", images())],
     ("noise", "dataset"): [noise("dataset", SYNTHETIC)],
     ("noise", "decoder"): [noise("decoder", text()), noise("decoder", images(decoder="pixelcnn"))],

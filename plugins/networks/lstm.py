@@ -2,7 +2,7 @@
 
 Axis legend: ``b`` batch, ``k`` samples per example, ``d`` latent, ``t`` tokens, ``v`` vocabulary, ``e`` embedding,
 ``h`` hidden, ``r`` rows (sequences run through the LSTM at once, e.g. ``(k b)``), ``n`` predicted tokens, ``o`` the
-sequences still open while sampling.
+sequences still open while sampling, ``f`` the inputs of the output layer (``h``, or ``h + d`` in ``skip_lstm``).
 
 Data: ``x 'b t'`` holds ``BOS w1 .. wn EOS`` then padding (``spec.pad_id``), the layout of
 ``vaezoo_plugins.data.text``; a batch may carry padding columns beyond its longest sequence, which are cut off.
@@ -17,6 +17,12 @@ h0 = tanh(c0) (as in He et al.'s code). Targets at padded positions are masked o
 padding and start tokens are never predicted (their logits are -inf), so p(x|z) is a distribution over sequences
 ``BOS w* EOS``. In training only, dropout acts on the word embeddings and the LSTM outputs, and word dropout
 replaces each input word (never the start or end token) by the unknown token with probability ``word_dropout``.
+
+Skip decoder (``skip_lstm``, :class:`SkipLSTMDecoder`): the Skip-VAE of Dieng et al. (2019) feeds z to every
+layer of the generative network and to its output. The decoder's one LSTM layer already reads z at every step, so
+the skip adds z to the output layer: logits = W h_t + V z (+ b), linear in z, as in their reference code
+(``models_text_skip.py``: one linear layer over [dropout(h_t); z], z itself never dropped out). Everything else,
+initial state included, is the ``lstm`` decoder's.
 
 Sampling (``sample``) is batched ancestral sampling from the start token, at ``temperature`` or greedy (the most
 probable token each step), without dropout whatever the module's mode. A sequence stops at its first EOS and is
@@ -158,7 +164,7 @@ class LSTMDecoder(Decoder):
 
     def __init__(self, params: LSTMDecoderParams, spec: DataSpec, latent_dim: int) -> None:
         super().__init__(params, spec, latent_dim)
-        vocab_size, self.pad_id, self.bos_id, self.eos_id = token_ids(spec, "lstm decoder")
+        vocab_size, self.pad_id, self.bos_id, self.eos_id = token_ids(spec, f"{self.name} decoder")
         self.unk_id = spec.unk_id
         if params.word_dropout > 0 and self.unk_id is None:
             raise UsageError("decoder.word_dropout needs data that names its unknown token (unk_id)")
@@ -167,7 +173,7 @@ class LSTMDecoder(Decoder):
         self.lstm = nn.LSTM(params.embed_dim + latent_dim, params.hidden, batch_first=True)
         biased = params.arch != "he2019"
         self.initial = nn.Linear(latent_dim, params.hidden, bias=biased)
-        self.out = nn.Linear(params.hidden, vocab_size, bias=biased)
+        self.out = nn.Linear(self.output_features(), vocab_size, bias=biased)
         self.dropout = nn.Dropout(params.dropout)
         never = torch.zeros(vocab_size)
         never[[self.pad_id, self.bos_id]] = float("-inf")
@@ -176,13 +182,18 @@ class LSTMDecoder(Decoder):
             initialise_he2019(self, self.embed)
 
     # -- the network ------------------------------------------------------------------------------
+    def output_features(self) -> int:
+        """Inputs of the output layer: the LSTM's hidden size (:class:`SkipLSTMDecoder` adds z)."""
+        return self.params.hidden
+
     def initial_state(self, z: Tensor) -> State:
         """(h0, c0), each ``'1 r h'``, from ``z 'r d'``: c0 = W z (+ b in the vaezoo arch), h0 = tanh(c0)."""
         cell = einops.rearrange(self.initial(z), "r h -> 1 r h")
         return torch.tanh(cell), cell
 
     def hidden_states(self, inputs: Tensor, z: Tensor, state: State, regularise: bool) -> tuple[Tensor, State]:
-        """LSTM outputs ``'r t h'`` for ``inputs 'r t'`` with z ``'r d'`` appended to every embedding."""
+        """The output layer's inputs ``'r t f'`` (here the LSTM outputs, ``f = h``) and the LSTM's last state, for
+        ``inputs 'r t'`` with z ``'r d'`` appended to every embedding and ``state`` the LSTM's state before them."""
         embedded = self.embed(inputs)  # 'r t e'
         if regularise:
             embedded = self.dropout(embedded)
@@ -190,7 +201,8 @@ class LSTMDecoder(Decoder):
         return self.lstm(conditioned, state)
 
     def logits(self, hidden: Tensor, regularise: bool) -> Tensor:
-        """Next-token logits ``'... v'`` from LSTM outputs ``'... h'``; padding and start are impossible."""
+        """Next-token logits ``'... v'`` from the output layer's inputs ``'... f'`` (as :meth:`hidden_states` gives
+        them); padding and start are impossible."""
         if regularise:
             hidden = self.dropout(hidden)
         bias = self.never_predicted if self.out.bias is None else self.out.bias + self.never_predicted
@@ -229,8 +241,8 @@ class LSTMDecoder(Decoder):
         return torch.zeros(predicted.shape, dtype=picked.dtype, device=picked.device).masked_scatter(predicted, picked)
 
     def predicted_log_probs(self, hidden: Tensor, targets: Tensor) -> Tensor:
-        """log p(target) from LSTM outputs ``hidden 'n h'`` for ``targets 'n'``, at most ``LOGIT_ELEMENTS`` logits at
-        a time; float32 (cross-entropy runs in float32 under autocast)."""
+        """log p(target) from the output layer's inputs ``hidden 'n f'`` for ``targets 'n'``, at most
+        ``LOGIT_ELEMENTS`` logits at a time; float32 (cross-entropy runs in float32 under autocast)."""
         size = max(1, LOGIT_ELEMENTS // self.out.out_features)
         parts = [
             -F.cross_entropy(self.logits(states, regularise=self.training), wanted, reduction="none")
@@ -293,3 +305,32 @@ class LSTMDecoder(Decoder):
                 state = (state[0][:, still_open], state[1][:, still_open])
             previous = einops.rearrange(chosen, "o -> o 1")
         return tokens
+
+
+class SkipLSTMDecoder(LSTMDecoder):
+    """Skip-VAE's LSTM decoder: the ``lstm`` decoder with z also fed straight to the output layer, logits =
+    W dropout(h_t) + V z (+ b in the vaezoo arch), with no nonlinearity (see the module docstring).
+
+    The teacher forcing, masking, chunking and sampling of :class:`LSTMDecoder` run unchanged on what
+    :meth:`hidden_states` returns here: the LSTM outputs with z appended, ``'r t f'`` with ``f = h + d``.
+    """
+
+    name = "skip_lstm"
+    description = "Skip-VAE: the lstm decoder with z also fed straight to its output layer (logits W h + V z)"
+
+    def output_features(self) -> int:
+        return self.params.hidden + self.latent_dim
+
+    def hidden_states(self, inputs: Tensor, z: Tensor, state: State, regularise: bool) -> tuple[Tensor, State]:
+        """The LSTM outputs for ``inputs 'r t'`` with ``z 'r d'`` appended at every step, ``'r t f'``, and the
+        LSTM's last state."""
+        hidden, state = super().hidden_states(inputs, z, state, regularise)  # 'r t h'
+        return torch.cat([hidden, einops.repeat(z, "r d -> r t d", t=hidden.shape[1])], dim=-1), state
+
+    def logits(self, hidden: Tensor, regularise: bool) -> Tensor:
+        """Next-token logits ``'... v'`` from ``hidden '... f'`` = [LSTM output; z]; dropout acts on the LSTM part
+        only, so that the direct path from z is never cut."""
+        lstm_part, z = hidden.split([self.params.hidden, self.latent_dim], dim=-1)
+        if regularise:
+            lstm_part = self.dropout(lstm_part)
+        return super().logits(torch.cat([lstm_part, z], dim=-1), regularise=False)

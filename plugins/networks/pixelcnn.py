@@ -9,6 +9,13 @@ channels: a linear map of z to ``cz`` maps of size h x w that are concatenated t
 masked convolution sees them through its whole, unmasked kernel, since they do not depend on x. Type A hides the
 pixel itself, type B lets a unit see its own position, so the logit of pixel i depends on pixels before i only.
 
+Skip decoder (``skip_pixelcnn``): the Skip-VAE of Dieng et al. (2019) feeds z to every layer of the generative
+network and to its output. The ``pixelcnn`` decoder's z reaches the first layer only, so here every masked
+convolution and the output 1x1 convolution read ``z_channels`` maps of z of their own as extra, unmasked input
+channels, each group made by its own linear map of z, as in their reference code (``models_img_skip.py``, where
+each gated layer has its own ``z_linears[i]`` and the output layer one more). Only the ``vaezoo`` arch has a skip
+version.
+
 The ``arch`` parameter chooses the network:
 
 * ``vaezoo`` (:class:`PixelCNN`): a masked convolution, batch norm and ELU per entry of ``kernels``, then a 1x1
@@ -45,7 +52,7 @@ any PixelCNN trained with batch norm (the paper's setup).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import attrs
 import einops
@@ -105,8 +112,8 @@ class Evaluator(Protocol):
     def conv(
         self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None = None, norm: nn.BatchNorm2d | None = None
     ) -> Tensor:
-        """A masked or 1x1 convolution of ``h``, then ``norm`` if given. ``condition 'b cz h w'`` (whole maps,
-        for a masked convolution) are extra, unmasked input channels after the masked ones."""
+        """A masked or 1x1 convolution of ``h``, then ``norm`` if given. ``condition 'b cz h w'`` (whole maps)
+        are extra input channels after those of ``h``, unmasked in a masked convolution."""
         ...
 
 
@@ -149,7 +156,7 @@ class AtPosition:
     A masked convolution writes its input ``h`` into its cache at (r, c) and applies its kernel to the window
     there; positions not computed yet are zero and meet masked-out weights only. Positions must be visited in
     raster order, each once. Each convolution is prepared at its first call (the conditioning channels' part of
-    the output is computed there for every position: it does not depend on x).
+    the output, of a masked or a 1x1 convolution, is computed there for every position: it does not depend on x).
     """
 
     def __init__(self, height: int, width: int) -> None:
@@ -181,21 +188,23 @@ class AtPosition:
         folded.inputs[:, self.r + folded.radius, self.c + folded.radius] = h
 
     def _fold(self, conv: nn.Conv2d, h: Tensor, condition: Tensor | None, norm: nn.BatchNorm2d | None) -> _Folded:
-        weight = conv.masked_weight() if isinstance(conv, MaskedConv2d) else conv.weight
+        masked = isinstance(conv, MaskedConv2d)
+        if not masked and conv.kernel_size != (1, 1):
+            raise TypeError(f"only masked and 1x1 convolutions can be evaluated at one position, not {conv}")
+        weight = conv.masked_weight() if masked else conv.weight
         bias = conv.bias
         if norm is not None:
             scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
             weight = weight * einops.rearrange(scale, "o -> o 1 1 1")
             bias = norm.bias - norm.running_mean * scale + (0 if bias is None else bias * scale)
-        if not isinstance(conv, MaskedConv2d):
-            if conv.kernel_size != (1, 1):
-                raise TypeError(f"only masked and 1x1 convolutions can be evaluated at one position, not {conv}")
-            return _Folded(einops.rearrange(weight, "o i 1 1 -> i o").contiguous(), bias, None, 0)
+        own = conv.masked_in if masked else h.shape[1]  # input channels of h; the conditioning channels follow
         radius = conv.kernel_size[0] // 2
         if condition is not None:
-            maps = F.conv2d(condition, weight[:, conv.masked_in :], padding=radius)
+            maps = F.conv2d(condition, weight[:, own:], padding=radius)
             bias = einops.rearrange(maps, "b o h w -> b h w o") + (0 if bias is None else bias)
-        rows = weight[:, : conv.masked_in, : radius + 1]
+        if not masked:
+            return _Folded(einops.rearrange(weight[:, :own], "o i 1 1 -> i o").contiguous(), bias, None, 0)
+        rows = weight[:, :own, : radius + 1]
         inputs = h.new_zeros(h.shape[0], self.height + 2 * radius, self.width + 2 * radius, conv.masked_in)
         return _Folded(einops.rearrange(rows, "o i y x -> (y x i) o").contiguous(), bias, inputs, radius)
 
@@ -220,8 +229,11 @@ class PixelCNN(Network):
     """Masked conv + batch norm + ELU per entry of ``kernels``, then a 1x1 conv to one logit per pixel.
 
     ``forward(x 'b c h w', condition 'b cz h w' or None) -> logits 'b c h w'``, where ``c = channels_in`` is
-    the image's channel count (1 here) and ``cz = condition_channels``. With ``first_mask="A"`` the logit of
-    pixel i depends on image pixels strictly before i in raster order; with ``"B"`` on those up to and including i.
+    the image's channel count (1 here) and ``cz`` is ``condition_channels``, all read by the first layer; with
+    ``skip`` (Skip-VAE) ``cz`` is ``(n condition_channels)``: n = layers + 1 groups of ``condition_channels``
+    maps, one read by each masked layer, in order, and the last by the output conv. With ``first_mask="A"`` the
+    logit of pixel i depends on image pixels strictly before i in raster order; with ``"B"`` on those up to and
+    including i.
     """
 
     def __init__(
@@ -231,31 +243,41 @@ class PixelCNN(Network):
         channels_in: int = 1,
         condition_channels: int = 0,
         first_mask: MaskType = "A",
+        skip: bool = False,
     ) -> None:
         super().__init__()
         if channels_in != 1:
             raise ValueError("the raster masks here are for one image channel")
-        self.kernels, self.condition_channels = kernels, condition_channels
+        self.kernels, self.condition_channels, self.skip = kernels, condition_channels, skip
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
+        later = condition_channels if skip else 0  # conditioning channels of every layer after the first
         fan_in = channels_in + condition_channels
         for layer, kernel in enumerate(kernels):
             mask_type: MaskType = first_mask if layer == 0 else "B"
             masked_in = channels_in if layer == 0 else channels
             self.convs.append(MaskedConv2d(fan_in, channels, kernel, mask_type, masked_in))
             self.norms.append(nn.BatchNorm2d(channels))
-            fan_in = channels
-        self.out = nn.Conv2d(channels, channels_in, 1)
+            fan_in = channels + later
+        self.out = nn.Conv2d(fan_in, channels_in, 1)
 
     @property
     def image_conv(self) -> MaskedConv2d:
         return self.convs[0]
 
     def run(self, ev: Evaluator, x: Tensor, condition: Tensor | None) -> Tensor:
+        *layer_conditions, out_condition = self.conditions(condition)
         h = x
-        for layer, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = F.elu(ev.conv(conv, h, condition if layer == 0 else None, norm))
-        return ev.conv(self.out, h)
+        for conv, norm, own in zip(self.convs, self.norms, layer_conditions, strict=True):
+            h = F.elu(ev.conv(conv, h, own, norm))
+        return ev.conv(self.out, h, out_condition)
+
+    def conditions(self, condition: Tensor | None) -> list[Tensor | None]:
+        """The conditioning maps of each masked layer, then of the output conv: all of ``condition`` to the first
+        layer and none to the others, or with ``skip`` one group of ``condition_channels`` maps to each."""
+        if condition is None or not self.skip:
+            return [condition] + [None] * len(self.convs)
+        return list(condition.split(self.condition_channels, dim=1))
 
 
 class Bottleneck(nn.Module):
@@ -368,27 +390,48 @@ class PixelCNNDecoder(Decoder):
     name = "pixelcnn"
     description = "PixelCNN (masked convs, BN, ELU) with z as input channels; Bernoulli pixels"
     Params = PixelCNNParams
+    #: Skip-VAE: z conditions every layer and the output (:class:`SkipPixelCNNDecoder`), not the first layer only.
+    skip: ClassVar[bool] = False
 
     def __init__(self, params: PixelCNNParams, spec: DataSpec, latent_dim: int) -> None:
         super().__init__(params, spec, latent_dim)
         if spec.kind != "binary" or len(spec.shape) != 3 or spec.shape[0] != 1:
             raise UsageError(
-                f"pixelcnn decoder models binary images of shape (1, h, w), not {spec.kind} data of shape {spec.shape}"
+                f"{self.name} decoder models binary images of shape (1, h, w), not {spec.kind} data of shape "
+                f"{spec.shape}"
             )
         _, self.height, self.width = spec.shape
         self.net: Network
         if params.arch == "he2019":
+            if self.skip:
+                raise UsageError(f"{self.name} has no he2019 arch: z conditions every layer of the vaezoo arch only")
             self.z_map = nn.Linear(latent_dim, HE2019_Z_CHANNELS * self.height * self.width)
             nn.init.xavier_uniform_(self.z_map.weight)
             nn.init.zeros_(self.z_map.bias)
             self.net = He2019PixelCNN(condition_channels=HE2019_Z_CHANNELS)
         else:
-            self.z_map = nn.Linear(latent_dim, params.z_channels * self.height * self.width)
-            self.net = PixelCNN(params.kernels, params.channels, condition_channels=params.z_channels)
+            self.z_map = nn.Linear(latent_dim, self.z_maps(params, latent_dim) * self.height * self.width)
+            self.net = PixelCNN(params.kernels, params.channels, condition_channels=params.z_channels, skip=self.skip)
         channels_last(self.net)
 
+    def z_maps(self, params: PixelCNNParams, latent_dim: int) -> int:
+        """How many h x w maps ``z_map`` makes of z in the vaezoo arch: ``z_channels``, or with ``skip`` that many
+        for each masked layer and for the output conv, each group its own linear map of z (as Dieng et al.'s
+        code has it); a UsageError when these maps' weights exceed ``MAX_WEIGHTS``."""
+        if not self.skip:
+            return params.z_channels
+        maps = params.z_channels * (len(params.kernels) + 1)
+        if maps * self.height * self.width * latent_dim > MAX_WEIGHTS:
+            raise UsageError(
+                f"{self.name}'s maps of z must have at most {MAX_WEIGHTS} weights ((layers + 1) * z_channels * h * w * "
+                f"latent_dim), got {maps * self.height * self.width * latent_dim} for {len(params.kernels)} layers, "
+                f"z_channels={params.z_channels}, {self.height} x {self.width} images and latent_dim={latent_dim}"
+            )
+        return maps
+
     def condition(self, z: Tensor) -> Tensor:
-        """The conditioning maps of ``z 'b d'``, ``'b cz h w'``."""
+        """The conditioning maps of ``z 'b d'``, ``'b cz h w'`` (with ``skip``, ``cz`` is ``(n z_channels)``: the
+        groups of :meth:`PixelCNN.conditions`)."""
         return einops.rearrange(self.z_map(z), "b (cz h w) -> b cz h w", h=self.height, w=self.width)
 
     def logits(self, x: Tensor, z: Tensor) -> Tensor:
@@ -462,3 +505,12 @@ class PixelCNNDecoder(Decoder):
     def _raster(self, count: int) -> list[tuple[int, int]]:
         """The first ``count`` positions (row, column) in raster order."""
         return [divmod(t, self.width) for t in range(count)]
+
+
+class SkipPixelCNNDecoder(PixelCNNDecoder):
+    """Skip-VAE's PixelCNN decoder: the ``pixelcnn`` decoder (vaezoo arch) with maps of z concatenated to the input
+    of every masked layer and of the output conv, each from its own linear map of z (see the module docstring)."""
+
+    name = "skip_pixelcnn"
+    description = "Skip-VAE: the pixelcnn decoder with z maps fed to every layer and to the output conv"
+    skip = True

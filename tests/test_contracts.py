@@ -16,6 +16,8 @@ from vaezoo.components.interfaces import DataSpec, Step
 from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.model.assembly import build_model
 from vaezoo.plugins.loading import load_plugins
+from vaezoo.training.distributed import Context
+from vaezoo.training.strategy import TrainingBatch
 
 REGISTRY = load_plugins().registry
 SPECS = {
@@ -164,6 +166,9 @@ def test_data_contract(name, data_dir):
     other_epoch = data.train_batch(epoch=1, index=0, batch_size=8, seed=0)
     assert torch.equal(first, again), "training batches must be a pure function of (seed, epoch, index)"
     assert not torch.equal(first, other_epoch), "each epoch must shuffle afresh"
+    extra = data.extra_train_batch(step=3, draw=1, batch_size=8, seed=0)
+    assert torch.equal(extra, data.extra_train_batch(step=3, draw=1, batch_size=8, seed=0)), "pure, as batches are"
+    assert extra.shape[1:] == first.shape[1:] or data.spec.kind == "tokens"
 
 
 @pytest.mark.parametrize("name", REGISTRY.names("noise"))
@@ -177,3 +182,53 @@ def test_noise_contract(name):
     x = data.train_batch(0, 0, 6, seed=0).requires_grad_()
     x_noise = model.noise(x, model.decoder, model.prior, data, 0)
     assert x_noise.shape == x.shape and not x_noise.requires_grad and torch.isfinite(x_noise).all()
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("transform"))
+def test_transform_contract(name):
+    """A posterior transform, in a model of built-in networks, gives a posterior of the batch's shape that supports
+    rsample, passes gradients to every trained parameter of the encoder and itself, and in evaluation under
+    no_grad gives a posterior without a graph."""
+    config = resolve(merge_raw({"transform": {"name": name}, "model": {"latent_dim": LATENT}}), REGISTRY)
+    torch.manual_seed(0)
+    spec = SPECS["real"]
+    model = build_model(config, REGISTRY, spec)
+    x = example_batch(spec, 16)
+    assert model.encoder.transform.incompatibility(model.encoder.network(x)) is None
+    record = model.forward_step(x, step=0)
+    assert record.posterior.batch_shape == (16,) and record.posterior.event_shape == (LATENT,)
+    assert torch.isfinite(record.z).all() and torch.isfinite(record.kl()).all()
+    model.loss(record)[0].backward()
+    assert_all_parameters_have_gradients(model.encoder)
+    model.eval()
+    with torch.no_grad():
+        posterior = model.encoder(x)
+    assert posterior.batch_shape == (16,) and not posterior.rsample().requires_grad
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("strategy"))
+def test_strategy_contract(name):
+    """A training strategy takes a step of the synthetic task's model with its default parameters: it logs finite
+    ``loss``, ``recon`` and ``kl``, moves the model's parameters, and names its optimisers as checkpoint keys; its
+    optimisers and state load back into a fresh strategy."""
+    raw = {"strategy": {"name": name}, "model": {"latent_dim": LATENT}, "data": {"n_train": 64, "dim": 12}}
+    config = resolve(merge_raw(raw), REGISTRY)
+    data = REGISTRY.get("data", "synthetic").cls(config.data.params).load(None, seed=0)
+    torch.manual_seed(0)
+    model = build_model(config, REGISTRY, data.spec)
+    cls = REGISTRY.get("strategy", name).cls
+    strategy = cls(config.strategy.params, model, config.train, Context())
+    assert strategy.incompatibility(data) is None
+    before = [p.detach().clone() for p in model.main_parameters()]
+
+    def extra(draw: int) -> torch.Tensor:
+        return data.extra_train_batch(0, draw, 16, seed=0)
+
+    logged = strategy.update(Context().wrap(model), TrainingBatch(data.train_batch(0, 0, 16, 0), 0, data, 1.0, extra))
+    assert {"loss", "recon", "kl"} <= set(logged) and all(math.isfinite(value) for value in logged.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.main_parameters(), strict=True))
+    assert strategy.optimizers() and all(key.endswith("optimizer") for key in strategy.optimizers())
+    fresh = cls(config.strategy.params, model, config.train, Context())
+    fresh.load_state_dict(strategy.state_dict())
+    for key, optimizer in fresh.optimizers().items():
+        optimizer.load_state_dict(strategy.optimizers()[key].state_dict())

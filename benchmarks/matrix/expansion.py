@@ -67,12 +67,17 @@ def expand(suite: Suite, profile: Profile | None) -> list[Cell]:
 
 
 def _axis_parameters(kept: Sequence[tuple[Axis, Any]]) -> dict[str, dict[str, Any]]:
-    """The config sections the parameter axes of a cell set: ``{"regularizer": {"beta": 0.5}}``."""
+    """The config sections the parameter axes of a cell set: ``{"regularizer": {"beta": 0.5}}``, and a callback's
+    parameters under its name: ``{"callbacks": {"cyclical_kl": {"cycles": 4}}}``."""
     parameters: dict[str, dict[str, Any]] = {}
     for axis, value in kept:
         if axis.is_parameter:
             section, _, param = axis.name.partition(".")
-            parameters.setdefault(section, {})[param] = value
+            target = parameters.setdefault(section, {})
+            if section == "callbacks":
+                name, _, param = param.partition(".")
+                target = target.setdefault(name, {})
+            target[param] = value
     return parameters
 
 

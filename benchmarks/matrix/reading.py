@@ -100,8 +100,13 @@ class SuiteReader(Reader):
         given, a variant axis reads each as a :meth:`variant`; every value needs an id of its own."""
         if "." in name:
             section, _, param = name.partition(".")
-            if section not in SECTIONS or not param or "." in param:
-                raise self.fail(f"parameter axis {name!r} must be SECTION.PARAM with SECTION one of {SECTIONS}")
+            # a callback's parameter is one level deeper: callbacks.NAME.PARAM
+            nested = section == "callbacks" and param.count(".") == 1 and all(param.split("."))
+            if section not in SECTIONS or not param or ("." in param and not nested):
+                raise self.fail(
+                    f"parameter axis {name!r} must be SECTION.PARAM with SECTION one of {SECTIONS}, or "
+                    "callbacks.NAME.PARAM"
+                )
             axis = Axis(name, tuple(values))
         else:
             axis = Axis(name, tuple(self.variant(name, v) for v in values))

@@ -29,6 +29,7 @@ from vaezoo.plugins.loading import DISABLE_VARIABLE
 README = REPO / "README.md"
 SECTION = "## Writing a plugin"
 PRIOR_SECTION = "## Writing a prior, a test prior and a metric"
+REMEDY_SECTION = "## Writing a training strategy and a posterior transform"
 #: A code block under the line naming its file: `NAME`, a blank line, ```LANGUAGE ... ```.
 NAMED_BLOCK = re.compile(r"^`(?P<file>[^`\s]+)`\n\n```(?P<language>\w+)\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
 #: A verbose pytest result line: node id and outcome.
@@ -253,3 +254,32 @@ def test_prior_guide_trains_and_its_test_prior_and_metric_reach_the_results(prio
     results = json.loads((out / "results.json").read_text())
     assert results["test_prior"] == "wide" and results["metrics"]["test_prior_variance"] == 4.0
     assert results["metrics"]["code_norm"] > 0
+
+
+# -- the training strategy and posterior transform plugin ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_remedy_guide_is_listed_passes_the_contract_tests_and_trains(tmp_path_factory, tmp_path):
+    kit = install_guide(README.read_text(), tmp_path_factory.mktemp("remedy_guide"), REMEDY_SECTION)
+    origin = f"plugin {kit.entry_point!r} (distribution {kit.distribution})"
+    listed = run_vaezoo("list", env=child_env(kit.site), cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    mine = {kind: sorted(names) for kind, names in components_of(kit, listed.stdout).items()}
+    assert mine == {"strategy": ["accumulate"], "transform": ["scale_floor"]}, listed.stdout
+    assert f"with their origin `{origin}`" in kit.prose, kit.prose
+    selection = "accumulate or scale_floor"
+    assert f'`python -m pytest tests/test_contracts.py -k "{selection}"`' in kit.prose, kit.prose
+    ran, outcomes, _ = contract_results(kit.site, selection)
+    assert outcomes == {
+        "tests/test_contracts.py::test_strategy_contract[accumulate]": "PASSED",
+        "tests/test_contracts.py::test_transform_contract[scale_floor]": "PASSED",
+    }, ran.stdout + ran.stderr
+    command = "vaezoo run --strategy accumulate --transform scale_floor --set strategy.batches=3"
+    assert f"`{command}`" in kit.prose, f"the guide does not show `{command}`"
+    out = tmp_path / "run"
+    trained = run_vaezoo(*command.split()[1:], "--steps", "2", *TINY_RUN, "--out", str(out), env=child_env(kit.site))
+    assert trained.returncode == 0 and "Traceback" not in trained.stderr, trained.stderr
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["strategy"] == {"name": "accumulate", "batches": 3}
+    assert config["transform"] == {"name": "scale_floor", "floor": 0.05}

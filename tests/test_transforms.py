@@ -215,7 +215,7 @@ def test_deltavae_bounds_match_the_lambert_w_branches():
 
 
 def reference_map(delta: float, loc: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
-    """BN-VAE's DeltaGaussianLSTMEncoder, written as it is (enc_lstm.py:133-140): (mean, std)."""
+    """BN-VAE's DeltaGaussianLSTMEncoder, written as it is (enc_lstm.py:137-139): (mean, std)."""
     low, high = (math.sqrt(s) for s in variance_bounds(delta))
     raw_log_variance = 2 * log_scale
     std = low + (high - low) * (1.0 / torch.clamp(1.0 + torch.exp(-raw_log_variance), 1.0, 50.0))

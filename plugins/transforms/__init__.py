@@ -8,6 +8,7 @@ from vaezoo.api import hookimpl
 @hookimpl
 def vaezoo_register(register) -> None:
     from vaezoo_plugins.transforms.batchnorm import BatchNormMeans
+    from vaezoo_plugins.transforms.delta import CommittedRate
 
-    for transform in (BatchNormMeans,):
+    for transform in (BatchNormMeans, CommittedRate):
         register(transform)

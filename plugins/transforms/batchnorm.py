@@ -2,8 +2,11 @@
 
 With q(z|x) = N(μ(x), diag σ²(x)) and the prior N(0, I), the KL of dim j is ½(μ_j² + σ_j² − log σ_j² − 1) ≥ ½μ_j²,
 since s − log s − 1 ≥ 0. Normalising μ_j over the batch and scaling it by a γ that is not trained gives the batch
-mean of μ_j² = γ² + β_j² (β_j the trained shift), so the batch's expected KL is at least d·γ²/2 nats, whatever the
-encoder does (docs/maths.md, "BN-VAE").
+mean of μ_j² = γ²·v_j/(v_j + ε) + β_j² (β_j the trained shift, v_j the batch's biased variance of the encoder's
+means, ε = 1e-5), so in training the batch's mean KL is at least d·γ²/2 nats whenever the encoder's means spread
+by much more than sqrt(ε) ≈ 0.003; means equal across the batch get none of it. In evaluation the running
+statistics stand in for the batch's, and the floor holds only as far as they match the evaluated data
+(docs/maths.md, "BN-VAE"). The constants are BN-VAE's: torch's ``BatchNorm1d`` defaults (ε = 1e-5, momentum 0.1).
 """
 
 from __future__ import annotations

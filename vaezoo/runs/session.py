@@ -146,17 +146,31 @@ def open_session(
             f"train.batch_size {config.train.batch_size} exceeds the {data.size('train')} training examples of "
             f"data {config.data.name!r}; choose at most {data.size('train')}"
         )
-    for kind in ("regularizer", "transform"):
-        choice = getattr(config, kind)
-        smallest = registry.get(kind, choice.name).cls.min_batch_size if choice is not None else 1
-        if config.train.batch_size < smallest:
-            raise UsageError(
-                f"{kind} {choice.name!r} needs training batches of at least {smallest} examples, got "
-                f"train.batch_size {config.train.batch_size}"
-            )
+    check_batch_sizes(config, registry, data.size("train"))
     torch.manual_seed(config.train.seed)
     model = build_model_for_data(config, registry, data).to(device)
     return Session(config, data, model, device, registry.hook, registered_metrics(registry))
+
+
+def check_batch_sizes(config: RunConfig, registry: Registry, examples: int) -> None:
+    """Refuse (UsageError) a run whose regulariser or transform needs larger training batches than ``batch_size``
+    makes of ``examples``: the batch size itself, or the smaller last batch of each epoch."""
+    batch_size = config.train.batch_size
+    last = examples % batch_size
+    for kind in ("regularizer", "transform"):
+        choice = getattr(config, kind)
+        smallest = registry.get(kind, choice.name).cls.min_batch_size if choice is not None else 1
+        if batch_size < smallest:
+            raise UsageError(
+                f"{kind} {choice.name!r} needs training batches of at least {smallest} examples, got "
+                f"train.batch_size {batch_size}"
+            )
+        if 0 < last < smallest:
+            raise UsageError(
+                f"{kind} {choice.name!r} needs training batches of at least {smallest} examples, but the "
+                f"{examples} training examples in batches of {batch_size} end each epoch with a batch of {last}; "
+                "choose a train.batch_size that leaves a larger last batch (or divides them)"
+            )
 
 
 def registered_metrics(registry: Registry) -> tuple[type[Metric], ...]:

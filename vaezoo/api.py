@@ -107,6 +107,7 @@ _WHERE: dict[str, str] = {
     # training strategies: the interface and the building blocks of an update rule
     "TrainingStrategy": "vaezoo.training.strategy",
     "TrainingBatch": "vaezoo.training.strategy",
+    "build_strategy": "vaezoo.training.strategy",
     "NonFiniteLoss": "vaezoo.training.step",
     "checked_forward": "vaezoo.training.step",
     "descend": "vaezoo.training.step",

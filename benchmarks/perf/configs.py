@@ -20,6 +20,16 @@ VARIANTS = {
     },
     "infovae": {"regularizer": {"name": "infovae"}},
     "aae": {"regularizer": {"name": "aae"}},
+    # the remedies of posterior collapse (docs/maths.md section 8). aggressive is timed in its aggressive phase:
+    # each step is encoder updates until their loss stops falling, then one decoder update
+    "aggressive": {"strategy": {"name": "aggressive"}},
+    "savae/5": {"transform": {"name": "savae", "steps": 5}},
+    "savae/10": {"transform": {"name": "savae", "steps": 10}},
+    "savae/20": {"transform": {"name": "savae", "steps": 20}},
+    "bnvae": {"transform": {"name": "bnvae"}},
+    "deltavae": {"transform": {"name": "deltavae"}},
+    "fb_masked": {"regularizer": {"name": "fb_masked"}},
+    "skip": {"decoder": {"name": "skip_{decoder}"}},
 }
 NETWORKS = {
     "pixelcnn": {"encoder": {"name": "resnet"}, "decoder": {"name": "pixelcnn"}},

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from vaezoo.api import (
@@ -43,10 +44,12 @@ from vaezoo.api import (
     DataSpec,
     Parser,
     Registry,
+    RunConfig,
     TrainConfig,
-    TrainingStep,
+    TrainingBatch,
     UsageError,
     build_model_for_data,
+    build_strategy,
     configure_cpu,
     load_plugins,
     merge_raw,
@@ -64,12 +67,20 @@ IMAGE = DataSpec((1, 28, 28), "binary")
 TEXT_CANDIDATES = 25
 
 
-def stepper(model: VAE, data: Data, x: torch.Tensor, train: TrainConfig) -> Callable[[int], object]:
-    """The trainer's own training step of ``model`` on ``x`` (optimisers, clipping, auxiliary step, logging,
-    ``train.precision``), called with the step's index."""
-    step = TrainingStep(model, train)
+def stepper(config: RunConfig, registry: Registry, model: VAE, data: Data, x: torch.Tensor) -> Callable[[int], object]:
+    """The trainer's own training step of ``model`` on ``x`` through the training strategy of ``config``
+    (optimisers, clipping, auxiliary step, logging, ``train.precision``), called with the step's index; the extra
+    batches a strategy draws come from ``data``."""
+    strategy = build_strategy(config, registry, model, data, Context())
     forward = Context().wrap(model)
-    return lambda index: step(forward, x, index, data)
+
+    def step(index: int) -> object:
+        def extra(draw: int) -> torch.Tensor:
+            return data.extra_train_batch(index, draw, len(x), config.train.seed)
+
+        return strategy.update(forward, TrainingBatch(x, index, data, 1.0, extra))
+
+    return step
 
 
 def image_batch(batch: int) -> tuple[Data, torch.Tensor]:
@@ -224,13 +235,27 @@ def _steppers(
     steppers, skipped = {}, {}
     for name in chosen:
         try:
-            model = build_model_for_data(resolve(merge_raw(*layers, VARIANTS[name]), registry), registry, data)
+            # the variant right after the network's components, so that the sizes set later apply to its own
+            config = resolve(merge_raw(layers[0], variant_layer(name, layers[0]), *layers[1:]), registry)
+            model = build_model_for_data(config, registry, data)
+            steppers[name] = stepper(attrs.evolve(config, train=train), registry, model, data, x)
         except UsageError as error:
             skipped[name] = str(error)
             continue
-        steppers[name] = stepper(model, data, x, train)
         steppers[name](0)  # warm-up
     return steppers, skipped
+
+
+def variant_layer(name: str, network: dict[str, Any]) -> dict[str, Any]:
+    """The raw config layer of variant ``name`` on the ``network`` layer: ``{decoder}`` in a component's name
+    stands for the network's decoder (``skip_{decoder}``: its Skip-VAE version)."""
+    decoder = network["decoder"]["name"]
+    return {
+        section: {
+            key: value.format(decoder=decoder) if isinstance(value, str) else value for key, value in values.items()
+        }
+        for section, values in VARIANTS[name].items()
+    }
 
 
 def _step_times(steppers: dict[str, Callable[[int], object]], repeats: int) -> dict[str, list[float]]:

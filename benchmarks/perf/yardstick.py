@@ -191,7 +191,8 @@ def measure_yardstick(
     counts = _equal_parameter_counts(network, model, yardstick)
     steps: dict[tuple[str, str], Callable[[int], object]] = {}
     for precision in precisions:
-        steps["vaezoo", precision] = stepper(model, data, x, attrs.evolve(train, precision=precision))
+        at_precision = attrs.evolve(config, train=attrs.evolve(train, precision=precision))
+        steps["vaezoo", precision] = stepper(at_precision, registry, model, data, x)
         step = YardstickStep(yardstick, x, train.optimizer, train.lr, train.grad_clip, precision)
         steps["yardstick", precision] = lambda _index, step=step: step()
     products = {precision: Matmul(precision, peak_size) for precision in precisions}

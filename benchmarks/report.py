@@ -481,12 +481,22 @@ def make_directory(path: Path, role: str) -> None:
 def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]]) -> Figure:
     mi = METRIC_TITLES[settings["mi"]]
     points = sum(len(d["points"]) for d in drawn if d["x"] == "neg_elbo" and d["y"] == settings["mi"])
+    others: dict[str, list[str]] = {}
+    for entry in drawn:
+        for prior in entry["priors"]:
+            if prior != settings["prior"] and entry["series"] not in others.setdefault(prior, []):
+                others[prior].append(entry["series"])
+    elsewhere = "; ".join(f"{', '.join(series)} under {prior_label(prior)}" for prior, series in others.items())
     caption = (
         f"Trade-off: {mi} and AU against -ELBO (and IW-NLL where computed), one point per cell but the seed "
         f"({points} points), mean ± std over seeds in both directions, one colour and marker per method; hollow "
         f"markers are swept values that were not chosen. -ELBO and IW-NLL under the test prior "
-        f"{prior_label(settings['prior'])}, or the cell's first test prior where it was not evaluated under it "
-        "(β-VAE, whose f(K,β,0) is 1)."
+        f"{prior_label(settings['prior'])}"
+        + (
+            f", but {elsewhere}: the cells' first test prior, the only one they were evaluated under."
+            if others
+            else "."
+        )
     )
     return (f"{mi} and AU against -ELBO", TRADEOFF_FIGURE, caption)
 

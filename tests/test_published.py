@@ -1,8 +1,8 @@
 """Published figures beside the measured rows (a suite's ``[suite] published = "NAME"``): the data file read and
 checked, each published row placed after its measured method with its figures under the right columns, the time per
-training step relative to the reference row, and the orderings and their Spearman rank correlation. The result
-files are written by hand (``cell_record``) from a small suite expanded as the runner expands it; the published
-figures are the shipped ``collapse.toml``'s.
+training step relative to the reference row, the orderings and their Spearman rank correlation, and the trade-off
+figure drawing every method of such a suite. The result files are written by hand (``cell_record``) from a small
+suite expanded as the runner expands it; the published figures are the shipped ``collapse.toml``'s.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from vaezoo_bench.matrix.document import matrix_document
 from vaezoo_bench.matrix.expansion import expand
 from vaezoo_bench.matrix.model import choose_profile
 from vaezoo_bench.matrix.reading import load_suite
+from vaezoo_bench.plots import tradeoff_figure
 from vaezoo_bench.published import PUBLISHED_DIR, load_published, published_names
 from vaezoo_bench.report import main, write_report
 from vaezoo_bench.results import CELL_NAME, MATRIX_NAME, cell_dir, cell_record, write_json
@@ -314,6 +315,45 @@ def test_the_shipped_file_reads_and_an_unknown_name_or_an_unfit_suite_is_refused
         with pytest.raises(UsageError) as raised:
             load_suite(path)
         assert str(raised.value) == f"suite {str(path)!r}: {message}"
+
+
+# Twelve methods, as many as remedies-text has: eleven under the standard test prior, NC-VAE under its own.
+MANY = {f"M{i}": 0.3 * i for i in range(11)} | {"NC-VAE CD": 1.0}
+MANY_METHODS = [f'{{ label = "M{i}", id = "m{i}", regularizer = {{ name = "betavae" }} }},' for i in range(11)]
+MANY_SUITE = SUITE[: SUITE.index("method = [")] + "method = [\n" + "\n".join(MANY_METHODS) + "\n"
+MANY_SUITE += SUITE[SUITE.index('    { label = "NC-VAE CD"') :]
+MANY_SUITE = MANY_SUITE.replace('reference = { method = "vae" }', 'reference = { method = "m0" }')
+MANY_SUITE = MANY_SUITE.replace('where = { method = "bnvae" }', 'where = { method = "m3" }')
+
+
+def many_figures(axes: dict[str, Any]) -> dict[str, float] | None:
+    """Test figures of the twelve methods: MI (He et al.) and -ELBO by method, and their seeds differ."""
+    if axes.get("transform.gamma") == 0.7 and axes["train.seed"] == 1:
+        return None
+    mi, seed = MANY[axes["method"]], axes["train.seed"]
+    prior_shift = -5.0 if axes["method"] == "NC-VAE CD" else 0.0
+    return {"mi_he": mi + 0.1 * seed, "au": float(seed), "neg_elbo": 330.0 + mi + seed + prior_shift}
+
+
+def test_the_tradeoff_figure_draws_every_method_with_its_own_test_prior_one_marker_each(tmp_path):
+    results = write_fake_results(tmp_path, MANY_SUITE, many_figures, dict.fromkeys(MANY, 10.0))
+    drawn = tradeoff_figure(load_matrix(results), tmp_path / "tradeoff.png", "mi_he", "standard")
+    panel = [d for d in drawn if (d["panel"], d["x"], d["y"]) == ("Yahoo", "neg_elbo", "mi_he") and d["chosen"]]
+    assert sorted(d["series"] for d in panel) == sorted(MANY)
+    for d in panel:
+        mi, shift = MANY[d["series"]], -5.0 if d["series"] == "NC-VAE CD" else 0.0
+        assert d["points"] == [pytest.approx((330.5 + mi + shift, mi + 0.05))], "means over the two seeds"
+        assert d["yerr"] == pytest.approx([statistics.stdev([mi, mi + 0.1])])
+        assert d["xerr"] == pytest.approx([statistics.stdev([0.0, 1.0])])
+        assert d["priors"] == (("optimal",) if d["series"] == "NC-VAE CD" else ("standard",))
+    assert len({d["marker"] for d in panel}) == 12, "a marker of its own for each method"
+    assert len({(d["colour"], d["marker"]) for d in panel}) == 12
+    write_report(results, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        "-ELBO and IW-NLL under the test prior 1, but NC-VAE CD under f(K,β,δ): the cells' first test prior, the only "
+        "one they were evaluated under." in text
+    )
 
 
 def test_the_report_refuses_a_matrix_naming_a_file_of_published_figures_that_is_not_shipped(report, tmp_path, capsys):

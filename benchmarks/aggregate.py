@@ -52,6 +52,11 @@ METRIC_TITLES = {
     "test_prior_variance": "s²",
 }
 
+#: Decimals of a metric in tables (2 unless listed).
+DIGITS = {"au": 1}
+#: Metrics that count things: a single seed's value is printed as the whole number it is.
+COUNTS = {"au"}
+
 #: Metrics a selection constraint bounds from above: nats per example, lower is better.
 CONSTRAINT_METRICS = ("neg_elbo", "recon", "kl")
 #: The two MI estimators (docs/maths.md 5.2 and 5.2.1), He et al.'s first: the papers' MI.
@@ -435,6 +440,25 @@ def groups(matrix: Matrix) -> list[Group]:
         return (*rows, priors.index(key[-1]), *column)
 
     return [Group(axes_of[k], k[-1], tuple(collected[k]), choice_of[k]) for k in sorted(collected, key=order)]
+
+
+def format_stats(mean: float, std: float | None, metric: str) -> str:
+    """ "mean ± std" of ``metric`` at its table's decimals; the mean alone without a std (a count as a whole number)."""
+    digits = 0 if std is None and metric in COUNTS else DIGITS.get(metric, 2)
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def format_entry(group: Group | None, metric: str) -> str:
+    """The mean ± std over the group's finished seeds, "(k/n)" when some did not finish, or why none did."""
+    if group is None:
+        return "n/a"
+    if group.status() != OK:
+        return group.status()
+    values = group.values(metric)
+    if not values:
+        return "n/a"
+    text = format_stats(*mean_std(values), metric)
+    return text + (f" ({len(values)}/{group.planned})" if len(values) < group.planned else "")
 
 
 # -- MI against the reference row ----------------------------------------------------------------------------------

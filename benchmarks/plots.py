@@ -35,7 +35,9 @@ from vaezoo_bench.aggregate import (
 from vaezoo_bench.results import cell_dir
 
 METRIC_TITLES = {"mi": "MI (nats)", "mi_he": "MI, He et al. (nats)", "au": "active units"}
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+#: Filled markers (hollow ones mark swept values), as many as the 12 methods of the remedies suites and more: with
+#: the 10 colours, each of 30 series has a colour and marker of its own, and each of 15 a marker of its own.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h", "8", "d", "H")
 
 
 def _series_name(matrix: Matrix, axes: dict[str, Any], skip: Sequence[str]) -> str:
@@ -146,8 +148,9 @@ def tradeoff_figure(
     (method); hollow markers for swept values that were not chosen, each point annotated with its parameters.
 
     Returns what was drawn, read back from the figure's error-bar artists: one entry per artist, ``{"panel",
-    "x", "y", "series", "chosen", "points": [(x, y), ...], "xerr": [...], "yerr": [...]}``; nothing is written (and
-    the list is empty) when no point has both coordinates."""
+    "x", "y", "series", "chosen", "points": [(x, y), ...], "xerr": [...], "yerr": [...]}``, with the ``colour``,
+    ``marker`` and test ``priors`` (-ELBO's and IW-NLL's) of its points; nothing is written (and the list is empty)
+    when no point has both coordinates."""
     points = tradeoff_points(matrix, mi_metric, prior)
     panels = list(dict.fromkeys(canonical(p.panel) for p in points))
     series = list(dict.fromkeys(p.series for p in points))
@@ -185,13 +188,13 @@ def _draw_tradeoff_points(ax: Any, usable: list[Any], series: list[str], x: str,
             subset = [p for p in usable if p.series == name and p.chosen is chosen]
             if not subset:
                 continue
-            colour = f"C{index % 10}"
+            colour, marker = f"C{index % 10}", MARKERS[index % len(MARKERS)]
             container = ax.errorbar(
                 [p.stats[x][0] for p in subset],
                 [p.stats[y][0] for p in subset],
                 xerr=[p.stats[x][1] or 0.0 for p in subset],
                 yerr=[p.stats[y][1] or 0.0 for p in subset],
-                fmt=MARKERS[index % len(MARKERS)],
+                fmt=marker,
                 color=colour,
                 markerfacecolor=colour if chosen else "none",
                 capsize=2,
@@ -207,6 +210,8 @@ def _draw_tradeoff_points(ax: Any, usable: list[Any], series: list[str], x: str,
                     textcoords="offset points",
                 )
             drawn.append(_read_back(container, subset[0].panel, x, y, name, chosen))
+            priors = tuple(dict.fromkeys(prior for p in subset for prior in p.priors))
+            drawn[-1].update(colour=colour, marker=marker, priors=priors)
     return drawn
 
 

@@ -19,6 +19,10 @@ Writes into ``--out`` (default ``RESULTS_DIR/report``):
   computed, IW-NLL; every cell but the seed a point with error bars over seeds, one colour and marker per method;
 - ``curves.png``: every finished cell's validation -ELBO against the training step, a dot at the tested model.
 
+With ``[suite] published = "NAME"``, a section sets the published figures of ``benchmarks/published/NAME.toml``
+beside each method's row, per data set, with each method's time per training step and the orderings of the methods
+measured and published (:mod:`vaezoo_bench.comparison`).
+
 With ``[select]``, each tuned row shows its chosen value beside it, a section lists every selection group's choice
 and why, and an appendix lists every swept value's validation and test metrics. With ``[suite] reference``, an MI
 that differs from its reference row's by less than the estimator can resolve is marked "(n.d.)".
@@ -50,6 +54,7 @@ from vaezoo_bench.aggregate import (
     Matrix,
     canonical,
     compare_mi,
+    format_entry,
     format_value,
     groups,
     load_matrix,
@@ -58,11 +63,9 @@ from vaezoo_bench.aggregate import (
     prior_label,
     reference_group,
 )
+from vaezoo_bench.comparison import published_section
 from vaezoo_bench.results import DAMAGED, OK, PENDING
 
-DIGITS = {"au": 1}
-#: Metrics that count things: a single seed's value is printed as the whole number it is.
-COUNTS = {"au"}
 LAYOUT_TITLES = {
     "table1": "in the layout of the paper's Table 1",
     "table2": "in the layout of the paper's Table 2",
@@ -108,21 +111,6 @@ def _columns(matrix: Matrix) -> list[tuple[str, str]]:
     return [(canonical(v), f"{matrix.describe(column, v)} ") for v in matrix.axis_values[column]]
 
 
-def format_entry(group: Group | None, metric: str) -> str:
-    """The mean ± std over the group's finished seeds, "(k/n)" when some did not finish, or why none did."""
-    if group is None:
-        return "n/a"
-    if group.status() != OK:
-        return group.status()
-    values = group.values(metric)
-    if not values:
-        return "n/a"
-    mean, std = mean_std(values)
-    digits = 0 if std is None and metric in COUNTS else DIGITS.get(metric, 2)
-    text = f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
-    return text + (f" ({len(values)}/{group.planned})" if len(values) < group.planned else "")
-
-
 def _last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else ""
@@ -137,6 +125,7 @@ def render_markdown(matrix: Matrix, table: Sequence[Group], figures: Sequence[Fi
     notes = _table_notes(matrix, table, comparisons)
     if notes:
         out += ["", *notes]
+    out += published_section(matrix, table)
     if figures:
         out += ["", "## Figures", ""]
         for title, name, caption in figures:
@@ -492,12 +481,22 @@ def make_directory(path: Path, role: str) -> None:
 def _tradeoff_caption(settings: dict[str, str], drawn: Sequence[dict[str, Any]]) -> Figure:
     mi = METRIC_TITLES[settings["mi"]]
     points = sum(len(d["points"]) for d in drawn if d["x"] == "neg_elbo" and d["y"] == settings["mi"])
+    others: dict[str, list[str]] = {}
+    for entry in drawn:
+        for prior in entry["priors"]:
+            if prior != settings["prior"] and entry["series"] not in others.setdefault(prior, []):
+                others[prior].append(entry["series"])
+    elsewhere = "; ".join(f"{', '.join(series)} under {prior_label(prior)}" for prior, series in others.items())
     caption = (
         f"Trade-off: {mi} and AU against -ELBO (and IW-NLL where computed), one point per cell but the seed "
         f"({points} points), mean ± std over seeds in both directions, one colour and marker per method; hollow "
         f"markers are swept values that were not chosen. -ELBO and IW-NLL under the test prior "
-        f"{prior_label(settings['prior'])}, or the cell's first test prior where it was not evaluated under it "
-        "(β-VAE, whose f(K,β,0) is 1)."
+        f"{prior_label(settings['prior'])}"
+        + (
+            f", but {elsewhere}: the cells' first test prior, the only one they were evaluated under."
+            if others
+            else "."
+        )
     )
     return (f"{mi} and AU against -ELBO", TRADEOFF_FIGURE, caption)
 

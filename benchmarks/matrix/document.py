@@ -28,13 +28,18 @@ def matrix_document(suite: Suite, profile: Profile | None, cells: Sequence[Cell]
             "x_axis": suite.table.x_axis,
             "headers": suite.table.headers,
         },
-        "axes": [{"name": a.name, "values": [a.label(v) for v in a.values]} for a in axes],
+        "axes": [
+            {"name": a.name, "values": [a.label(v) for v in a.values], "ids": [a.slug(v) for v in a.values]}
+            for a in axes
+        ],
         "cells": [_cell_entry(c) for c in cells],
     }
     if suite.table.reference is not None:
         document["table"]["reference"] = _labels(axes, suite.table.reference)
     if suite.table.tradeoff is not None:
         document["table"]["tradeoff"] = dict(suite.table.tradeoff)
+    if suite.table.published is not None:
+        document["table"]["published"] = suite.table.published
     if suite.selections:
         document["selection"] = {
             "rules": [_rule_entry(s, axes) for s in suite.selections],

@@ -50,7 +50,9 @@ class Table:
     """How the report lays out the results (stored in matrix.json for the report).
 
     ``reference`` (axis -> value id) names the row each row's MI is compared with (the β-VAE row of the same β,
-    say); ``tradeoff`` holds the trade-off figure's settings (``mi``, ``prior``) when the suite asks for it."""
+    say); ``tradeoff`` holds the trade-off figure's settings (``mi``, ``prior``) when the suite asks for it;
+    ``published`` names the file of published figures (``benchmarks/published/NAME.toml``) the report sets beside
+    each method's row."""
 
     layout: str
     rows: tuple[str, ...]
@@ -61,6 +63,7 @@ class Table:
     headers: dict[str, str]
     reference: dict[str, str] | None = None
     tradeoff: dict[str, str] | None = None
+    published: str | None = None
 
 
 @attrs.frozen

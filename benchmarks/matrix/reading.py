@@ -16,7 +16,8 @@ A suite file has four tables (see ``benchmarks/README.md`` for a full example):
 - ``[select]`` (or several ``[[select]]``): tuned axes and the rule that chooses their value per *selection
   group* (the cells that share every other axis value but the seed) from the runs' validation metrics; see
   :class:`~vaezoo_bench.matrix.model.Selection`. ``[suite]`` may also hold ``exclude`` (cells left out of the
-  product), ``reference`` (the row the report compares MI with) and ``tradeoff`` (the report's trade-off figure).
+  product), ``reference`` (the row the report compares MI with), ``tradeoff`` (the report's trade-off figure) and
+  ``published`` (the file of published figures the report sets beside each method, ``benchmarks/published/``).
 
 A cell's raw config is ``merge_raw(base, profile, variant fragments in axis order, parameter values)``.
 vaezoo's ``merge_raw`` drops a component's parameters when a later layer names another component, so a variant
@@ -31,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vaezoo.api import SECTIONS
+from vaezoo.api import SECTIONS, UsageError
 from vaezoo_bench.aggregate import CONSTRAINT_METRICS, MI_METRICS, RULES
 from vaezoo_bench.matrix.checks import Reader
 from vaezoo_bench.matrix.model import (
@@ -47,6 +48,7 @@ from vaezoo_bench.matrix.model import (
     selection_where,
     slugify,
 )
+from vaezoo_bench.published import load_published
 
 LAYOUTS = ("table1", "table2", "generic")
 DEFAULT_COLUMNS = {
@@ -71,6 +73,7 @@ SUITE_KEYS = (
     "exclude",
     "reference",
     "tradeoff",
+    "published",
 )
 VARIANT_KEYS = ("label", "id", "test_priors")
 SELECT_KEYS = ("axes", "where", "rule", "metric", "split", "sweep_seeds", "within")
@@ -366,6 +369,7 @@ def _table(
         headers={str(k): str(v) for k, v in headers.items()},
         reference=None if "reference" not in meta else reader.single(meta["reference"], "[suite] reference", axes),
         tradeoff=None if "tradeoff" not in meta else _tradeoff(reader, meta["tradeoff"]),
+        published=None if "published" not in meta else _published(reader, meta["published"], rows, column_axis),
     )
 
 
@@ -376,3 +380,20 @@ def _tradeoff(reader: Reader, value: Any) -> dict[str, str]:
     mi = reader.one_of(table.get("mi", MI_METRICS[0]), "[suite] tradeoff mi", MI_METRICS, MI_ESTIMATOR)
     prior = reader.test_priors([table.get("prior", "optimal")], "[suite] tradeoff prior")[0]
     return {"mi": mi, "prior": prior}
+
+
+def _published(reader: Reader, name: Any, rows: Sequence[str], column_axis: str | None) -> str:
+    """``[suite] published = "NAME"``: a shipped file of published figures, read and checked now (a damaged one is
+    refused before any cell runs), for a suite whose rows are its ``method`` axis and which has a column axis (the
+    data set): the figures are keyed by both."""
+    if not isinstance(name, str):
+        raise reader.fail(f"[suite] published must name a file of published figures, got {name!r}")
+    if list(rows) != ["method"] or column_axis is None:
+        raise reader.fail(
+            '[suite] published needs rows = ["method"] and a column_axis (the data set): its figures are keyed by both'
+        )
+    try:
+        load_published(name)
+    except UsageError as error:
+        raise reader.fail(f"[suite] {error}") from None
+    return name

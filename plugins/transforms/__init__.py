@@ -1,4 +1,4 @@
-"""Posterior transforms: BN-VAE's batch-normalised means and δ-VAE's committed rate."""
+"""Posterior transforms: BN-VAE's batch-normalised means, δ-VAE's committed rate and SA-VAE's refinement."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from vaezoo.api import hookimpl
 def vaezoo_register(register) -> None:
     from vaezoo_plugins.transforms.batchnorm import BatchNormMeans
     from vaezoo_plugins.transforms.delta import CommittedRate
+    from vaezoo_plugins.transforms.svi import SemiAmortized
 
-    for transform in (BatchNormMeans, CommittedRate):
+    for transform in (BatchNormMeans, CommittedRate, SemiAmortized):
         register(transform)

@@ -8,7 +8,8 @@ from vaezoo.api import hookimpl
 
 @hookimpl
 def vaezoo_register(register) -> None:
+    from vaezoo_plugins.strategies.pretrain import Pretrain
     from vaezoo_plugins.strategies.standard import Standard
 
-    for strategy in (Standard,):
+    for strategy in (Standard, Pretrain):
         register(strategy)

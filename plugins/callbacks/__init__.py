@@ -1,4 +1,4 @@
-"""Callbacks: CSV and TensorBoard logging, cyclical KL annealing, early stopping."""
+"""Callbacks: CSV and TensorBoard logging, cyclical and linear KL annealing, early stopping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from vaezoo.api import hookimpl
 
 @hookimpl
 def vaezoo_register(register) -> None:
-    from vaezoo_plugins.callbacks.standard import CSVLogger, CyclicalKLAnnealing, EarlyStopping, TensorBoardLogger
+    from vaezoo_plugins.callbacks.standard import (
+        CSVLogger,
+        CyclicalKLAnnealing,
+        EarlyStopping,
+        LinearKLAnnealing,
+        TensorBoardLogger,
+    )
 
-    for callback in (CSVLogger, TensorBoardLogger, CyclicalKLAnnealing, EarlyStopping):
+    for callback in (CSVLogger, TensorBoardLogger, CyclicalKLAnnealing, LinearKLAnnealing, EarlyStopping):
         register(callback)

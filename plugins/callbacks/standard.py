@@ -1,4 +1,4 @@
-"""Callbacks on a run's lifecycle: a CSV and a TensorBoard logger, cyclical KL annealing, early stopping.
+"""Callbacks on a run's lifecycle: a CSV and a TensorBoard logger, cyclical and linear KL annealing, early stopping.
 
 Each is added to a run with ``--callback NAME`` and configured with ``--set callbacks.NAME.PARAM=VALUE``; see
 ``vaezoo.api.Callback`` for the methods and when they are called.
@@ -141,17 +141,22 @@ class CyclicalKLAnnealing(Callback):
         ratio: float = param(0.5, ge=1e-6, le=1, help="fraction of each cycle over which beta rises from 0 to 1")
 
     def incompatibility(self, session, registry) -> str | None:
-        chosen = session.config.regularizer.name
-        if session.model.regularizer.uses_kl_scale:
-            return None
-        users = [name for name, entry in registry.entries("regularizer").items() if entry.cls.uses_kl_scale]
-        return (
-            f"regularizer {chosen!r} has no KL weight that a schedule scales (it does not read Step.kl_scale), so "
-            f"the schedule would change nothing; regularizers that use it: {', '.join(users) or '(none registered)'}"
-        )
+        return _unscaled_kl(session, registry)
 
     def kl_scale(self, run, step: int) -> float:
         return cyclical_factor(step, run.total_steps, self.params.cycles, self.params.ratio)
+
+
+def _unscaled_kl(session, registry) -> str | None:
+    """Why a KL schedule cannot act on the run of ``session``: its regulariser reads no ``Step.kl_scale``."""
+    chosen = session.config.regularizer.name
+    if session.model.regularizer.uses_kl_scale:
+        return None
+    users = [name for name, entry in registry.entries("regularizer").items() if entry.cls.uses_kl_scale]
+    return (
+        f"regularizer {chosen!r} has no KL weight that a schedule scales (it does not read Step.kl_scale), so "
+        f"the schedule would change nothing; regularizers that use it: {', '.join(users) or '(none registered)'}"
+    )
 
 
 def cyclical_factor(step: int, total_steps: int, cycles: int, ratio: float) -> float:
@@ -162,11 +167,54 @@ def cyclical_factor(step: int, total_steps: int, cycles: int, ratio: float) -> f
     return min(1.0, tau / ratio)
 
 
+class LinearKLAnnealing(Callback):
+    """Linear KL annealing: the factor on β rises from ``start`` at step ``begin`` to 1 at step ``begin + steps`` and
+    stays at 1; before ``begin`` it is ``start`` (docs/maths.md "Autoencoder pretraining and free bits").
+
+    This is the warm-up of He et al. (2019) and Li et al. (2019), ``kl_weight = min(1, kl_weight + rate)`` once
+    per batch with ``rate = (1 - kl_start) / (warm_up * N / batch_size)``: their ``kl_start`` is ``start`` (0 in
+    Li et al.'s recipe, 0.1 in He et al.'s), and ``warm_up`` epochs are ``steps = warm_up * steps_per_epoch``
+    (``steps_per_epoch`` = ceil(N / train.batch_size) here; their N / batch_size is the nominal count, so their
+    ramp ends a little before ``warm_up`` epochs of bucketed batches). Kim et al. (2018) add
+    ``1 / (warmup * n_batches)`` from 0.1, which is ``start = 0.1`` with ``steps = 0.9 * warmup * n_batches``. All
+    three add the increment before each step, so their k-th step of the ramp (from 0) has the factor ours has at
+    step ``begin + k + 1``: theirs is one step ahead. Steps are counted from 0 (the step of ``kl_scale``); after
+    autoencoder pretraining (strategy ``pretrain`` with ``steps = S``) the first step of the VAE is step S, so
+    ``begin = S``. A run whose regulariser reads no KL scale is refused before training."""
+
+    name = "linear_kl"
+    description = "linear annealing of the KL weight beta from start to 1 (He et al., Li et al. 2019)"
+    changes_training = True
+
+    @attrs.frozen
+    class Params:
+        start: float = param(0.0, ge=0, le=1, help="factor on beta up to and at step begin (their kl_start)")
+        steps: int = param(1000, ge=1, le=10**9, help="steps over which the factor rises from start to 1")
+        begin: int = param(0, ge=0, le=10**9, help="first step of the ramp (after a pretraining phase: its steps)")
+
+    def incompatibility(self, session, registry) -> str | None:
+        return _unscaled_kl(session, registry)
+
+    def kl_scale(self, run, step: int) -> float:
+        return linear_factor(step, self.params.start, self.params.steps, self.params.begin)
+
+
+def linear_factor(step: int, start: float, steps: int, begin: int) -> float:
+    """The factor on β at ``step`` (from 0): ``start + (1 - start) * min(1, (step - begin) / steps)`` from
+    ``begin`` on, ``start`` before."""
+    if step < begin:
+        return start
+    return start + (1.0 - start) * min(1.0, (step - begin) / steps)
+
+
 class EarlyStopping(Callback):
-    """Stops training when a validation metric has not improved for ``patience`` evaluations in a row. A resumed run
-    counts from its validation lines, so it stops where the run straight through would have. With
-    ``train.test_model = "best"`` the test metrics are those of the best validation -ELBO's model. A metric the
-    run's validation lines will not hold (IW-NLL, perplexities of images, ...) is refused before training."""
+    """Stops training when a validation metric has not improved for ``patience`` evaluations in a row, watching the
+    validation lines from step ``begin`` on. A pretraining phase (strategy ``pretrain``, ``steps = S``) ends with a
+    decoder reset that makes the validation loss jump, so its lines must not be watched: the line of step S, after S
+    steps, is still the pretrained model's, and ``begin = S + 1`` leaves it out. A resumed run counts from its
+    validation lines, so it stops where the run straight through would have. With ``train.test_model = "best"`` the
+    test metrics are those of the best validation -ELBO's model. A metric the run's validation lines will not hold
+    (IW-NLL, perplexities of images, ...) is refused before training."""
 
     name = "early_stop"
     description = "stop training when a validation metric stops improving"
@@ -182,6 +230,13 @@ class EarlyStopping(Callback):
         )
         patience: int = param(3, ge=1, le=10**6, help="evaluations without improvement before stopping")
         min_delta: float = param(0.0, ge=0, le=10**6, help="smallest change that counts as an improvement")
+        begin: int = param(
+            0,
+            ge=0,
+            le=10**9,
+            help="validation lines of steps before this one neither count towards patience nor set the best value; "
+            "after a pretraining phase of S steps, S + 1 (the line of step S is the model before its decoder reset)",
+        )
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)
@@ -209,8 +264,10 @@ class EarlyStopping(Callback):
         """Rebuild the count from the run's validation lines, and say so on stderr when the validations left are
         too few to ever stop (a note, not an error: a suite's short profile may keep the callback of its long one)."""
         self.best = BestSoFar(self.params.metric, self.mode, self.params.min_delta)
-        self.best.replay(read_json_lines(run.run_dir / METRICS_NAME), run.start_step)
-        left = validations_left(run.start_step, run.total_steps, run.config.train.eval_every)
+        lines = read_json_lines(run.run_dir / METRICS_NAME)
+        self.best.replay([line for line in lines if line.get("step", 0) >= self.params.begin], run.start_step)
+        watched_from = max(run.start_step, self.params.begin - 1)  # the lines this callback will still be shown
+        left = validations_left(watched_from, run.total_steps, run.config.train.eval_every)
         # the first validation sets the best; each one after it without improvement counts towards patience
         needed = self.params.patience + (1 if self.best.value is None else -self.best.waited)
         if left < needed:
@@ -222,7 +279,7 @@ class EarlyStopping(Callback):
             )
 
     def evaluated(self, run, step: int, split: str, metrics: dict) -> bool:
-        if split != "valid":
+        if split != "valid" or step < self.params.begin:
             return False
         if self.params.metric not in metrics:
             raise UsageError(

@@ -1,4 +1,5 @@
-"""Regularisers: β-VAE, InfoVAE (MMD), the adversarial autoencoder and NC-VAE, with NC-VAE's test priors."""
+"""Regularisers: β-VAE, InfoVAE (MMD), the adversarial autoencoder, NC-VAE (with its test priors) and Li et al.'s
+per-example free bits."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from vaezoo.api import hookimpl
 def vaezoo_register(register) -> None:
     from vaezoo_plugins.regularizers.aae import AAE
     from vaezoo_plugins.regularizers.betavae import BetaVAE
+    from vaezoo_plugins.regularizers.freebits import MaskedFreeBits
     from vaezoo_plugins.regularizers.infovae import InfoVAE
     from vaezoo_plugins.regularizers.ncvae import NCVAE
 
-    for regularizer in (BetaVAE, InfoVAE, AAE, NCVAE):
+    for regularizer in (BetaVAE, InfoVAE, AAE, NCVAE, MaskedFreeBits):
         register(regularizer)
 
 

@@ -12,7 +12,13 @@ from vaezoo.api import Regularizer, Step, param
 class BetaParams:
     beta: float = param(1.0, ge=0, le=10**6, help="weight of KL(q(z|x) || p(z))")
     warmup_steps: int = param(0, ge=0, le=10**9, help="anneal the KL weight linearly from 0 over this many steps")
-    free_bits: float = param(0.0, ge=0, le=10**6, help="nats per latent dim below which the KL is not penalised")
+    free_bits: float = param(
+        0.0,
+        ge=0,
+        le=10**6,
+        help="Kingma et al.'s free bits: nats per latent dim below which the batch-averaged KL is not penalised "
+        "(fb_masked is Li et al.'s per-example rule)",
+    )
 
 
 def kl_weight(beta: float, warmup_steps: int, step: int) -> float:
@@ -23,9 +29,11 @@ def kl_weight(beta: float, warmup_steps: int, step: int) -> float:
 def penalised_kl(step: Step, free_bits: float) -> Tensor:
     """KL(q(z|x) || p(z)) averaged over the batch and summed over latent dims.
 
-    With free bits lambda > 0, each dim's batch-averaged KL is clamped from below at lambda
-    (Kingma et al. 2016), so dims under lambda nats receive no gradient. With a prior that does not factorise
-    over dims (a mixture), the KL of the whole code is clamped at d * lambda instead (docs/maths.md section 1).
+    With free bits lambda > 0 (Kingma et al. 2016), each dim's batch-averaged KL is clamped from below at lambda,
+    so dims under lambda nats receive no gradient: the rule is decided once per batch and dimension, unlike Li et
+    al.'s free bits (regulariser ``fb_masked``), decided per example and dimension. With a prior that does not
+    factorise over dims (a mixture), the KL of the whole code is clamped at d * lambda instead (docs/maths.md
+    section 1).
     """
     if free_bits == 0:
         return step.kl().mean()

@@ -1,5 +1,5 @@
 """Training strategies: the standard step, and the remedies of posterior collapse that change the update rule
-(aggressive inference training, semi-amortised inference, autoencoder pretraining)."""
+(aggressive inference training, autoencoder pretraining)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from vaezoo.api import hookimpl
 @hookimpl
 def vaezoo_register(register) -> None:
     from vaezoo_plugins.strategies.aggressive import Aggressive
+    from vaezoo_plugins.strategies.pretrain import Pretrain
     from vaezoo_plugins.strategies.standard import Standard
 
-    for strategy in (Standard, Aggressive):
+    for strategy in (Standard, Aggressive, Pretrain):
         register(strategy)

@@ -163,7 +163,7 @@ def test_auxiliary_parameters_get_their_own_optimiser_and_are_checkpointed(tmp_p
     trainer = Trainer(config, registry, tmp_path, None)
     assert all(
         p is not trainer.session.model.regularizer.offset
-        for p in trainer.training_step.optimizer.param_groups[0]["params"]
+        for p in trainer.strategy.optimizers()["optimizer"].param_groups[0]["params"]
     )
     trainer.run()
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)

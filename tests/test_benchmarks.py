@@ -25,6 +25,7 @@ from tests.conftest import REPO
 from vaezoo import hookimpl
 from vaezoo.base.errors import UsageError
 from vaezoo.components.interfaces import Data, DataSource, DataSpec
+from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.plugins.loading import load_plugins
 from vaezoo_bench.matrix.document import matrix_document
 from vaezoo_bench.matrix.expansion import effective_axes, expand, parse_selection, select
@@ -107,6 +108,8 @@ def test_variant_fragments_merge_after_base_and_profile_and_before_parameter_axe
     ("change", "fragments"),
     [
         (("regularizer.beta = [", "optimizer.lr = ["), ["optimizer.lr", "SECTION.PARAM"]),
+        (("regularizer.beta = [", '"callbacks.early_stop" = ['), ["callbacks.early_stop", "callbacks.NAME.PARAM"]),
+        (("regularizer.beta = [", '"regularizer.beta.x.y" = ['), ["regularizer.beta.x.y", "SECTION.PARAM"]),
         (('rows = ["method", "regularizer.beta"]', 'rows = ["method"]'), ["rows", "regularizer.beta"]),
         (('"train.seed" = [0, 1]', '"train.seed" = []'), ["train.seed", "non-empty list"]),
         (('{ label = "β-VAE", id = "vae",', '{ label = "β-VAE", id = "vae", colour = 1,'), ["unknown key 'colour'"]),
@@ -635,3 +638,43 @@ def test_a_third_party_metric_is_a_column_a_selection_metric_and_an_early_stoppi
         norms = [line["valid"]["code_norm"] for line in lines if "valid" in line]
         best = norms.index(min(norms))
         assert cell["train"]["steps"] == 100 or len(norms) - 1 - best >= 2, (cell["id"], norms)
+
+
+# -- the remedies suites: every remedy, its own knob tuned by its stated rule, three seeds -----------------------
+
+#: The knob each remedy tunes, and the rule: NC-VAE's δ for the largest validation MI, every other for the
+#: smallest validation -ELBO.
+REMEDY_KNOBS = {
+    "ncvae-cd": ("regularizer.delta", "max", "mi_he"),
+    "bnvae": ("transform.gamma", "min", "neg_elbo"),
+    "deltavae": ("transform.delta", "min", "neg_elbo"),
+    "ae-fb": ("regularizer.target", "min", "neg_elbo"),
+    "anneal": ("callbacks.linear_kl.steps", "min", "neg_elbo"),
+    "cyclical": ("callbacks.cyclical_kl.cycles", "min", "neg_elbo"),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "skip_decoder"), [("remedies-text", "skip_lstm"), ("remedies-images", "skip_pixelcnn")]
+)
+def test_the_remedies_suites_run_every_remedy_with_its_knob_tuned_on_three_seeds(name, skip_decoder, registry):
+    suite = load_suite(SUITES / f"{name}.toml")
+    tuned = {next(iter(s.where["method"])): (*s.axes, s.rule, s.metric) for s in suite.selections}
+    assert tuned == REMEDY_KNOBS and all(s.split == "valid" and s.sweep_seeds == 1 for s in suite.selections)
+    cells = expand(suite, choose_profile(suite, "cpu"))
+    methods = {c.value_ids["method"] for c in cells}
+    assert methods >= {"vae", "aggressive", "savae", "skip", *REMEDY_KNOBS}
+    for cell in cells:
+        config = resolve(merge_raw(cell.raw), registry)  # every cell is a valid run of the registered components
+        method = cell.value_ids["method"]
+        assert config.train.seed in (0, 1, 2) and (method in REMEDY_KNOBS) == (cell.phase is not None)
+        if method == "skip":  # the data axis's network sizes reach the skip decoder too
+            plain = next(c for c in cells if c.value_ids["method"] == "vae")
+            assert config.decoder.name == skip_decoder
+            assert {k: v for k, v in cell.raw["decoder"].items() if k != "name"} == {
+                k: v for k, v in plain.raw["decoder"].items() if k != "name"
+            }
+    anneal = [c for c in cells if c.value_ids["method"] == "anneal"]
+    steps = {c.raw["callbacks"]["linear_kl"]["steps"] for c in anneal}
+    assert len(steps) == 2 and all(c.raw["callbacks"]["linear_kl"]["start"] == 0.1 for c in anneal)
+    assert all("linear_kl" not in c.raw.get("callbacks", {}) for c in cells if c.value_ids["method"] == "vae")

@@ -104,8 +104,8 @@ class SuiteReader(Reader):
         if "." in name:
             section, _, param = name.partition(".")
             # a callback's parameter is one level deeper: callbacks.NAME.PARAM
-            nested = section == "callbacks" and param.count(".") == 1 and all(param.split("."))
-            if section not in SECTIONS or not param or ("." in param and not nested):
+            nested = param.count(".") == 1 and all(param.split("."))
+            if section not in SECTIONS or not param or ("." in param if section != "callbacks" else not nested):
                 raise self.fail(
                     f"parameter axis {name!r} must be SECTION.PARAM with SECTION one of {SECTIONS}, or "
                     "callbacks.NAME.PARAM"

@@ -8,11 +8,12 @@ import torch
 
 from tests.conftest import small_config, small_raw
 from tests.test_training import read_metrics
+from vaezoo.base.errors import UsageError
 from vaezoo.config.run_config import merge_raw, resolve
 from vaezoo.model.assembly import build_model
 from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaezoo.training.distributed import Context
-from vaezoo.training.strategy import TrainingBatch
+from vaezoo.training.strategy import TrainingBatch, build_strategy
 from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.data.text import PTB, PTBParams
 from vaezoo_plugins.strategies.aggressive import Aggressive, AggressiveParams
@@ -132,3 +133,12 @@ def test_an_aggressive_run_resumed_across_the_end_of_its_phase_is_the_run_straig
     a, b = (load_checkpoint(path / CHECKPOINT_NAME) for path in (tmp_path / "straight", half))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert str(a["encoder_optimizer"]) == str(b["encoder_optimizer"])
+
+
+def test_a_strategy_that_cannot_train_data_parallel_is_refused_in_a_distributed_run(registry):
+    config = small_config(registry, strategy={"name": "aggressive"})
+    data = registry.get("data", "synthetic").cls(config.data.params).load(None, 0)
+    model = build_model(config, registry, data.spec)
+    with pytest.raises(UsageError, match=r"^strategy 'aggressive' cannot train data-parallel \(2 processes\)"):
+        build_strategy(config, registry, model, data, Context(rank=0, world_size=2))
+    assert build_strategy(config, registry, model, data, Context()).aggressive

@@ -158,3 +158,24 @@ def test_the_measured_tables_of_the_benchmarks_readme_are_what_their_kept_record
         assert len(row[2:]) == len(report_row)
         for quoted, figure in zip(row[2:], report_row, strict=True):
             assert agrees(quoted, figure), (beta, method, quoted, figure)
+
+
+#: The remedies' measured tables in benchmarks/README.md: (records, the data set's heading in the report, the heading
+#: of the README's table).
+REMEDIES = {"remedies-text-cpu": ("### PTB", "### Remedies on PTB, `cpu` profile: measured")}
+
+
+@pytest.mark.parametrize("records", sorted(REMEDIES))
+def test_the_remedies_tables_of_the_benchmarks_readme_are_what_their_kept_records_render(records, tmp_path):
+    """The README quotes the report's table of published and measured figures as the kept records render it, row
+    by row, and the orderings below it."""
+    report_heading, readme_heading = REMEDIES[records]
+    write_report(REPO / "benchmarks" / "measured" / records, tmp_path, plots=False)
+    report = (tmp_path / "report.md").read_text()
+    published = report[report.index("## Published figures") :]
+    readme = (REPO / "benchmarks" / "README.md").read_text()
+    rendered = markdown_rows(published, report_heading)
+    assert markdown_rows(readme, readme_heading) == rendered
+    orderings = published[published.index(report_heading) :]
+    quoted = readme[readme.index(readme_heading) :]
+    assert markdown_rows(quoted, "| ranked by |") == markdown_rows(orderings, "| ranked by |")

@@ -311,7 +311,7 @@ STOP_ON = ["--callback", "early_stop", "--set"]
         ),
         pytest.param(
             ["--regularizer", "aae", "--callback", "cyclical_kl"],
-            ["regularizer 'aae'", "use it: betavae, ncvae"],
+            ["regularizer 'aae'", "use it: betavae, fb_masked, ncvae"],
             id="cyclical-kl-aae",
         ),
         pytest.param(

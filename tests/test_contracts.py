@@ -232,3 +232,4 @@ def test_strategy_contract(name):
     fresh.load_state_dict(strategy.state_dict())
     for key, optimizer in fresh.optimizers().items():
         optimizer.load_state_dict(strategy.optimizers()[key].state_dict())
+        assert str(optimizer.state_dict()) == str(strategy.optimizers()[key].state_dict()), key

@@ -44,7 +44,8 @@ class AggressiveParams:
 
 class Aggressive(TrainingStrategy):
     """He et al.'s aggressive training; one process only (it decides from validation lines, which rank 0 alone
-    sees, and steps the encoder outside the wrapped forward pass's pairing of one backward per forward)."""
+    sees, and steps the encoder outside the wrapped forward pass's pairing of one backward per forward). Its phase
+    needs no checkpoint: it is rebuilt from the validation lines (:meth:`TrainingStrategy.evaluated`)."""
 
     name = "aggressive"
     description = "He et al. 2019: the encoder trained to convergence before each decoder step, until MI stalls"
@@ -129,6 +130,3 @@ class Aggressive(TrainingStrategy):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"encoder_optimizer": self.encoder_optimizer, "decoder_optimizer": self.decoder_optimizer}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}  # the phase is rebuilt from the validation lines (TrainingStrategy.evaluated)

@@ -28,6 +28,8 @@ TINY = [
 ]  # fmt: skip
 # Long enough to be caught in the middle (about 20 s on one idle thread), small enough to resume quickly.
 LONG = ["run", *TINY, "--steps", "3000", "--set", "train.eval_every=500", "--set", "data.n_train=2048"]
+# A run that cannot end while a test acts on it, however fast the machine: the test kills it.
+ENDLESS = [*LONG, "--steps", "10000000"]
 
 
 def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -142,7 +144,7 @@ def test_resume_records_what_it_changed_and_never_rewrites_the_config(tmp_path):
 
 def test_a_second_process_is_refused_while_one_trains_and_a_dead_holder_is_taken_over(tmp_path):
     out = tmp_path / "run"
-    first = start(*LONG, "--out", str(out))
+    first = start(*ENDLESS, "--out", str(out))
     try:
         wait_for(lambda: checkpoint_step(out) >= 0, first)
         metrics_before = (out / "metrics.jsonl").read_bytes() if (out / "metrics.jsonl").exists() else b""

@@ -1,11 +1,13 @@
 """SA-VAE's posterior transform: the SVI update rule, the refinement on real text, gradients through the unrolled
-steps, evaluation under no_grad, and training through the trainer with an exact resume."""
+steps, exact and by Kim et al.'s finite-difference reverse pass, evaluation under no_grad, and training through the
+trainer with an exact resume."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import attrs
 import pytest
 import torch
 from torch import Tensor, nn
@@ -14,9 +16,12 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 from tests.conftest import small_config
 from vaezoo.api import (
     UNCHECKED,
+    Context,
     DataSpec,
     Decoder,
     Encoder,
+    Prior,
+    TrainingStep,
     UsageError,
     build_model_for_data,
     diagonal_normal,
@@ -24,12 +29,16 @@ from vaezoo.api import (
     merge_raw,
     resolve,
 )
+from vaezoo.cli.main import main
 from vaezoo.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vaezoo.training.trainer import Trainer
 from vaezoo_plugins.networks.lstm import LSTMDecoder, LSTMDecoderParams
 from vaezoo_plugins.networks.pixelcnn import PixelCNNDecoder, PixelCNNParams
 from vaezoo_plugins.priors.gaussian import StandardPrior
-from vaezoo_plugins.transforms.svi import CLIP_EPSILON, SemiAmortized, SVIParams
+from vaezoo_plugins.priors.mixture_priors import MixtureOfGaussians
+from vaezoo_plugins.transforms import svi_backward
+from vaezoo_plugins.transforms.svi import BACKWARDS, CLIP_EPSILON, SemiAmortized, SVIParams
+from vaezoo_plugins.transforms.svi_backward import default_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -198,6 +207,183 @@ def test_gradients_flow_through_the_unrolled_steps_exactly(case):
     assert all(p.grad is None for p in encoder.parameters())
     difference = sum(float((a - p.grad).norm()) for a, p in zip(through_steps, decoder.parameters(), strict=True))
     assert difference > 1e-3 * sum(float(a.norm()) for a in through_steps), "no decoder term through the steps"
+
+
+def through_the_steps(case, max_norm: float, backward: str, prior: Prior | None = None, tamper=None) -> list[Tensor]:
+    """The gradients of a fixed random linear function of λ_K (a loss with no direct term: all of it comes through
+    the steps) with respect to λ0 = (μ0, log σ0²) and then the decoder's and the prior's parameters, from 4 steps
+    with momentum 0.5 drawn from seed 5, differences of step ``FD_STEP``. ``tamper(transform)`` runs between the
+    forward and the backward pass."""
+    encoder, decoder, x = case()
+    steps = {"steps": 4, "lr_mean": 0.2, "lr_logvar": 0.1, "max_grad_norm": max_norm, "fd_step": FD_STEP}
+    transform = savae(decoder, 3, backward=backward, **steps)
+    if prior is not None:
+        transform.attach(decoder, prior)
+    with torch.no_grad():
+        posterior = encoder(x)
+    start = [posterior.mean.clone().requires_grad_(), posterior.variance.log().clone().requires_grad_()]
+    torch.manual_seed(5)
+    weights = torch.randn(2, *start[0].shape, dtype=start[0].dtype)
+    refined = transform(Independent(Normal(start[0], (start[1] / 2).exp()), 1), x)
+    loss = (weights[0] * refined.mean).sum() + (weights[1] * refined.variance.log()).sum()
+    if tamper is not None:
+        tamper(transform)
+    return list(torch.autograd.grad(loss, [*start, *transform.refinement_parameters()]))
+
+
+def mixture_prior() -> Prior:
+    torch.manual_seed(1)
+    return MixtureOfGaussians(MixtureOfGaussians.Params(components=2), 3).double()
+
+
+#: The cases of the finite-difference backward: (case, clip, prior). Both clip some examples' gradients and leave
+#: others; the LSTM decoder draws dropout masks (training mode) that the reverse pass must replay; the learned
+#: mixture prior has no closed-form KL and parameters of its own.
+FD_CASES = {"linear-gaussian+mixture": (real_case, 5.0, mixture_prior), "lstm+dropout": (token_case, 0.8, None)}
+#: The step of the differences in these float64 cases, and ‖finite-difference − exact‖ / ‖exact‖ allowed for each
+#: gradient. The one-sided difference's error is O(step): at most 5e-5 measured here (the mixture prior's curvature
+#: makes the largest), at most 4e-7 with the default step √ε ≈ 1.5e-8 in the LSTM case alone. Smaller steps trade
+#: truncation for rounding: at 1e-8 the mixture case's errors reach 1e-3.
+FD_STEP = 1e-6
+FD_TOLERANCE = 1e-4
+
+
+def relative_errors(approximate: list[Tensor], exact: list[Tensor]) -> list[float]:
+    return [float((a - e).norm() / e.norm()) for a, e in zip(approximate, exact, strict=True)]
+
+
+@pytest.mark.parametrize("name", FD_CASES)
+def test_finite_difference_gradients_through_the_steps_match_the_exact_ones(name):
+    case, max_norm, prior = FD_CASES[name]
+    exact = through_the_steps(case, max_norm, "exact", prior and prior())
+    approximate = through_the_steps(case, max_norm, "finite_difference", prior and prior())
+    parameters = [*case()[1].parameters(), *(prior().parameters() if prior else ())]
+    assert len(exact) == 2 + len(parameters), "λ0, then the decoder's and the prior's parameters"
+    assert all(float(g.norm()) > 1e-3 for g in exact), "every gradient, the mixed terms' too, is far from zero"
+    assert max(relative_errors(approximate, exact)) < FD_TOLERANCE
+
+
+def without_the_momentum_adjoint(transform, monkeypatch) -> None:
+    """The reverse pass as if v were not carried from step to step (γ = 0 in the backward pass only)."""
+    transform.params = attrs.evolve(transform.params, momentum=0.0)
+
+
+def without_the_clip_derivative(transform, monkeypatch) -> None:
+    """The reverse pass differencing in the direction v itself, as if the clip were the identity (as Kim et al.)."""
+    monkeypatch.setattr(svi_backward, "through_clip", lambda transform, gradients, adjoint: adjoint)
+
+
+def without_the_replay(transform, monkeypatch) -> None:
+    """The reverse pass drawing its ε and dropout masks afresh rather than those of the forward pass's steps."""
+    monkeypatch.setattr(svi_backward, "restore_generators", lambda states, device: None)
+
+
+@pytest.mark.parametrize("name", FD_CASES)
+@pytest.mark.parametrize("flaw", [without_the_momentum_adjoint, without_the_clip_derivative, without_the_replay])
+def test_the_tolerance_catches_a_reverse_pass_missing_a_term(name, flaw, monkeypatch):
+    """Each term of the reverse pass, and the replay of the draws, moves some gradient by far more than the
+    tolerance in these cases (dropping the mixed term would zero the parameters' gradients, far from zero above)."""
+    case, max_norm, prior = FD_CASES[name]
+    exact = through_the_steps(case, max_norm, "exact", prior and prior())
+    flawed = through_the_steps(
+        case, max_norm, "finite_difference", prior and prior(), tamper=lambda t: flaw(t, monkeypatch)
+    )
+    assert max(relative_errors(flawed, exact)) > 100 * FD_TOLERANCE
+
+
+@pytest.mark.parametrize("case", [real_case, token_case], ids=["linear-gaussian", "lstm"])
+def test_the_finite_difference_forward_is_the_exact_one_bit_for_bit(case):
+    """Same seed, same λ_K and same draws; the reverse pass replays the draws and leaves the generator as it was."""
+    refined, states = {}, {}
+    for backward in BACKWARDS:
+        encoder, decoder, x = case()
+        transform = savae(decoder, 3, steps=4, lr_mean=0.2, lr_logvar=0.1, max_grad_norm=1.0, backward=backward)
+        torch.manual_seed(5)
+        refined[backward] = transform(encoder(x), x)
+        states[backward] = torch.get_rng_state()
+    exact, approximate = refined["exact"], refined["finite_difference"]
+    assert torch.equal(exact.mean, approximate.mean) and torch.equal(exact.stddev, approximate.stddev)
+    assert torch.equal(states["exact"], states["finite_difference"])
+    (approximate.mean.sum() + approximate.stddev.sum()).backward()
+    assert torch.equal(torch.get_rng_state(), states["finite_difference"])
+
+
+def test_finite_difference_gradients_reach_the_encoder_and_decoder_with_the_direct_term():
+    """The training loss at λ_K: the reverse pass's terms join the decoder's direct term and flow on into the
+    encoder, and what the steps add to the decoder's gradient is far larger than the error."""
+
+    def gradients(backward: str, detach: bool = False) -> tuple[list[Tensor], list[Tensor]]:
+        encoder, decoder, x = token_case()
+        transform = savae(decoder, 3, steps=4, lr_mean=0.2, lr_logvar=0.1, max_grad_norm=0.8, backward=backward)
+        refined_loss(encoder, decoder, transform, x, detach=detach).backward()
+        return [p.grad for p in encoder.parameters()], [p.grad for p in decoder.parameters()]
+
+    exact_encoder, exact_decoder = gradients("exact")
+    encoder, decoder = gradients("finite_difference")
+    _, direct = gradients("exact", detach=True)
+    assert max(relative_errors(encoder + decoder, exact_encoder + exact_decoder)) < FD_TOLERANCE
+    through_steps = sum(float((e - d).norm()) for e, d in zip(exact_decoder, direct, strict=True))
+    error = sum(float((a - e).norm()) for a, e in zip(decoder, exact_decoder, strict=True))
+    assert through_steps > 1e4 * error
+
+
+def test_a_training_step_clips_the_total_gradient_the_finite_differences_joined(registry):
+    """Through the trainer's step (SGD, with ``train.grad_clip`` active), a float32 model moves as with the exact
+    backward: the run's clip sees the parameters' whole gradient, the through-the-steps part included."""
+    moved = {}
+    for backward in BACKWARDS:
+        config = small_config(
+            registry,
+            transform={"name": "savae", "steps": 3, "backward": backward},
+            train={"optimizer": "sgd", "lr": 0.1, "grad_clip": 0.5},
+        )
+        data = registry.get("data", "synthetic").cls(config.data.params).load(None, 0)
+        torch.manual_seed(0)
+        model = build_model_for_data(config, registry, data)
+        before = [p.detach().clone() for p in model.parameters()]
+        torch.manual_seed(1)
+        TrainingStep(model, config.train)(Context().wrap(model), data.train_batch(0, 0, 32, 0), 0, data)
+        moved[backward] = [p.detach() - b for p, b in zip(model.parameters(), before, strict=True)]
+    for steps in moved.values():
+        assert sum(float(step.norm()) ** 2 for step in steps) ** 0.5 == pytest.approx(0.1 * 0.5, rel=1e-4)
+    assert max(relative_errors(moved["finite_difference"], moved["exact"])) < 1e-3
+
+
+class AutocastRecorder(LinearGaussian):
+    """Records whether bf16 autocast was on at each call."""
+
+    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        self.seen.append(torch.is_autocast_enabled("cpu"))
+        return super().log_prob(x, z)
+
+
+def test_the_reverse_pass_replays_the_steps_under_the_autocast_they_ran_in():
+    """The backward pass runs outside autocast; its differences need both gradients computed alike, in bf16 here,
+    and a step that bf16's 8 significant bits resolve: √ε of bf16, 2^-3.5, rather than float32's."""
+    encoder, _, x = real_case()
+    encoder, x = encoder.float(), x.float()
+    decoder = AutocastRecorder(encoder.spec, 3)
+    decoder.seen = []
+    transform = SemiAmortized(SVIParams(steps=2, backward="finite_difference"), 3)
+    transform.attach(decoder, StandardPrior(None, 3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        refined = transform(encoder(x), x)
+    refined.mean.sum().backward()
+    assert decoder.seen == [True] * 4
+    assert default_step(("cpu", True, torch.bfloat16), (x,)) == 2**-3.5
+    assert default_step(("cpu", False, torch.bfloat16), (x,)) == torch.finfo(torch.float32).eps ** 0.5
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("backward=adjoint", "'backward' must be one of exact, finite_difference: 'adjoint'"),
+        ("fd_step=0", "'fd_step' must be > 0: 0.0"),
+    ],
+)
+def test_a_bad_backward_or_step_is_refused_in_one_line(setting, message, capsys):
+    assert main(["run", "--dry-run", "--transform", "savae", "--set", f"transform.{setting}"]) == 2
+    assert capsys.readouterr().err.strip() == f"vaezoo: error: transform 'savae': {message}"
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,9 @@ VARIANTS = {
     "savae/5": {"transform": {"name": "savae", "steps": 5}},
     "savae/10": {"transform": {"name": "savae", "steps": 10}},
     "savae/20": {"transform": {"name": "savae", "steps": 20}},
+    # SA-VAE differentiated by Kim et al.'s finite-difference reverse pass rather than the exact double backward
+    "savae-fd/5": {"transform": {"name": "savae", "steps": 5, "backward": "finite_difference"}},
+    "savae-fd/10": {"transform": {"name": "savae", "steps": 10, "backward": "finite_difference"}},
     "bnvae": {"transform": {"name": "bnvae"}},
     "deltavae": {"transform": {"name": "deltavae"}},
     "fb_masked": {"regularizer": {"name": "fb_masked"}},

@@ -612,7 +612,10 @@ def test_a_third_party_metric_is_a_column_a_selection_metric_and_an_early_stoppi
     # the fixture distribution's metric code_norm, found through its dist-info as if installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_SITE), os.environ.get("PYTHONPATH")]))}
     out = tmp_path / "out"
-    for tool in (["run", str(THIRD_PARTY_SUITE), "--out", str(out), "--jobs", "1"], ["report", str(out), "--no-plots"]):
+    for tool in (
+        ["run", str(THIRD_PARTY_SUITE), "--out", str(out), "--jobs", "2", "--threads", "1"],
+        ["report", str(out), "--no-plots"],
+    ):
         done = subprocess.run(
             [sys.executable, "-m", "vaezoo", "bench", *tool], capture_output=True, text=True, env=env, timeout=600
         )

@@ -360,7 +360,7 @@ def test_a_damaged_file_names_its_path_and_what_is_wrong(tmp_path):
 
 
 def run_suite(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "vaezoo_bench.run", *args, "--threads", "1"]
+    command = [sys.executable, "-m", "vaezoo_bench.run", *args, "--jobs", "2", "--threads", "1"]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 

@@ -25,6 +25,9 @@ from vaezoo_bench.executors import Context, make_executor
 from vaezoo_bench.run import main
 
 SMOKE = REPO / "benchmarks" / "suites" / "smoke.toml"
+#: The smoke suite's quick profile cut to β-VAE and NC-VAE: 6 cells, NC-VAE's in two phases (its δ swept on seed 0,
+#: the chosen δ then run on seed 1), which is what an executor must get right.
+SMOKE_CELLS = [str(SMOKE), "--profile", "quick", "--only", "method=betavae,ncvae"]
 EXECUTOR_SITE = Path(__file__).parent / "fixtures" / "executor_site"
 #: Cells long enough (15 to 20 s of training on one idle core) for a job to be signalled in the middle of one.
 LONG = (
@@ -154,12 +157,12 @@ def interrupt_midway(arguments: list[str], out: Path) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def smoke_locally(tmp_path_factory) -> dict[str, dict]:
-    """The smoke suite's quick profile with the local executor: the results every engine must reproduce."""
+    """``SMOKE_CELLS`` with the local executor: the results every engine must reproduce."""
     out = tmp_path_factory.mktemp("local") / "out"
-    done = run_suite(str(SMOKE), "--profile", "quick", "--jobs", "2", "--threads", "1", "--out", str(out))
+    done = run_suite(*SMOKE_CELLS, "--jobs", "2", "--threads", "1", "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     found = results(out)
-    assert len(found) == 10 and all(status == "ok" for status, _ in found.values())
+    assert len(found) == 6 and all(status == "ok" for status, _ in found.values())
     return found
 
 
@@ -177,7 +180,7 @@ def _interrupted_then_completed(arguments: list[str], out: Path, expected: dict[
 
 @pytest.mark.slow
 def test_slurm_jobs_through_submitit_interrupted_and_rerun_give_the_local_results(smoke_locally, tmp_path):
-    arguments = [str(SMOKE), "--profile", "quick", "--jobs", "2", "--threads", "1"]
+    arguments = [*SMOKE_CELLS, "--jobs", "2", "--threads", "1"]
     arguments += ["--executor", "slurm", "--executor-option", "cluster=local"]
     out = tmp_path / "out"
     _interrupted_then_completed(arguments, out, smoke_locally)
@@ -252,7 +255,7 @@ def ray_cluster() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_ray_tasks_on_a_real_cluster_interrupted_and_rerun_give_the_local_results(smoke_locally, ray_cluster, tmp_path):
-    arguments = [str(SMOKE), "--profile", "quick", "--threads", "1"]
+    arguments = [*SMOKE_CELLS, "--threads", "1"]
     arguments += ["--executor", "ray", "--executor-option", f"address={ray_cluster}"]
     out = tmp_path / "out"
     _interrupted_then_completed(arguments, out, smoke_locally)

@@ -66,8 +66,8 @@ name = "heavy"
     + TINY_BASE.replace("dim = 10", "dim = 200")
     .replace("n_train = 256", "n_train = 1024")
     .replace("hidden = [16]", "hidden = [1024, 1024]")
-    .replace("steps = 20", "steps = 400")
-    .replace("eval_every = 10", "eval_every = 100")
+    .replace("steps = 20", "steps = 300")
+    .replace("eval_every = 10", "eval_every = 75")
     + """
 [axes]
 "train.seed" = [0, 1]
@@ -263,7 +263,10 @@ def test_a_terminals_ctrl_c_to_the_runners_group_stops_each_cell_once_and_reruns
 
 @pytest.mark.slow
 def test_a_runner_killed_outright_leaves_no_cell_running_and_the_rerun_resumes_each_at_its_checkpoint(tmp_path):
-    suite = write(tmp_path, LONG)
+    # cells that checkpoint early (step 1,500) and then train on for seconds: the kill lands while both train
+    suite = write(
+        tmp_path, LONG.replace("steps = 20000", "steps = 8000").replace("eval_every = 5000", "eval_every = 1500")
+    )
     out = tmp_path / "out"
     arguments = [str(suite), "--jobs", "2", "--threads", "1", "--out", str(out)]
     runner = _start_in_own_session(arguments)

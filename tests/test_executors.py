@@ -127,10 +127,12 @@ def history(out: Path, cell: str) -> list[tuple[str, int]]:
 
 
 def trained_once(events: list[tuple[str, int]]) -> bool:
-    """One start, and every resume at the step its interruption checkpointed: no step trained twice."""
+    """One start, and every resume at the step its interruption checkpointed, or, when the interruption came after
+    training, during the final evaluation (which records no interruption), at the last step and only evaluating:
+    no step trained twice."""
     starts = [event for event, _ in events if event == "started"]
     resumes_match = all(
-        step == events[i - 1][1] and events[i - 1][0] == "interrupted"
+        events[i - 1] == ("interrupted", step) or events[i + 1 : i + 2] == [("finished", step)]
         for i, (event, step) in enumerate(events)
         if event == "resumed"
     )
